@@ -1,0 +1,96 @@
+# virtio-tmem top-level Makefile: the one place that says how each part is
+# built and which tests `make test` runs.
+#
+#   make           build the host library (release)
+#   make test      every test the tree has; ends with "N passed, N failed"
+#   make bench     benchmarks: a table on stdout, JSON under build/bench/
+#
+# Variables: BUILD (output root), FUZZ_SECONDS (fuzzer time per target),
+# TEST_SCALE (multiplies randomized test lengths; 1 in CI).
+
+BUILD        ?= build
+FUZZ_SECONDS ?= 60
+TEST_SCALE   ?= 1
+
+CC      ?= cc
+CLANG   ?= clang
+WARN    := -Wall -Wextra -Wshadow -Wstrict-prototypes -Wmissing-prototypes \
+	   -Wpointer-arith -Wformat=2 -Wno-unused-parameter
+CSTD    := -std=c11 -D_GNU_SOURCE
+INCS    := -Iinclude -Ihost-lib
+LIBS    := -llz4 -luring -lpthread
+
+LIB_SRCS   := $(sort $(wildcard host-lib/*.c))
+LIB_HDRS   := $(wildcard host-lib/*.h) include/tmem.h
+TEST_SRCS  := $(sort $(wildcard tests/host-lib/t_*.c))
+TEST_HDRS  := $(wildcard tests/host-lib/*.h)
+FUZZ_SRCS  := $(sort $(wildcard tests/fuzz/fuzz_*.c))
+BENCH_SRCS := $(sort $(wildcard tests/bench/*.c))
+BENCH_HDRS := $(wildcard tests/bench/*.h)
+
+# Two builds of the library and its tests: plain, and under ASan+UBSan.
+CFLAGS_release := -O2 -g
+CFLAGS_asan    := -O1 -g -fno-omit-frame-pointer \
+		  -fsanitize=address,undefined -fno-sanitize-recover=all
+VARIANTS := release asan
+
+.PHONY: all deps lib test test-host-lib test-fuzz bench clean
+.DELETE_ON_ERROR:
+
+all: lib
+
+deps:
+	@scripts/install-deps.sh
+
+lib: $(BUILD)/release/libtmem.a $(BUILD)/release/libtmem.so
+
+define variant_rules
+$(BUILD)/$(1)/obj/%.o: host-lib/%.c $(LIB_HDRS) | deps
+	@mkdir -p $$(@D)
+	$$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) -fPIC -fvisibility=hidden $(INCS) -c $$< -o $$@
+
+$(BUILD)/$(1)/libtmem.a: $(patsubst host-lib/%.c,$(BUILD)/$(1)/obj/%.o,$(LIB_SRCS))
+	@rm -f $$@
+	ar rcs $$@ $$^
+
+$(BUILD)/$(1)/libtmem.so: $(patsubst host-lib/%.c,$(BUILD)/$(1)/obj/%.o,$(LIB_SRCS)) host-lib/libtmem.map
+	$$(CC) $(CFLAGS_$(1)) -shared -Wl,--version-script=host-lib/libtmem.map \
+		-o $$@ $$(filter %.o,$$^) $(LIBS)
+
+$(BUILD)/$(1)/tests/%: tests/host-lib/%.c $(TEST_HDRS) $(BUILD)/$(1)/libtmem.a
+	@mkdir -p $$(@D)
+	$$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INCS) -Itests/host-lib $$< \
+		$(BUILD)/$(1)/libtmem.a $(LIBS) -o $$@
+endef
+$(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
+
+test-bins = $(patsubst tests/host-lib/%.c,$(BUILD)/$(1)/tests/%,$(TEST_SRCS))
+
+test: deps
+	@scripts/run-tests.sh
+
+# One suite of host-lib test programs: make test-host-lib VARIANT=asan
+VARIANT ?= release
+test-host-lib: $(call test-bins,$(VARIANT))
+	@TEST_SCALE=$(TEST_SCALE) tests/run-suite.sh host-lib-$(VARIANT) $^
+
+# libFuzzer targets, each run for FUZZ_SECONDS from its committed corpus.
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))
+$(BUILD)/fuzz/%: tests/fuzz/%.c $(LIB_SRCS) $(LIB_HDRS) | deps
+	@mkdir -p $(@D)
+	$(CLANG) $(CSTD) -O1 -g -fsanitize=fuzzer,address,undefined \
+		-fno-sanitize-recover=all $(INCS) $< $(LIB_SRCS) $(LIBS) -o $@
+test-fuzz: $(FUZZ_BINS)
+	@tests/fuzz/run-fuzzers.sh $(FUZZ_SECONDS) $^
+
+BENCH_BIN := $(BUILD)/release/bench/host-lib-bench
+$(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(BUILD)/release/libtmem.a
+	@mkdir -p $(@D)
+	$(CC) $(CSTD) $(WARN) -O2 -g $(INCS) $(BENCH_SRCS) \
+		$(BUILD)/release/libtmem.a $(LIBS) -o $@
+bench: deps $(BENCH_BIN)
+	@mkdir -p $(BUILD)/bench
+	$(BENCH_BIN) --json $(BUILD)/bench/host-lib.json
+
+clean:
+	rm -rf $(BUILD)

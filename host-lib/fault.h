@@ -1,0 +1,37 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * fault.h - fault injection for tests.
+ *
+ * Not part of the public API and not exported from libtmem.so: tests that
+ * want it link libtmem.a.  A disarmed fault point costs one relaxed load.
+ * Fault points are process-wide, so a test arms them around the calls it
+ * means to break.
+ */
+#ifndef TMEM_FAULT_H
+#define TMEM_FAULT_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+enum tm_fault {
+	TM_FAULT_ALLOC,		/* slab or index allocation fails (ENOMEM) */
+	TM_FAULT_SPILL_WRITE,	/* a spill write completes with -EIO */
+	TM_FAULT_SPILL_ENOSPC,	/* a spill write completes with -ENOSPC */
+	TM_FAULT_SPILL_READ,	/* a spill read completes with -EIO */
+	TM_FAULT_SHORT_READ,	/* a spill read returns half of what was asked */
+	TM_FAULT__COUNT
+};
+
+/* After @skip more checks of @f pass, the next @count checks fire. */
+void tm_fault_arm(enum tm_fault f, uint64_t skip, uint64_t count);
+
+/* Disarm every fault point and zero the hit counters. */
+void tm_fault_reset(void);
+
+/* How many times @f has fired since the last reset. */
+uint64_t tm_fault_hits(enum tm_fault f);
+
+/* Library side: true when this check of @f must fail. */
+bool tm_fault_fire(enum tm_fault f);
+
+#endif /* TMEM_FAULT_H */

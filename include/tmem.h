@@ -1,0 +1,257 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tmem.h - host-side transcendent memory store.
+ *
+ * A store keeps guest pages LZ4-compressed in host RAM, within a byte
+ * budget the host sets and may change at any time.  Pages live in pools.
+ * A persistent pool (frontswap) must return every page it accepted,
+ * byte-identical, until the page is flushed; when RAM runs short its
+ * pages are spilled, compressed, to a scratch file.  An ephemeral pool
+ * (cleancache) may lose any page at any time, and loses them first.
+ *
+ * Pages are keyed by (pool, 192-bit object id, 32-bit index).
+ *
+ * Every call is thread-safe and may be made from any thread.  Calls on
+ * different keys proceed in parallel; there is no store-wide lock on the
+ * put/get path.  Calls that race on the same key are serialised: each
+ * sees the state left by the one before it.
+ *
+ * Errors are returned as negative errno values.  No call aborts on bad
+ * input; a NULL store, an unknown pool or a wrong length is -EINVAL or
+ * -EBADF.
+ */
+#ifndef TMEM_H
+#define TMEM_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+struct tmem_store;
+struct tmem_iter;
+
+/* What to do with a page whose LZ4 output saves less than 1/8 of it. */
+enum tmem_raw_policy {
+	TMEM_RAW_STORE = 0,	/* default: keep it uncompressed */
+	TMEM_RAW_REJECT = 1,	/* refuse the put with -E2BIG */
+};
+
+/* tmem_config.flags */
+#define TMEM_SPILL_KEEP	(1u << 0)	/* do not unlink the spill file */
+
+struct tmem_config {
+	/* RAM budget in bytes: page data, allocator waste and index. */
+	uint64_t budget;
+	/*
+	 * Spill target.  NULL or "" disables spilling.  An existing
+	 * directory gets a fresh file, mode 0600, unlinked at once unless
+	 * TMEM_SPILL_KEEP is set.  Any other path is created (or
+	 * truncated) as the file itself.  The file is scratch: its
+	 * contents mean nothing once the store is destroyed.
+	 */
+	const char *spill_path;
+	/* Largest size the spill file may reach, in bytes. 0: no spill. */
+	uint64_t spill_max;
+	enum tmem_raw_policy raw_policy;
+	uint32_t flags;
+};
+
+/*
+ * tmem_store_create - make a store from @cfg (copied; @cfg and the
+ * string it points to may be freed on return).
+ * Returns 0 and sets *@out, or -EINVAL (bad config), -ENOMEM, or the
+ * errno of opening or setting up the spill file.
+ */
+int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
+
+/*
+ * tmem_store_destroy - free every page, pool and the spill file.
+ * No other call on @s may be running or made afterwards. NULL is a no-op.
+ */
+void tmem_store_destroy(struct tmem_store *s);
+
+enum tmem_pool_kind {
+	TMEM_PERSISTENT = 1,	/* frontswap: puts must come back */
+	TMEM_EPHEMERAL = 2,	/* cleancache: may be dropped any time */
+};
+
+/*
+ * tmem_pool_create - make an empty pool whose pages are @page_size bytes
+ * (4096 or 65536).
+ * Returns the pool id (>= 0), or -EINVAL, or -ENOMEM.  Ids of destroyed
+ * pools are not handed out again until 8191 other pools have used the
+ * same slot, so a stale id is -EBADF rather than someone else's pool.
+ */
+int tmem_pool_create(struct tmem_store *s, enum tmem_pool_kind kind,
+		     uint32_t page_size);
+
+/*
+ * tmem_pool_destroy - flush every page of @pool and retire its id.
+ * Returns the number of pages flushed, or -EBADF.
+ */
+int64_t tmem_pool_destroy(struct tmem_store *s, int pool);
+
+/*
+ * tmem_pool_info - kind and page size of @pool, for migration.
+ * Either output may be NULL.  Returns 0 or -EBADF.
+ */
+int tmem_pool_info(struct tmem_store *s, int pool,
+		   enum tmem_pool_kind *kind, uint32_t *page_size);
+
+struct tmem_key {
+	uint64_t oid[3];	/* object: inode, swap type, ... */
+	uint32_t index;		/* page within the object */
+};
+
+/*
+ * tmem_put - store @len bytes at @page under @key, replacing any page
+ * already there.  @len must equal the pool's page size.  The bytes are
+ * copied; @page is not kept.
+ *
+ * Returns 0 if the page was accepted.  Otherwise the put was rejected,
+ * nothing is stored under @key any more (an old copy is flushed, so a
+ * later get cannot return stale data), and the result says why:
+ *   -ENOSPC  no room: RAM budget spent and (persistent pools) no spill
+ *            space left or the spill file failing
+ *   -ENOMEM  the host could not allocate memory
+ *   -E2BIG   the page does not compress and raw_policy is TMEM_RAW_REJECT
+ *   -EBADF   no such pool
+ *   -EINVAL  NULL argument or @len is not the pool's page size
+ * A put to a persistent pool that needs RAM and finds none first drops
+ * ephemeral pages, then spills the coldest persistent pages, and may
+ * wait for that spill I/O.
+ */
+int tmem_put(struct tmem_store *s, int pool, const struct tmem_key *key,
+	     const void *page, size_t len);
+
+/*
+ * tmem_get - copy the page under @key into @buf, which holds @len bytes
+ * (the pool's page size).  The page stays stored.
+ * Returns 0 (hit), -ENOENT (miss), -EIO (the spilled copy could not be
+ * read back; the page stays stored and a retry may succeed), -EBADF or
+ * -EINVAL.  On any error @buf may have been written but holds no page.
+ */
+int tmem_get(struct tmem_store *s, int pool, const struct tmem_key *key,
+	     void *buf, size_t len);
+
+/*
+ * tmem_get_exclusive - as tmem_get, then flush the page.  On -EIO the
+ * page is not flushed.
+ */
+int tmem_get_exclusive(struct tmem_store *s, int pool,
+		       const struct tmem_key *key, void *buf, size_t len);
+
+/* tmem_flush_page - drop one page.  Returns 0, -ENOENT, -EBADF, -EINVAL. */
+int tmem_flush_page(struct tmem_store *s, int pool, const struct tmem_key *key);
+
+/*
+ * tmem_flush_object - drop every page of object @oid.
+ * Returns the number of pages dropped (0 if none), -EBADF or -EINVAL.
+ */
+int64_t tmem_flush_object(struct tmem_store *s, int pool,
+			  const uint64_t oid[3]);
+
+/*
+ * tmem_flush_pool - drop every page of @pool; the pool stays usable.
+ * Returns the number of pages dropped, or -EBADF.
+ */
+int64_t tmem_flush_pool(struct tmem_store *s, int pool);
+
+/*
+ * tmem_set_budget - change the RAM budget.  Puts see the new budget at
+ * once.  When it shrinks, the store's reclaim thread drops ephemeral
+ * pages and then spills persistent ones until usage is under it; the
+ * call itself does not wait for that.  Returns 0 or -EINVAL.
+ */
+int tmem_set_budget(struct tmem_store *s, uint64_t bytes);
+
+/* Counters and gauges.  Read them with tmem_stats(); name them with
+ * tmem_stat_name(). */
+enum tmem_stat {
+	TMEM_STAT_PUTS,			/* puts accepted */
+	TMEM_STAT_PUT_REJ_NOSPACE,	/* puts rejected: -ENOSPC */
+	TMEM_STAT_PUT_REJ_NOMEM,	/* puts rejected: -ENOMEM */
+	TMEM_STAT_PUT_REJ_RAW,		/* puts rejected: -E2BIG */
+	TMEM_STAT_PUT_REJ_INVALID,	/* puts rejected: -EBADF, -EINVAL */
+	TMEM_STAT_PUT_OVERWRITES,	/* puts that replaced a page */
+	TMEM_STAT_GET_HITS_RAM,
+	TMEM_STAT_GET_HITS_SPILL,
+	TMEM_STAT_GET_MISSES,
+	TMEM_STAT_GET_ERRORS,		/* gets that returned -EIO */
+	TMEM_STAT_FLUSH_PAGES,		/* pages dropped by any flush */
+	TMEM_STAT_FLUSH_OBJECTS,	/* tmem_flush_object calls */
+	TMEM_STAT_FLUSH_POOLS,		/* tmem_flush_pool/destroy calls */
+	TMEM_STAT_EVICTIONS,		/* ephemeral pages dropped for room */
+	TMEM_STAT_SPILLS,		/* persistent pages written to spill */
+	TMEM_STAT_SPILL_DIRECT,		/* ...of which straight from a put */
+	TMEM_STAT_SPILL_READS,		/* spilled pages read back */
+	TMEM_STAT_SPILL_WRITE_ERRORS,	/* spill writes that failed (page kept) */
+	TMEM_STAT_SPILL_ENOSPC,		/* ...of which the disk was full */
+	TMEM_STAT_SPILL_READ_ERRORS,
+	TMEM_STAT_PAGES_PERSISTENT,	/* gauge: stored persistent pages */
+	TMEM_STAT_PAGES_EPHEMERAL,	/* gauge: stored ephemeral pages */
+	TMEM_STAT_PAGES_SPILLED,	/* gauge: persistent pages on spill */
+	TMEM_STAT_PAGES_SAME,		/* gauge: same-filled, no data kept */
+	TMEM_STAT_PAGES_RAW,		/* gauge: kept uncompressed */
+	TMEM_STAT_BYTES_PERSISTENT,	/* gauge: page bytes before compression */
+	TMEM_STAT_BYTES_EPHEMERAL,	/* gauge: page bytes before compression */
+	TMEM_STAT_BYTES_COMPRESSED,	/* gauge: compressed bytes held in RAM */
+	TMEM_STAT_RAM_USED,		/* gauge: DATA + INDEX bytes */
+	TMEM_STAT_RAM_DATA,		/* gauge: allocator slabs, waste included */
+	TMEM_STAT_RAM_INDEX,		/* gauge: page, object and hash tables */
+	TMEM_STAT_RAM_FIXED,		/* gauge: per-store buffers, not budgeted */
+	TMEM_STAT_BUDGET,		/* gauge: the current budget */
+	TMEM_STAT_SPILL_USED,		/* gauge: spill file bytes in use */
+	TMEM_STAT_SPILL_MAX,		/* gauge: the spill cap */
+	TMEM_STAT_SLABS,		/* gauge: allocator slabs in use */
+	TMEM_STAT_RECLAIM_RUNS,		/* reclaim passes (thread or inline) */
+	TMEM_STAT__COUNT
+};
+
+struct tmem_stats {
+	uint64_t v[TMEM_STAT__COUNT];
+	/* uncompressed bytes / compressed bytes, over pages held in RAM
+	 * with data (same-filled pages excluded); 0 when there are none. */
+	double compression_ratio;
+	/* 1 - BYTES_COMPRESSED / RAM_DATA: the allocator's waste. */
+	double fragmentation;
+};
+
+/*
+ * tmem_stats - fill @out with a snapshot.  Counters are read without
+ * stopping other threads, so a snapshot taken during traffic may mix
+ * instants; each value on its own is exact.  Returns 0 or -EINVAL.
+ */
+int tmem_stats(struct tmem_store *s, struct tmem_stats *out);
+
+/* tmem_stat_name - a stable snake_case name, or NULL if out of range. */
+const char *tmem_stat_name(unsigned int stat);
+
+/*
+ * tmem_iter_begin - start walking @pool's pages, for migration.  The
+ * walk covers the pages stored when it began; pages flushed since are
+ * skipped and pages put since may be missed, so the caller should stop
+ * the pool's traffic first.  Returns 0 and sets *@out, or -EBADF,
+ * -EINVAL, -ENOMEM.
+ */
+int tmem_iter_begin(struct tmem_store *s, int pool, struct tmem_iter **out);
+
+/*
+ * tmem_iter_next - copy the next page into @buf (@len = page size) and
+ * its key into *@key.  Returns 1 (a page), 0 (the walk is over), -EIO
+ * (that page could not be read back; the walk can go on), or -EINVAL.
+ */
+int tmem_iter_next(struct tmem_iter *it, struct tmem_key *key,
+		   void *buf, size_t len);
+
+/* tmem_iter_end - free the walk.  NULL is a no-op. */
+void tmem_iter_end(struct tmem_iter *it);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* TMEM_H */
