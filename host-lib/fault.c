@@ -1,0 +1,67 @@
+// SPDX-License-Identifier: MIT
+/*
+ * fault.c - fault injection points for tests.  Process-wide, so that a
+ * test can break the store it holds without a handle on its internals.
+ */
+#include <stdatomic.h>
+
+#include "fault.h"
+
+struct tm_fault_point {
+	_Atomic uint64_t skip;
+	_Atomic uint64_t count;
+	_Atomic uint64_t hits;
+};
+
+static struct tm_fault_point tm_faults[TM_FAULT__COUNT];
+static _Atomic int tm_faults_armed;
+
+void tm_fault_arm(enum tm_fault f, uint64_t skip, uint64_t count)
+{
+	if ((unsigned)f >= TM_FAULT__COUNT)
+		return;
+	atomic_store(&tm_faults[f].skip, skip);
+	atomic_store(&tm_faults[f].count, count);
+	atomic_store(&tm_faults_armed, 1);
+}
+
+void tm_fault_reset(void)
+{
+	atomic_store(&tm_faults_armed, 0);
+	for (int i = 0; i < TM_FAULT__COUNT; i++) {
+		atomic_store(&tm_faults[i].skip, 0);
+		atomic_store(&tm_faults[i].count, 0);
+		atomic_store(&tm_faults[i].hits, 0);
+	}
+}
+
+uint64_t tm_fault_hits(enum tm_fault f)
+{
+	if ((unsigned)f >= TM_FAULT__COUNT)
+		return 0;
+	return atomic_load(&tm_faults[f].hits);
+}
+
+/* Decrement @v if it is non-zero; true if it was. */
+static bool tm_take(_Atomic uint64_t *v)
+{
+	uint64_t cur = atomic_load(v);
+
+	while (cur) {
+		if (atomic_compare_exchange_weak(v, &cur, cur - 1))
+			return true;
+	}
+	return false;
+}
+
+bool tm_fault_fire(enum tm_fault f)
+{
+	struct tm_fault_point *fp = &tm_faults[f];
+
+	if (!atomic_load_explicit(&tm_faults_armed, memory_order_relaxed))
+		return false;
+	if (tm_take(&fp->skip) || !tm_take(&fp->count))
+		return false;
+	atomic_fetch_add(&fp->hits, 1);
+	return true;
+}

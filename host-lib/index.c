@@ -1,0 +1,463 @@
+// SPDX-License-Identifier: MIT
+/*
+ * index.c - where each page is: sharded hash tables of objects and pages.
+ *
+ * A key is spread over TM_NSHARD shards by (pool, object, index / 16), so
+ * one big object (a swap area) does not serialise on one lock, while runs
+ * of neighbouring pages stay together.  Each shard has its own lock and
+ * two tables:
+ *
+ *  - objects: (pool, oid) -> struct tm_obj, with a list of the object's
+ *    pages in this shard, so flushing an object costs one lookup per
+ *    shard plus its pages;
+ *  - pages: (object, index) -> struct tm_entry (32 bytes).
+ *
+ * Tables are arrays of fixed chunks addressed by 32-bit ids (0 is "none"),
+ * so links are 4 bytes and nothing moves when a table grows.  A shard
+ * that empties gives all of its memory back.
+ *
+ * Every function here expects the caller to hold the shard lock.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "fault.h"
+#include "tmem_int.h"
+
+_Static_assert(sizeof(struct tm_entry) == 32, "page entry grew");
+
+static uint64_t tm_mix(uint64_t x)
+{
+	x ^= x >> 33;
+	x *= 0xff51afd7ed558ccdull;
+	x ^= x >> 33;
+	x *= 0xc4ceb9fe1a85ec53ull;
+	x ^= x >> 33;
+	return x;
+}
+
+static uint64_t tm_obj_hash(uint32_t pool, const uint64_t oid[3])
+{
+	return tm_mix(oid[0] ^ tm_mix(oid[1] ^ tm_mix(oid[2] ^ pool)));
+}
+
+static uint64_t tm_ent_hash(uint32_t obj, uint32_t index)
+{
+	return tm_mix((uint64_t)obj << 32 | index);
+}
+
+uint32_t tm_shard_of(int pool, const struct tmem_key *key)
+{
+	uint64_t h = tm_obj_hash((uint32_t)pool, key->oid);
+
+	return (uint32_t)(tm_mix(h ^ (key->index >> 4)) >> 60) % TM_NSHARD;
+}
+
+static void *tm_table_ptr(struct tm_table *t, uint32_t id)
+{
+	return t->chunks[id / TM_TABLE_CHUNK] +
+	       (size_t)(id % TM_TABLE_CHUNK) * t->item;
+}
+
+struct tm_entry *tm_ent_ptr(struct tm_shard *sh, uint32_t id)
+{
+	return tm_table_ptr(&sh->ents, id);
+}
+
+struct tm_obj *tm_obj_ptr(struct tm_shard *sh, uint32_t id)
+{
+	return tm_table_ptr(&sh->objs, id);
+}
+
+static bool tm_shard_charge(struct tmem_store *s, struct tm_shard *sh,
+			    size_t bytes, enum tm_charge mode)
+{
+	if (!tm_charge(s, &s->ram_index, bytes, mode))
+		return false;
+	sh->index_bytes += bytes;
+	return true;
+}
+
+static void tm_shard_uncharge(struct tmem_store *s, struct tm_shard *sh,
+			      size_t bytes)
+{
+	tm_uncharge(s, &s->ram_index, bytes);
+	sh->index_bytes -= bytes;
+}
+
+/*
+ * A new id in @t.  The item at @next_link is where a free item keeps the
+ * next free id.  Returns 0 and sets *@id, TM_NEED_ROOM or -ENOMEM.
+ */
+static int tm_table_get(struct tmem_store *s, struct tm_shard *sh,
+			struct tm_table *t, size_t next_link,
+			enum tm_charge mode, uint32_t *id)
+{
+	uint32_t n = t->used + 1;
+	size_t bytes;
+
+	if (t->free_head) {
+		*id = t->free_head;
+		memcpy(&t->free_head, (uint8_t *)tm_table_ptr(t, *id) +
+		       next_link, sizeof(uint32_t));
+		return 0;
+	}
+	if (n >= TM_EID_MASK)
+		return -ENOMEM;
+	if (n / TM_TABLE_CHUNK >= t->nchunks) {
+		uint8_t **dir, *chunk;
+
+		if (tm_fault_fire(TM_FAULT_ALLOC))
+			return -ENOMEM;
+		bytes = (size_t)TM_TABLE_CHUNK * t->item + sizeof(*dir);
+		if (!tm_shard_charge(s, sh, bytes, mode))
+			return TM_NEED_ROOM;
+		dir = realloc(t->chunks, (t->nchunks + 1) * sizeof(*dir));
+		chunk = dir ? calloc(TM_TABLE_CHUNK, t->item) : NULL;
+		if (!chunk) {
+			if (dir)
+				t->chunks = dir;
+			tm_shard_uncharge(s, sh, bytes);
+			return -ENOMEM;
+		}
+		t->chunks = dir;
+		t->chunks[t->nchunks++] = chunk;
+	}
+	t->used = n;
+	*id = n;
+	return 0;
+}
+
+static void tm_table_put(struct tm_table *t, uint32_t id, size_t next_link)
+{
+	memcpy((uint8_t *)tm_table_ptr(t, id) + next_link, &t->free_head,
+	       sizeof(uint32_t));
+	t->free_head = id;
+}
+
+static void tm_table_free(struct tm_table *t)
+{
+	for (uint32_t i = 0; i < t->nchunks; i++)
+		free(t->chunks[i]);
+	free(t->chunks);
+	t->chunks = NULL;
+	t->nchunks = t->used = t->free_head = 0;
+}
+
+/*
+ * Double @*bkt when the chains average over two.  Growing is optional:
+ * under a strict charge that does not fit, chains just get longer.
+ */
+static void tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
+			    uint32_t **bkt, uint32_t *nb, uint32_t count,
+			    enum tm_charge mode,
+			    uint64_t (*hash)(struct tm_shard *, uint32_t),
+			    uint32_t *(*link)(struct tm_shard *, uint32_t))
+{
+	uint32_t n = *nb ? *nb * 2 : 64;
+	uint32_t *nbkt;
+
+	if (*nb && count <= 2 * *nb)
+		return;
+	if (!tm_shard_charge(s, sh, n * sizeof(*nbkt), mode))
+		return;
+	nbkt = calloc(n, sizeof(*nbkt));
+	if (!nbkt) {
+		tm_shard_uncharge(s, sh, n * sizeof(*nbkt));
+		return;
+	}
+	for (uint32_t b = 0; b < *nb; b++) {
+		uint32_t id = (*bkt)[b];
+
+		while (id) {
+			uint32_t next = *link(sh, id);
+			uint32_t h = (uint32_t)(hash(sh, id) & (n - 1));
+
+			*link(sh, id) = nbkt[h];
+			nbkt[h] = id;
+			id = next;
+		}
+	}
+	if (*nb)
+		tm_shard_uncharge(s, sh, *nb * sizeof(*nbkt));
+	free(*bkt);
+	*bkt = nbkt;
+	*nb = n;
+}
+
+static uint64_t tm_obj_hash_id(struct tm_shard *sh, uint32_t id)
+{
+	struct tm_obj *o = tm_obj_ptr(sh, id);
+
+	return tm_obj_hash(o->pool, o->oid);
+}
+
+static uint32_t *tm_obj_link(struct tm_shard *sh, uint32_t id)
+{
+	return &tm_obj_ptr(sh, id)->hnext;
+}
+
+static uint64_t tm_ent_hash_id(struct tm_shard *sh, uint32_t id)
+{
+	struct tm_entry *e = tm_ent_ptr(sh, id);
+
+	return tm_ent_hash(e->obj, e->index);
+}
+
+static uint32_t *tm_ent_link(struct tm_shard *sh, uint32_t id)
+{
+	return &tm_ent_ptr(sh, id)->hnext;
+}
+
+uint32_t tm_obj_find(struct tm_shard *sh, uint32_t pool, const uint64_t oid[3])
+{
+	uint32_t id;
+
+	if (!sh->obkt_n)
+		return 0;
+	id = sh->obkt[tm_obj_hash(pool, oid) & (sh->obkt_n - 1)];
+	for (; id; id = tm_obj_ptr(sh, id)->hnext) {
+		struct tm_obj *o = tm_obj_ptr(sh, id);
+
+		if (o->pool == pool && !memcmp(o->oid, oid, sizeof(o->oid)))
+			return id;
+	}
+	return 0;
+}
+
+uint32_t tm_ent_find(struct tm_shard *sh, uint32_t obj, uint32_t index)
+{
+	uint32_t id;
+
+	if (!sh->ebkt_n)
+		return 0;
+	id = sh->ebkt[tm_ent_hash(obj, index) & (sh->ebkt_n - 1)];
+	for (; id; id = tm_ent_ptr(sh, id)->hnext) {
+		struct tm_entry *e = tm_ent_ptr(sh, id);
+
+		if (e->obj == obj && e->index == index)
+			return id;
+	}
+	return 0;
+}
+
+/* Unlink @id from the chain it hangs on in @bkt. */
+static void tm_chain_del(uint32_t *head, uint32_t id,
+			 uint32_t *(*link)(struct tm_shard *, uint32_t),
+			 struct tm_shard *sh)
+{
+	uint32_t *p = head;
+
+	while (*p && *p != id)
+		p = link(sh, *p);
+	if (*p)
+		*p = *link(sh, id);
+}
+
+static void tm_shard_reset(struct tmem_store *s, struct tm_shard *sh)
+{
+	tm_table_free(&sh->ents);
+	tm_table_free(&sh->objs);
+	free(sh->ebkt);
+	free(sh->obkt);
+	sh->ebkt = sh->obkt = NULL;
+	sh->ebkt_n = sh->obkt_n = 0;
+	tm_shard_uncharge(s, sh, sh->index_bytes);
+}
+
+static int tm_obj_get(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
+		      const uint64_t oid[3], enum tm_charge mode, uint32_t *out)
+{
+	struct tm_obj *o;
+	uint32_t id = tm_obj_find(sh, pool, oid);
+	uint32_t h;
+	int rc;
+
+	if (id) {
+		*out = id;
+		return 0;
+	}
+	rc = tm_table_get(s, sh, &sh->objs, offsetof(struct tm_obj, hnext),
+			  mode, &id);
+	if (rc)
+		return rc;
+	tm_buckets_grow(s, sh, &sh->obkt, &sh->obkt_n, sh->nobjs + 1, mode,
+			tm_obj_hash_id, tm_obj_link);
+	if (!sh->obkt_n) {
+		tm_table_put(&sh->objs, id, offsetof(struct tm_obj, hnext));
+		return TM_NEED_ROOM;
+	}
+	o = tm_obj_ptr(sh, id);
+	memcpy(o->oid, oid, sizeof(o->oid));
+	o->pool = pool;
+	o->head = 0;
+	o->npages = 0;
+	h = (uint32_t)(tm_obj_hash(pool, oid) & (sh->obkt_n - 1));
+	o->hnext = sh->obkt[h];
+	sh->obkt[h] = id;
+	sh->nobjs++;
+	*out = id;
+	return 0;
+}
+
+static void tm_obj_put(struct tmem_store *s, struct tm_shard *sh, uint32_t id)
+{
+	struct tm_obj *o = tm_obj_ptr(sh, id);
+	uint32_t h = (uint32_t)(tm_obj_hash(o->pool, o->oid) &
+				(sh->obkt_n - 1));
+
+	tm_chain_del(&sh->obkt[h], id, tm_obj_link, sh);
+	o->npages = 0;
+	tm_table_put(&sh->objs, id, offsetof(struct tm_obj, hnext));
+	sh->nobjs--;
+	if (!sh->nobjs && !sh->nents)
+		tm_shard_reset(s, sh);
+}
+
+/*
+ * tm_ent_insert - a new, empty entry for @key (which must not be
+ * indexed yet).  Set its data with tm_ent_set.  Returns 0, TM_NEED_ROOM
+ * (strict charge did not fit) or -ENOMEM.
+ */
+int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
+		  const struct tmem_key *key, enum tm_charge mode,
+		  uint32_t *eid)
+{
+	struct tm_entry *e;
+	struct tm_obj *o;
+	uint32_t obj, id, h;
+	int rc;
+
+	rc = tm_obj_get(s, sh, pool, key->oid, mode, &obj);
+	if (rc)
+		return rc;
+	rc = tm_table_get(s, sh, &sh->ents, offsetof(struct tm_entry, hnext),
+			  mode, &id);
+	if (!rc) {
+		tm_buckets_grow(s, sh, &sh->ebkt, &sh->ebkt_n, sh->nents + 1,
+				mode, tm_ent_hash_id, tm_ent_link);
+		if (!sh->ebkt_n) {
+			tm_table_put(&sh->ents, id,
+				     offsetof(struct tm_entry, hnext));
+			rc = TM_NEED_ROOM;
+		}
+	}
+	o = tm_obj_ptr(sh, obj);
+	if (rc) {
+		if (!o->npages)
+			tm_obj_put(s, sh, obj);
+		return rc;
+	}
+	e = tm_ent_ptr(sh, id);
+	memset(e, 0, sizeof(*e));
+	e->obj = obj;
+	e->index = key->index;
+	h = (uint32_t)(tm_ent_hash(obj, key->index) & (sh->ebkt_n - 1));
+	e->hnext = sh->ebkt[h];
+	sh->ebkt[h] = id;
+	e->onext = o->head;
+	if (o->head)
+		tm_ent_ptr(sh, o->head)->oprev = id;
+	o->head = id;
+	o->npages++;
+	sh->nents++;
+	*eid = id;
+	return 0;
+}
+
+/* Add (@sign 1) or take away (-1) what an entry shows in the gauges. */
+static void tm_ent_account(struct tm_shard *sh, uint32_t info, int sign)
+{
+	bool eph = info & TM_E_EPHEMERAL;
+	int64_t page = info & TM_E_BIG ? TM_PAGE_MAX : TM_PAGE_MIN;
+
+	if (!(info & (TM_E_RAM | TM_E_SPILL | TM_E_SAME)))
+		return;
+	tm_stat_add(sh, eph ? TMEM_STAT_PAGES_EPHEMERAL :
+		    TMEM_STAT_PAGES_PERSISTENT, sign);
+	tm_stat_add(sh, eph ? TMEM_STAT_BYTES_EPHEMERAL :
+		    TMEM_STAT_BYTES_PERSISTENT, sign * page);
+	if (info & TM_E_SAME) {
+		tm_stat_add(sh, TMEM_STAT_PAGES_SAME, sign);
+		if (eph)
+			sh->n_eph_same += sign;
+	}
+	if (info & TM_E_RAW)
+		tm_stat_add(sh, TMEM_STAT_PAGES_RAW, sign);
+	if (info & TM_E_SPILL)
+		tm_stat_add(sh, TMEM_STAT_PAGES_SPILLED, sign);
+	if (info & TM_E_RAM) {
+		tm_stat_add(sh, TMEM_STAT_BYTES_COMPRESSED,
+			    sign * (int64_t)(info & TM_E_SIZE));
+		tm_stat_add(sh, TM_ISTAT_RAM_PAGE_BYTES, sign * page);
+	}
+}
+
+/* tm_ent_set - point @e at new data; the old data is the caller's. */
+void tm_ent_set(struct tm_shard *sh, struct tm_entry *e, uint32_t info,
+		uint64_t loc)
+{
+	tm_ent_account(sh, e->info, -1);
+	e->info = info;
+	e->loc = loc;
+	tm_ent_account(sh, info, 1);
+}
+
+/* tm_ent_remove - drop the entry and free its data. */
+void tm_ent_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t eid)
+{
+	struct tm_entry *e = tm_ent_ptr(sh, eid);
+	struct tm_obj *o = tm_obj_ptr(sh, e->obj);
+	uint32_t h = (uint32_t)(tm_ent_hash(e->obj, e->index) &
+				(sh->ebkt_n - 1));
+	uint32_t obj = e->obj;
+
+	tm_ent_account(sh, e->info, -1);
+	tm_free_data(s, e->info, e->loc);
+	tm_chain_del(&sh->ebkt[h], eid, tm_ent_link, sh);
+	if (e->oprev)
+		tm_ent_ptr(sh, e->oprev)->onext = e->onext;
+	else
+		o->head = e->onext;
+	if (e->onext)
+		tm_ent_ptr(sh, e->onext)->oprev = e->oprev;
+	e->obj = 0;
+	e->info = 0;
+	tm_table_put(&sh->ents, eid, offsetof(struct tm_entry, hnext));
+	sh->nents--;
+	if (!--o->npages)
+		tm_obj_put(s, sh, obj);
+}
+
+/* tm_obj_remove - drop every page of object @obj; returns how many. */
+int64_t tm_obj_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t obj)
+{
+	uint32_t n = tm_obj_ptr(sh, obj)->npages;
+
+	/* The last removal frees the object: count, don't re-read it. */
+	for (uint32_t i = 0; i < n; i++)
+		tm_ent_remove(s, sh, tm_obj_ptr(sh, obj)->head);
+	return n;
+}
+
+int64_t tm_shard_flush_pool(struct tmem_store *s, struct tm_shard *sh,
+			    uint32_t pool)
+{
+	int64_t n = 0;
+
+	/* Re-read used: the table is freed when the shard empties. */
+	for (uint32_t id = 1; id <= sh->objs.used; id++) {
+		struct tm_obj *o = tm_obj_ptr(sh, id);
+
+		if (o->npages && o->pool == pool)
+			n += tm_obj_remove(s, sh, id);
+	}
+	return n;
+}
+
+void tm_shard_fini(struct tmem_store *s, struct tm_shard *sh)
+{
+	tm_shard_reset(s, sh);
+	pthread_mutex_destroy(&sh->lock);
+}

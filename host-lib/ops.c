@@ -1,0 +1,362 @@
+// SPDX-License-Identifier: MIT
+/*
+ * ops.c - put, get and flush.
+ *
+ * A put compresses with no lock held, takes a slab slot (class lock),
+ * copies the data in, and only then takes the shard lock to point the
+ * index at it, so the shard lock covers a few table updates and never
+ * compression or allocation of a slab.  A get holds the shard lock while
+ * it decompresses, which is what keeps a concurrent flush or reclaim from
+ * freeing the data under it.
+ */
+#include <errno.h>
+#include <string.h>
+
+#include "tmem_int.h"
+
+/* Check the arguments every keyed call shares. */
+static int tm_args(struct tmem_store *s, int pool, const struct tmem_key *key,
+		   const void *buf, size_t len, struct tm_pool **pp)
+{
+	struct tm_pool *p;
+
+	if (!s || !key || !buf)
+		return -EINVAL;
+	p = tm_pool_get(s, pool);
+	if (!p)
+		return -EBADF;
+	if (len != p->page_size)
+		return -EINVAL;
+	*pp = p;
+	return 0;
+}
+
+static struct tm_shard *tm_shard(struct tmem_store *s, int pool,
+				 const struct tmem_key *key)
+{
+	return &s->shard[tm_shard_of(pool, key)];
+}
+
+/* The entry for @key, or 0.  Caller holds the shard lock. */
+static uint32_t tm_lookup(struct tm_shard *sh, int pool,
+			  const struct tmem_key *key)
+{
+	uint32_t obj = tm_obj_find(sh, (uint32_t)pool, key->oid);
+
+	return obj ? tm_ent_find(sh, obj, key->index) : 0;
+}
+
+/*
+ * Point @key at data described by @info/@loc, replacing (and freeing)
+ * what was there.  Returns 0, TM_NEED_ROOM, -ENOMEM or -EBADF (the pool
+ * went away); on error the new data is still the caller's.
+ */
+static int tm_put_index(struct tmem_store *s, struct tm_pool *p, int pool,
+			const struct tmem_key *key, uint32_t info,
+			uint64_t loc, enum tm_charge mode)
+{
+	uint32_t si = tm_shard_of(pool, key);
+	struct tm_shard *sh = &s->shard[si];
+	uint32_t eid;
+	int rc = 0;
+
+	pthread_mutex_lock(&sh->lock);
+	if (!tm_pool_alive(p, pool)) {
+		rc = -EBADF;
+		goto out;
+	}
+	eid = tm_lookup(sh, pool, key);
+	if (eid) {
+		struct tm_entry *e = tm_ent_ptr(sh, eid);
+		uint32_t old_info = e->info;
+		uint64_t old_loc = e->loc;
+
+		tm_ent_set(sh, e, info, loc);
+		tm_free_data(s, old_info, old_loc);
+		tm_stat_add(sh, TMEM_STAT_PUT_OVERWRITES, 1);
+	} else {
+		rc = tm_ent_insert(s, sh, (uint32_t)pool, key, mode, &eid);
+		if (rc)
+			goto out;
+		tm_ent_set(sh, tm_ent_ptr(sh, eid), info, loc);
+	}
+	if (info & TM_E_RAM)
+		tm_slot_set_owner(s, loc, si << TM_SHARD_SHIFT | eid);
+out:
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+/* Keep the packed page in RAM, within the budget. */
+static int tm_put_ram(struct tmem_store *s, struct tm_pool *p, int pool,
+		      const struct tmem_key *key, const struct tm_packed *pk,
+		      uint32_t info, int kind)
+{
+	uint64_t loc = pk->word;
+	uint8_t *dst;
+	int rc;
+
+	if (!(info & TM_E_SAME)) {
+		rc = tm_slot_alloc(s, kind, pk->size, &loc, &dst);
+		if (rc)
+			return rc;
+		memcpy(dst, pk->data, pk->size);
+		info |= TM_E_RAM;
+	}
+	rc = tm_put_index(s, p, pool, key, info, loc, TM_CHARGE_STRICT);
+	if (rc && (info & TM_E_RAM))
+		tm_slot_free(s, loc);
+	return rc;
+}
+
+/*
+ * A persistent page with no room in RAM goes straight to the spill file.
+ * Its index entry is charged even over budget, like the entries of any
+ * spilled page: the index of the spill cannot itself be spilled.
+ * Returns 0, -ENOSPC (spill full or failing) or -EBADF.
+ */
+static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
+			const struct tmem_key *key, const struct tm_packed *pk,
+			uint32_t info)
+{
+	struct tm_shard *sh = tm_shard(s, pool, key);
+	struct tm_spill *sp = &s->spill;
+	struct tm_spill_io io = { .bytes = pk->size };
+	int rc;
+
+	if (info & TM_E_SAME)
+		return tm_put_index(s, p, pool, key, info, pk->word,
+				    TM_CHARGE_FORCE);
+
+	pthread_mutex_lock(&sp->ring_lock);
+	rc = tm_spill_alloc(sp, tm_spill_units(sp, pk->size), &io.unit);
+	if (!rc) {
+		memcpy(sp->buf, pk->data, pk->size);
+		rc = tm_spill_write(s, &io, 1);
+	}
+	pthread_mutex_unlock(&sp->ring_lock);
+	if (rc) {
+		if (rc != -ENOSPC || io.res) {
+			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
+			if (io.res == -ENOSPC)
+				tm_stat_add(sh, TMEM_STAT_SPILL_ENOSPC, 1);
+			tm_spill_free(sp, io.unit, io.bytes);
+		}
+		return -ENOSPC;
+	}
+	rc = tm_put_index(s, p, pool, key, info | TM_E_SPILL, io.unit,
+			  TM_CHARGE_FORCE);
+	if (rc) {
+		tm_spill_free(sp, io.unit, io.bytes);
+		return rc;
+	}
+	tm_stat_add(sh, TMEM_STAT_SPILLS, 1);
+	tm_stat_add(sh, TMEM_STAT_SPILL_DIRECT, 1);
+	return 0;
+}
+
+/* A put was refused: make sure no older copy outlives it. */
+static void tm_put_reject(struct tmem_store *s, int pool,
+			  const struct tmem_key *key, int rc)
+{
+	struct tm_shard *sh = tm_shard(s, pool, key);
+	uint32_t eid;
+	int stat;
+
+	switch (rc) {
+	case -ENOSPC:
+		stat = TMEM_STAT_PUT_REJ_NOSPACE;
+		break;
+	case -ENOMEM:
+		stat = TMEM_STAT_PUT_REJ_NOMEM;
+		break;
+	case -E2BIG:
+		stat = TMEM_STAT_PUT_REJ_RAW;
+		break;
+	default:
+		stat = TMEM_STAT_PUT_REJ_INVALID;
+		break;
+	}
+	pthread_mutex_lock(&sh->lock);
+	tm_stat_add(sh, stat, 1);
+	eid = tm_lookup(sh, pool, key);
+	if (eid)
+		tm_ent_remove(s, sh, eid);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/* Inline reclaim rounds a put may spend before it settles for spill. */
+#define TM_PUT_TRIES	64
+/* Slabs a put may spill for room before writing itself out instead. */
+#define TM_PUT_SPILLS	2
+
+TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
+		       const struct tmem_key *key, const void *page, size_t len)
+{
+	int spills = TM_PUT_SPILLS;
+	struct tm_packed pk;
+	struct tm_pool *p;
+	uint32_t info;
+	int kind, rc;
+
+	rc = tm_args(s, pool, key, page, len, &p);
+	if (rc) {
+		if (s)
+			tm_stat_add(&s->shard[0], TMEM_STAT_PUT_REJ_INVALID, 1);
+		return rc;
+	}
+	kind = p->kind == TMEM_EPHEMERAL;
+	rc = tm_pack(page, (uint32_t)len, &pk);
+	if (!rc && (pk.flags & TM_E_RAW) && s->raw_policy == TMEM_RAW_REJECT)
+		rc = -E2BIG;
+	if (rc)
+		goto reject;
+
+	info = pk.flags | pk.size | (kind ? TM_E_EPHEMERAL : 0) |
+	       (len == TM_PAGE_MAX ? TM_E_BIG : 0);
+	for (int i = 0; i < TM_PUT_TRIES; i++) {
+		rc = tm_put_ram(s, p, pool, key, &pk, info, kind);
+		if (rc != TM_NEED_ROOM || !tm_make_room(s, kind, &spills))
+			break;
+	}
+	if (rc == TM_NEED_ROOM) {
+		rc = -ENOSPC;
+		if (!kind && tm_spill_usable(&s->spill))
+			rc = tm_put_spill(s, p, pool, key, &pk, info);
+	}
+	if (rc)
+		goto reject;
+	tm_stat_add(tm_shard(s, pool, key), TMEM_STAT_PUTS, 1);
+	return 0;
+
+reject:
+	tm_put_reject(s, pool, key, rc);
+	return rc;
+}
+
+/* Rebuild the page of entry @e into @buf.  Caller holds the shard lock. */
+static int tm_read_entry(struct tmem_store *s, struct tm_shard *sh,
+			 struct tm_entry *e, void *buf, uint32_t len)
+{
+	uint8_t *data;
+	int rc;
+
+	if (e->info & TM_E_SAME)
+		return tm_unpack(NULL, e->info, e->loc, buf, len);
+	if (e->info & TM_E_RAM) {
+		atomic_store_explicit(&tm_slab_of(s, e->loc)->referenced, 1,
+				      memory_order_relaxed);
+		return tm_unpack(tm_slot_ptr(s, e->loc), e->info, 0, buf, len);
+	}
+	data = tm_scratch(NULL);
+	rc = data ? tm_spill_read(&s->spill, e->loc, e->info & TM_E_SIZE, data)
+		  : -EIO;
+	if (!rc)
+		rc = tm_unpack(data, e->info, 0, buf, len);
+	tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
+		    TMEM_STAT_SPILL_READS, 1);
+	return rc;
+}
+
+static int tm_get(struct tmem_store *s, int pool, const struct tmem_key *key,
+		  void *buf, size_t len, bool exclusive)
+{
+	struct tm_shard *sh;
+	struct tm_pool *p;
+	struct tm_entry *e;
+	uint32_t eid;
+	int rc;
+
+	rc = tm_args(s, pool, key, buf, len, &p);
+	if (rc)
+		return rc;
+	sh = tm_shard(s, pool, key);
+	pthread_mutex_lock(&sh->lock);
+	if (!tm_pool_alive(p, pool)) {
+		rc = -EBADF;
+		goto out;
+	}
+	eid = tm_lookup(sh, pool, key);
+	if (!eid) {
+		tm_stat_add(sh, TMEM_STAT_GET_MISSES, 1);
+		rc = -ENOENT;
+		goto out;
+	}
+	e = tm_ent_ptr(sh, eid);
+	rc = tm_read_entry(s, sh, e, buf, (uint32_t)len);
+	if (rc) {
+		tm_stat_add(sh, TMEM_STAT_GET_ERRORS, 1);
+		rc = -EIO;
+		goto out;
+	}
+	tm_stat_add(sh, e->info & TM_E_SPILL ? TMEM_STAT_GET_HITS_SPILL :
+		    TMEM_STAT_GET_HITS_RAM, 1);
+	if (exclusive)
+		tm_ent_remove(s, sh, eid);
+out:
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+TM_EXPORT int tmem_get(struct tmem_store *s, int pool,
+		       const struct tmem_key *key, void *buf, size_t len)
+{
+	return tm_get(s, pool, key, buf, len, false);
+}
+
+TM_EXPORT int tmem_get_exclusive(struct tmem_store *s, int pool,
+				 const struct tmem_key *key, void *buf,
+				 size_t len)
+{
+	return tm_get(s, pool, key, buf, len, true);
+}
+
+TM_EXPORT int tmem_flush_page(struct tmem_store *s, int pool,
+			      const struct tmem_key *key)
+{
+	struct tm_shard *sh;
+	struct tm_pool *p;
+	uint32_t eid;
+	int rc = -ENOENT;
+
+	if (!s || !key)
+		return -EINVAL;
+	p = tm_pool_get(s, pool);
+	if (!p)
+		return -EBADF;
+	sh = tm_shard(s, pool, key);
+	pthread_mutex_lock(&sh->lock);
+	eid = tm_pool_alive(p, pool) ? tm_lookup(sh, pool, key) : 0;
+	if (eid) {
+		tm_ent_remove(s, sh, eid);
+		tm_stat_add(sh, TMEM_STAT_FLUSH_PAGES, 1);
+		rc = 0;
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
+				    const uint64_t oid[3])
+{
+	int64_t n = 0;
+
+	if (!s || !oid)
+		return -EINVAL;
+	if (!tm_pool_get(s, pool))
+		return -EBADF;
+	/* An object's pages may sit in any shard: visit each once. */
+	for (int i = 0; i < TM_NSHARD; i++) {
+		struct tm_shard *sh = &s->shard[i];
+		uint32_t obj;
+
+		pthread_mutex_lock(&sh->lock);
+		obj = tm_obj_find(sh, (uint32_t)pool, oid);
+		if (obj)
+			n += tm_obj_remove(s, sh, obj);
+		pthread_mutex_unlock(&sh->lock);
+	}
+	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_OBJECTS, 1);
+	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_PAGES, n);
+	return n;
+}

@@ -1,0 +1,334 @@
+// SPDX-License-Identifier: MIT
+/*
+ * reclaim.c - giving RAM back: drop ephemeral slabs, spill persistent ones.
+ *
+ * Reclaim works a slab at a time, coldest first (see tm_slab_pick):
+ *
+ *  1. an ephemeral slab is dropped: each of its pages leaves the index,
+ *     and the emptied slab is unmapped;
+ *  2. only when no ephemeral slab is left, a persistent slab is spilled:
+ *     its pages are copied into the spill batch, written with one
+ *     submission, and only then switched over in the index and freed.
+ *
+ * A page is never out of RAM before its spilled copy is on disk, so a
+ * failed write loses nothing: the page stays where it was.
+ *
+ * Reclaim runs in two places.  A put that finds no room does a bounded
+ * amount inline (tm_make_room).  A budget cut wakes the store's reclaim
+ * thread, which works until usage is under the budget or nothing more
+ * can go, so the caller of tmem_set_budget never waits for the I/O.
+ */
+#include <errno.h>
+#include <string.h>
+#include <time.h>
+
+#include "tmem_int.h"
+
+void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc)
+{
+	if (info & TM_E_RAM)
+		tm_slot_free(s, loc);
+	else if (info & TM_E_SPILL)
+		tm_spill_free(&s->spill, loc, info & TM_E_SIZE);
+}
+
+/*
+ * Lock the shard named by owner word @o and return the entry if it
+ * still holds the page in slot @h; NULL (and nothing locked) otherwise.
+ */
+static struct tm_entry *tm_owner_lock(struct tmem_store *s, uint32_t o,
+				      uint64_t h, struct tm_shard **shp)
+{
+	struct tm_shard *sh = &s->shard[o >> TM_SHARD_SHIFT];
+	uint32_t eid = o & TM_EID_MASK;
+	struct tm_entry *e;
+
+	pthread_mutex_lock(&sh->lock);
+	if (eid && eid <= sh->ents.used) {
+		e = tm_ent_ptr(sh, eid);
+		if (e->obj && (e->info & TM_E_RAM) && e->loc == h) {
+			*shp = sh;
+			return e;
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return NULL;
+}
+
+static bool tm_owner_live(uint32_t o)
+{
+	return !(o & TM_OWNER_FREE) && o != TM_OWNER_PENDING;
+}
+
+/* Drop the coldest ephemeral slab.  Returns the pages dropped. */
+static uint64_t tm_reclaim_drop(struct tmem_store *s)
+{
+	struct tm_slab *sb = tm_slab_pick(s, 1);
+	uint64_t n = 0;
+	uint32_t nslots;
+
+	if (!sb)
+		return 0;
+	nslots = tm_slab_nslots(s, sb);
+	for (uint32_t i = 0; i < nslots; i++) {
+		uint32_t o = atomic_load(&sb->owner[i]);
+		uint64_t h = tm_handle(sb->id, i);
+		struct tm_shard *sh;
+		struct tm_entry *e;
+
+		if (!tm_owner_live(o))
+			continue;
+		e = tm_owner_lock(s, o, h, &sh);
+		if (!e)
+			continue;
+		tm_ent_remove(s, sh, o & TM_EID_MASK);
+		tm_stat_add(sh, TMEM_STAT_EVICTIONS, 1);
+		pthread_mutex_unlock(&sh->lock);
+		n++;
+	}
+	/* An emptied slab is progress even if its pages were flushed. */
+	return n + tm_slab_unpick(s, sb);
+}
+
+/*
+ * Same-filled ephemeral pages have no slab, only an index entry; drop
+ * those of one shard.  Returns the pages dropped.
+ */
+static uint64_t tm_reclaim_drop_same(struct tmem_store *s)
+{
+	for (int i = 0; i < TM_NSHARD; i++) {
+		struct tm_shard *sh = &s->shard[i];
+		uint64_t n = 0;
+
+		pthread_mutex_lock(&sh->lock);
+		for (uint32_t id = 1; sh->n_eph_same && id <= sh->ents.used;
+		     id++) {
+			struct tm_entry *e = tm_ent_ptr(sh, id);
+
+			if (e->obj && (e->info & TM_E_SAME) &&
+			    (e->info & TM_E_EPHEMERAL)) {
+				tm_ent_remove(s, sh, id);
+				tm_stat_add(sh, TMEM_STAT_EVICTIONS, 1);
+				n++;
+			}
+		}
+		pthread_mutex_unlock(&sh->lock);
+		if (n)
+			return n;
+	}
+	return 0;
+}
+
+struct tm_spill_rec {
+	uint32_t owner;
+	uint64_t handle;
+};
+
+/*
+ * Gather the next pages of @sb from slot *@slot into the batch buffer.
+ * Returns how many; stops early when the buffer or the spill is full
+ * (*@full set).  Caller holds the ring lock.
+ */
+static int tm_spill_gather(struct tmem_store *s, struct tm_slab *sb,
+			   uint32_t *slot, struct tm_spill_io *io,
+			   struct tm_spill_rec *rec, bool *full)
+{
+	struct tm_spill *sp = &s->spill;
+	uint32_t nslots = tm_slab_nslots(s, sb);
+	uint32_t off = 0;
+	int n = 0;
+
+	for (; *slot < nslots && n < TM_SPILL_BATCH; (*slot)++) {
+		uint32_t o = atomic_load(&sb->owner[*slot]);
+		uint64_t h = tm_handle(sb->id, *slot);
+		struct tm_shard *sh;
+		struct tm_entry *e;
+		uint32_t size, len;
+		uint64_t unit;
+
+		if (!tm_owner_live(o))
+			continue;
+		e = tm_owner_lock(s, o, h, &sh);
+		if (!e)
+			continue;
+		size = e->info & TM_E_SIZE;
+		len = tm_spill_units(sp, size) << sp->unit_shift;
+		if (off + len > sp->buf_bytes) {
+			pthread_mutex_unlock(&sh->lock);
+			break;
+		}
+		if (tm_spill_alloc(sp, tm_spill_units(sp, size), &unit)) {
+			pthread_mutex_unlock(&sh->lock);
+			*full = true;
+			break;
+		}
+		memcpy(sp->buf + off, tm_slot_ptr(s, h), size);
+		pthread_mutex_unlock(&sh->lock);
+		io[n] = (struct tm_spill_io){ .unit = unit, .bytes = size,
+					      .buf_off = off };
+		rec[n] = (struct tm_spill_rec){ .owner = o, .handle = h };
+		off += len;
+		n++;
+	}
+	return n;
+}
+
+/*
+ * Switch the written pages over to their spilled copies.  A page that
+ * was flushed or overwritten meanwhile just gives its extent back, and
+ * so does a page whose write failed: that one stays in RAM.
+ */
+static uint64_t tm_spill_commit(struct tmem_store *s, struct tm_spill_io *io,
+				struct tm_spill_rec *rec, int n)
+{
+	uint64_t done = 0;
+
+	for (int i = 0; i < n; i++) {
+		struct tm_shard *sh;
+		struct tm_entry *e = tm_owner_lock(s, rec[i].owner,
+						   rec[i].handle, &sh);
+
+		if (e && !io[i].res) {
+			uint32_t info = (e->info & ~TM_E_RAM) | TM_E_SPILL;
+
+			tm_ent_set(sh, e, info, io[i].unit);
+			tm_slot_free(s, rec[i].handle);
+			tm_stat_add(sh, TMEM_STAT_SPILLS, 1);
+			done++;
+		} else {
+			tm_spill_free(&s->spill, io[i].unit, io[i].bytes);
+			if (!e)
+				continue;
+			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
+			if (io[i].res == -ENOSPC)
+				tm_stat_add(sh, TMEM_STAT_SPILL_ENOSPC, 1);
+		}
+		pthread_mutex_unlock(&sh->lock);
+	}
+	return done;
+}
+
+/* Spill the coldest persistent slab.  Returns the pages spilled. */
+static uint64_t tm_reclaim_spill(struct tmem_store *s)
+{
+	struct tm_spill_io io[TM_SPILL_BATCH];
+	struct tm_spill_rec rec[TM_SPILL_BATCH];
+	struct tm_spill *sp = &s->spill;
+	struct tm_slab *sb;
+	uint32_t slot = 0;
+	uint64_t done = 0;
+	bool full = false;
+
+	if (!tm_spill_usable(sp))
+		return 0;
+	sb = tm_slab_pick(s, 0);
+	if (!sb)
+		return 0;
+	pthread_mutex_lock(&sp->ring_lock);
+	while (!full) {
+		int n = tm_spill_gather(s, sb, &slot, io, rec, &full);
+		int err;
+
+		if (!n)
+			break;
+		err = tm_spill_write(s, io, n);
+		done += tm_spill_commit(s, io, rec, n);
+		if (err)
+			break;
+	}
+	pthread_mutex_unlock(&sp->ring_lock);
+	tm_slab_unpick(s, sb);
+	return done;
+}
+
+/*
+ * tm_make_room - free something for a put that ran out of budget.
+ * Ephemeral pages go first; a persistent put may then spill, at most
+ * *@spills_left slabs per put so that no put waits on much I/O.
+ * Returns false when nothing more can be freed for it.
+ */
+bool tm_make_room(struct tmem_store *s, int kind, int *spills_left)
+{
+	atomic_fetch_add(&s->reclaim_runs, 1);
+	if (tm_reclaim_drop(s) || tm_reclaim_drop_same(s))
+		return true;
+	if (kind != 0 || *spills_left <= 0)
+		return false;
+	(*spills_left)--;
+	return tm_reclaim_spill(s) > 0;
+}
+
+static bool tm_over_budget(struct tmem_store *s)
+{
+	return tm_ram_used(s) > atomic_load(&s->budget);
+}
+
+/* One step toward the budget; false when nothing more can be done. */
+static bool tm_reclaim_step(struct tmem_store *s)
+{
+	atomic_fetch_add(&s->reclaim_runs, 1);
+	return tm_reclaim_drop(s) || tm_reclaim_drop_same(s) ||
+	       tm_reclaim_spill(s);
+}
+
+static void *tm_reclaimer(void *arg)
+{
+	struct tmem_store *s = arg;
+
+	pthread_mutex_lock(&s->rc_lock);
+	while (!s->rc_stop) {
+		struct timespec ts;
+
+		s->rc_kick = false;
+		pthread_mutex_unlock(&s->rc_lock);
+		while (!s->rc_stop && tm_over_budget(s) && tm_reclaim_step(s))
+			;
+		pthread_mutex_lock(&s->rc_lock);
+		if (s->rc_stop || s->rc_kick)
+			continue;
+		/*
+		 * Wake up now and then even unkicked: a spill that backed
+		 * off after an error is retried this way.
+		 */
+		clock_gettime(CLOCK_REALTIME, &ts);
+		ts.tv_sec += 1;
+		pthread_cond_timedwait(&s->rc_cond, &s->rc_lock, &ts);
+	}
+	pthread_mutex_unlock(&s->rc_lock);
+	return NULL;
+}
+
+int tm_reclaim_start(struct tmem_store *s)
+{
+	int rc;
+
+	pthread_mutex_init(&s->rc_lock, NULL);
+	pthread_cond_init(&s->rc_cond, NULL);
+	rc = pthread_create(&s->reclaimer, NULL, tm_reclaimer, s);
+	if (rc)
+		return -rc;
+	s->rc_started = true;
+	return 0;
+}
+
+void tm_reclaim_kick(struct tmem_store *s)
+{
+	pthread_mutex_lock(&s->rc_lock);
+	s->rc_kick = true;
+	pthread_cond_signal(&s->rc_cond);
+	pthread_mutex_unlock(&s->rc_lock);
+}
+
+void tm_reclaim_stop(struct tmem_store *s)
+{
+	if (!s->rc_started)
+		return;
+	pthread_mutex_lock(&s->rc_lock);
+	s->rc_stop = true;
+	pthread_cond_signal(&s->rc_cond);
+	pthread_mutex_unlock(&s->rc_lock);
+	pthread_join(s->reclaimer, NULL);
+	pthread_cond_destroy(&s->rc_cond);
+	pthread_mutex_destroy(&s->rc_lock);
+	s->rc_started = false;
+}

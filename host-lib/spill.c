@@ -1,0 +1,392 @@
+// SPDX-License-Identifier: MIT
+/*
+ * spill.c - the disk tier: a scratch file of compressed persistent pages.
+ *
+ * Space is handed out in units of the file's O_DIRECT alignment (512 or
+ * 4096 bytes, probed at open) from a bitmap searched next-fit, so a slab
+ * spilled in one go lands in one run of the file and its writes merge.
+ * Each page keeps its own extent, so pages are freed one by one.
+ *
+ * Writes go through one io_uring, batched: the caller gathers a slab's
+ * pages into the batch buffer under the ring lock and submits them
+ * together.  Reads are single pages that a get waits for, so they use
+ * pread(), which lets gets run in parallel with each other and with a
+ * spill batch in flight.
+ *
+ * O_DIRECT keeps spilled pages out of the host page cache, which would
+ * otherwise hold a second copy of exactly the memory we are giving back.
+ * Filesystems that refuse it (tmpfs) get buffered I/O instead.
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "fault.h"
+#include "tmem_int.h"
+
+#define TM_SPILL_BUF	(1u << 20)
+#define TM_SPILL_BACKOFF_NS	1000000000ll
+
+uint64_t tm_now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
+}
+
+/* A new, unnamed (unless @keep) file in directory @dir. */
+static int tm_spill_create_in(const char *dir, bool keep)
+{
+	char *tmpl;
+	int fd;
+
+	if (!keep) {
+		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+		if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
+			return fd >= 0 ? fd : -errno;
+	}
+	tmpl = malloc(strlen(dir) + sizeof("/tmem-spill-XXXXXX"));
+	if (!tmpl)
+		return -ENOMEM;
+	strcpy(tmpl, dir);
+	strcat(tmpl, "/tmem-spill-XXXXXX");
+	fd = mkostemp(tmpl, O_CLOEXEC);	/* mode 0600 */
+	if (fd < 0)
+		fd = -errno;
+	else if (!keep)
+		unlink(tmpl);
+	free(tmpl);
+	return fd;
+}
+
+static int tm_spill_create(const char *path, bool keep)
+{
+	struct stat st;
+	int fd;
+
+	if (!stat(path, &st) && S_ISDIR(st.st_mode))
+		return tm_spill_create_in(path, keep);
+	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+	if (fd < 0)
+		return -errno;
+	if (fchmod(fd, 0600) || (!keep && unlink(path))) {
+		int err = -errno;
+
+		close(fd);
+		return err;
+	}
+	return fd;
+}
+
+/*
+ * Find the smallest unit O_DIRECT accepts here.  Returns its shift, or 0
+ * if O_DIRECT does not work at all (then the file stays buffered).
+ */
+static uint32_t tm_spill_probe_direct(int fd, uint8_t *buf)
+{
+	int fl = fcntl(fd, F_GETFL);
+
+	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT))
+		return 0;
+	memset(buf, 0, 4096);
+	for (uint32_t shift = 9; shift <= 12; shift += 3) {
+		size_t n = (size_t)1 << shift;
+
+		if (pwrite(fd, buf, n, (off_t)n) == (ssize_t)n &&
+		    pread(fd, buf, n, (off_t)n) == (ssize_t)n) {
+			if (ftruncate(fd, 0))
+				break;
+			return shift;
+		}
+	}
+	fcntl(fd, F_SETFL, fl);
+	if (ftruncate(fd, 0))
+		return 0;
+	return 0;
+}
+
+int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
+		  uint32_t flags)
+{
+	uint32_t shift;
+	void *buf;
+	int rc;
+
+	memset(sp, 0, sizeof(*sp));
+	sp->fd = -1;
+	pthread_mutex_init(&sp->ring_lock, NULL);
+	pthread_mutex_init(&sp->map_lock, NULL);
+	if (!path || !*path || !max)
+		return 0;
+
+	if (posix_memalign(&buf, 4096, TM_SPILL_BUF))
+		return -ENOMEM;
+	sp->buf = buf;
+	sp->buf_bytes = TM_SPILL_BUF;
+	rc = tm_spill_create(path, flags & TMEM_SPILL_KEEP);
+	if (rc < 0)
+		goto err_buf;
+	sp->fd = rc;
+
+	shift = tm_spill_probe_direct(sp->fd, sp->buf);
+	sp->direct = shift != 0;
+	sp->unit_shift = shift ? shift : 9;
+	sp->nunits = max >> sp->unit_shift;
+	rc = -EINVAL;
+	if (!sp->nunits)
+		goto err_fd;
+	rc = -ENOMEM;
+	sp->map = calloc((sp->nunits + 63) / 64, sizeof(uint64_t));
+	if (!sp->map)
+		goto err_fd;
+	rc = io_uring_queue_init(TM_SPILL_BATCH, &sp->ring, 0);
+	if (rc < 0)
+		goto err_map;
+	return 0;
+
+err_map:
+	free(sp->map);
+	sp->map = NULL;
+err_fd:
+	close(sp->fd);
+	sp->fd = -1;
+err_buf:
+	free(sp->buf);
+	sp->buf = NULL;
+	return rc;
+}
+
+void tm_spill_close(struct tm_spill *sp)
+{
+	if (sp->fd >= 0) {
+		io_uring_queue_exit(&sp->ring);
+		close(sp->fd);
+	}
+	free(sp->map);
+	free(sp->buf);
+	sp->fd = -1;
+	pthread_mutex_destroy(&sp->ring_lock);
+	pthread_mutex_destroy(&sp->map_lock);
+}
+
+/* Spilling is on and has not failed in the last second. */
+bool tm_spill_usable(struct tm_spill *sp)
+{
+	return sp->fd >= 0 &&
+	       (int64_t)tm_now_ns() >= atomic_load(&sp->backoff_until);
+}
+
+uint32_t tm_spill_units(struct tm_spill *sp, uint32_t bytes)
+{
+	return (bytes + (1u << sp->unit_shift) - 1) >> sp->unit_shift;
+}
+
+static bool tm_bit(const uint64_t *map, uint64_t i)
+{
+	return map[i >> 6] >> (i & 63) & 1;
+}
+
+static void tm_bits_set(uint64_t *map, uint64_t i, uint32_t n, bool on)
+{
+	for (uint64_t b = i; b < i + n; b++) {
+		if (on)
+			map[b >> 6] |= 1ull << (b & 63);
+		else
+			map[b >> 6] &= ~(1ull << (b & 63));
+	}
+}
+
+/* Returns 0 and the first unit of a free run of @n, or -ENOSPC. */
+int tm_spill_alloc(struct tm_spill *sp, uint32_t n, uint64_t *unit)
+{
+	uint64_t pos, scanned = 0;
+	int rc = -ENOSPC;
+
+	pthread_mutex_lock(&sp->map_lock);
+	pos = sp->cursor;
+	while (n && scanned < sp->nunits + n) {
+		uint64_t run = 0;
+
+		if (pos + n > sp->nunits) {
+			scanned += sp->nunits - pos;
+			pos = 0;
+			continue;
+		}
+		if (!(pos & 63) && sp->map[pos >> 6] == ~0ull) {
+			pos += 64;
+			scanned += 64;
+			continue;
+		}
+		while (run < n && !tm_bit(sp->map, pos + run))
+			run++;
+		if (run == n) {
+			tm_bits_set(sp->map, pos, n, true);
+			sp->cursor = pos + n;
+			sp->used += n;
+			*unit = pos;
+			rc = 0;
+			break;
+		}
+		pos += run + 1;
+		scanned += run + 1;
+	}
+	pthread_mutex_unlock(&sp->map_lock);
+	return rc;
+}
+
+void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes)
+{
+	uint32_t n = tm_spill_units(sp, bytes);
+
+	pthread_mutex_lock(&sp->map_lock);
+	tm_bits_set(sp->map, unit, n, false);
+	sp->used -= n;
+	pthread_mutex_unlock(&sp->map_lock);
+}
+
+uint64_t tm_spill_used(struct tm_spill *sp)
+{
+	uint64_t used;
+
+	pthread_mutex_lock(&sp->map_lock);
+	used = sp->used << sp->unit_shift;
+	pthread_mutex_unlock(&sp->map_lock);
+	return used;
+}
+
+static int tm_spill_fault(int res)
+{
+	if (tm_fault_fire(TM_FAULT_SPILL_ENOSPC))
+		return -ENOSPC;
+	if (tm_fault_fire(TM_FAULT_SPILL_WRITE))
+		return -EIO;
+	return res;
+}
+
+/*
+ * tm_spill_write - write @n pages already laid out in the batch buffer,
+ * merging neighbours in the file and the buffer into one write.  Sets
+ * each io's res.  Returns 0 if every page was written, else the first
+ * error; after an error spilling backs off for a second so that a
+ * failing disk does not turn every put into a failed write.  Caller
+ * holds the ring lock.
+ */
+int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
+{
+	struct tm_spill *sp = &s->spill;
+	uint32_t shift = sp->unit_shift;
+	int first = 0, err = 0;
+
+	while (first < n) {
+		int queued = 0, done = 0, i = first;
+
+		while (i < n && queued < TM_SPILL_BATCH) {
+			struct io_uring_sqe *sqe = io_uring_get_sqe(&sp->ring);
+			uint64_t len = (uint64_t)tm_spill_units(sp,
+							io[i].bytes) << shift;
+			int j = i + 1;
+
+			if (!sqe)
+				break;
+			while (j < n &&
+			       io[j].unit == io[j - 1].unit +
+					tm_spill_units(sp, io[j - 1].bytes) &&
+			       io[j].buf_off == io[j - 1].buf_off +
+					((uint64_t)tm_spill_units(sp,
+					io[j - 1].bytes) << shift)) {
+				len += (uint64_t)tm_spill_units(sp,
+							io[j].bytes) << shift;
+				j++;
+			}
+			io_uring_prep_write(sqe, sp->fd, sp->buf + io[i].buf_off,
+					    (unsigned)len, io[i].unit << shift);
+			/* user_data: first page and page count of the run */
+			io_uring_sqe_set_data64(sqe, (uint64_t)i << 32 |
+						(uint32_t)(j - i));
+			io[i].res = (int)len;	/* expected, until completion */
+			queued++;
+			i = j;
+		}
+		if (io_uring_submit(&sp->ring) < 0) {
+			/* Nothing went out: fail what we prepared. */
+			for (int k = first; k < i; k++)
+				io[k].res = -EIO;
+			err = -EIO;
+			break;
+		}
+		while (done < queued) {
+			struct io_uring_cqe *cqe;
+			uint64_t d;
+			int rc = io_uring_wait_cqe(&sp->ring, &cqe);
+			int start, cnt, res;
+
+			if (rc < 0) {
+				if (rc == -EINTR)
+					continue;
+				/*
+				 * The ring is broken; what is in flight may
+				 * still land, so report every page in this
+				 * wave as failed and keep their data in RAM.
+				 */
+				for (int k = first; k < i; k++)
+					io[k].res = -EIO;
+				err = -EIO;
+				goto out;
+			}
+			d = io_uring_cqe_get_data64(cqe);
+			start = (int)(d >> 32);
+			cnt = (int)(uint32_t)d;
+			res = tm_spill_fault(cqe->res);
+			if (res >= 0 && res != io[start].res)
+				res = -EIO;	/* short write */
+			for (int k = start; k < start + cnt; k++)
+				io[k].res = res < 0 ? res : 0;
+			if (res < 0 && !err)
+				err = res;
+			io_uring_cqe_seen(&sp->ring, cqe);
+			done++;
+		}
+		first = i;
+	}
+out:
+	if (err)
+		atomic_store(&sp->backoff_until,
+			     (int64_t)tm_now_ns() + TM_SPILL_BACKOFF_NS);
+	return err;
+}
+
+/*
+ * tm_spill_read - read the @bytes of data at @unit into @dst, which must
+ * be aligned to 4096 and hold the extent rounded up to whole units.
+ * Short reads are continued.  Returns 0 or -EIO.
+ */
+int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
+		  uint8_t *dst)
+{
+	size_t want = (size_t)tm_spill_units(sp, bytes) << sp->unit_shift;
+	off_t off = (off_t)(unit << sp->unit_shift);
+	size_t got = 0;
+
+	while (got < want) {
+		size_t ask = want - got;
+		ssize_t r;
+
+		if (tm_fault_fire(TM_FAULT_SPILL_READ))
+			return -EIO;
+		if (ask > (1u << sp->unit_shift) &&
+		    tm_fault_fire(TM_FAULT_SHORT_READ))
+			ask = (ask / 2) & ~(((size_t)1 << sp->unit_shift) - 1);
+		r = pread(sp->fd, dst + got, ask, off + (off_t)got);
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			return -EIO;
+		got += (size_t)r;
+	}
+	return 0;
+}

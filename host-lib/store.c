@@ -1,0 +1,345 @@
+// SPDX-License-Identifier: MIT
+/*
+ * store.c - the store's life cycle, its pools, its budget and its stats.
+ *
+ * Pool ids are (generation << 18 | slot).  Slots sit in a directory of
+ * fixed chunks that are never freed, so a lookup takes no lock: it reads
+ * the slot's state word, which carries the live generation.  A put that
+ * races with pool destruction checks the state again under the shard
+ * lock, and destruction flushes each shard under that same lock, so no
+ * page can be left behind in a dead pool.
+ */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "tmem_int.h"
+
+#define TM_POOL_SLOTS	(1u << TM_POOL_SLOT_BITS)
+#define TM_POOL_DIR	(TM_POOL_SLOTS / TM_POOL_CHUNK)
+
+bool tm_charge(struct tmem_store *s, _Atomic uint64_t *ctr, uint64_t bytes,
+	       enum tm_charge mode)
+{
+	uint64_t used = atomic_load(&s->ram_used);
+
+	if (mode == TM_CHARGE_FORCE) {
+		atomic_fetch_add(&s->ram_used, bytes);
+	} else {
+		do {
+			if (used + bytes > atomic_load(&s->budget))
+				return false;
+		} while (!atomic_compare_exchange_weak(&s->ram_used, &used,
+						       used + bytes));
+	}
+	atomic_fetch_add(ctr, bytes);
+	return true;
+}
+
+void tm_uncharge(struct tmem_store *s, _Atomic uint64_t *ctr, uint64_t bytes)
+{
+	atomic_fetch_sub(&s->ram_used, bytes);
+	atomic_fetch_sub(ctr, bytes);
+}
+
+uint64_t tm_ram_used(struct tmem_store *s)
+{
+	return atomic_load(&s->ram_used);
+}
+
+static uint32_t tm_pool_live_state(int pool)
+{
+	return (uint32_t)pool >> TM_POOL_SLOT_BITS << 1 | 1;
+}
+
+struct tm_pool *tm_pool_get(struct tmem_store *s, int pool)
+{
+	uint32_t slot = (uint32_t)pool & (TM_POOL_SLOTS - 1);
+	struct tm_pool *chunk;
+
+	if (pool < 0)
+		return NULL;
+	chunk = atomic_load(&s->pool_dir[slot / TM_POOL_CHUNK]);
+	if (!chunk || !tm_pool_alive(&chunk[slot % TM_POOL_CHUNK], pool))
+		return NULL;
+	return &chunk[slot % TM_POOL_CHUNK];
+}
+
+bool tm_pool_alive(struct tm_pool *p, int pool)
+{
+	return atomic_load(&p->state) == tm_pool_live_state(pool);
+}
+
+TM_EXPORT int tmem_pool_create(struct tmem_store *s, enum tmem_pool_kind kind,
+			       uint32_t page_size)
+{
+	struct tm_pool *chunk, *p;
+	uint32_t slot, gen;
+	int rc;
+
+	if (!s || (kind != TMEM_PERSISTENT && kind != TMEM_EPHEMERAL) ||
+	    (page_size != TM_PAGE_MIN && page_size != TM_PAGE_MAX))
+		return -EINVAL;
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool_free) {
+		slot = s->pool_free[--s->npool_free];
+	} else if (s->pool_next < TM_POOL_SLOTS) {
+		slot = s->pool_next;
+	} else {
+		rc = -ENOSPC;
+		goto out;
+	}
+	chunk = atomic_load(&s->pool_dir[slot / TM_POOL_CHUNK]);
+	if (!chunk) {
+		chunk = calloc(TM_POOL_CHUNK, sizeof(*chunk));
+		if (!chunk) {
+			rc = -ENOMEM;
+			goto out;
+		}
+		atomic_store(&s->pool_dir[slot / TM_POOL_CHUNK], chunk);
+		atomic_fetch_add(&s->ram_fixed,
+				 TM_POOL_CHUNK * sizeof(*chunk));
+	}
+	if (slot == s->pool_next)
+		s->pool_next++;
+	p = &chunk[slot % TM_POOL_CHUNK];
+	gen = (atomic_load(&p->state) >> 1) + 1;
+	if (gen > TM_POOL_GEN_MAX || !atomic_load(&p->state))
+		gen = 0;
+	p->kind = (uint8_t)kind;
+	p->page_size = page_size;
+	atomic_store(&p->state, gen << 1 | 1);
+	rc = (int)(gen << TM_POOL_SLOT_BITS | slot);
+out:
+	pthread_mutex_unlock(&s->pool_lock);
+	return rc;
+}
+
+static int64_t tm_flush_pool_pages(struct tmem_store *s, int pool)
+{
+	int64_t n = 0;
+
+	for (int i = 0; i < TM_NSHARD; i++) {
+		pthread_mutex_lock(&s->shard[i].lock);
+		n += tm_shard_flush_pool(s, &s->shard[i], (uint32_t)pool);
+		pthread_mutex_unlock(&s->shard[i].lock);
+	}
+	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_POOLS, 1);
+	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_PAGES, n);
+	return n;
+}
+
+TM_EXPORT int64_t tmem_pool_destroy(struct tmem_store *s, int pool)
+{
+	uint32_t live = tm_pool_live_state(pool);
+	struct tm_pool *p;
+	int64_t n;
+
+	if (!s)
+		return -EINVAL;
+	p = tm_pool_get(s, pool);
+	/* Only one caller can take the pool from live to dead. */
+	if (!p || !atomic_compare_exchange_strong(&p->state, &live,
+						  live & ~1u))
+		return -EBADF;
+	n = tm_flush_pool_pages(s, pool);
+
+	pthread_mutex_lock(&s->pool_lock);
+	if (s->npool_free == s->pool_free_cap) {
+		uint32_t cap = s->pool_free_cap ? 2 * s->pool_free_cap : 64;
+		uint32_t *f = realloc(s->pool_free, cap * sizeof(*f));
+
+		if (f) {
+			s->pool_free = f;
+			s->pool_free_cap = cap;
+		}
+	}
+	/* Without room to remember the slot it stays retired: harmless. */
+	if (s->npool_free < s->pool_free_cap)
+		s->pool_free[s->npool_free++] =
+			(uint32_t)pool & (TM_POOL_SLOTS - 1);
+	pthread_mutex_unlock(&s->pool_lock);
+	return n;
+}
+
+TM_EXPORT int64_t tmem_flush_pool(struct tmem_store *s, int pool)
+{
+	if (!s)
+		return -EINVAL;
+	if (!tm_pool_get(s, pool))
+		return -EBADF;
+	return tm_flush_pool_pages(s, pool);
+}
+
+TM_EXPORT int tmem_pool_info(struct tmem_store *s, int pool,
+			     enum tmem_pool_kind *kind, uint32_t *page_size)
+{
+	struct tm_pool *p;
+
+	if (!s)
+		return -EINVAL;
+	p = tm_pool_get(s, pool);
+	if (!p)
+		return -EBADF;
+	if (kind)
+		*kind = p->kind;
+	if (page_size)
+		*page_size = p->page_size;
+	return 0;
+}
+
+TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
+				struct tmem_store **out)
+{
+	struct tmem_store *s;
+	int rc;
+
+	if (!cfg || !out || cfg->flags & ~TMEM_SPILL_KEEP ||
+	    (cfg->raw_policy != TMEM_RAW_STORE &&
+	     cfg->raw_policy != TMEM_RAW_REJECT))
+		return -EINVAL;
+	s = aligned_alloc(64, sizeof(*s));
+	if (!s)
+		return -ENOMEM;
+	memset(s, 0, sizeof(*s));
+	for (int i = 0; i < TM_NSHARD; i++) {
+		pthread_mutex_init(&s->shard[i].lock, NULL);
+		s->shard[i].ents.item = sizeof(struct tm_entry);
+		s->shard[i].objs.item = sizeof(struct tm_obj);
+	}
+	pthread_mutex_init(&s->pool_lock, NULL);
+	atomic_store(&s->budget, cfg->budget);
+	s->raw_policy = cfg->raw_policy;
+
+	rc = -ENOMEM;
+	s->pool_dir = calloc(TM_POOL_DIR, sizeof(*s->pool_dir));
+	if (!s->pool_dir)
+		goto err;
+	rc = tm_slabs_init(&s->slabs);
+	if (rc)
+		goto err;
+	rc = tm_spill_open(&s->spill, cfg->spill_path, cfg->spill_max,
+			   cfg->flags);
+	if (rc)
+		goto err;
+	if (s->spill.fd >= 0)
+		s->spill_max = s->spill.nunits << s->spill.unit_shift;
+	atomic_store(&s->ram_fixed, sizeof(*s) +
+		     TM_POOL_DIR * sizeof(*s->pool_dir) +
+		     s->slabs.dir_len * sizeof(*s->slabs.dir) +
+		     s->spill.buf_bytes + (s->spill.nunits + 63) / 8);
+	rc = tm_reclaim_start(s);
+	if (rc)
+		goto err;
+	*out = s;
+	return 0;
+err:
+	tmem_store_destroy(s);
+	return rc;
+}
+
+TM_EXPORT void tmem_store_destroy(struct tmem_store *s)
+{
+	if (!s)
+		return;
+	tm_reclaim_stop(s);
+	/* Slabs go wholesale below: the index need not free them one by one. */
+	for (int i = 0; i < TM_NSHARD; i++)
+		tm_shard_fini(s, &s->shard[i]);
+	tm_slabs_fini(s);
+	if (s->spill.buf || s->spill.fd >= 0 || s->spill.map)
+		tm_spill_close(&s->spill);
+	if (s->pool_dir) {
+		for (uint32_t i = 0; i < TM_POOL_DIR; i++)
+			free(atomic_load(&s->pool_dir[i]));
+		free(s->pool_dir);
+	}
+	free(s->pool_free);
+	pthread_mutex_destroy(&s->pool_lock);
+	free(s);
+}
+
+TM_EXPORT int tmem_set_budget(struct tmem_store *s, uint64_t bytes)
+{
+	if (!s)
+		return -EINVAL;
+	atomic_store(&s->budget, bytes);
+	tm_reclaim_kick(s);
+	return 0;
+}
+
+static const char *const tm_stat_names[TMEM_STAT__COUNT] = {
+	[TMEM_STAT_PUTS] = "puts",
+	[TMEM_STAT_PUT_REJ_NOSPACE] = "put_rejected_nospace",
+	[TMEM_STAT_PUT_REJ_NOMEM] = "put_rejected_nomem",
+	[TMEM_STAT_PUT_REJ_RAW] = "put_rejected_incompressible",
+	[TMEM_STAT_PUT_REJ_INVALID] = "put_rejected_invalid",
+	[TMEM_STAT_PUT_OVERWRITES] = "put_overwrites",
+	[TMEM_STAT_GET_HITS_RAM] = "get_hits_ram",
+	[TMEM_STAT_GET_HITS_SPILL] = "get_hits_spill",
+	[TMEM_STAT_GET_MISSES] = "get_misses",
+	[TMEM_STAT_GET_ERRORS] = "get_errors",
+	[TMEM_STAT_FLUSH_PAGES] = "flushed_pages",
+	[TMEM_STAT_FLUSH_OBJECTS] = "flushed_objects",
+	[TMEM_STAT_FLUSH_POOLS] = "flushed_pools",
+	[TMEM_STAT_EVICTIONS] = "evictions",
+	[TMEM_STAT_SPILLS] = "spills",
+	[TMEM_STAT_SPILL_DIRECT] = "spills_direct",
+	[TMEM_STAT_SPILL_READS] = "spill_reads",
+	[TMEM_STAT_SPILL_WRITE_ERRORS] = "spill_write_errors",
+	[TMEM_STAT_SPILL_ENOSPC] = "spill_enospc",
+	[TMEM_STAT_SPILL_READ_ERRORS] = "spill_read_errors",
+	[TMEM_STAT_PAGES_PERSISTENT] = "pages_persistent",
+	[TMEM_STAT_PAGES_EPHEMERAL] = "pages_ephemeral",
+	[TMEM_STAT_PAGES_SPILLED] = "pages_spilled",
+	[TMEM_STAT_PAGES_SAME] = "pages_same_filled",
+	[TMEM_STAT_PAGES_RAW] = "pages_raw",
+	[TMEM_STAT_BYTES_PERSISTENT] = "bytes_persistent",
+	[TMEM_STAT_BYTES_EPHEMERAL] = "bytes_ephemeral",
+	[TMEM_STAT_BYTES_COMPRESSED] = "bytes_compressed",
+	[TMEM_STAT_RAM_USED] = "ram_used",
+	[TMEM_STAT_RAM_DATA] = "ram_data",
+	[TMEM_STAT_RAM_INDEX] = "ram_index",
+	[TMEM_STAT_RAM_FIXED] = "ram_fixed",
+	[TMEM_STAT_BUDGET] = "budget",
+	[TMEM_STAT_SPILL_USED] = "spill_used",
+	[TMEM_STAT_SPILL_MAX] = "spill_max",
+	[TMEM_STAT_SLABS] = "slabs",
+	[TMEM_STAT_RECLAIM_RUNS] = "reclaim_runs",
+};
+
+TM_EXPORT const char *tmem_stat_name(unsigned int stat)
+{
+	return stat < TMEM_STAT__COUNT ? tm_stat_names[stat] : NULL;
+}
+
+TM_EXPORT int tmem_stats(struct tmem_store *s, struct tmem_stats *out)
+{
+	uint64_t v[TM_NSTAT] = { 0 };
+
+	if (!s || !out)
+		return -EINVAL;
+	for (int i = 0; i < TM_NSHARD; i++)
+		for (int k = 0; k < TM_NSTAT; k++)
+			v[k] += atomic_load_explicit(&s->shard[i].stat[k],
+						     memory_order_relaxed);
+	v[TMEM_STAT_RAM_DATA] = atomic_load(&s->ram_data);
+	v[TMEM_STAT_RAM_INDEX] = atomic_load(&s->ram_index);
+	v[TMEM_STAT_RAM_USED] = v[TMEM_STAT_RAM_DATA] + v[TMEM_STAT_RAM_INDEX];
+	v[TMEM_STAT_RAM_FIXED] = atomic_load(&s->ram_fixed);
+	v[TMEM_STAT_BUDGET] = atomic_load(&s->budget);
+	v[TMEM_STAT_SPILL_USED] = s->spill.fd >= 0 ?
+				  tm_spill_used(&s->spill) : 0;
+	v[TMEM_STAT_SPILL_MAX] = s->spill_max;
+	v[TMEM_STAT_SLABS] = atomic_load(&s->slabs_live);
+	v[TMEM_STAT_RECLAIM_RUNS] = atomic_load(&s->reclaim_runs);
+
+	memcpy(out->v, v, sizeof(out->v));
+	out->compression_ratio = v[TMEM_STAT_BYTES_COMPRESSED] ?
+		(double)v[TM_ISTAT_RAM_PAGE_BYTES] /
+		(double)v[TMEM_STAT_BYTES_COMPRESSED] : 0.0;
+	out->fragmentation = v[TMEM_STAT_RAM_DATA] ?
+		1.0 - (double)v[TMEM_STAT_BYTES_COMPRESSED] /
+		(double)v[TMEM_STAT_RAM_DATA] : 0.0;
+	return 0;
+}

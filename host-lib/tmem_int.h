@@ -1,0 +1,306 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * tmem_int.h - internals shared by the host library's files.
+ *
+ * Lock order, outermost first (never take one to the left while holding
+ * one to its right):
+ *
+ *   spill ring lock -> shard lock -> class lock -> kind LRU lock
+ *
+ * plus three leaf locks taken with nothing nested inside them: the spill
+ * bitmap lock, the slab id lock and the pool table lock.
+ */
+#ifndef TMEM_INT_H
+#define TMEM_INT_H
+
+#include <pthread.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include <liburing.h>
+
+#include "tmem.h"
+
+#define TM_EXPORT __attribute__((visibility("default")))
+
+#define TM_PAGE_MIN	4096u
+#define TM_PAGE_MAX	65536u
+
+/* Private counters kept beside the public ones in each shard. */
+enum {
+	/* uncompressed bytes of pages whose data is in a slab */
+	TM_ISTAT_RAM_PAGE_BYTES = TMEM_STAT__COUNT,
+	TM_NSTAT
+};
+
+/* Result of a step that ran out of budget: make room and try again. */
+#define TM_NEED_ROOM	(-10000)
+
+/* ---- compress.c ------------------------------------------------------ */
+
+#define TM_E_RAM	(1u << 17)	/* data in a slab slot; loc = handle */
+#define TM_E_SPILL	(1u << 18)	/* data on spill; loc = first unit */
+#define TM_E_SAME	(1u << 19)	/* no data; loc = the repeated word */
+#define TM_E_RAW	(1u << 20)	/* data is the page, uncompressed */
+#define TM_E_EPHEMERAL	(1u << 21)
+#define TM_E_BIG	(1u << 22)	/* 64 KiB page */
+#define TM_E_SIZE	0x1ffffu	/* bytes of data kept */
+
+struct tm_packed {
+	const uint8_t *data;	/* compressed bytes, or the page if RAW */
+	uint32_t size;		/* bytes at data; 0 when SAME */
+	uint32_t flags;		/* TM_E_SAME or TM_E_RAW or 0 */
+	uint64_t word;		/* fill word when SAME */
+};
+
+int tm_pack(const void *page, uint32_t len, struct tm_packed *pk);
+int tm_unpack(const uint8_t *data, uint32_t info, uint64_t word,
+	      void *page, uint32_t len);
+void *tm_scratch(size_t *size);
+
+/* ---- slab.c ---------------------------------------------------------- */
+
+#define TM_SLAB_MAX	(256u * 1024)
+#define TM_NCLASS	248
+
+/* owner words at the head of each slab, one per slot */
+#define TM_OWNER_FREE	0x80000000u	/* free; low bits: next free slot */
+#define TM_OWNER_PENDING 0x7fffffffu	/* allocated, not yet indexed */
+#define TM_OWNER_NONE	0x7fffffffu	/* end of a free chain */
+#define TM_SHARD_SHIFT	27
+#define TM_EID_MASK	((1u << TM_SHARD_SHIFT) - 1)
+
+struct tm_slab {
+	uint8_t *mem;
+	_Atomic uint32_t *owner;	/* one word per slot */
+	struct tm_slab *lru_prev, *lru_next;	/* kind LRU lock */
+	struct tm_slab *part_prev, *part_next;	/* class lock */
+	uint32_t id;
+	uint16_t cls;
+	uint8_t kind;		/* 0 persistent, 1 ephemeral */
+	uint8_t on_partial;
+	uint32_t nlive;		/* class lock */
+	uint32_t free_head;	/* class lock */
+	uint32_t nfresh;	/* slots never handed out yet */
+	_Atomic uint8_t reclaiming;	/* set under the kind LRU lock */
+	_Atomic uint8_t referenced;	/* second chance for the LRU */
+};
+
+struct tm_class {
+	pthread_mutex_t lock;
+	struct tm_slab *partial;	/* slabs with free slots */
+	uint32_t size;		/* slot bytes */
+	uint32_t nslots;
+	uint32_t slab_bytes;
+	uint32_t data_off;	/* where slot 0 starts */
+};
+
+struct tm_kind_lru {
+	pthread_mutex_t lock;
+	struct tm_slab *head, *tail;	/* head: newest or last read */
+	uint64_t nslabs;
+};
+
+#define TM_NREGION	256
+
+/* Address space that slabs are carved from, in 64 KiB units. */
+struct tm_region {
+	uint8_t *base;
+	uint64_t *map;		/* one bit per unit in use */
+	uint32_t nunits;
+	uint32_t cursor;
+};
+
+struct tm_slabs {
+	struct tm_class cls[2][TM_NCLASS];
+	struct tm_kind_lru lru[2];
+	pthread_mutex_t id_lock;
+	struct tm_slab **dir;		/* chunks of TM_SLAB_CHUNK descs */
+	uint32_t dir_len;
+	uint32_t next_id;
+	uint32_t *free_ids;
+	uint32_t nfree_ids, free_ids_cap;
+	pthread_mutex_t region_lock;	/* region[], their maps */
+	struct tm_region *region[TM_NREGION];
+	uint32_t nregions;
+};
+
+struct tmem_store;
+
+int tm_slabs_init(struct tm_slabs *sl);
+void tm_slabs_fini(struct tmem_store *s);
+int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
+		  uint64_t *handle, uint8_t **ptr);
+void tm_slot_set_owner(struct tmem_store *s, uint64_t handle, uint32_t owner);
+void tm_slot_free(struct tmem_store *s, uint64_t handle);
+uint8_t *tm_slot_ptr(struct tmem_store *s, uint64_t handle);
+struct tm_slab *tm_slab_of(struct tmem_store *s, uint64_t handle);
+struct tm_slab *tm_slab_pick(struct tmem_store *s, int kind);
+bool tm_slab_unpick(struct tmem_store *s, struct tm_slab *sb);
+uint32_t tm_slab_nslots(struct tmem_store *s, struct tm_slab *sb);
+uint64_t tm_handle(uint32_t slab_id, uint32_t slot);
+
+/* ---- index.c --------------------------------------------------------- */
+
+#define TM_NSHARD	16
+#define TM_TABLE_CHUNK	128	/* items per index chunk */
+
+struct tm_entry {		/* 32 bytes: keep it that way */
+	uint64_t loc;
+	uint32_t obj;		/* owning object; 0 when the entry is free */
+	uint32_t index;
+	uint32_t hnext;		/* hash chain, or free list */
+	uint32_t oprev, onext;	/* the object's pages */
+	uint32_t info;		/* TM_E_* flags and data size */
+};
+
+struct tm_obj {
+	uint64_t oid[3];
+	uint32_t pool;
+	uint32_t hnext;		/* hash chain, or free list */
+	uint32_t head;		/* first page */
+	uint32_t npages;	/* 0 when the object is free */
+};
+
+struct tm_table {
+	uint8_t **chunks;
+	uint32_t nchunks;
+	uint32_t used;		/* ids handed out: 1 .. used */
+	uint32_t free_head;
+	uint32_t item;		/* item size */
+};
+
+struct tm_shard {
+	pthread_mutex_t lock;	/* everything below */
+	struct tm_table ents, objs;
+	uint32_t *ebkt, *obkt;	/* hash heads */
+	uint32_t ebkt_n, obkt_n;	/* powers of two, or 0 */
+	uint32_t nents, nobjs;
+	uint32_t n_eph_same;	/* ephemeral entries with no slab */
+	uint64_t index_bytes;	/* what this shard charged */
+	_Atomic uint64_t stat[TM_NSTAT];	/* relaxed; sums are gauges */
+} __attribute__((aligned(64)));
+
+enum tm_charge { TM_CHARGE_STRICT, TM_CHARGE_FORCE };
+
+uint32_t tm_shard_of(int pool, const struct tmem_key *key);
+uint32_t tm_obj_find(struct tm_shard *sh, uint32_t pool, const uint64_t oid[3]);
+struct tm_obj *tm_obj_ptr(struct tm_shard *sh, uint32_t id);
+uint32_t tm_ent_find(struct tm_shard *sh, uint32_t obj, uint32_t index);
+struct tm_entry *tm_ent_ptr(struct tm_shard *sh, uint32_t id);
+int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
+		  const struct tmem_key *key, enum tm_charge charge,
+		  uint32_t *eid);
+void tm_ent_set(struct tm_shard *sh, struct tm_entry *e, uint32_t info,
+		uint64_t loc);
+void tm_ent_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t eid);
+int64_t tm_obj_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t obj);
+int64_t tm_shard_flush_pool(struct tmem_store *s, struct tm_shard *sh,
+			    uint32_t pool);
+void tm_shard_fini(struct tmem_store *s, struct tm_shard *sh);
+
+static inline void tm_stat_add(struct tm_shard *sh, int stat, int64_t n)
+{
+	atomic_fetch_add_explicit(&sh->stat[stat], (uint64_t)n,
+				  memory_order_relaxed);
+}
+
+/* ---- spill.c --------------------------------------------------------- */
+
+struct tm_spill_io {
+	uint64_t unit;		/* first unit of the extent */
+	uint32_t bytes;		/* data bytes (extent rounds up) */
+	uint32_t buf_off;	/* where in the batch buffer */
+	int res;		/* 0 or -errno, after the write */
+};
+
+struct tm_spill {
+	int fd;			/* -1: spilling is off */
+	bool direct;		/* O_DIRECT worked */
+	uint32_t unit_shift;	/* log2 of the allocation unit */
+	uint64_t nunits;
+	pthread_mutex_t ring_lock;	/* ring and buf */
+	struct io_uring ring;
+	uint8_t *buf;		/* aligned batch buffer */
+	uint32_t buf_bytes;
+	pthread_mutex_t map_lock;	/* map, cursor, used */
+	uint64_t *map;		/* one bit per unit */
+	uint64_t cursor;
+	uint64_t used;
+	_Atomic int64_t backoff_until;	/* ns; no spilling before then */
+};
+
+#define TM_SPILL_BATCH	64	/* writes per submission at most */
+
+int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
+		  uint32_t flags);
+void tm_spill_close(struct tm_spill *sp);
+bool tm_spill_usable(struct tm_spill *sp);
+uint32_t tm_spill_units(struct tm_spill *sp, uint32_t bytes);
+int tm_spill_alloc(struct tm_spill *sp, uint32_t nunits, uint64_t *unit);
+void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes);
+int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n);
+int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
+		  uint8_t *dst);
+uint64_t tm_spill_used(struct tm_spill *sp);
+uint64_t tm_now_ns(void);
+
+/* ---- store.c --------------------------------------------------------- */
+
+#define TM_POOL_SLOT_BITS	18
+#define TM_POOL_CHUNK		1024
+#define TM_POOL_GEN_MAX		8191
+
+struct tm_pool {
+	_Atomic uint32_t state;	/* gen << 1 | alive */
+	uint8_t kind;		/* TMEM_PERSISTENT or TMEM_EPHEMERAL */
+	uint32_t page_size;
+};
+
+struct tmem_store {
+	struct tm_shard shard[TM_NSHARD];
+	struct tm_slabs slabs;
+	struct tm_spill spill;
+
+	_Atomic uint64_t budget;
+	_Atomic uint64_t ram_used;	/* ram_data + ram_index, for budget */
+	_Atomic uint64_t ram_data;	/* slab bytes */
+	_Atomic uint64_t ram_index;	/* index bytes */
+	_Atomic uint64_t ram_fixed;
+	_Atomic uint64_t slabs_live;
+	_Atomic uint64_t reclaim_runs;
+	enum tmem_raw_policy raw_policy;
+	uint64_t spill_max;
+
+	pthread_mutex_t pool_lock;	/* pool_dir growth, free slots */
+	struct tm_pool *_Atomic *pool_dir;
+	uint32_t pool_dir_len;
+	uint32_t pool_next;
+	uint32_t *pool_free;
+	uint32_t npool_free, pool_free_cap;
+
+	pthread_t reclaimer;
+	pthread_mutex_t rc_lock;
+	pthread_cond_t rc_cond;
+	_Atomic bool rc_stop;
+	bool rc_kick, rc_started;
+};
+
+struct tm_pool *tm_pool_get(struct tmem_store *s, int pool);
+bool tm_pool_alive(struct tm_pool *p, int pool);
+
+bool tm_charge(struct tmem_store *s, _Atomic uint64_t *ctr, uint64_t bytes,
+	       enum tm_charge mode);
+void tm_uncharge(struct tmem_store *s, _Atomic uint64_t *ctr, uint64_t bytes);
+uint64_t tm_ram_used(struct tmem_store *s);
+
+/* ---- reclaim.c ------------------------------------------------------- */
+
+int tm_reclaim_start(struct tmem_store *s);
+void tm_reclaim_stop(struct tmem_store *s);
+void tm_reclaim_kick(struct tmem_store *s);
+bool tm_make_room(struct tmem_store *s, int kind, int *spills_left);
+void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc);
+
+#endif /* TMEM_INT_H */
