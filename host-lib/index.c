@@ -110,23 +110,31 @@ static int tm_table_get(struct tmem_store *s, struct tm_shard *sh,
 
 		if (tm_fault_fire(TM_FAULT_ALLOC))
 			return -ENOMEM;
-		bytes = (size_t)TM_TABLE_CHUNK * t->item + sizeof(*dir);
+		/* The directory doubles; its share is charged per chunk. */
+		bytes = (size_t)TM_TABLE_CHUNK * t->item + 2 * sizeof(*dir);
 		if (!tm_shard_charge(s, sh, bytes, mode))
 			return TM_NEED_ROOM;
-		dir = realloc(t->chunks, (t->nchunks + 1) * sizeof(*dir));
-		chunk = dir ? calloc(TM_TABLE_CHUNK, t->item) : NULL;
-		if (!chunk) {
-			if (dir)
-				t->chunks = dir;
-			tm_shard_uncharge(s, sh, bytes);
-			return -ENOMEM;
+		if (t->nchunks == t->cap) {
+			uint32_t cap = t->cap ? 2 * t->cap : 8;
+
+			dir = realloc(t->chunks, cap * sizeof(*dir));
+			if (!dir)
+				goto nomem;
+			t->chunks = dir;
+			t->cap = cap;
 		}
-		t->chunks = dir;
+		chunk = calloc(TM_TABLE_CHUNK, t->item);
+		if (!chunk)
+			goto nomem;
 		t->chunks[t->nchunks++] = chunk;
 	}
 	t->used = n;
 	*id = n;
 	return 0;
+
+nomem:
+	tm_shard_uncharge(s, sh, bytes);
+	return -ENOMEM;
 }
 
 static void tm_table_put(struct tm_table *t, uint32_t id, size_t next_link)
@@ -142,7 +150,7 @@ static void tm_table_free(struct tm_table *t)
 		free(t->chunks[i]);
 	free(t->chunks);
 	t->chunks = NULL;
-	t->nchunks = t->used = t->free_head = 0;
+	t->nchunks = t->cap = t->used = t->free_head = 0;
 }
 
 /*

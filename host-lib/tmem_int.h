@@ -165,7 +165,7 @@ struct tm_obj {
 
 struct tm_table {
 	uint8_t **chunks;
-	uint32_t nchunks;
+	uint32_t nchunks, cap;
 	uint32_t used;		/* ids handed out: 1 .. used */
 	uint32_t free_head;
 	uint32_t item;		/* item size */
