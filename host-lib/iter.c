@@ -14,6 +14,7 @@
 struct tmem_iter {
 	struct tmem_store *s;
 	int pool;
+	uint32_t page_size;
 	struct tmem_key *keys;
 	size_t n, pos, cap;
 };
@@ -59,16 +60,19 @@ TM_EXPORT int tmem_iter_begin(struct tmem_store *s, int pool,
 			      struct tmem_iter **out)
 {
 	struct tmem_iter *it;
+	struct tm_pool *p;
 
 	if (!s || !out)
 		return -EINVAL;
-	if (!tm_pool_get(s, pool))
+	p = tm_pool_get(s, pool);
+	if (!p)
 		return -EBADF;
 	it = calloc(1, sizeof(*it));
 	if (!it)
 		return -ENOMEM;
 	it->s = s;
 	it->pool = pool;
+	it->page_size = p->page_size;
 	for (int i = 0; i < TM_NSHARD; i++) {
 		int rc;
 
@@ -87,7 +91,8 @@ TM_EXPORT int tmem_iter_begin(struct tmem_store *s, int pool,
 TM_EXPORT int tmem_iter_next(struct tmem_iter *it, struct tmem_key *key,
 			     void *buf, size_t len)
 {
-	if (!it || !key || !buf)
+	/* Refuse before moving on: a retried call must not skip a page. */
+	if (!it || !key || !buf || len != it->page_size)
 		return -EINVAL;
 	while (it->pos < it->n) {
 		struct tmem_key *k = &it->keys[it->pos++];

@@ -201,7 +201,10 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 
 	rc = tm_args(s, pool, key, page, len, &p);
 	if (rc) {
-		if (s)
+		/* With a key to name, a malformed put still flushes it. */
+		if (s && key && tm_pool_get(s, pool))
+			tm_put_reject(s, pool, key, rc);
+		else if (s)
 			tm_stat_add(&s->shard[0], TMEM_STAT_PUT_REJ_INVALID, 1);
 		return rc;
 	}

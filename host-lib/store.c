@@ -100,12 +100,15 @@ TM_EXPORT int tmem_pool_create(struct tmem_store *s, enum tmem_pool_kind kind,
 		atomic_fetch_add(&s->ram_fixed,
 				 TM_POOL_CHUNK * sizeof(*chunk));
 	}
-	if (slot == s->pool_next)
-		s->pool_next++;
 	p = &chunk[slot % TM_POOL_CHUNK];
-	gen = (atomic_load(&p->state) >> 1) + 1;
-	if (gen > TM_POOL_GEN_MAX || !atomic_load(&p->state))
+	/* A reused slot moves to its next generation, so stale ids fail. */
+	if (slot == s->pool_next) {
+		s->pool_next++;
 		gen = 0;
+	} else {
+		gen = ((atomic_load(&p->state) >> 1) + 1) %
+		      (TM_POOL_GEN_MAX + 1);
+	}
 	p->kind = (uint8_t)kind;
 	p->page_size = page_size;
 	atomic_store(&p->state, gen << 1 | 1);
