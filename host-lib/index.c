@@ -374,42 +374,76 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	return 0;
 }
 
-/* Add (@sign 1) or take away (-1) what an entry shows in the gauges. */
-static void tm_ent_account(struct tm_shard *sh, uint32_t info, int sign)
-{
-	bool eph = info & TM_E_EPHEMERAL;
-	int64_t page = info & TM_E_BIG ? TM_PAGE_MAX : TM_PAGE_MIN;
+/* The gauges an entry shows in, and what it shows there. */
+enum { TM_G_PAGES, TM_G_BYTES, TM_G_SAME, TM_G_RAW, TM_G_SPILLED,
+       TM_G_COMPRESSED, TM_G_RAM_PAGE_BYTES, TM_NG };
 
+static void tm_ent_gauges(uint32_t info, int64_t g[TM_NG])
+{
+	int64_t page = info & TM_E_BIG ? TM_PAGE_MAX : TM_PAGE_MIN;
+	bool ram = info & TM_E_RAM;
+
+	memset(g, 0, TM_NG * sizeof(*g));
 	if (!(info & (TM_E_RAM | TM_E_SPILL | TM_E_SAME)))
 		return;
-	tm_stat_add(sh, eph ? TMEM_STAT_PAGES_EPHEMERAL :
-		    TMEM_STAT_PAGES_PERSISTENT, sign);
-	tm_stat_add(sh, eph ? TMEM_STAT_BYTES_EPHEMERAL :
-		    TMEM_STAT_BYTES_PERSISTENT, sign * page);
-	if (info & TM_E_SAME) {
-		tm_stat_add(sh, TMEM_STAT_PAGES_SAME, sign);
-		if (eph)
-			sh->n_eph_same += sign;
+	g[TM_G_PAGES] = 1;
+	g[TM_G_BYTES] = page;
+	g[TM_G_SAME] = !!(info & TM_E_SAME);
+	g[TM_G_RAW] = !!(info & TM_E_RAW);
+	g[TM_G_SPILLED] = !!(info & TM_E_SPILL);
+	g[TM_G_COMPRESSED] = ram ? (int64_t)(info & TM_E_SIZE) : 0;
+	g[TM_G_RAM_PAGE_BYTES] = ram ? page : 0;
+}
+
+/*
+ * Move the gauges from what @old shows to what @new shows.  Only the
+ * differences are applied, so a page that changes place (RAM to spill)
+ * never shows as gone to a concurrent tmem_stats.
+ */
+static void tm_ent_account(struct tm_shard *sh, uint32_t old, uint32_t new)
+{
+	static const int pers[TM_NG] = {
+		TMEM_STAT_PAGES_PERSISTENT, TMEM_STAT_BYTES_PERSISTENT,
+		TMEM_STAT_PAGES_SAME, TMEM_STAT_PAGES_RAW,
+		TMEM_STAT_PAGES_SPILLED, TMEM_STAT_BYTES_COMPRESSED,
+		TM_ISTAT_RAM_PAGE_BYTES,
+	};
+	int64_t go[TM_NG], gn[TM_NG];
+
+	tm_ent_gauges(old, go);
+	tm_ent_gauges(new, gn);
+	for (int i = 0; i < TM_NG; i++) {
+		bool eo = old & TM_E_EPHEMERAL, en = new & TM_E_EPHEMERAL;
+		int so = pers[i], sn = pers[i];
+
+		if (i == TM_G_PAGES) {
+			so = eo ? TMEM_STAT_PAGES_EPHEMERAL : so;
+			sn = en ? TMEM_STAT_PAGES_EPHEMERAL : sn;
+		} else if (i == TM_G_BYTES) {
+			so = eo ? TMEM_STAT_BYTES_EPHEMERAL : so;
+			sn = en ? TMEM_STAT_BYTES_EPHEMERAL : sn;
+		}
+		if (so == sn) {
+			if (gn[i] != go[i])
+				tm_stat_add(sh, sn, gn[i] - go[i]);
+			continue;
+		}
+		if (go[i])
+			tm_stat_add(sh, so, -go[i]);
+		if (gn[i])
+			tm_stat_add(sh, sn, gn[i]);
 	}
-	if (info & TM_E_RAW)
-		tm_stat_add(sh, TMEM_STAT_PAGES_RAW, sign);
-	if (info & TM_E_SPILL)
-		tm_stat_add(sh, TMEM_STAT_PAGES_SPILLED, sign);
-	if (info & TM_E_RAM) {
-		tm_stat_add(sh, TMEM_STAT_BYTES_COMPRESSED,
-			    sign * (int64_t)(info & TM_E_SIZE));
-		tm_stat_add(sh, TM_ISTAT_RAM_PAGE_BYTES, sign * page);
-	}
+	sh->n_eph_same -= (old & TM_E_EPHEMERAL) && go[TM_G_SAME];
+	sh->n_eph_same += (new & TM_E_EPHEMERAL) && gn[TM_G_SAME];
 }
 
 /* tm_ent_set - point @e at new data; the old data is the caller's. */
 void tm_ent_set(struct tm_shard *sh, struct tm_entry *e, uint32_t info,
 		uint64_t loc)
 {
-	tm_ent_account(sh, e->info, -1);
+	tm_ent_account(sh, e->info, info);
 	e->info = info;
 	e->loc = loc;
-	tm_ent_account(sh, info, 1);
 }
 
 /* tm_ent_remove - drop the entry and free its data. */
@@ -421,7 +455,7 @@ void tm_ent_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t eid)
 				(sh->ebkt_n - 1));
 	uint32_t obj = e->obj;
 
-	tm_ent_account(sh, e->info, -1);
+	tm_ent_account(sh, e->info, 0);
 	tm_free_data(s, e->info, e->loc);
 	tm_chain_del(&sh->ebkt[h], eid, tm_ent_link, sh);
 	if (e->oprev)

@@ -187,7 +187,7 @@ static void tm_put_reject(struct tmem_store *s, int pool,
 
 /* Inline reclaim rounds a put may spend before it settles for spill. */
 #define TM_PUT_TRIES	64
-/* Slabs a put may spill for room before writing itself out instead. */
+/* Spill batches a put may write for room before writing itself out. */
 #define TM_PUT_SPILLS	2
 
 TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
@@ -247,8 +247,13 @@ static int tm_read_entry(struct tmem_store *s, struct tm_shard *sh,
 	if (e->info & TM_E_SAME)
 		return tm_unpack(NULL, e->info, e->loc, buf, len);
 	if (e->info & TM_E_RAM) {
-		atomic_store_explicit(&tm_slab_of(s, e->loc)->referenced, 1,
-				      memory_order_relaxed);
+		struct tm_slab *sb = tm_slab_of(s, e->loc);
+
+		/* Read first: a store on every hit bounces the line. */
+		if (!atomic_load_explicit(&sb->referenced,
+					  memory_order_relaxed))
+			atomic_store_explicit(&sb->referenced, 1,
+					      memory_order_relaxed);
 		return tm_unpack(tm_slot_ptr(s, e->loc), e->info, 0, buf, len);
 	}
 	data = tm_scratch(NULL);

@@ -124,21 +124,26 @@ struct tm_spill_rec {
 	uint64_t handle;
 };
 
+struct tm_spill_batch {
+	struct tm_spill_io io[TM_SPILL_BATCH];
+	struct tm_spill_rec rec[TM_SPILL_BATCH];
+	int n;
+	uint32_t off;		/* bytes of the batch buffer used */
+	bool full;		/* buffer or batch full: write it */
+	bool nospace;		/* the spill file is full */
+};
+
 /*
- * Gather the next pages of @sb from slot *@slot into the batch buffer.
- * Returns how many; stops early when the buffer or the spill is full
- * (*@full set).  Caller holds the ring lock.
+ * Gather the pages of @sb from slot *@slot on into @b, until the slab
+ * is done or the batch is full.  Caller holds the ring lock.
  */
-static int tm_spill_gather(struct tmem_store *s, struct tm_slab *sb,
-			   uint32_t *slot, struct tm_spill_io *io,
-			   struct tm_spill_rec *rec, bool *full)
+static void tm_spill_gather(struct tmem_store *s, struct tm_slab *sb,
+			    uint32_t *slot, struct tm_spill_batch *b)
 {
 	struct tm_spill *sp = &s->spill;
 	uint32_t nslots = tm_slab_nslots(s, sb);
-	uint32_t off = 0;
-	int n = 0;
 
-	for (; *slot < nslots && n < TM_SPILL_BATCH; (*slot)++) {
+	for (; *slot < nslots; (*slot)++) {
 		uint32_t o = atomic_load(&sb->owner[*slot]);
 		uint64_t h = tm_handle(sb->id, *slot);
 		struct tm_shard *sh;
@@ -146,6 +151,10 @@ static int tm_spill_gather(struct tmem_store *s, struct tm_slab *sb,
 		uint32_t size, len;
 		uint64_t unit;
 
+		if (b->n == TM_SPILL_BATCH) {
+			b->full = true;
+			return;
+		}
 		if (!tm_owner_live(o))
 			continue;
 		e = tm_owner_lock(s, o, h, &sh);
@@ -153,24 +162,24 @@ static int tm_spill_gather(struct tmem_store *s, struct tm_slab *sb,
 			continue;
 		size = e->info & TM_E_SIZE;
 		len = tm_spill_units(sp, size) << sp->unit_shift;
-		if (off + len > sp->buf_bytes) {
+		if (b->off + len > sp->buf_bytes) {
 			pthread_mutex_unlock(&sh->lock);
-			break;
+			b->full = true;
+			return;
 		}
 		if (tm_spill_alloc(sp, tm_spill_units(sp, size), &unit)) {
 			pthread_mutex_unlock(&sh->lock);
-			*full = true;
-			break;
+			b->nospace = true;
+			return;
 		}
-		memcpy(sp->buf + off, tm_slot_ptr(s, h), size);
+		memcpy(sp->buf + b->off, tm_slot_ptr(s, h), size);
 		pthread_mutex_unlock(&sh->lock);
-		io[n] = (struct tm_spill_io){ .unit = unit, .bytes = size,
-					      .buf_off = off };
-		rec[n] = (struct tm_spill_rec){ .owner = o, .handle = h };
-		off += len;
-		n++;
+		b->io[b->n] = (struct tm_spill_io){ .unit = unit, .bytes = size,
+						    .buf_off = b->off };
+		b->rec[b->n] = (struct tm_spill_rec){ .owner = o, .handle = h };
+		b->off += len;
+		b->n++;
 	}
-	return n;
 }
 
 /*
@@ -208,49 +217,59 @@ static uint64_t tm_spill_commit(struct tmem_store *s, struct tm_spill_io *io,
 	return done;
 }
 
-/* Spill the coldest persistent slab.  Returns the pages spilled. */
+#define TM_SPILL_SLABS	64	/* slabs one batch may draw from */
+
+/*
+ * Spill one batch: pages from the coldest persistent slabs, as many
+ * slabs as fill TM_SPILL_BATCH pages or the batch buffer, written with
+ * one submission.  Small slabs would otherwise make small writes.
+ * Returns the pages spilled.
+ */
 static uint64_t tm_reclaim_spill(struct tmem_store *s)
 {
-	struct tm_spill_io io[TM_SPILL_BATCH];
-	struct tm_spill_rec rec[TM_SPILL_BATCH];
+	struct tm_slab *picked[TM_SPILL_SLABS];
+	struct tm_spill_batch b;
 	struct tm_spill *sp = &s->spill;
-	struct tm_slab *sb;
+	int npicked = 0;
 	uint32_t slot = 0;
 	uint64_t done = 0;
-	bool full = false;
 
 	if (!tm_spill_usable(sp))
 		return 0;
-	sb = tm_slab_pick(s, 0);
-	if (!sb)
-		return 0;
+	b.n = 0;
+	b.off = 0;
+	b.full = b.nospace = false;
 	pthread_mutex_lock(&sp->ring_lock);
-	while (!full) {
-		int n = tm_spill_gather(s, sb, &slot, io, rec, &full);
-		int err;
+	while (!b.full && !b.nospace && npicked < TM_SPILL_SLABS) {
+		struct tm_slab *sb = tm_slab_pick(s, 0);
 
-		if (!n)
+		if (!sb)
 			break;
-		err = tm_spill_write(s, io, n);
-		done += tm_spill_commit(s, io, rec, n);
-		if (err)
-			break;
+		picked[npicked++] = sb;
+		slot = 0;
+		tm_spill_gather(s, sb, &slot, &b);
+	}
+	if (b.n) {
+		tm_spill_write(s, b.io, b.n);
+		done = tm_spill_commit(s, b.io, b.rec, b.n);
 	}
 	pthread_mutex_unlock(&sp->ring_lock);
-	tm_slab_unpick(s, sb);
+	while (npicked)
+		tm_slab_unpick(s, picked[--npicked]);
 	return done;
 }
 
 /*
  * tm_make_room - free something for a put that ran out of budget.
  * Ephemeral pages go first; a persistent put may then spill, at most
- * *@spills_left slabs per put so that no put waits on much I/O.
+ * *@spills_left batches per put so that no put waits on much I/O.
  * Returns false when nothing more can be freed for it.
  */
 bool tm_make_room(struct tmem_store *s, int kind, int *spills_left)
 {
 	atomic_fetch_add(&s->reclaim_runs, 1);
-	if (tm_reclaim_drop(s) || tm_reclaim_drop_same(s))
+	if (tm_slab_cache_drop(s) || tm_reclaim_drop(s) ||
+	    tm_reclaim_drop_same(s))
 		return true;
 	if (kind != 0 || *spills_left <= 0)
 		return false;
@@ -267,8 +286,8 @@ static bool tm_over_budget(struct tmem_store *s)
 static bool tm_reclaim_step(struct tmem_store *s)
 {
 	atomic_fetch_add(&s->reclaim_runs, 1);
-	return tm_reclaim_drop(s) || tm_reclaim_drop_same(s) ||
-	       tm_reclaim_spill(s);
+	return tm_slab_cache_drop(s) || tm_reclaim_drop(s) ||
+	       tm_reclaim_drop_same(s) || tm_reclaim_spill(s);
 }
 
 static void *tm_reclaimer(void *arg)

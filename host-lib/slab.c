@@ -3,14 +3,14 @@
  * slab.c - the allocator for compressed pages.
  *
  * Objects are rounded up to a size class (32-byte steps to 4 KiB, then
- * 512-byte steps to 64 KiB) and packed into slabs of 64 to 256 KiB, sized
+ * 512-byte steps to 64 KiB) and packed into slabs of 16 to 256 KiB, sized
  * per class so that little is left at the tail.  A slab holds one kind of
  * page (persistent or ephemeral), so that reclaim can take a whole slab
  * at once: drop it, or spill it.  Reclaim in whole slabs is what gives
  * memory back to the host; freeing pages one by one from a dense
  * allocator mostly does not.
  *
- * Slabs are carved in 64 KiB units from large regions reserved with
+ * Slabs are carved in 4 KiB units from large regions reserved with
  * MAP_NORESERVE, and a freed slab's memory goes back with MADV_DONTNEED.
  * One mapping per slab would split the address space into hundreds of
  * thousands of mappings for a large store and run into vm.max_map_count.
@@ -33,9 +33,17 @@
 
 #define TM_SLAB_CHUNK	256	/* descriptors per directory chunk */
 #define TM_SLAB_DIR	16384	/* chunks: up to 4M slabs */
-#define TM_UNIT_SHIFT	16	/* slabs are made of 64 KiB units */
+#define TM_UNIT_SHIFT	12	/* slabs are made of 4 KiB units */
+#define TM_SLAB_MIN	(16u * 1024)
 #define TM_REGION_MAX	(4ull << 30)
 #define TM_REGION_MIN	(64ull << 20)
+#define TM_CACHE_SHARE	32		/* cache at most budget / 32 ... */
+#define TM_CACHE_MAX	(8u << 20)	/* ... and at most 8 MiB */
+
+static uint32_t tm_cache_slot(uint32_t bytes)
+{
+	return (bytes >> TM_UNIT_SHIFT) - 1;
+}
 
 uint64_t tm_handle(uint32_t slab_id, uint32_t slot)
 {
@@ -62,22 +70,26 @@ static uint32_t tm_class_size(uint32_t cls)
 }
 
 /*
- * Pick the slab size for @c: the smallest number of 64 KiB units whose
- * tail waste is within half a percent of the best up to TM_SLAB_MAX.
- * Smaller slabs are reclaimed with less I/O; the half percent keeps the
- * density.
+ * Pick the slab size for @c: the smallest, from 16 KiB in 4 KiB steps,
+ * whose tail waste is within half a percent of the best up to the cap.
+ * Every class in use keeps one partly filled slab, so small slabs are what
+ * keep a store dense until it is large; they also reclaim with less I/O.
  */
 static void tm_class_layout(struct tm_class *c, uint32_t size)
 {
+	uint32_t cap = size <= 4096 ? 65536 : TM_SLAB_MAX;
+	uint32_t unit = 1u << TM_UNIT_SHIFT;
 	double best = 1.0;
 
 	c->size = size;
 	for (int pass = 0; pass < 2; pass++) {
-		for (uint32_t b = 1u << TM_UNIT_SHIFT; b <= TM_SLAB_MAX;
-		     b += 1u << TM_UNIT_SHIFT) {
+		for (uint32_t b = TM_SLAB_MIN; b <= cap; b += unit) {
 			uint32_t n = b / size;
-			double waste = (double)(b - n * size) / b;
+			double waste;
 
+			if (!n)
+				continue;
+			waste = (double)(b - n * size) / b;
 			if (pass == 0 && waste < best) {
 				best = waste;
 			} else if (pass == 1 && waste <= best + 0.005) {
@@ -201,6 +213,12 @@ static struct tm_region *tm_region_new(void)
 
 		if (base == MAP_FAILED)
 			continue;
+		/*
+		 * Huge pages spare a fault per 4 KiB of new slab, which is
+		 * most of a put's cost beyond LZ4 when the store grows.
+		 * Freeing a slab splits its huge page; that is fine.
+		 */
+		madvise(base, len, MADV_HUGEPAGE);
 		r->nunits = (uint32_t)(len >> TM_UNIT_SHIFT);
 		r->map = calloc(r->nunits / 64, sizeof(uint64_t));
 		if (!r->map) {
@@ -227,6 +245,11 @@ static uint8_t *tm_region_take(struct tm_region *r, uint32_t n)
 			pos = 0;
 			continue;
 		}
+		if (!(pos % 64) && r->map[pos / 64] == ~0ull) {
+			pos += 64;
+			scanned += 64;
+			continue;
+		}
 		while (run < n &&
 		       !(r->map[(pos + run) / 64] >> ((pos + run) % 64) & 1))
 			run++;
@@ -242,18 +265,36 @@ static uint8_t *tm_region_take(struct tm_region *r, uint32_t n)
 	return NULL;
 }
 
-static uint8_t *tm_slab_mem_get(struct tm_slabs *sl, uint32_t bytes)
+/*
+ * A slab's worth of address space.  The memory of a recently freed slab
+ * of the same size is taken first: it is still resident, so refilling
+ * it costs no page faults.  Cached memory stays charged to the budget
+ * (*@charged tells the caller not to charge it again).
+ */
+static uint8_t *tm_slab_mem_get(struct tmem_store *s, uint32_t bytes,
+				bool *charged)
 {
+	struct tm_slabs *sl = &s->slabs;
 	uint32_t n = bytes >> TM_UNIT_SHIFT;
 	uint8_t *mem = NULL;
 
 	pthread_mutex_lock(&sl->region_lock);
+	mem = sl->cache[tm_cache_slot(bytes)];
+	if (mem) {
+		memcpy(&sl->cache[tm_cache_slot(bytes)], mem, sizeof(mem));
+		sl->cache_bytes -= bytes;
+		pthread_mutex_unlock(&sl->region_lock);
+		*charged = true;
+		return mem;
+	}
+	*charged = false;
 	for (uint32_t i = 0; i < sl->nregions && !mem; i++)
 		mem = tm_region_take(sl->region[i], n);
 	if (!mem && sl->nregions < TM_NREGION) {
 		struct tm_region *r = tm_region_new();
 
 		if (r) {
+			atomic_fetch_add(&s->ram_fixed, r->nunits / 8);
 			sl->region[sl->nregions++] = r;
 			mem = tm_region_take(r, n);
 		}
@@ -263,7 +304,8 @@ static uint8_t *tm_slab_mem_get(struct tm_slabs *sl, uint32_t bytes)
 }
 
 /* Give a slab's memory back to the host, keeping the address range. */
-static void tm_slab_mem_put(struct tm_slabs *sl, uint8_t *mem, uint32_t bytes)
+static void tm_slab_mem_unmap(struct tm_slabs *sl, uint8_t *mem,
+			      uint32_t bytes)
 {
 	madvise(mem, bytes, MADV_DONTNEED);
 	pthread_mutex_lock(&sl->region_lock);
@@ -280,6 +322,70 @@ static void tm_slab_mem_put(struct tm_slabs *sl, uint8_t *mem, uint32_t bytes)
 		break;
 	}
 	pthread_mutex_unlock(&sl->region_lock);
+}
+
+/*
+ * Keep a freed slab's memory for reuse, up to TM_CACHE_SHARE of the
+ * budget and TM_CACHE_MAX, still charged; otherwise give it back and
+ * uncharge it.  Only with that much headroom under the budget: near it
+ * the memory is wanted for pages, and a cache that make_room emptied
+ * only to see refilled would spin.  The free list is threaded through
+ * the cached memory.
+ */
+static void tm_slab_mem_put(struct tmem_store *s, uint8_t *mem, uint32_t bytes)
+{
+	struct tm_slabs *sl = &s->slabs;
+	uint64_t budget = atomic_load(&s->budget);
+	uint64_t cap = budget / TM_CACHE_SHARE;
+	bool keep;
+
+	if (cap > TM_CACHE_MAX)
+		cap = TM_CACHE_MAX;
+	pthread_mutex_lock(&sl->region_lock);
+	keep = sl->cache_bytes + bytes <= cap &&
+	       tm_ram_used(s) + cap <= budget;
+	if (keep) {
+		memcpy(mem, &sl->cache[tm_cache_slot(bytes)], sizeof(mem));
+		sl->cache[tm_cache_slot(bytes)] = mem;
+		sl->cache_bytes += bytes;
+	}
+	pthread_mutex_unlock(&sl->region_lock);
+	if (!keep) {
+		tm_slab_mem_unmap(sl, mem, bytes);
+		tm_uncharge(s, &s->ram_data, bytes);
+	}
+}
+
+/*
+ * tm_slab_cache_drop - give every cached slab back to the host.  Called
+ * before any page is evicted for room, so the cache never costs a page.
+ * Returns the bytes given back.
+ */
+uint64_t tm_slab_cache_drop(struct tmem_store *s)
+{
+	struct tm_slabs *sl = &s->slabs;
+	uint64_t freed = 0;
+
+	for (uint32_t i = 0; i < TM_CACHE_SLOTS; i++) {
+		uint32_t bytes = (i + 1) << TM_UNIT_SHIFT;
+		uint8_t *mem;
+
+		for (;;) {
+			pthread_mutex_lock(&sl->region_lock);
+			mem = sl->cache[i];
+			if (mem) {
+				memcpy(&sl->cache[i], mem, sizeof(mem));
+				sl->cache_bytes -= bytes;
+			}
+			pthread_mutex_unlock(&sl->region_lock);
+			if (!mem)
+				break;
+			tm_slab_mem_unmap(sl, mem, bytes);
+			tm_uncharge(s, &s->ram_data, bytes);
+			freed += bytes;
+		}
+	}
+	return freed;
 }
 
 static void tm_part_add(struct tm_class *c, struct tm_slab *sb)
@@ -340,26 +446,35 @@ static int tm_slab_new(struct tmem_store *s, struct tm_class *c, int kind,
 	_Atomic uint32_t *owner;
 	struct tm_slab *sb;
 	uint8_t *mem;
+	bool charged;
 	uint32_t id;
 	int rc;
 
 	if (tm_fault_fire(TM_FAULT_ALLOC))
 		return -ENOMEM;
-	if (!tm_charge(s, &s->ram_data, c->slab_bytes, TM_CHARGE_STRICT))
-		return TM_NEED_ROOM;
+	mem = tm_slab_mem_get(s, c->slab_bytes, &charged);
+	if (!mem)
+		return -ENOMEM;
+	if (!charged &&
+	    !tm_charge(s, &s->ram_data, c->slab_bytes, TM_CHARGE_STRICT)) {
+		/* Cached slabs of other sizes go before any page does. */
+		if (!tm_slab_cache_drop(s) ||
+		    !tm_charge(s, &s->ram_data, c->slab_bytes,
+			       TM_CHARGE_STRICT)) {
+			tm_slab_mem_unmap(&s->slabs, mem, c->slab_bytes);
+			return TM_NEED_ROOM;
+		}
+	}
 	rc = TM_NEED_ROOM;
 	if (!tm_charge(s, &s->ram_index, obytes, TM_CHARGE_STRICT))
-		goto err_uncharge;
+		goto err_unmap;
 	rc = -ENOMEM;
 	owner = malloc(obytes);
 	if (!owner)
 		goto err_uncharge_owner;
-	mem = tm_slab_mem_get(&s->slabs, c->slab_bytes);
-	if (!mem)
-		goto err_owner;
 	rc = tm_slab_id_get(s, &id);
 	if (rc)
-		goto err_unmap;
+		goto err_owner;
 	sb = tm_slab_desc(&s->slabs, id);
 	memset(sb, 0, sizeof(*sb));
 	sb->mem = mem;
@@ -379,13 +494,12 @@ static int tm_slab_new(struct tmem_store *s, struct tm_class *c, int kind,
 	*out = sb;
 	return 0;
 
-err_unmap:
-	tm_slab_mem_put(&s->slabs, mem, c->slab_bytes);
 err_owner:
 	free(owner);
 err_uncharge_owner:
 	tm_uncharge(s, &s->ram_index, obytes);
-err_uncharge:
+err_unmap:
+	tm_slab_mem_unmap(&s->slabs, mem, c->slab_bytes);
 	tm_uncharge(s, &s->ram_data, c->slab_bytes);
 	return rc;
 }
@@ -395,13 +509,14 @@ static void tm_slab_release(struct tmem_store *s, struct tm_class *c,
 			    struct tm_slab *sb)
 {
 	tm_part_del(c, sb);
-	tm_slab_mem_put(&s->slabs, sb->mem, c->slab_bytes);
+	tm_slab_mem_put(s, sb->mem, c->slab_bytes);
 	free((void *)sb->owner);
 	sb->mem = NULL;
 	sb->owner = NULL;
-	tm_uncharge(s, &s->ram_data, c->slab_bytes);
 	tm_uncharge(s, &s->ram_index, c->nslots * sizeof(uint32_t));
-	atomic_fetch_sub(&s->slabs_live, 1);
+	/* An empty store has no churn to save faults for: give it all back. */
+	if (atomic_fetch_sub(&s->slabs_live, 1) == 1)
+		tm_slab_cache_drop(s);
 	tm_slab_id_put(&s->slabs, sb->id);
 }
 

@@ -103,6 +103,7 @@ struct tm_kind_lru {
 };
 
 #define TM_NREGION	256
+#define TM_CACHE_SLOTS	(TM_SLAB_MAX / 4096)
 
 /* Address space that slabs are carved from, in 64 KiB units. */
 struct tm_region {
@@ -121,15 +122,18 @@ struct tm_slabs {
 	uint32_t next_id;
 	uint32_t *free_ids;
 	uint32_t nfree_ids, free_ids_cap;
-	pthread_mutex_t region_lock;	/* region[], their maps */
+	pthread_mutex_t region_lock;	/* region[], their maps, cache */
 	struct tm_region *region[TM_NREGION];
 	uint32_t nregions;
+	uint8_t *cache[TM_CACHE_SLOTS];	/* freed slabs by size, resident */
+	uint64_t cache_bytes;
 };
 
 struct tmem_store;
 
 int tm_slabs_init(struct tm_slabs *sl);
 void tm_slabs_fini(struct tmem_store *s);
+uint64_t tm_slab_cache_drop(struct tmem_store *s);
 int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
 		  uint64_t *handle, uint8_t **ptr);
 void tm_slot_set_owner(struct tmem_store *s, uint64_t handle, uint32_t owner);
@@ -231,7 +235,7 @@ struct tm_spill {
 	_Atomic int64_t backoff_until;	/* ns; no spilling before then */
 };
 
-#define TM_SPILL_BATCH	64	/* writes per submission at most */
+#define TM_SPILL_BATCH	256	/* pages per spill submission at most */
 
 int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 		  uint32_t flags);
