@@ -45,6 +45,20 @@ static uint32_t tm_cache_slot(uint32_t bytes)
 	return (bytes >> TM_UNIT_SHIFT) - 1;
 }
 
+/* Cached slabs are linked through their first bytes. */
+static uint8_t *tm_cache_next(const uint8_t *mem)
+{
+	uint8_t *next;
+
+	memcpy(&next, mem, sizeof(next));
+	return next;
+}
+
+static void tm_cache_link(uint8_t *mem, uint8_t *next)
+{
+	memcpy(mem, &next, sizeof(next));
+}
+
 uint64_t tm_handle(uint32_t slab_id, uint32_t slot)
 {
 	return (uint64_t)slab_id << 16 | slot;
@@ -281,7 +295,7 @@ static uint8_t *tm_slab_mem_get(struct tmem_store *s, uint32_t bytes,
 	pthread_mutex_lock(&sl->region_lock);
 	mem = sl->cache[tm_cache_slot(bytes)];
 	if (mem) {
-		memcpy(&sl->cache[tm_cache_slot(bytes)], mem, sizeof(mem));
+		sl->cache[tm_cache_slot(bytes)] = tm_cache_next(mem);
 		sl->cache_bytes -= bytes;
 		pthread_mutex_unlock(&sl->region_lock);
 		*charged = true;
@@ -345,7 +359,7 @@ static void tm_slab_mem_put(struct tmem_store *s, uint8_t *mem, uint32_t bytes)
 	keep = sl->cache_bytes + bytes <= cap &&
 	       tm_ram_used(s) + cap <= budget;
 	if (keep) {
-		memcpy(mem, &sl->cache[tm_cache_slot(bytes)], sizeof(mem));
+		tm_cache_link(mem, sl->cache[tm_cache_slot(bytes)]);
 		sl->cache[tm_cache_slot(bytes)] = mem;
 		sl->cache_bytes += bytes;
 	}
@@ -374,7 +388,7 @@ uint64_t tm_slab_cache_drop(struct tmem_store *s)
 			pthread_mutex_lock(&sl->region_lock);
 			mem = sl->cache[i];
 			if (mem) {
-				memcpy(&sl->cache[i], mem, sizeof(mem));
+				sl->cache[i] = tm_cache_next(mem);
 				sl->cache_bytes -= bytes;
 			}
 			pthread_mutex_unlock(&sl->region_lock);
@@ -560,6 +574,12 @@ int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
 	uint32_t slot;
 	int rc;
 
+	/*
+	 * Over budget (after a cut, say) no put takes memory, not even a
+	 * free slot in a slab we hold: those slabs are being drained.
+	 */
+	if (tm_ram_used(s) > atomic_load(&s->budget))
+		return TM_NEED_ROOM;
 	pthread_mutex_lock(&c->lock);
 	while ((sb = c->partial) && atomic_load(&sb->reclaiming))
 		tm_part_del(c, sb);

@@ -47,10 +47,11 @@ struct tmem_config {
 	uint64_t budget;
 	/*
 	 * Spill target.  NULL or "" disables spilling.  An existing
-	 * directory gets a fresh file, mode 0600, unlinked at once unless
-	 * TMEM_SPILL_KEEP is set.  Any other path is created (or
-	 * truncated) as the file itself.  The file is scratch: its
-	 * contents mean nothing once the store is destroyed.
+	 * directory gets a fresh file in it; any other path is created
+	 * (or truncated) as the file itself.  Either way the file has mode
+	 * 0600 and is unlinked at once unless TMEM_SPILL_KEEP is set.  The
+	 * file is scratch: its contents mean nothing once the store is
+	 * destroyed.
 	 */
 	const char *spill_path;
 	/* Largest size the spill file may reach, in bytes. 0: no spill. */
@@ -162,9 +163,11 @@ int64_t tmem_flush_pool(struct tmem_store *s, int pool);
 
 /*
  * tmem_set_budget - change the RAM budget.  Puts see the new budget at
- * once.  When it shrinks, the store's reclaim thread drops ephemeral
- * pages and then spills persistent ones until usage is under it; the
- * call itself does not wait for that.  Returns 0 or -EINVAL.
+ * once: while usage is over it, no put takes RAM, not even free space
+ * the store already holds.  When it shrinks, the store's reclaim thread
+ * drops ephemeral pages and then spills persistent ones until usage is
+ * under it; the call itself does not wait for that.  Returns 0 or
+ * -EINVAL.
  */
 int tmem_set_budget(struct tmem_store *s, uint64_t bytes);
 
@@ -242,7 +245,9 @@ int tmem_iter_begin(struct tmem_store *s, int pool, struct tmem_iter **out);
 /*
  * tmem_iter_next - copy the next page into @buf (@len = page size) and
  * its key into *@key.  Returns 1 (a page), 0 (the walk is over), -EIO
- * (that page could not be read back; the walk can go on), or -EINVAL.
+ * (that page could not be read back; the walk can go on), or -EINVAL
+ * (nothing consumed).  Each page is fetched as by tmem_get, and counts
+ * in the get statistics.
  */
 int tmem_iter_next(struct tmem_iter *it, struct tmem_key *key,
 		   void *buf, size_t len);

@@ -1,0 +1,274 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * t_api_spill: the spill file.  A directory gets a fresh file, unlinked at
+ * once (the directory stays empty) unless TMEM_SPILL_KEEP, then mode 0600;
+ * any other path is the file itself, created or truncated; the path is
+ * copied at create time; "" or spill_max 0 disable spilling; and once
+ * spill_max is reached persistent puts are -ENOSPC while every accepted
+ * page still reads back.
+ */
+#include <fcntl.h>
+
+#include "helpers.h"
+
+#define MIB	(1ull << 20)
+#define LEN	T_PAGE_4K
+
+/*
+ * Put @n incompressible pages at budget 0 so each goes to spill, check
+ * they read back, then flush them.  Returns the number spilled.
+ */
+static uint64_t spill_some(struct tmem_store *s, uint32_t n)
+{
+	int p = t_pool_new(s, TMEM_PERSISTENT, LEN);
+	struct tmem_key k;
+	uint32_t i;
+
+	t_rc(tmem_set_budget(s, 0), 0);
+	for (i = 0; i < n; i++) {
+		k = t_key(1, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), LEN), 0);
+	}
+	for (i = 0; i < n; i++) {
+		k = t_key(1, i);
+		t_rc(t_get_check(s, p, &k, t_tag(T_RAND, i), LEN), 0);
+	}
+	t_eq(t_stats_get(s, TMEM_STAT_PAGES_SPILLED), n);
+	t_rc(tmem_pool_destroy(s, p), n);
+	return t_stats_get(s, TMEM_STAT_SPILLS);
+}
+
+static void test_dir_unlinked(void)
+{
+	char dir[T_PATH_MAX];
+	struct tmem_store *s = t_store_new(1 * MIB, dir, 64 * MIB);
+
+	t_rc(t_dir_count(dir), 0);
+	t_assert(spill_some(s, 32) >= 32);
+	t_rc(t_dir_count(dir), 0);
+	t_store_free(s, dir);
+}
+
+static void test_dir_keep(void)
+{
+	struct tmem_config cfg = {
+		.budget = 1 * MIB,
+		.spill_max = 64 * MIB,
+		.flags = TMEM_SPILL_KEEP,
+	};
+	char dir[T_PATH_MAX], path[T_PATH_MAX * 2];
+	struct tmem_store *s = t_store_new_cfg(&cfg, dir);
+	struct dirent *de;
+	struct stat sb;
+	DIR *d;
+
+	t_rc(t_dir_count(dir), 1);
+	d = opendir(dir);
+	t_assert(d);
+	while ((de = readdir(d)))
+		if (strcmp(de->d_name, ".") && strcmp(de->d_name, ".."))
+			snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+	closedir(d);
+	t_rc(stat(path, &sb), 0);
+	t_assert(S_ISREG(sb.st_mode));
+	if ((sb.st_mode & 07777) != 0600)
+		t_fail("spill file %s has mode %o, want 0600", path,
+		       (unsigned int)(sb.st_mode & 07777));
+	t_assert(spill_some(s, 32) >= 32);
+	t_rc(stat(path, &sb), 0);
+	t_assert(sb.st_size > 0);
+	t_store_free(s, dir);
+}
+
+/*
+ * A path that is not a directory is the spill file itself.  Whether it is
+ * unlinked is not promised, so look at it with TMEM_SPILL_KEEP.
+ */
+static struct tmem_store *file_store(const char *path, uint32_t flags)
+{
+	struct tmem_config cfg = {
+		.budget = 1 * MIB,
+		.spill_path = path,
+		.spill_max = 64 * MIB,
+		.flags = flags,
+	};
+	struct tmem_store *s = NULL;
+
+	t_rc(tmem_store_create(&cfg, &s), 0);
+	t_assert(s);
+	return s;
+}
+
+/* Created... */
+static void test_file_path(void)
+{
+	char dir[T_PATH_MAX], path[T_PATH_MAX * 2];
+	struct tmem_store *s;
+	struct stat sb;
+
+	t_mkdtemp(dir);
+	snprintf(path, sizeof(path), "%s/spill.bin", dir);
+	s = file_store(path, 0);
+	t_assert(spill_some(s, 16) >= 16);
+	tmem_store_destroy(s);
+	unlink(path);
+
+	s = file_store(path, TMEM_SPILL_KEEP);
+	t_rc(stat(path, &sb), 0);
+	t_assert(S_ISREG(sb.st_mode));
+	t_assert(spill_some(s, 16) >= 16);
+	tmem_store_destroy(s);
+	t_dir_remove(dir);
+}
+
+/* ...or truncated: old contents are never taken for pages. */
+static void test_file_truncated(void)
+{
+	char dir[T_PATH_MAX], path[T_PATH_MAX * 2];
+	static unsigned char junk[1 << 20], head[4096];
+	struct tmem_store *s;
+	ssize_t got;
+	int fd;
+
+	t_mkdtemp(dir);
+	snprintf(path, sizeof(path), "%s/old-file", dir);
+	memset(junk, 0xee, sizeof(junk));
+	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
+	t_assert(fd >= 0);
+	t_rc(write(fd, junk, sizeof(junk)), sizeof(junk));
+	close(fd);
+
+	s = file_store(path, TMEM_SPILL_KEEP);
+	fd = open(path, O_RDONLY);
+	t_assert(fd >= 0);
+	got = read(fd, head, sizeof(head));
+	close(fd);
+	t_assert(got >= 0);
+	/* Truncated, perhaps then re-extended with zeros. */
+	t_assert(got == 0 || memcmp(head, junk, got) != 0);
+	t_assert(spill_some(s, 16) >= 16);
+	tmem_store_destroy(s);
+	t_dir_remove(dir);
+}
+
+/* The config and its string are copied: freeing them changes nothing. */
+static void test_path_copied(void)
+{
+	struct tmem_config *cfg = calloc(1, sizeof(*cfg));
+	struct tmem_store *s = NULL;
+	char dir[T_PATH_MAX], *path;
+
+	t_assert(cfg);
+	t_mkdtemp(dir);
+	path = strdup(dir);
+	t_assert(path);
+	cfg->budget = 1 * MIB;
+	cfg->spill_path = path;
+	cfg->spill_max = 64 * MIB;
+	t_rc(tmem_store_create(cfg, &s), 0);
+	memset(path, 'x', strlen(path));
+	free(path);
+	memset(cfg, 0xff, sizeof(*cfg));
+	free(cfg);
+	t_eq(t_stats_get(s, TMEM_STAT_BUDGET), 1 * MIB);
+	t_eq(t_stats_get(s, TMEM_STAT_SPILL_MAX), 64 * MIB);
+	t_assert(spill_some(s, 16) >= 16);
+	t_rc(t_dir_count(dir), 0);
+	t_store_free(s, dir);
+}
+
+/* "" and spill_max 0 mean no spill: at budget 0 persistent puts fail. */
+static void test_no_spill(void)
+{
+	struct tmem_config cfg = { .budget = 0, .spill_path = "",
+				   .spill_max = 64 * MIB };
+	char dir[T_PATH_MAX];
+	struct tmem_store *s;
+	struct tmem_key k = t_key(1, 1);
+	int i, p;
+
+	for (i = 0; i < 2; i++) {
+		s = t_store_new_cfg(&cfg, i ? dir : NULL);
+		if (i)
+			t_rc(t_dir_count(dir), 0);
+		p = t_pool_new(s, TMEM_PERSISTENT, LEN);
+		t_rc(t_put_tag(s, p, &k, 1, LEN), -ENOSPC);
+		t_eq(t_stats_get(s, TMEM_STAT_SPILLS), 0);
+		t_store_free(s, i ? dir : NULL);
+		cfg.spill_max = 0;	/* second round: a dir, but no cap */
+	}
+}
+
+/*
+ * Fill a 1 MiB spill file: some put is refused with -ENOSPC, the spill
+ * never outgrows its cap, every accepted page reads back and every
+ * refused key is empty.  Flushing makes room again.
+ */
+static void test_cap(void)
+{
+	enum { MAXPUTS = 2000 };
+	char dir[T_PATH_MAX];
+	struct tmem_store *s = t_store_new(256 << 10, dir, 1 * MIB);
+	int p = t_pool_new(s, TMEM_PERSISTENT, LEN);
+	static bool ok[MAXPUTS];
+	uint32_t i, n, accepted = 0, refused = 0;
+	struct tmem_key k;
+	uint64_t end;
+	int rc;
+
+	for (n = 0; n < MAXPUTS && refused < 16; n++) {
+		k = t_key(2, n);
+		rc = t_put_tag(s, p, &k, t_tag(T_RAND, n), LEN);
+		if (rc != 0 && rc != -ENOSPC)
+			t_fail("put %u: %s", n, t_errname(rc));
+		ok[n] = rc == 0;
+		accepted += ok[n];
+		refused += !ok[n];
+		t_assert(t_stats_get(s, TMEM_STAT_SPILL_USED) <= 1 * MIB);
+	}
+	printf("cap: %u accepted, %u refused\n", accepted, refused);
+	t_assert(refused > 0);
+	/* More than RAM alone could hold: the spill took its share. */
+	t_assert(accepted > (256 << 10) / LEN);
+	t_assert(t_stats_get(s, TMEM_STAT_SPILLS) > 0);
+	t_eq(t_stats_get(s, TMEM_STAT_PUT_REJ_NOSPACE), refused);
+	t_eq(t_stats_get(s, TMEM_STAT_PAGES_PERSISTENT), accepted);
+	for (i = 0; i < n; i++) {
+		k = t_key(2, i);
+		t_rc(t_get_check(s, p, &k, t_tag(T_RAND, i), LEN),
+		     ok[i] ? 0 : -ENOENT);
+	}
+
+	/* Free half the accepted pages: puts succeed again, soon. */
+	for (i = 0; i < n; i += 2)
+		if (ok[i]) {
+			k = t_key(2, i);
+			t_rc(tmem_flush_page(s, p, &k), 0);
+			ok[i] = false;
+		}
+	k = t_key(3, 0);
+	end = t_now_ms() + 5000;
+	while ((rc = t_put_tag(s, p, &k, t_tag(T_RAND, 1), LEN)) == -ENOSPC &&
+	       t_now_ms() < end)
+		t_sleep_ms(10);
+	t_rc(rc, 0);
+	t_rc(t_get_check(s, p, &k, t_tag(T_RAND, 1), LEN), 0);
+	for (i = 0; i < n; i++) {
+		k = t_key(2, i);
+		t_rc(t_get_check(s, p, &k, t_tag(T_RAND, i), LEN),
+		     ok[i] ? 0 : -ENOENT);
+	}
+	t_store_free(s, dir);
+}
+
+int main(int argc, char **argv)
+{
+	test_dir_unlinked();
+	test_dir_keep();
+	test_file_path();
+	test_file_truncated();
+	test_path_copied();
+	test_no_spill();
+	test_cap();
+	return T_EXIT_PASS;
+}

@@ -1,0 +1,404 @@
+/* SPDX-License-Identifier: MIT */
+/*
+ * t_fault: injected failures (host-lib/fault.h).  Allocation failure is a
+ * rejected put (-ENOMEM), at every allocation a run of puts makes; spill
+ * write errors and a full disk keep pages in RAM and refuse only puts that
+ * needed the spill (-ENOSPC); a short read still returns the right bytes;
+ * a read error is -EIO and leaves the page stored.  After each, every
+ * accepted persistent page reads back byte for byte and the stats have
+ * counted the errors.
+ */
+#include "fault.h"
+#include "helpers.h"
+
+#define MIB	(1ull << 20)
+#define ALWAYS	UINT64_MAX
+
+/* ------------------------------------------------------------------ */
+/* Allocation failure                                                  */
+
+/* The first put into a fresh store needs a slab: failing it is -ENOMEM. */
+static void test_alloc_first_put(enum tmem_pool_kind kind, uint32_t len)
+{
+	struct tmem_store *s = t_store_new(1ull << 30, NULL, 0);
+	int p = t_pool_new(s, kind, len);
+	struct tmem_key k = t_key(1, 1);
+
+	tm_fault_arm(TM_FAULT_ALLOC, 0, 1);
+	t_rc(t_put_tag(s, p, &k, 1, len), -ENOMEM);
+	t_eq(tm_fault_hits(TM_FAULT_ALLOC), 1);
+	tm_fault_reset();
+	t_eq(t_stats_get(s, TMEM_STAT_PUT_REJ_NOMEM), 1);
+	t_eq(t_stats_get(s, TMEM_STAT_PUTS), 0);
+	t_rc(t_get_check(s, p, &k, 0, len), -ENOENT);
+	t_rc(t_put_tag(s, p, &k, 1, len), 0);
+	t_rc(t_get_check(s, p, &k, 1, len), 0);
+	t_store_free(s, NULL);
+}
+
+/*
+ * The sweep: the same run of puts, flushes and gets again and again, with
+ * the Nth allocation failing in run N, until a run makes no more
+ * allocations than the fault skips.  A put fails with -ENOMEM exactly
+ * when the fault fired inside it, and leaves nothing behind; nothing else
+ * is disturbed.
+ */
+#define SWEEP_KEYS	240
+
+struct sweep {
+	struct tmem_store *s;
+	int pool[3];	/* persistent 4K, ephemeral 4K, persistent 64K */
+	uint32_t len[3];
+	uint64_t tag[3][SWEEP_KEYS];
+	uint64_t nomem;
+};
+
+static void sweep_put(struct sweep *w, int pi, uint32_t k, uint64_t tag)
+{
+	struct tmem_key key = t_key(k % 37, k);
+	uint64_t before = tm_fault_hits(TM_FAULT_ALLOC);
+	int rc = t_put_tag(w->s, w->pool[pi], &key, tag, w->len[pi]);
+	bool fired = tm_fault_hits(TM_FAULT_ALLOC) != before;
+
+	if (fired && rc != -ENOMEM)
+		t_fail("allocation failed inside a put that returned %s",
+		       t_errname(rc));
+	if (!fired && rc != 0)
+		t_fail("put %u/%u with no fault: %s", pi, k, t_errname(rc));
+	w->tag[pi][k] = rc ? 0 : tag;
+	w->nomem += rc == -ENOMEM;
+}
+
+static void sweep_get(struct sweep *w, int pi, uint32_t k)
+{
+	struct tmem_key key = t_key(k % 37, k);
+
+	t_rc(t_get_check(w->s, w->pool[pi], &key, w->tag[pi][k], w->len[pi]),
+	     w->tag[pi][k] ? 0 : -ENOENT);
+}
+
+/* One run with the fault after @skip allocations; returns its hits. */
+static uint64_t sweep_run(uint64_t skip)
+{
+	static const enum t_kind kinds[] = { T_COMP, T_RAND, T_SAME, T_HALF };
+	struct sweep w = { .len = { T_PAGE_4K, T_PAGE_4K, T_PAGE_64K } };
+	uint64_t hits;
+	uint32_t i, pi;
+
+	w.s = t_store_new(1ull << 30, NULL, 0);
+	w.pool[0] = t_pool_new(w.s, TMEM_PERSISTENT, T_PAGE_4K);
+	w.pool[1] = t_pool_new(w.s, TMEM_EPHEMERAL, T_PAGE_4K);
+	w.pool[2] = t_pool_new(w.s, TMEM_PERSISTENT, T_PAGE_64K);
+
+	tm_fault_arm(TM_FAULT_ALLOC, skip, 1);
+	for (i = 0; i < SWEEP_KEYS; i++) {
+		uint64_t tag = t_tag(kinds[i % 4], i + 1);
+		struct tmem_key key;
+
+		sweep_put(&w, 0, i, tag);
+		if (i % 5 == 0)
+			sweep_put(&w, 1, i, tag);
+		if (i % 11 == 0)
+			sweep_put(&w, 2, i, tag);
+		if (i % 7 == 6)
+			sweep_put(&w, 0, i / 2, t_tag(kinds[i % 3], i + 999));
+		if (i % 13 == 12) {
+			key = t_key((i / 3) % 37, i / 3);
+			t_rc(tmem_flush_page(w.s, w.pool[0], &key),
+			     w.tag[0][i / 3] ? 0 : -ENOENT);
+			w.tag[0][i / 3] = 0;
+		}
+		if (i % 3 == 0)
+			sweep_get(&w, 0, i / 3);
+	}
+	hits = tm_fault_hits(TM_FAULT_ALLOC);
+	tm_fault_reset();
+
+	t_eq(t_stats_get(w.s, TMEM_STAT_PUT_REJ_NOMEM), w.nomem);
+	t_eq(w.nomem, hits);
+	for (pi = 0; pi < 3; pi++)
+		for (i = 0; i < SWEEP_KEYS; i++)
+			sweep_get(&w, pi, i);
+	/* The store still works after the failure. */
+	for (i = 0; i < SWEEP_KEYS; i += 17) {
+		sweep_put(&w, 0, i, t_tag(T_RAND, i + 5000));
+		sweep_get(&w, 0, i);
+	}
+	t_store_free(w.s, NULL);
+	return hits;
+}
+
+static void test_alloc_sweep(void)
+{
+	uint64_t skip;
+
+	for (skip = 0; skip < 2000; skip++)
+		if (sweep_run(skip) == 0)
+			break;
+	printf("alloc sweep: %llu allocation points\n",
+	       (unsigned long long)skip);
+	t_assert(skip > 3 && skip < 2000);
+}
+
+/* ------------------------------------------------------------------ */
+/* Spill write errors                                                  */
+
+/* Wait out the spill back-off: kick reclaim until RAM data is gone. */
+static void drain_to_spill(struct tmem_store *s)
+{
+	uint64_t end = t_now_ms() + 10000;
+
+	while (t_stats_get(s, TMEM_STAT_RAM_DATA) != 0) {
+		if (t_now_ms() > end)
+			t_fail("RAM_DATA still %llu 10 s after the fault went",
+			       (unsigned long long)t_stats_get(s,
+							TMEM_STAT_RAM_DATA));
+		t_rc(tmem_set_budget(s, 0), 0);
+		t_sleep_ms(50);
+	}
+}
+
+/*
+ * Spill writes fail (@f: -EIO, or the disk is full).  Pages that needed
+ * the spill are refused, the rest stay, over budget if need be; once the
+ * fault goes, a budget cut spills them all.
+ */
+static void test_spill_write(enum tm_fault f)
+{
+	enum { N0 = 128, N = 1024 };
+	char dir[T_PATH_MAX];
+	struct tmem_store *s = t_store_new(1 * MIB, dir, 256 * MIB);
+	int p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
+	static bool ok[N];
+	uint32_t i, accepted = 0, refused = 0;
+	struct tmem_stats st;
+	struct tmem_key k;
+
+	for (i = 0; i < N0; i++) {
+		k = t_key(1, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K), 0);
+		ok[i] = true;
+		accepted++;
+	}
+	tm_fault_arm(f, 0, ALWAYS);
+	for (i = N0; i < N; i++) {
+		int rc;
+
+		k = t_key(1, i);
+		rc = t_put_tag(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K);
+		if (rc != 0 && rc != -ENOSPC)
+			t_fail("put %u with failing spill: %s", i,
+			       t_errname(rc));
+		ok[i] = rc == 0;
+		accepted += ok[i];
+		refused += !ok[i];
+	}
+	printf("%s: %u accepted, %u refused\n",
+	       f == TM_FAULT_SPILL_WRITE ? "spill EIO" : "spill ENOSPC",
+	       accepted, refused);
+	t_assert(refused > 0);
+	t_assert(tm_fault_hits(f) > 0);
+	t_stats(s, &st);
+	t_eq(st.v[TMEM_STAT_PUT_REJ_NOSPACE], refused);
+	t_eq(st.v[TMEM_STAT_PAGES_PERSISTENT], accepted);
+	t_eq(st.v[TMEM_STAT_PAGES_SPILLED], 0);
+	t_assert(st.v[TMEM_STAT_SPILL_WRITE_ERRORS] > 0);
+	if (f == TM_FAULT_SPILL_ENOSPC)
+		t_assert(st.v[TMEM_STAT_SPILL_ENOSPC] > 0);
+	else
+		t_eq(st.v[TMEM_STAT_SPILL_ENOSPC], 0);
+	t_assert(st.v[TMEM_STAT_SPILL_ENOSPC] <=
+		 st.v[TMEM_STAT_SPILL_WRITE_ERRORS]);
+
+	/* A budget cut while spill still fails: nothing may be lost. */
+	t_rc(tmem_set_budget(s, 0), 0);
+	t_sleep_ms(300);
+	for (i = 0; i < N; i++) {
+		k = t_key(1, i);
+		t_rc(t_get_check(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K),
+		     ok[i] ? 0 : -ENOENT);
+	}
+	t_eq(t_stats_get(s, TMEM_STAT_PAGES_PERSISTENT), accepted);
+
+	/* Fault gone: the spill comes back (after its back-off). */
+	tm_fault_reset();
+	drain_to_spill(s);
+	t_eq(t_stats_get(s, TMEM_STAT_PAGES_SPILLED), accepted);
+	for (i = 0; i < N; i++) {
+		k = t_key(1, i);
+		t_rc(t_get_check(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K),
+		     ok[i] ? 0 : -ENOENT);
+	}
+	k = t_key(2, 0);
+	t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, 77), T_PAGE_4K), 0);
+	t_rc(t_get_check(s, p, &k, t_tag(T_RAND, 77), T_PAGE_4K), 0);
+	t_store_free(s, dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* Spill reads                                                         */
+
+#define NREAD	96
+
+struct rstore {
+	struct tmem_store *s;
+	char dir[T_PATH_MAX];
+	int pool[2];		/* 4 KiB and 64 KiB, persistent */
+	uint32_t len[2];
+	uint64_t tag[2][NREAD];
+	uint32_t same;
+};
+
+static uint64_t rtag(uint32_t i)
+{
+	static const enum t_kind kinds[] = { T_COMP, T_RAND, T_HALF, T_RAND,
+					     T_SAME };
+
+	return t_tag(kinds[i % 5], i + 1);
+}
+
+/* A store whose persistent pages are all on spill. */
+static void rstore_new(struct rstore *r)
+{
+	uint32_t i, pi;
+
+	memset(r, 0, sizeof(*r));
+	r->s = t_store_new(1ull << 30, r->dir, 1ull << 30);
+	r->len[0] = T_PAGE_4K;
+	r->len[1] = T_PAGE_64K;
+	for (pi = 0; pi < 2; pi++) {
+		r->pool[pi] = t_pool_new(r->s, TMEM_PERSISTENT, r->len[pi]);
+		for (i = 0; i < NREAD; i++) {
+			struct tmem_key k = t_key(3, i);
+
+			r->tag[pi][i] = rtag(i);
+			r->same += t_tag_kind(rtag(i)) == T_SAME;
+			t_rc(t_put_tag(r->s, r->pool[pi], &k, r->tag[pi][i],
+				       r->len[pi]), 0);
+		}
+	}
+	t_rc(tmem_set_budget(r->s, 0), 0);
+	t_wait_stat_or_fail(r->s, TMEM_STAT_RAM_DATA, T_EQ, 0, 10000);
+	t_wait_stat_or_fail(r->s, TMEM_STAT_PAGES_SPILLED, T_EQ,
+			    2 * NREAD - r->same, 10000);
+}
+
+static void rstore_verify(struct rstore *r)
+{
+	uint32_t i, pi;
+
+	for (pi = 0; pi < 2; pi++)
+		for (i = 0; i < NREAD; i++) {
+			struct tmem_key k = t_key(3, i);
+			uint64_t tag = r->tag[pi][i];
+
+			t_rc(t_get_check(r->s, r->pool[pi], &k, tag,
+					 r->len[pi]), tag ? 0 : -ENOENT);
+		}
+}
+
+/* Walk pool @pi; every page must be right.  Returns the -EIO count. */
+static uint32_t rstore_walk(struct rstore *r, int pi)
+{
+	unsigned char *buf = t_buf_alloc(r->len[pi]);
+	uint32_t ones = 0, eios = 0, want = 0, i;
+	struct tmem_iter *it;
+	struct tmem_key k;
+	int rc;
+
+	for (i = 0; i < NREAD; i++)
+		want += r->tag[pi][i] != 0;
+	t_rc(tmem_iter_begin(r->s, r->pool[pi], &it), 0);
+	while ((rc = tmem_iter_next(it, &k, buf, r->len[pi])) != 0) {
+		if (rc == -EIO) {
+			eios++;
+			continue;
+		}
+		t_rc(rc, 1);
+		i = (uint32_t)k.oid[0] == 3 ? k.index : NREAD;
+		t_assert(i < NREAD && r->tag[pi][i]);
+		t_page_verify(buf, r->len[pi], r->tag[pi][i]);
+		ones++;
+	}
+	tmem_iter_end(it);
+	t_eq(ones + eios, want);
+	free(buf);
+	return eios;
+}
+
+/* Every read comes back short: the library must finish the job. */
+static void test_short_read(void)
+{
+	struct rstore r;
+
+	rstore_new(&r);
+	tm_fault_arm(TM_FAULT_SHORT_READ, 0, ALWAYS);
+	rstore_verify(&r);
+	t_eq(rstore_walk(&r, 0), 0);
+	t_eq(rstore_walk(&r, 1), 0);
+	t_assert(tm_fault_hits(TM_FAULT_SHORT_READ) > 0);
+	tm_fault_reset();
+	t_eq(t_stats_get(r.s, TMEM_STAT_GET_ERRORS), 0);
+	t_eq(t_stats_get(r.s, TMEM_STAT_SPILL_READ_ERRORS), 0);
+	t_assert(t_stats_get(r.s, TMEM_STAT_GET_HITS_SPILL) > 0);
+	rstore_verify(&r);
+	t_store_free(r.s, r.dir);
+}
+
+/* A read error is -EIO, and the page stays for a retry. */
+static void test_read_error(void)
+{
+	struct tmem_key k0 = t_key(3, 0), k1 = t_key(3, 1), k4 = t_key(3, 4);
+	struct rstore r;
+	uint32_t eios;
+
+	rstore_new(&r);
+	tm_fault_arm(TM_FAULT_SPILL_READ, 0, 1);
+	t_rc(t_get_check(r.s, r.pool[0], &k0, r.tag[0][0], T_PAGE_4K), -EIO);
+	t_eq(tm_fault_hits(TM_FAULT_SPILL_READ), 1);
+	t_eq(t_stats_get(r.s, TMEM_STAT_GET_ERRORS), 1);
+	t_eq(t_stats_get(r.s, TMEM_STAT_SPILL_READ_ERRORS), 1);
+	t_rc(t_get_check(r.s, r.pool[0], &k0, r.tag[0][0], T_PAGE_4K), 0);
+
+	/* An exclusive get that fails does not flush. */
+	tm_fault_arm(TM_FAULT_SPILL_READ, 0, 1);
+	t_rc(t_getx_check(r.s, r.pool[1], &k1, r.tag[1][1], T_PAGE_64K),
+	     -EIO);
+	t_rc(t_getx_check(r.s, r.pool[1], &k1, r.tag[1][1], T_PAGE_64K), 0);
+	r.tag[1][1] = 0;
+	t_rc(t_get_check(r.s, r.pool[1], &k1, 0, T_PAGE_64K), -ENOENT);
+
+	/* Reads failing for good: spilled pages are -EIO, same-filled ones
+	 * (nothing on spill) still come back, and flushes still work. */
+	tm_fault_arm(TM_FAULT_SPILL_READ, 0, ALWAYS);
+	t_rc(t_get_check(r.s, r.pool[0], &k0, r.tag[0][0], T_PAGE_4K), -EIO);
+	t_rc(t_get_check(r.s, r.pool[0], &k4, r.tag[0][4], T_PAGE_4K), 0);
+	t_rc(tmem_flush_page(r.s, r.pool[0], &k1), 0);
+	r.tag[0][1] = 0;
+	tm_fault_reset();
+
+	/* A walk meeting one bad read reports it and goes on. */
+	tm_fault_arm(TM_FAULT_SPILL_READ, 3, 1);
+	eios = rstore_walk(&r, 0);
+	t_eq(eios, 1);
+	tm_fault_reset();
+	t_assert(t_stats_get(r.s, TMEM_STAT_SPILL_READ_ERRORS) >= 3);
+	rstore_verify(&r);
+	t_eq(rstore_walk(&r, 0), 0);
+	t_eq(rstore_walk(&r, 1), 0);
+	t_store_free(r.s, r.dir);
+}
+
+int main(int argc, char **argv)
+{
+	tm_fault_reset();
+	test_alloc_first_put(TMEM_PERSISTENT, T_PAGE_4K);
+	test_alloc_first_put(TMEM_EPHEMERAL, T_PAGE_4K);
+	test_alloc_first_put(TMEM_PERSISTENT, T_PAGE_64K);
+	test_alloc_sweep();
+	test_spill_write(TM_FAULT_SPILL_WRITE);
+	test_spill_write(TM_FAULT_SPILL_ENOSPC);
+	test_short_read();
+	test_read_error();
+	return T_EXIT_PASS;
+}
