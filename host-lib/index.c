@@ -42,9 +42,14 @@ static uint64_t tm_obj_hash(uint32_t pool, const uint64_t oid[3])
 	return tm_mix(oid[0] ^ tm_mix(oid[1] ^ tm_mix(oid[2] ^ pool)));
 }
 
+/*
+ * Runs of 16 neighbouring indices get 16 neighbouring buckets, one cache
+ * line, so swap readahead and sequential reads stay in cache; where the
+ * runs go is hashed, so strided indices cannot pile up in one chain.
+ */
 static uint64_t tm_ent_hash(uint32_t obj, uint32_t index)
 {
-	return tm_mix((uint64_t)obj << 32 | index);
+	return tm_mix((uint64_t)obj << 32 | index >> 4) << 4 | (index & 15);
 }
 
 uint32_t tm_shard_of(int pool, const struct tmem_key *key)
