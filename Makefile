@@ -94,3 +94,9 @@ bench: deps $(BENCH_BIN)
 
 clean:
 	rm -rf $(BUILD)
+
+# QEMU 10.0 with the virtio-tmem device, cached outside the checkout
+# (scripts/build-qemu.sh); prints the binary's path.
+.PHONY: qemu
+qemu: deps
+	@scripts/build-qemu.sh

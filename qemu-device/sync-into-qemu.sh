@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Copy the device, its tests, the protocol header and the host library
+# into a QEMU source tree prepared with qemu-build.patch.  Files are only
+# copied when they differ, so ninja rebuilds just what changed.  The
+# protocol header gets the rewrite QEMU's update-linux-headers.sh gives
+# kernel headers (__le32 -> uint32_t, <linux/x.h> -> standard-headers).
+#
+#   qemu-device/sync-into-qemu.sh QEMU_SRC PROJECT_TOP
+set -euo pipefail
+
+qemu=$1
+top=$2
+dev=$top/qemu-device
+
+put() {
+	local from=$1 to=$qemu/$2
+
+	mkdir -p "$(dirname "$to")"
+	cmp -s "$from" "$to" || cp "$from" "$to"
+}
+
+put "$dev/virtio-tmem.c" hw/virtio/virtio-tmem.c
+put "$dev/virtio-tmem-req.c" hw/virtio/virtio-tmem-req.c
+put "$dev/virtio-tmem-pci.c" hw/virtio/virtio-tmem-pci.c
+put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
+put "$dev/tests/virtio-tmem-test.c" tests/qtest/virtio-tmem-test.c
+put "$dev/tests/libqos/virtio-tmem.c" tests/qtest/libqos/virtio-tmem.c
+put "$dev/tests/libqos/virtio-tmem.h" tests/qtest/libqos/virtio-tmem.h
+put "$top/include/tmem.h" hw/virtio/tmem/tmem.h
+put "$top/build/release/libtmem.a" hw/virtio/tmem/libtmem.a
+
+tmp=$(mktemp)
+trap 'rm -f "$tmp"' EXIT
+sed -e 's/__u\([0-9][0-9]*\)\b/uint\1_t/g' \
+    -e 's/__le\([0-9][0-9]*\)\b/uint\1_t/g' \
+    -e 's|#include <linux/\([^>]*\)>|#include "standard-headers/linux/\1"|' \
+    "$top/include/virtio_tmem.h" >"$tmp"
+put "$tmp" include/standard-headers/linux/virtio_tmem.h

@@ -1,0 +1,357 @@
+/*
+ * Virtio transcendent memory device: decoding and running requests
+ *
+ * Every byte here comes from the guest.  A request's layout is computed
+ * from its operations alone and checked against the chain before any
+ * operation runs; what makes a chain unparseable is a ring-level error
+ * (virtio_error), what is wrong with one operation is that operation's
+ * status, and the rest of the request still runs.  Nothing is allocated
+ * per request: operations and statuses go to buffers sized at realize.
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or
+ * (at your option) any later version.  See the COPYING file in the
+ * top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "qemu/iov.h"
+#include "hw/virtio/virtio-tmem.h"
+#include "tmem.h"
+#include "trace.h"
+
+static uint8_t virtio_tmem_status_of(int rc)
+{
+    switch (rc) {
+    case 0:
+        return VIRTIO_TMEM_S_OK;
+    case -ENOENT:
+        return VIRTIO_TMEM_S_MISS;
+    case -ENOSPC:
+        return VIRTIO_TMEM_S_NOSPACE;
+    case -ENOMEM:
+        return VIRTIO_TMEM_S_NOMEM;
+    case -E2BIG:
+        return VIRTIO_TMEM_S_INCOMPRESSIBLE;
+    case -EBADF:
+        return VIRTIO_TMEM_S_BADPOOL;
+    case -EIO:
+        return VIRTIO_TMEM_S_IO;
+    default:
+        return VIRTIO_TMEM_S_INVALID;
+    }
+}
+
+/* Bytes of page data an operation carries (PUT) or wants (GET), or 0. */
+static bool virtio_tmem_op_data(const struct virtio_tmem_op *op,
+                                size_t *out, size_t *in)
+{
+    uint32_t shift = le32_to_cpu(op->arg);
+
+    *out = *in = 0;
+    switch (op->type) {
+    case VIRTIO_TMEM_OP_PUT:
+    case VIRTIO_TMEM_OP_GET:
+    case VIRTIO_TMEM_OP_GET_EXCL:
+        if (shift != 12 && shift != 16) {
+            return false;
+        }
+        if (op->type == VIRTIO_TMEM_OP_PUT) {
+            *out = (size_t)1 << shift;
+        } else {
+            *in = (size_t)1 << shift;
+        }
+        return true;
+    default:
+        return true;
+    }
+}
+
+/*
+ * Read the header and operations of @elem and check that the chain holds
+ * everything they imply.  Returns the number of operations, or 0 after
+ * virtio_error() if the chain cannot be parsed.
+ */
+static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
+                                  size_t *in_len)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    size_t out_size = iov_size(elem->out_sg, elem->out_num);
+    size_t in_size = iov_size(elem->in_sg, elem->in_num);
+    size_t out_need, in_need;
+    struct virtio_tmem_req req;
+    unsigned nops, i;
+
+    if (iov_to_buf(elem->out_sg, elem->out_num, 0, &req, sizeof(req)) !=
+        sizeof(req)) {
+        virtio_error(vdev, "virtio-tmem: request shorter than its header");
+        return 0;
+    }
+    nops = le16_to_cpu(req.nops);
+    if (nops == 0 || nops > s->max_ops) {
+        virtio_error(vdev, "virtio-tmem: request of %u operations "
+                     "(1 to %u allowed)", nops, s->max_ops);
+        return 0;
+    }
+    out_need = sizeof(req) + nops * sizeof(struct virtio_tmem_op);
+    if (iov_to_buf(elem->out_sg, elem->out_num, sizeof(req), s->ops,
+                   nops * sizeof(struct virtio_tmem_op)) !=
+        nops * sizeof(struct virtio_tmem_op)) {
+        virtio_error(vdev, "virtio-tmem: request shorter than its "
+                     "%u operations", nops);
+        return 0;
+    }
+    in_need = sizeof(struct virtio_tmem_resp) +
+              nops * sizeof(struct virtio_tmem_status);
+    for (i = 0; i < nops; i++) {
+        size_t out, in;
+
+        if (!virtio_tmem_op_data(&s->ops[i], &out, &in)) {
+            virtio_error(vdev, "virtio-tmem: operation %u has no valid "
+                         "page size", i);
+            return 0;
+        }
+        out_need += out;
+        in_need += in;
+    }
+    if (out_size < out_need || in_size < in_need) {
+        virtio_error(vdev, "virtio-tmem: chain of %zu+%zu bytes, request "
+                     "needs %zu+%zu", out_size, in_size, out_need, in_need);
+        return 0;
+    }
+    *in_len = in_need;
+    return nops;
+}
+
+/* The store pool behind driver pool @id, or -1. */
+static int virtio_tmem_pool(VirtIOTmem *s, uint32_t id)
+{
+    return id < s->npools ? s->pools[id] : -1;
+}
+
+static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
+                                    uint32_t *value)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    uint32_t kind = VIRTIO_TMEM_POOL_KIND(arg);
+    uint32_t shift = VIRTIO_TMEM_POOL_SHIFT(arg);
+    uint32_t id;
+    int pool;
+
+    if ((kind != VIRTIO_TMEM_POOL_PERSISTENT &&
+         kind != VIRTIO_TMEM_POOL_EPHEMERAL) ||
+        (shift != 12 && shift != 16) || arg >> 16) {
+        return VIRTIO_TMEM_S_INVALID;
+    }
+    if ((kind == VIRTIO_TMEM_POOL_EPHEMERAL &&
+         !virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL)) ||
+        (shift == 16 &&
+         !virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_PAGE_64K))) {
+        return VIRTIO_TMEM_S_UNSUPPORTED;
+    }
+    for (id = 0; id < s->npools && s->pools[id] >= 0; id++) {
+        /* the first free slot */
+    }
+    if (id == s->max_pools) {
+        return VIRTIO_TMEM_S_NOSPACE;
+    }
+    pool = tmem_pool_create(s->store, kind == VIRTIO_TMEM_POOL_PERSISTENT ?
+                            TMEM_PERSISTENT : TMEM_EPHEMERAL, 1u << shift);
+    if (pool < 0) {
+        return virtio_tmem_status_of(pool);
+    }
+    s->pools[id] = pool;
+    if (id == s->npools) {
+        s->npools++;
+    }
+    *value = id;
+    return VIRTIO_TMEM_S_OK;
+}
+
+/* A page of the chain at @off: in place if contiguous, else bounced. */
+static void *virtio_tmem_page_in(VirtIOTmem *s, VirtQueueElement *elem,
+                                 size_t off, size_t len)
+{
+    size_t skip = off;
+    unsigned i;
+
+    for (i = 0; i < elem->out_num; i++) {
+        if (skip < elem->out_sg[i].iov_len) {
+            break;
+        }
+        skip -= elem->out_sg[i].iov_len;
+    }
+    if (i < elem->out_num && elem->out_sg[i].iov_len - skip >= len) {
+        return (uint8_t *)elem->out_sg[i].iov_base + skip;
+    }
+    iov_to_buf(elem->out_sg, elem->out_num, off, s->page, len);
+    return s->page;
+}
+
+static uint8_t virtio_tmem_put(VirtIOTmem *s, int pool,
+                               const struct tmem_key *key,
+                               const struct virtio_tmem_op *op,
+                               VirtQueueElement *elem, size_t off, size_t len)
+{
+    if (op->flags & ~VIRTIO_TMEM_OP_F_CREDIT) {
+        return VIRTIO_TMEM_S_INVALID;
+    }
+    if (op->flags & VIRTIO_TMEM_OP_F_CREDIT) {
+        if (!s->credits) {
+            /* Refused, so no older copy may outlive it. */
+            tmem_flush_page(s->store, pool, key);
+            return VIRTIO_TMEM_S_NOCREDIT;
+        }
+        s->credits--;
+    }
+    return virtio_tmem_status_of(tmem_put(s->store, pool, key,
+                                          virtio_tmem_page_in(s, elem, off,
+                                                              len), len));
+}
+
+static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool,
+                               const struct tmem_key *key, bool exclusive,
+                               VirtQueueElement *elem, size_t off, size_t len)
+{
+    int rc = exclusive ? tmem_get_exclusive(s->store, pool, key, s->page, len)
+                       : tmem_get(s->store, pool, key, s->page, len);
+
+    if (!rc) {
+        iov_from_buf(elem->in_sg, elem->in_num, off, s->page, len);
+    }
+    return virtio_tmem_status_of(rc);
+}
+
+static uint32_t virtio_tmem_grant(VirtIOTmem *s, uint32_t wanted)
+{
+    uint32_t grant = MIN(wanted, s->max_credits - s->credits);
+
+    s->credits += grant;
+    return grant;
+}
+
+/* Run one operation; @out_off and @in_off walk the chain's page data. */
+static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
+                                  const struct virtio_tmem_op *op,
+                                  VirtQueueElement *elem, size_t *out_off,
+                                  size_t *in_off, uint32_t *value)
+{
+    uint32_t id = le32_to_cpu(op->pool);
+    int pool = virtio_tmem_pool(s, id);
+    size_t out_len, in_len;
+    struct tmem_key key;
+    int64_t n;
+
+    virtio_tmem_op_data(op, &out_len, &in_len);
+    *out_off += out_len;
+    *in_off += in_len;
+    *value = 0;
+    if (op->reserved) {
+        return VIRTIO_TMEM_S_INVALID;
+    }
+    key.oid[0] = le64_to_cpu(op->oid[0]);
+    key.oid[1] = le64_to_cpu(op->oid[1]);
+    key.oid[2] = le64_to_cpu(op->oid[2]);
+    key.index = le32_to_cpu(op->index);
+
+    switch (op->type) {
+    case VIRTIO_TMEM_OP_POOL_NEW:
+        return virtio_tmem_pool_new(s, le32_to_cpu(op->arg), value);
+    case VIRTIO_TMEM_OP_CREDITS:
+        if (!virtio_vdev_has_feature(VIRTIO_DEVICE(s),
+                                     VIRTIO_TMEM_F_CREDITS)) {
+            return VIRTIO_TMEM_S_UNSUPPORTED;
+        }
+        *value = virtio_tmem_grant(s, le32_to_cpu(op->arg));
+        return VIRTIO_TMEM_S_OK;
+    case VIRTIO_TMEM_OP_POOL_DESTROY:
+    case VIRTIO_TMEM_OP_PUT:
+    case VIRTIO_TMEM_OP_GET:
+    case VIRTIO_TMEM_OP_GET_EXCL:
+    case VIRTIO_TMEM_OP_FLUSH_PAGE:
+    case VIRTIO_TMEM_OP_FLUSH_OBJECT:
+    case VIRTIO_TMEM_OP_FLUSH_POOL:
+        break;
+    default:
+        return VIRTIO_TMEM_S_UNSUPPORTED;
+    }
+    if (pool < 0) {
+        return VIRTIO_TMEM_S_BADPOOL;
+    }
+
+    switch (op->type) {
+    case VIRTIO_TMEM_OP_POOL_DESTROY:
+        n = tmem_pool_destroy(s->store, pool);
+        s->pools[id] = -1;
+        *value = n > 0 ? n : 0;
+        return n < 0 ? virtio_tmem_status_of(n) : VIRTIO_TMEM_S_OK;
+    case VIRTIO_TMEM_OP_PUT:
+        return virtio_tmem_put(s, pool, &key, op, elem, *out_off - out_len,
+                               out_len);
+    case VIRTIO_TMEM_OP_GET:
+    case VIRTIO_TMEM_OP_GET_EXCL:
+        return virtio_tmem_get(s, pool, &key,
+                               op->type == VIRTIO_TMEM_OP_GET_EXCL, elem,
+                               *in_off - in_len, in_len);
+    case VIRTIO_TMEM_OP_FLUSH_PAGE:
+        return virtio_tmem_status_of(tmem_flush_page(s->store, pool, &key));
+    case VIRTIO_TMEM_OP_FLUSH_OBJECT:
+        n = tmem_flush_object(s->store, pool, key.oid);
+        break;
+    default:
+        n = tmem_flush_pool(s->store, pool);
+        break;
+    }
+    if (n < 0) {
+        return virtio_tmem_status_of(n);
+    }
+    *value = n > UINT32_MAX ? UINT32_MAX : n;
+    return VIRTIO_TMEM_S_OK;
+}
+
+bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
+                                VirtIOTmemQueueStats *qs, size_t *written)
+{
+    struct virtio_tmem_resp resp = { 0 };
+    size_t in_len, out_off, in_off;
+    unsigned nops, i;
+
+    nops = virtio_tmem_parse(s, elem, &in_len);
+    if (!nops) {
+        return false;
+    }
+    trace_virtio_tmem_request(s, nops);
+    out_off = sizeof(struct virtio_tmem_req) +
+              nops * sizeof(struct virtio_tmem_op);
+    in_off = sizeof(resp) + nops * sizeof(struct virtio_tmem_status);
+    for (i = 0; i < nops; i++) {
+        const struct virtio_tmem_op *op = &s->ops[i];
+        VirtIOTmemOpStats *os = NULL;
+        uint32_t value;
+        size_t moved = out_off + in_off;
+        uint8_t st;
+
+        st = virtio_tmem_run_op(s, op, elem, &out_off, &in_off, &value);
+        s->status[i] = (struct virtio_tmem_status) {
+            .status = st, .value = cpu_to_le32(value),
+        };
+        if (op->type <= VIRTIO_TMEM_OP_CREDITS) {
+            os = &s->opstats[op->type];
+            os->ops++;
+        }
+        if (out_off + in_off != moved && st == VIRTIO_TMEM_S_OK) {
+            qs->pages++;
+            if (os) {
+                os->pages++;
+            }
+        }
+        trace_virtio_tmem_op(op->type, le32_to_cpu(op->pool),
+                             le32_to_cpu(op->index), st);
+    }
+    qs->ops += nops;
+    resp.nops_done = cpu_to_le16(nops);
+    iov_from_buf(elem->in_sg, elem->in_num, 0, &resp, sizeof(resp));
+    iov_from_buf(elem->in_sg, elem->in_num, sizeof(resp), s->status,
+                 nops * sizeof(struct virtio_tmem_status));
+    *written = in_len;
+    return true;
+}
