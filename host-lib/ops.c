@@ -90,20 +90,20 @@ out:
 /* Keep the packed page in RAM, within the budget. */
 static int tm_put_ram(struct tmem_store *s, struct tm_pool *p, int pool,
 		      const struct tmem_key *key, const struct tm_packed *pk,
-		      uint32_t info, int kind)
+		      uint32_t info, int kind, enum tm_charge mode)
 {
 	uint64_t loc = pk->word;
 	uint8_t *dst;
 	int rc;
 
 	if (!(info & TM_E_SAME)) {
-		rc = tm_slot_alloc(s, kind, pk->size, &loc, &dst);
+		rc = tm_slot_alloc(s, kind, pk->size, mode, &loc, &dst);
 		if (rc)
 			return rc;
 		memcpy(dst, pk->data, pk->size);
 		info |= TM_E_RAM;
 	}
-	rc = tm_put_index(s, p, pool, key, info, loc, TM_CHARGE_STRICT);
+	rc = tm_put_index(s, p, pool, key, info, loc, mode);
 	if (rc && (info & TM_E_RAM))
 		tm_slot_free(s, loc);
 	return rc;
@@ -190,8 +190,9 @@ static void tm_put_reject(struct tmem_store *s, int pool,
 /* Spill batches a put may write for room before writing itself out. */
 #define TM_PUT_SPILLS	2
 
-TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
-		       const struct tmem_key *key, const void *page, size_t len)
+TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
+			     const struct tmem_key *key, const void *page,
+			     size_t len, unsigned int flags)
 {
 	int spills = TM_PUT_SPILLS;
 	struct tm_packed pk;
@@ -209,8 +210,12 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 		return rc;
 	}
 	kind = p->kind == TMEM_EPHEMERAL;
+	rc = -EINVAL;
+	if (flags & ~TMEM_PUT_RESERVED || (kind && flags & TMEM_PUT_RESERVED))
+		goto reject;
 	rc = tm_pack(page, (uint32_t)len, &pk);
-	if (!rc && (pk.flags & TM_E_RAW) && s->raw_policy == TMEM_RAW_REJECT)
+	if (!rc && (pk.flags & TM_E_RAW) && s->raw_policy == TMEM_RAW_REJECT &&
+	    !(flags & TMEM_PUT_RESERVED))
 		rc = -E2BIG;
 	if (rc)
 		goto reject;
@@ -218,7 +223,8 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 	info = pk.flags | pk.size | (kind ? TM_E_EPHEMERAL : 0) |
 	       (len == TM_PAGE_MAX ? TM_E_BIG : 0);
 	for (int i = 0; i < TM_PUT_TRIES; i++) {
-		rc = tm_put_ram(s, p, pool, key, &pk, info, kind);
+		rc = tm_put_ram(s, p, pool, key, &pk, info, kind,
+				TM_CHARGE_STRICT);
 		if (rc != TM_NEED_ROOM || !tm_make_room(s, kind, &spills))
 			break;
 	}
@@ -226,6 +232,15 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 		rc = -ENOSPC;
 		if (!kind && tm_spill_usable(&s->spill))
 			rc = tm_put_spill(s, p, pool, key, &pk, info);
+	}
+	/* A promise kept: over budget rather than refused. */
+	if (rc == -ENOSPC && flags & TMEM_PUT_RESERVED) {
+		rc = tm_put_ram(s, p, pool, key, &pk, info, kind,
+				TM_CHARGE_FORCE);
+		if (!rc)
+			tm_stat_add(tm_shard(s, pool, key),
+				    TMEM_STAT_PUT_OVER_BUDGET, 1);
+		tm_reclaim_kick(s);
 	}
 	if (rc)
 		goto reject;
@@ -235,6 +250,12 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 reject:
 	tm_put_reject(s, pool, key, rc);
 	return rc;
+}
+
+TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
+		       const struct tmem_key *key, const void *page, size_t len)
+{
+	return tmem_put_flags(s, pool, key, page, len, 0);
 }
 
 /* Rebuild the page of entry @e into @buf.  Caller holds the shard lock. */

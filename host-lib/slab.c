@@ -453,7 +453,7 @@ static void tm_lru_push(struct tm_kind_lru *l, struct tm_slab *sb)
 
 /* Caller holds the class lock. */
 static int tm_slab_new(struct tmem_store *s, struct tm_class *c, int kind,
-		       uint32_t cls, struct tm_slab **out)
+		       uint32_t cls, enum tm_charge mode, struct tm_slab **out)
 {
 	struct tm_kind_lru *l = &s->slabs.lru[kind];
 	size_t obytes = c->nslots * sizeof(uint32_t);
@@ -469,8 +469,7 @@ static int tm_slab_new(struct tmem_store *s, struct tm_class *c, int kind,
 	mem = tm_slab_mem_get(s, c->slab_bytes, &charged);
 	if (!mem)
 		return -ENOMEM;
-	if (!charged &&
-	    !tm_charge(s, &s->ram_data, c->slab_bytes, TM_CHARGE_STRICT)) {
+	if (!charged && !tm_charge(s, &s->ram_data, c->slab_bytes, mode)) {
 		/* Cached slabs of other sizes go before any page does. */
 		if (!tm_slab_cache_drop(s) ||
 		    !tm_charge(s, &s->ram_data, c->slab_bytes,
@@ -480,7 +479,7 @@ static int tm_slab_new(struct tmem_store *s, struct tm_class *c, int kind,
 		}
 	}
 	rc = TM_NEED_ROOM;
-	if (!tm_charge(s, &s->ram_index, obytes, TM_CHARGE_STRICT))
+	if (!tm_charge(s, &s->ram_index, obytes, mode))
 		goto err_unmap;
 	rc = -ENOMEM;
 	owner = malloc(obytes);
@@ -562,11 +561,11 @@ static bool tm_slab_maybe_release(struct tmem_store *s, struct tm_class *c,
 /*
  * tm_slot_alloc - a slot of at least @size bytes in a @kind slab.  The
  * slot's owner is PENDING until tm_slot_set_owner, so reclaim leaves it
- * alone.  Returns 0, TM_NEED_ROOM (a new slab would break the budget) or
- * -ENOMEM.
+ * alone.  Returns 0, TM_NEED_ROOM (a new slab would break the budget,
+ * and @mode is strict) or -ENOMEM.
  */
 int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
-		  uint64_t *handle, uint8_t **ptr)
+		  enum tm_charge mode, uint64_t *handle, uint8_t **ptr)
 {
 	uint32_t cls = tm_class_of(size);
 	struct tm_class *c = &s->slabs.cls[kind][cls];
@@ -578,13 +577,14 @@ int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
 	 * Over budget (after a cut, say) no put takes memory, not even a
 	 * free slot in a slab we hold: those slabs are being drained.
 	 */
-	if (tm_ram_used(s) > atomic_load(&s->budget))
+	if (mode == TM_CHARGE_STRICT &&
+	    tm_ram_used(s) > atomic_load(&s->budget))
 		return TM_NEED_ROOM;
 	pthread_mutex_lock(&c->lock);
 	while ((sb = c->partial) && atomic_load(&sb->reclaiming))
 		tm_part_del(c, sb);
 	if (!sb) {
-		rc = tm_slab_new(s, c, kind, cls, &sb);
+		rc = tm_slab_new(s, c, kind, cls, mode, &sb);
 		if (rc) {
 			pthread_mutex_unlock(&c->lock);
 			return rc;

@@ -309,6 +309,7 @@ static const char *const tm_stat_names[TMEM_STAT__COUNT] = {
 	[TMEM_STAT_SPILL_MAX] = "spill_max",
 	[TMEM_STAT_SLABS] = "slabs",
 	[TMEM_STAT_RECLAIM_RUNS] = "reclaim_runs",
+	[TMEM_STAT_PUT_OVER_BUDGET] = "puts_over_budget",
 };
 
 TM_EXPORT const char *tmem_stat_name(unsigned int stat)

@@ -34,6 +34,9 @@ enum {
 	TM_NSTAT
 };
 
+/* Strict charges must fit the budget; forced ones may go over it. */
+enum tm_charge { TM_CHARGE_STRICT, TM_CHARGE_FORCE };
+
 /* Result of a step that ran out of budget: make room and try again. */
 #define TM_NEED_ROOM	(-10000)
 
@@ -135,7 +138,7 @@ int tm_slabs_init(struct tm_slabs *sl);
 void tm_slabs_fini(struct tmem_store *s);
 uint64_t tm_slab_cache_drop(struct tmem_store *s);
 int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
-		  uint64_t *handle, uint8_t **ptr);
+		  enum tm_charge mode, uint64_t *handle, uint8_t **ptr);
 void tm_slot_set_owner(struct tmem_store *s, uint64_t handle, uint32_t owner);
 void tm_slot_free(struct tmem_store *s, uint64_t handle);
 uint8_t *tm_slot_ptr(struct tmem_store *s, uint64_t handle);
@@ -185,8 +188,6 @@ struct tm_shard {
 	uint64_t index_bytes;	/* what this shard charged */
 	_Atomic uint64_t stat[TM_NSTAT];	/* relaxed; sums are gauges */
 } __attribute__((aligned(64)));
-
-enum tm_charge { TM_CHARGE_STRICT, TM_CHARGE_FORCE };
 
 uint32_t tm_shard_of(int pool, const struct tmem_key *key);
 uint32_t tm_obj_find(struct tm_shard *sh, uint32_t pool, const uint64_t oid[3]);

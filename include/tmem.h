@@ -128,6 +128,22 @@ struct tmem_key {
 int tmem_put(struct tmem_store *s, int pool, const struct tmem_key *key,
 	     const void *page, size_t len);
 
+/* tmem_put_flags: the put was promised a place in advance. */
+#define TMEM_PUT_RESERVED	(1u << 0)
+
+/*
+ * tmem_put_flags - tmem_put with @flags.  With TMEM_PUT_RESERVED (only
+ * for persistent pools) a page that neither RAM within the budget nor
+ * the spill file can take is kept in RAM over the budget instead of
+ * being refused, and the reclaim thread is woken to bring usage back
+ * down; it fails only with -ENOMEM, -EBADF or -EINVAL.  The caller
+ * promised the page a place (virtio-tmem's credits) and must bound how
+ * many such puts it makes: that bound is how far the budget can be
+ * overrun.  Counted in TMEM_STAT_PUT_OVER_BUDGET.
+ */
+int tmem_put_flags(struct tmem_store *s, int pool, const struct tmem_key *key,
+		   const void *page, size_t len, unsigned int flags);
+
 /*
  * tmem_get - copy the page under @key into @buf, which holds @len bytes
  * (the pool's page size).  The page stays stored.
@@ -211,6 +227,7 @@ enum tmem_stat {
 	TMEM_STAT_SPILL_MAX,		/* gauge: the spill cap */
 	TMEM_STAT_SLABS,		/* gauge: allocator slabs in use */
 	TMEM_STAT_RECLAIM_RUNS,		/* reclaim passes (thread or inline) */
+	TMEM_STAT_PUT_OVER_BUDGET,	/* reserved puts kept over budget */
 	TMEM_STAT__COUNT
 };
 

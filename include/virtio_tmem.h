@@ -47,11 +47,12 @@
  *
  *   device-readable:  struct virtio_tmem_req
  *                     struct virtio_tmem_op[nops]
- *                     the data of each PUT op, in op order, page_size each
+ *                     the data of each PUT op, in op order, 1 << arg
+ *                     bytes each
  *   device-writable:  struct virtio_tmem_resp
  *                     struct virtio_tmem_status[nops]
- *                     a page_size buffer for each GET and GET_EXCL op,
- *                     in op order
+ *                     a buffer of 1 << arg bytes for each GET and
+ *                     GET_EXCL op, in op order
  *
  * The split of either part over descriptors is free.
  */
@@ -148,7 +149,7 @@ struct virtio_tmem_req {
 #define VIRTIO_TMEM_S_IO		7 /* GET, GET_EXCL: retry may work */
 #define VIRTIO_TMEM_S_NOCREDIT		8 /* PUT with F_CREDIT, none held */
 #define VIRTIO_TMEM_S_UNSUPPORTED	9 /* an op or pool kind not offered */
-#define VIRTIO_TMEM_S_SKIPPED		10 /* not run: the request failed */
+#define VIRTIO_TMEM_S_SKIPPED		10 /* not run: reserved header bits set */
 
 struct virtio_tmem_status {
 	__u8 status;

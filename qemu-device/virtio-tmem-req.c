@@ -72,7 +72,7 @@ static bool virtio_tmem_op_data(const struct virtio_tmem_op *op,
  * virtio_error() if the chain cannot be parsed.
  */
 static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
-                                  size_t *in_len)
+                                  size_t *in_len, bool *skip)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
     size_t out_size = iov_size(elem->out_sg, elem->out_num);
@@ -119,13 +119,26 @@ static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
         return 0;
     }
     *in_len = in_need;
+    *skip = req.reserved[0] || req.reserved[1] || req.reserved[2];
     return nops;
 }
+
+/*
+ * Driver pool ids are (generation << 16 | slot), so an id the driver
+ * destroyed never reaches the pool that takes its slot next.
+ */
+#define VIRTIO_TMEM_POOL_SLOT(id)   ((id) & 0xffff)
+#define VIRTIO_TMEM_POOL_GEN(id)    ((id) >> 16)
 
 /* The store pool behind driver pool @id, or -1. */
 static int virtio_tmem_pool(VirtIOTmem *s, uint32_t id)
 {
-    return id < s->npools ? s->pools[id] : -1;
+    uint32_t slot = VIRTIO_TMEM_POOL_SLOT(id);
+
+    if (slot >= s->npools || s->pool_gen[slot] != VIRTIO_TMEM_POOL_GEN(id)) {
+        return -1;
+    }
+    return s->pools[slot];
 }
 
 static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
@@ -163,7 +176,7 @@ static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
     if (id == s->npools) {
         s->npools++;
     }
-    *value = id;
+    *value = (uint32_t)s->pool_gen[id] << 16 | id;
     return VIRTIO_TMEM_S_OK;
 }
 
@@ -187,25 +200,39 @@ static void *virtio_tmem_page_in(VirtIOTmem *s, VirtQueueElement *elem,
     return s->page;
 }
 
+/*
+ * A credited put is one the device promised to take: the store keeps it
+ * over budget rather than refuse it, which max-credits bounds.  The
+ * credit is spent only when the put succeeds.
+ */
 static uint8_t virtio_tmem_put(VirtIOTmem *s, int pool,
                                const struct tmem_key *key,
                                const struct virtio_tmem_op *op,
                                VirtQueueElement *elem, size_t off, size_t len)
 {
-    if (op->flags & ~VIRTIO_TMEM_OP_F_CREDIT) {
-        return VIRTIO_TMEM_S_INVALID;
-    }
-    if (op->flags & VIRTIO_TMEM_OP_F_CREDIT) {
-        if (!s->credits) {
-            /* Refused, so no older copy may outlive it. */
-            tmem_flush_page(s->store, pool, key);
-            return VIRTIO_TMEM_S_NOCREDIT;
+    bool credited = op->flags & VIRTIO_TMEM_OP_F_CREDIT;
+    enum tmem_pool_kind kind;
+    uint8_t st;
+
+    tmem_pool_info(s->store, pool, &kind, NULL);
+    if (op->flags & ~VIRTIO_TMEM_OP_F_CREDIT ||
+        (credited && kind != TMEM_PERSISTENT)) {
+        st = VIRTIO_TMEM_S_INVALID;
+    } else if (credited && !s->credits) {
+        st = VIRTIO_TMEM_S_NOCREDIT;
+    } else {
+        st = virtio_tmem_status_of(
+            tmem_put_flags(s->store, pool, key,
+                           virtio_tmem_page_in(s, elem, off, len), len,
+                           credited ? TMEM_PUT_RESERVED : 0));
+        if (credited && st == VIRTIO_TMEM_S_OK) {
+            s->credits--;
         }
-        s->credits--;
+        return st;
     }
-    return virtio_tmem_status_of(tmem_put(s->store, pool, key,
-                                          virtio_tmem_page_in(s, elem, off,
-                                                              len), len));
+    /* Refused before the store saw it: no older copy may outlive it. */
+    tmem_flush_page(s->store, pool, key);
+    return st;
 }
 
 static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool,
@@ -229,6 +256,43 @@ static uint32_t virtio_tmem_grant(VirtIOTmem *s, uint32_t wanted)
     return grant;
 }
 
+/* Which fields each operation uses; the others must be zero. */
+#define VIRTIO_TMEM_F_POOL  (1 << 0)
+#define VIRTIO_TMEM_F_OID   (1 << 1)
+#define VIRTIO_TMEM_F_INDEX (1 << 2)
+#define VIRTIO_TMEM_F_ARG   (1 << 3)
+#define VIRTIO_TMEM_F_FLAGS (1 << 4)
+
+static const uint8_t virtio_tmem_op_fields[] = {
+    [VIRTIO_TMEM_OP_POOL_NEW] = VIRTIO_TMEM_F_ARG,
+    [VIRTIO_TMEM_OP_POOL_DESTROY] = VIRTIO_TMEM_F_POOL,
+    [VIRTIO_TMEM_OP_PUT] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID |
+                           VIRTIO_TMEM_F_INDEX | VIRTIO_TMEM_F_ARG |
+                           VIRTIO_TMEM_F_FLAGS,
+    [VIRTIO_TMEM_OP_GET] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID |
+                           VIRTIO_TMEM_F_INDEX | VIRTIO_TMEM_F_ARG,
+    [VIRTIO_TMEM_OP_GET_EXCL] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID |
+                                VIRTIO_TMEM_F_INDEX | VIRTIO_TMEM_F_ARG,
+    [VIRTIO_TMEM_OP_FLUSH_PAGE] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID |
+                                  VIRTIO_TMEM_F_INDEX,
+    [VIRTIO_TMEM_OP_FLUSH_OBJECT] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID,
+    [VIRTIO_TMEM_OP_FLUSH_POOL] = VIRTIO_TMEM_F_POOL,
+    [VIRTIO_TMEM_OP_CREDITS] = VIRTIO_TMEM_F_ARG,
+};
+
+static bool virtio_tmem_op_clean(const struct virtio_tmem_op *op)
+{
+    uint8_t used = virtio_tmem_op_fields[op->type];
+
+    return !op->reserved &&
+           (used & VIRTIO_TMEM_F_POOL || !op->pool) &&
+           (used & VIRTIO_TMEM_F_OID ||
+            !(op->oid[0] | op->oid[1] | op->oid[2])) &&
+           (used & VIRTIO_TMEM_F_INDEX || !op->index) &&
+           (used & VIRTIO_TMEM_F_ARG || !op->arg) &&
+           (used & VIRTIO_TMEM_F_FLAGS || !op->flags);
+}
+
 /* Run one operation; @out_off and @in_off walk the chain's page data. */
 static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
                                   const struct virtio_tmem_op *op,
@@ -245,13 +309,19 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
     *out_off += out_len;
     *in_off += in_len;
     *value = 0;
-    if (op->reserved) {
-        return VIRTIO_TMEM_S_INVALID;
+    if (op->type == 0 || op->type >= ARRAY_SIZE(virtio_tmem_op_fields)) {
+        return VIRTIO_TMEM_S_UNSUPPORTED;
     }
     key.oid[0] = le64_to_cpu(op->oid[0]);
     key.oid[1] = le64_to_cpu(op->oid[1]);
     key.oid[2] = le64_to_cpu(op->oid[2]);
     key.index = le32_to_cpu(op->index);
+    if (!virtio_tmem_op_clean(op)) {
+        if (op->type == VIRTIO_TMEM_OP_PUT && pool >= 0) {
+            tmem_flush_page(s->store, pool, &key);
+        }
+        return VIRTIO_TMEM_S_INVALID;
+    }
 
     switch (op->type) {
     case VIRTIO_TMEM_OP_POOL_NEW:
@@ -272,7 +342,7 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
     case VIRTIO_TMEM_OP_FLUSH_POOL:
         break;
     default:
-        return VIRTIO_TMEM_S_UNSUPPORTED;
+        break;
     }
     if (pool < 0) {
         return VIRTIO_TMEM_S_BADPOOL;
@@ -281,8 +351,8 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
     switch (op->type) {
     case VIRTIO_TMEM_OP_POOL_DESTROY:
         n = tmem_pool_destroy(s->store, pool);
-        s->pools[id] = -1;
-        *value = n > 0 ? n : 0;
+        s->pools[VIRTIO_TMEM_POOL_SLOT(id)] = -1;
+        s->pool_gen[VIRTIO_TMEM_POOL_SLOT(id)]++;
         return n < 0 ? virtio_tmem_status_of(n) : VIRTIO_TMEM_S_OK;
     case VIRTIO_TMEM_OP_PUT:
         return virtio_tmem_put(s, pool, &key, op, elem, *out_off - out_len,
@@ -313,13 +383,24 @@ bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
 {
     struct virtio_tmem_resp resp = { 0 };
     size_t in_len, out_off, in_off;
-    unsigned nops, i;
+    unsigned nops, nops_done, i;
+    bool skip;
 
-    nops = virtio_tmem_parse(s, elem, &in_len);
+    nops = virtio_tmem_parse(s, elem, &in_len, &skip);
     if (!nops) {
         return false;
     }
     trace_virtio_tmem_request(s, nops);
+    if (skip) {
+        /* A header we do not understand: run nothing, say so. */
+        for (i = 0; i < nops; i++) {
+            s->status[i] = (struct virtio_tmem_status) {
+                .status = VIRTIO_TMEM_S_SKIPPED,
+            };
+        }
+        nops_done = 0;
+        goto out;
+    }
     out_off = sizeof(struct virtio_tmem_req) +
               nops * sizeof(struct virtio_tmem_op);
     in_off = sizeof(resp) + nops * sizeof(struct virtio_tmem_status);
@@ -348,7 +429,9 @@ bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
                              le32_to_cpu(op->index), st);
     }
     qs->ops += nops;
-    resp.nops_done = cpu_to_le16(nops);
+    nops_done = nops;
+out:
+    resp.nops_done = cpu_to_le16(nops_done);
     iov_from_buf(elem->in_sg, elem->in_num, 0, &resp, sizeof(resp));
     iov_from_buf(elem->in_sg, elem->in_num, sizeof(resp), s->status,
                  nops * sizeof(struct virtio_tmem_status));

@@ -104,6 +104,7 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
         if (s->pools[i] >= 0) {
             tmem_pool_destroy(s->store, s->pools[i]);
             s->pools[i] = -1;
+            s->pool_gen[i]++;
         }
     }
     s->npools = 0;
@@ -133,6 +134,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         return;
     }
     if (s->max_pools < 1 || s->max_pools > 65536) {
+        /* a driver pool id has 16 bits of slot */
         error_setg(errp, "max-pools must be 1 to 65536");
         return;
     }
@@ -160,6 +162,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     s->status = g_new(struct virtio_tmem_status, s->max_ops);
     s->page = qemu_memalign(4096, 65536);
     s->pools = g_new(int, s->max_pools);
+    s->pool_gen = g_new0(uint16_t, s->max_pools);
     s->qstats = g_new0(VirtIOTmemQueueStats, s->num_queues);
 }
 
@@ -181,6 +184,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     g_free(s->status);
     qemu_vfree(s->page);
     g_free(s->pools);
+    g_free(s->pool_gen);
     g_free(s->qstats);
 }
 

@@ -64,7 +64,8 @@ struct VirtIOTmem {
     uint8_t *page;              /* bounce buffer for one page */
 
     /* Driver state; cleared by reset */
-    int *pools;                 /* driver pool id -> store pool, or -1 */
+    int *pools;                 /* driver pool slot -> store pool, or -1 */
+    uint16_t *pool_gen;         /* generation of each slot's driver id */
     uint32_t npools;            /* entries of pools[] in use */
     uint32_t credits;           /* credits granted and not yet spent */
 
