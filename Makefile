@@ -97,6 +97,10 @@ clean:
 
 # QEMU 10.0 with the virtio-tmem device, cached outside the checkout
 # (scripts/build-qemu.sh); prints the binary's path.
-.PHONY: qemu
+.PHONY: qemu test-qtest
 qemu: deps
 	@scripts/build-qemu.sh
+
+# The virtio-tmem qtests and QEMU's own virtio qos tests, on that QEMU.
+test-qtest: deps
+	@tests/run-qtests.sh

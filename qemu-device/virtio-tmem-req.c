@@ -248,9 +248,16 @@ static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool,
     return virtio_tmem_status_of(rc);
 }
 
+/* No credits while over budget: the driver falls back to sync puts. */
 static uint32_t virtio_tmem_grant(VirtIOTmem *s, uint32_t wanted)
 {
     uint32_t grant = MIN(wanted, s->max_credits - s->credits);
+    struct tmem_stats st;
+
+    tmem_stats(s->store, &st);
+    if (st.v[TMEM_STAT_RAM_USED] > st.v[TMEM_STAT_BUDGET]) {
+        return 0;
+    }
 
     s->credits += grant;
     return grant;
@@ -399,6 +406,7 @@ bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
             };
         }
         nops_done = 0;
+        in_len = sizeof(resp) + nops * sizeof(struct virtio_tmem_status);
         goto out;
     }
     out_off = sizeof(struct virtio_tmem_req) +

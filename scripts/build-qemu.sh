@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # Build QEMU 10.0 with the virtio-tmem device added, cached outside the
-# checkout.  The work tree and build directory are keyed by everything
-# that needs a fresh configure: the QEMU version, our patch to QEMU's
-# build files, and the configure flags.  The device's own sources are
-# synced in on every run, so editing them costs an incremental ninja.
+# checkout.  The work tree and build directory are keyed by what needs a
+# fresh configure: the QEMU version and the configure flags.  Our patch
+# to QEMU is swapped in place when it changes, and the device's sources
+# are synced in on every run, so either costs an incremental ninja.
 # Prints the path of the qemu-system-x86_64 it built.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -21,7 +21,7 @@ sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
 need=()
 for p in ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev pkg-config \
-	 flex bison python3-venv; do
+	 flex bison python3-venv seabios qemu-system-data ipxe-qemu qemu-utils; do
 	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
 		need+=("$p")
 done
@@ -32,8 +32,7 @@ if [ ${#need[@]} -gt 0 ]; then
 fi
 
 src=$(scripts/fetch-qemu.sh)
-key=$( { echo "$src"; [ -f "$patch" ] && cat "$patch"; echo "${flags[*]}";
-	 cat scripts/build-qemu.sh; } | sha256sum | cut -c1-16)
+key=$( { echo "$src"; echo "${flags[*]}"; } | sha256sum | cut -c1-16)
 work=$cache/qemu-build/$key
 export PYTHONPATH=$cache/pytools/root/usr/lib/python3/dist-packages${PYTHONPATH:+:$PYTHONPATH}
 export PATH=$cache/pytools/root/usr/bin:$PATH
@@ -43,7 +42,8 @@ if [ ! -f "$work/.configured" ]; then
 	rm -rf "$work"
 	mkdir -p "$work"
 	cp -a "$src" "$work/src"
-	[ -f "$patch" ] && patch -d "$work/src" -p1 -s <"$patch"
+	patch -d "$work/src" -p1 -s <"$patch"
+	cp "$patch" "$work/applied.patch"
 	# meson checks at configure time that every listed file exists
 	make -s lib
 	qemu-device/sync-into-qemu.sh "$work/src" "$top"
@@ -54,6 +54,12 @@ if [ ! -f "$work/.configured" ]; then
 	}
 	touch "$work/.configured"
 fi
+if ! cmp -s "$patch" "$work/applied.patch"; then
+	echo "build-qemu: swapping in the new $patch" >&2
+	patch -d "$work/src" -p1 -R -s <"$work/applied.patch"
+	patch -d "$work/src" -p1 -s <"$patch"
+	cp "$patch" "$work/applied.patch"
+fi
 make -s lib
 qemu-device/sync-into-qemu.sh "$work/src" "$top"
 echo "build-qemu: building in $work/build (progress: $work/build/ninja.log)" >&2
@@ -61,5 +67,17 @@ ninja -C "$work/build" qemu-system-x86_64 "$@" >"$work/build/ninja.log" 2>&1 || 
 	tail -n 40 "$work/build/ninja.log" >&2
 	exit 1
 }
+# The +ds source ships no firmware; a QEMU run from its build tree finds
+# its data dir in qemu-bundle/, so link Debian 12's seabios and
+# qemu-system-data (and ipxe-qemu's NIC option ROMs) there.
+bundle=$work/build/qemu-bundle/usr/local/share/qemu
+mkdir -p "$bundle"
+for f in /usr/share/seabios/* /usr/share/qemu/* /usr/lib/ipxe/qemu/*; do
+	[ -e "$bundle/${f##*/}" ] || ln -s "$f" "$bundle/"
+done
 ln -sfn "$work" "$cache/qemu-current"
+# Trees of older keys are never used again: a QEMU tree is ~1 GiB.
+for old in "$cache"/qemu-build/*; do
+	[ "$old" = "$work" ] || rm -rf "$old"
+done
 echo "$work/build/qemu-system-x86_64"

@@ -13,6 +13,7 @@ suites=(
 	"make -s -j$jobs test-host-lib VARIANT=release"
 	"make -s -j$jobs test-host-lib VARIANT=asan"
 	"make -s -j$jobs test-fuzz"
+	"make -s test-qtest"
 )
 status=0
 for s in "${suites[@]}"; do
