@@ -15,6 +15,7 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
+#include "qemu/iov.h"
 #include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
@@ -26,6 +27,67 @@
 #include "trace.h"
 
 #define VIRTIO_TMEM_DEFAULT_BUDGET  (64 * MiB)
+
+/*
+ * Send one event into the next buffer the driver posted.  With none
+ * posted the event is lost, and counted: every event is advice the
+ * protocol lets the driver miss.
+ */
+void virtio_tmem_send_event(VirtIOTmem *s, uint16_t type, uint32_t pool,
+                            uint64_t value)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    struct virtio_tmem_event ev = {
+        .type = cpu_to_le16(type),
+        .pool = cpu_to_le32(pool),
+        .value = cpu_to_le64(value),
+    };
+    VirtQueueElement *elem = virtqueue_pop(s->eventq,
+                                           sizeof(VirtQueueElement));
+
+    if (!elem) {
+        s->events_lost++;
+        return;
+    }
+    if (iov_size(elem->in_sg, elem->in_num) < VIRTIO_TMEM_EVENT_MIN) {
+        virtio_error(vdev, "virtio-tmem: event buffer under %d bytes",
+                     VIRTIO_TMEM_EVENT_MIN);
+        virtqueue_detach_element(s->eventq, elem, 0);
+        g_free(elem);
+        return;
+    }
+    iov_from_buf(elem->in_sg, elem->in_num, 0, &ev, sizeof(ev));
+    virtqueue_push(s->eventq, elem, sizeof(ev));
+    g_free(elem);
+    virtio_notify(vdev, s->eventq);
+    s->events_sent++;
+}
+
+/* Events raised while the rings could not take them (during a load). */
+static void virtio_tmem_flush_events(VirtIOTmem *s)
+{
+    uint32_t i;
+
+    if (!s->resets_pending) {
+        return;
+    }
+    s->resets_pending = false;
+    for (i = 0; i < s->npools; i++) {
+        enum tmem_pool_kind kind;
+
+        if (s->pools[i] >= 0 &&
+            !tmem_pool_info(s->store, s->pools[i], &kind, NULL) &&
+            kind == TMEM_EPHEMERAL) {
+            virtio_tmem_send_event(s, VIRTIO_TMEM_EVENT_RESET,
+                                   (uint32_t)s->pool_gen[i] << 16 | i, 0);
+        }
+    }
+}
+
+static void virtio_tmem_handle_eventq(VirtIODevice *vdev, VirtQueue *vq)
+{
+    virtio_tmem_flush_events(VIRTIO_TMEM(vdev));
+}
 
 /*
  * Drain a request queue: every chain, with notifications off while we
@@ -41,6 +103,7 @@ static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
     bool broken = false;
 
     qs->kicks++;
+    virtio_tmem_flush_events(s);
     do {
         VirtQueueElement *elem;
 
@@ -67,11 +130,6 @@ static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
     }
 }
 
-/* Buffers posted to the event queue wait there for host messages. */
-static void virtio_tmem_handle_eventq(VirtIODevice *vdev, VirtQueue *vq)
-{
-}
-
 static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t f,
                                          Error **errp)
 {
@@ -94,10 +152,9 @@ static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config)
     memcpy(config, &cfg, sizeof(cfg));
 }
 
-/* Reset, unplug and driver reload leave no pool and no page behind. */
-static void virtio_tmem_reset(VirtIODevice *vdev)
+/* Destroy every pool of the driver's, and all their pages. */
+void virtio_tmem_drop_pools(VirtIOTmem *s)
 {
-    VirtIOTmem *s = VIRTIO_TMEM(vdev);
     uint32_t i;
 
     for (i = 0; i < s->npools; i++) {
@@ -108,6 +165,15 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
         }
     }
     s->npools = 0;
+    s->resets_pending = false;
+}
+
+/* Reset, unplug and driver reload leave no pool and no page behind. */
+static void virtio_tmem_reset(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    virtio_tmem_drop_pools(s);
     s->credits = 0;
     trace_virtio_tmem_reset(s);
 }
@@ -275,7 +341,9 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     if (!visit_type_number(v, "compression_ratio", &st.compression_ratio,
                            errp) ||
         !visit_type_number(v, "fragmentation", &st.fragmentation, errp) ||
-        !virtio_tmem_visit_counters(v, NULL, &total, errp)) {
+        !virtio_tmem_visit_counters(v, NULL, &total, errp) ||
+        !visit_type_uint64(v, "events_sent", &s->events_sent, errp) ||
+        !visit_type_uint64(v, "events_lost", &s->events_lost, errp)) {
         goto out;
     }
     if (!visit_start_list(v, "queues", NULL, 0, errp)) {
@@ -321,8 +389,12 @@ out:
 
 static const VMStateDescription vmstate_virtio_tmem = {
     .name = "virtio-tmem",
-    /* Until persistent pages travel with the device, refuse to migrate. */
-    .unmigratable = 1,
+    .minimum_version_id = 1,
+    .version_id = 1,
+    .fields = (const VMStateField[]) {
+        VMSTATE_VIRTIO_DEVICE,
+        VMSTATE_END_OF_LIST()
+    },
 };
 
 static const Property virtio_tmem_properties[] = {
@@ -352,6 +424,7 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->get_features = virtio_tmem_get_features;
     vdc->get_config = virtio_tmem_get_config;
     vdc->reset = virtio_tmem_reset;
+    vdc->vmsd = &vmstate_virtio_tmem_device;
 
     object_class_property_add(klass, "budget", "size",
                               virtio_tmem_get_budget,

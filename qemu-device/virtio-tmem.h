@@ -68,11 +68,16 @@ struct VirtIOTmem {
     uint16_t *pool_gen;         /* generation of each slot's driver id */
     uint32_t npools;            /* entries of pools[] in use */
     uint32_t credits;           /* credits granted and not yet spent */
+    bool resets_pending;        /* ephemeral pools emptied by a load */
 
     /* Statistics */
     VirtIOTmemQueueStats *qstats;   /* one per request queue */
     VirtIOTmemOpStats opstats[VIRTIO_TMEM_OP_CREDITS + 1];
+    uint64_t events_sent;       /* events written to the event queue */
+    uint64_t events_lost;       /* events with no buffer to go to */
 };
+
+extern const VMStateDescription vmstate_virtio_tmem_device;
 
 /*
  * Decode and run one request; false after virtio_error() if the chain
@@ -80,5 +85,12 @@ struct VirtIOTmem {
  */
 bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
                                 VirtIOTmemQueueStats *qs, size_t *written);
+
+/* Destroy every pool of the driver's, and all their pages. */
+void virtio_tmem_drop_pools(VirtIOTmem *s);
+
+/* Write one event to the event queue, if the driver posted a buffer. */
+void virtio_tmem_send_event(VirtIOTmem *s, uint16_t type, uint32_t pool,
+                            uint64_t value);
 
 #endif

@@ -19,6 +19,7 @@
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "standard-headers/linux/virtio_tmem.h"
+#include "libqos/libqos.h"
 #include "libqos/qgraph.h"
 #include "libqos/virtio.h"
 #include "libqos/virtio-tmem.h"
@@ -1649,6 +1650,112 @@ static void test_custom(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * Test: persistent pages are device state.  savevm, then a system reset
+ * (which destroys every pool), then loadvm: every persistent page,
+ * spilled ones included, must come back byte for byte, and the
+ * ephemeral pool must come back empty with a RESET event for it.  No
+ * request runs between savevm and loadvm, so the rings we drive are as
+ * the snapshot has them.
+ */
+
+static void tmem_migrate_cleanup(void *path)
+{
+    g_autofree char *img = g_strdup_printf("%s/snap.qcow2", (char *)path);
+
+    unlink(img);
+    g_rmdir(path);
+    g_free(path);
+}
+
+static void *tmem_migrate_setup(GString *cmd_line, void *arg)
+{
+    char *dir = g_dir_make_tmp("qtest-tmem-migrate.XXXXXX", NULL);
+    g_autofree char *img = NULL;
+
+    g_assert_nonnull(dir);
+    img = g_strdup_printf("%s/snap.qcow2", dir);
+    mkqcow2(img, 16);
+    g_string_append_printf(cmd_line,
+                           " -global virtio-tmem-pci.budget=1M"
+                           " -global virtio-tmem-pci.spill=%s"
+                           " -global virtio-tmem-pci.spill-max=64M"
+                           " -drive if=none,id=snap,format=qcow2,file=%s",
+                           dir, img);
+    g_test_queue_destroy(tmem_migrate_cleanup, dir);
+    return arg;
+}
+
+static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const unsigned npages = 2 * MiB / PAGE_4K;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree uint8_t *pages = g_malloc(BATCH * PAGE_4K);
+    g_autofree uint8_t *back = g_malloc(BATCH * PAGE_4K);
+    g_autofree TmemOp *ops = g_new0(TmemOp, BATCH);
+    uint64_t events0;
+    unsigned r, i;
+    uint32_t pp, pe;
+    char *out;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    pe = tmem_pool_new(c, POOL_E4K);
+    for (r = 0; r < npages / BATCH; r++) {
+        for (i = 0; i < BATCH; i++) {
+            fill_random(pages + i * PAGE_4K, PAGE_4K, 900 + r * BATCH + i);
+            ops[i] = op_put(pp, 90, r * BATCH + i, pages + i * PAGE_4K,
+                            PAGE_4K);
+        }
+        tmem_run(c, ops, BATCH);
+        for (i = 0; i < BATCH; i++) {
+            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
+        }
+    }
+    memset(pages, 0x5a, PAGE_4K);
+    ops[0] = op_put(pe, 91, 0, pages, PAGE_4K);
+    tmem_run(c, ops, 1);
+    assert_status(&ops[0], VIRTIO_TMEM_S_OK);
+    /* over a 1 MiB budget, some of the pages are on the spill file */
+    g_assert_cmpuint(tmem_stat(c, "pages_spilled"), >, 0);
+    g_assert_cmpuint(tmem_stat(c, "pages_persistent"), ==, npages);
+
+    events0 = tmem_stat(c, "events_sent");
+    out = qtest_hmp(c->qts, "savevm tmem-snap");
+    g_assert_cmpstr(out, ==, "");
+    g_free(out);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'system_reset'}");
+    tmem_wait_stat(c, "pages_persistent", true, 0);
+    out = qtest_hmp(c->qts, "loadvm tmem-snap");
+    g_assert_cmpstr(out, ==, "");
+    g_free(out);
+
+    g_assert_cmpuint(tmem_stat(c, "pages_persistent"), ==, npages);
+    g_assert_cmpuint(tmem_stat(c, "pages_ephemeral"), ==, 0);
+    for (r = 0; r < npages / BATCH; r++) {
+        for (i = 0; i < BATCH; i++) {
+            ops[i] = op_get(VIRTIO_TMEM_OP_GET, pp, 90, r * BATCH + i,
+                            back + i * PAGE_4K, PAGE_4K);
+        }
+        tmem_run(c, ops, BATCH);
+        for (i = 0; i < BATCH; i++) {
+            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
+            fill_random(pages, PAGE_4K, 900 + r * BATCH + i);
+            g_assert_cmpmem(back + i * PAGE_4K, PAGE_4K, pages, PAGE_4K);
+        }
+    }
+    /* the driver was told about pe, once, once the rings were up */
+    g_assert_cmpuint(tmem_stat(c, "events_sent"), ==, events0 + 1);
+    g_assert_cmpuint(tmem_stat(c, "events_lost"), ==, 0);
+    ops[0] = op_get(VIRTIO_TMEM_OP_GET, pe, 91, 0, back, PAGE_4K);
+    tmem_run(c, ops, 1);
+    assert_status(&ops[0], VIRTIO_TMEM_S_MISS);
+
+    tmem_pool_destroy(c, pp);
+    tmem_pool_destroy(c, pe);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions custom = {
@@ -1656,6 +1763,9 @@ static void register_virtio_tmem_test(void)
     };
     QOSGraphTestOptions spill = {
         .before = tmem_spill_setup,
+    };
+    QOSGraphTestOptions migrate = {
+        .before = tmem_migrate_setup,
     };
 
     qos_add_test("config", "virtio-tmem", test_config, NULL);
@@ -1665,6 +1775,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("malformed", "virtio-tmem", test_malformed, NULL);
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("spill", "virtio-tmem", test_spill, &spill);
+    qos_add_test("migrate", "virtio-tmem", test_migrate, &migrate);
 }
 
 libqos_init(register_virtio_tmem_test);
