@@ -14,6 +14,7 @@ suites=(
 	"make -s -j$jobs test-host-lib VARIANT=asan"
 	"make -s -j$jobs test-fuzz"
 	"make -s test-qtest"
+	"scripts/checkpatch.sh"
 )
 status=0
 for s in "${suites[@]}"; do

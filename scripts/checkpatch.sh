@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Style checks, each part against its home's own checker: QEMU's
+# scripts/checkpatch.pl on qemu-device/ (from the pinned QEMU source).
+# The kernel's checkpatch joins here for guest-driver/.  One result per
+# file; closes with "checkpatch: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+results=${BUILD:-build}/test/results
+mkdir -p "$results"
+qemu_src=$(scripts/fetch-qemu.sh) || {
+	echo "checkpatch: cannot fetch QEMU's source"
+	echo "0 1 0" >"$results/checkpatch"
+	echo "checkpatch: 0 passed, 1 failed"
+	exit 1
+}
+
+pass=0 fail=0
+# From qemu-device/, so test files are under tests/ as in QEMU's tree,
+# where checkpatch allows the g_assert_cmp* family.
+while IFS= read -r f; do
+	out=$(cd qemu-device &&
+	      perl "$qemu_src/scripts/checkpatch.pl" --no-tree -f "${f#qemu-device/}" 2>&1)
+	if echo "$out" | grep -q '^total: 0 errors, 0 warnings'; then
+		pass=$((pass + 1))
+	else
+		fail=$((fail + 1))
+		echo "FAIL checkpatch/$f:"
+		echo "$out" | sed 's/^/    /'
+	fi
+done < <(git ls-files 'qemu-device/*.c' 'qemu-device/*.h')
+echo "$pass $fail 0" >"$results/checkpatch"
+echo "checkpatch: $pass passed, $fail failed"
+[ $fail -eq 0 ]
