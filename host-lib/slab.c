@@ -109,7 +109,6 @@ static void tm_class_layout(struct tm_class *c, uint32_t size)
 			} else if (pass == 1 && waste <= best + 0.005) {
 				c->nslots = n;
 				c->slab_bytes = b;
-				c->data_off = 0;
 				return;
 			}
 		}
@@ -158,7 +157,7 @@ uint8_t *tm_slot_ptr(struct tmem_store *s, uint64_t handle)
 	struct tm_slab *sb = tm_slab_of(s, handle);
 	struct tm_class *c = &s->slabs.cls[sb->kind][sb->cls];
 
-	return sb->mem + c->data_off + (size_t)tm_handle_slot(handle) * c->size;
+	return sb->mem + (size_t)tm_handle_slot(handle) * c->size;
 }
 
 /* A free descriptor id, growing the directory by a chunk if need be. */
@@ -603,7 +602,7 @@ int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
 	pthread_mutex_unlock(&c->lock);
 
 	*handle = tm_handle(sb->id, slot);
-	*ptr = sb->mem + c->data_off + (size_t)slot * c->size;
+	*ptr = sb->mem + (size_t)slot * c->size;
 	return 0;
 }
 

@@ -96,7 +96,6 @@ struct tm_class {
 	uint32_t size;		/* slot bytes */
 	uint32_t nslots;
 	uint32_t slab_bytes;
-	uint32_t data_off;	/* where slot 0 starts */
 };
 
 struct tm_kind_lru {

@@ -280,7 +280,7 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
     trace_virtio_tmem_budget(s, value);
 }
 
-static bool virtio_tmem_visit_counters(Visitor *v, const char *name,
+static bool virtio_tmem_visit_counters(Visitor *v,
                                        const VirtIOTmemQueueStats *q,
                                        Error **errp)
 {
@@ -341,7 +341,7 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     if (!visit_type_number(v, "compression_ratio", &st.compression_ratio,
                            errp) ||
         !visit_type_number(v, "fragmentation", &st.fragmentation, errp) ||
-        !virtio_tmem_visit_counters(v, NULL, &total, errp) ||
+        !virtio_tmem_visit_counters(v, &total, errp) ||
         !visit_type_uint64(v, "events_sent", &s->events_sent, errp) ||
         !visit_type_uint64(v, "events_lost", &s->events_lost, errp)) {
         goto out;
@@ -353,7 +353,7 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
         if (!visit_start_struct(v, NULL, NULL, 0, errp)) {
             break;
         }
-        ok = virtio_tmem_visit_counters(v, NULL, &s->qstats[i], errp) &&
+        ok = virtio_tmem_visit_counters(v, &s->qstats[i], errp) &&
              visit_check_struct(v, errp);
         visit_end_struct(v, NULL);
         if (!ok) {

@@ -1150,6 +1150,53 @@ static void test_budget(void *obj, void *data, QGuestAllocator *alloc)
 }
 
 /*
+ * PUT @n random pages to @pool under (@oid, 0 .. @n - 1), @seed making
+ * page i, in requests of BATCH; every one must be accepted.
+ */
+static void tmem_put_random(TmemCtx *c, uint32_t pool, uint64_t oid,
+                            unsigned seed, unsigned n)
+{
+    g_autofree uint8_t *pages = g_malloc(BATCH * PAGE_4K);
+    g_autofree TmemOp *ops = g_new0(TmemOp, BATCH);
+    unsigned r, i;
+
+    for (r = 0; r < n / BATCH; r++) {
+        for (i = 0; i < BATCH; i++) {
+            fill_random(pages + i * PAGE_4K, PAGE_4K, seed + r * BATCH + i);
+            ops[i] = op_put(pool, oid, r * BATCH + i, pages + i * PAGE_4K,
+                            PAGE_4K);
+        }
+        tmem_run(c, ops, BATCH);
+        for (i = 0; i < BATCH; i++) {
+            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
+        }
+    }
+}
+
+/* GET back what tmem_put_random() put, and compare every byte. */
+static void tmem_check_random(TmemCtx *c, uint32_t pool, uint64_t oid,
+                              unsigned seed, unsigned n)
+{
+    g_autofree uint8_t *want = g_malloc(PAGE_4K);
+    g_autofree uint8_t *back = g_malloc(BATCH * PAGE_4K);
+    g_autofree TmemOp *ops = g_new0(TmemOp, BATCH);
+    unsigned r, i;
+
+    for (r = 0; r < n / BATCH; r++) {
+        for (i = 0; i < BATCH; i++) {
+            ops[i] = op_get(VIRTIO_TMEM_OP_GET, pool, oid, r * BATCH + i,
+                            back + i * PAGE_4K, PAGE_4K);
+        }
+        tmem_run(c, ops, BATCH);
+        for (i = 0; i < BATCH; i++) {
+            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
+            fill_random(want, PAGE_4K, seed + r * BATCH + i);
+            g_assert_cmpmem(back + i * PAGE_4K, PAGE_4K, want, PAGE_4K);
+        }
+    }
+}
+
+/*
  * Persistent pages over budget go to the spill file and all come back
  */
 
@@ -1177,11 +1224,7 @@ static void test_spill(void *obj, void *data, QGuestAllocator *alloc)
 {
     const unsigned npages = 4 * MiB / PAGE_4K;
     TmemCtx ctx, *c = &ctx;
-    g_autofree uint8_t *pages = g_malloc(BATCH * PAGE_4K);
-    g_autofree uint8_t *back = g_malloc(BATCH * PAGE_4K);
-    g_autofree TmemOp *ops = g_new0(TmemOp, BATCH);
     uint64_t spills0, hits0;
-    unsigned r, i;
     uint32_t pp;
 
     tmem_init(c, obj, alloc, TMEM_FEATURES);
@@ -1192,33 +1235,12 @@ static void test_spill(void *obj, void *data, QGuestAllocator *alloc)
     hits0 = tmem_stat(c, "get_hits_spill");
 
     pp = tmem_pool_new(c, POOL_P4K);
-    for (r = 0; r < npages / BATCH; r++) {
-        for (i = 0; i < BATCH; i++) {
-            fill_random(pages + i * PAGE_4K, PAGE_4K, 800 + r * BATCH + i);
-            ops[i] = op_put(pp, 80, r * BATCH + i, pages + i * PAGE_4K,
-                            PAGE_4K);
-        }
-        tmem_run(c, ops, BATCH);
-        for (i = 0; i < BATCH; i++) {
-            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
-        }
-    }
+    tmem_put_random(c, pp, 80, 800, npages);
     g_assert_cmpuint(tmem_stat(c, "spills"), >, spills0);
     g_assert_cmpuint(tmem_stat(c, "spill_used"), >, 0);
     tmem_wait_stat(c, "ram_used", true, 1 * MiB);
 
-    for (r = 0; r < npages / BATCH; r++) {
-        for (i = 0; i < BATCH; i++) {
-            ops[i] = op_get(VIRTIO_TMEM_OP_GET, pp, 80, r * BATCH + i,
-                            back + i * PAGE_4K, PAGE_4K);
-        }
-        tmem_run(c, ops, BATCH);
-        for (i = 0; i < BATCH; i++) {
-            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
-            fill_random(pages, PAGE_4K, 800 + r * BATCH + i);
-            g_assert_cmpmem(back + i * PAGE_4K, PAGE_4K, pages, PAGE_4K);
-        }
-    }
+    tmem_check_random(c, pp, 80, 800, npages);
     g_assert_cmpuint(tmem_stat(c, "get_hits_spill"), >, hits0);
 
     tmem_pool_destroy(c, pp);
@@ -1690,30 +1712,18 @@ static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
 {
     const unsigned npages = 2 * MiB / PAGE_4K;
     TmemCtx ctx, *c = &ctx;
-    g_autofree uint8_t *pages = g_malloc(BATCH * PAGE_4K);
-    g_autofree uint8_t *back = g_malloc(BATCH * PAGE_4K);
-    g_autofree TmemOp *ops = g_new0(TmemOp, BATCH);
+    g_autofree uint8_t *page = g_malloc(PAGE_4K);
+    TmemOp ops[1];
     uint64_t events0;
-    unsigned r, i;
     uint32_t pp, pe;
     char *out;
 
     tmem_init(c, obj, alloc, TMEM_FEATURES);
     pp = tmem_pool_new(c, POOL_P4K);
     pe = tmem_pool_new(c, POOL_E4K);
-    for (r = 0; r < npages / BATCH; r++) {
-        for (i = 0; i < BATCH; i++) {
-            fill_random(pages + i * PAGE_4K, PAGE_4K, 900 + r * BATCH + i);
-            ops[i] = op_put(pp, 90, r * BATCH + i, pages + i * PAGE_4K,
-                            PAGE_4K);
-        }
-        tmem_run(c, ops, BATCH);
-        for (i = 0; i < BATCH; i++) {
-            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
-        }
-    }
-    memset(pages, 0x5a, PAGE_4K);
-    ops[0] = op_put(pe, 91, 0, pages, PAGE_4K);
+    tmem_put_random(c, pp, 90, 900, npages);
+    memset(page, 0x5a, PAGE_4K);
+    ops[0] = op_put(pe, 91, 0, page, PAGE_4K);
     tmem_run(c, ops, 1);
     assert_status(&ops[0], VIRTIO_TMEM_S_OK);
     /* over a 1 MiB budget, some of the pages are on the spill file */
@@ -1732,22 +1742,11 @@ static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
 
     g_assert_cmpuint(tmem_stat(c, "pages_persistent"), ==, npages);
     g_assert_cmpuint(tmem_stat(c, "pages_ephemeral"), ==, 0);
-    for (r = 0; r < npages / BATCH; r++) {
-        for (i = 0; i < BATCH; i++) {
-            ops[i] = op_get(VIRTIO_TMEM_OP_GET, pp, 90, r * BATCH + i,
-                            back + i * PAGE_4K, PAGE_4K);
-        }
-        tmem_run(c, ops, BATCH);
-        for (i = 0; i < BATCH; i++) {
-            assert_status(&ops[i], VIRTIO_TMEM_S_OK);
-            fill_random(pages, PAGE_4K, 900 + r * BATCH + i);
-            g_assert_cmpmem(back + i * PAGE_4K, PAGE_4K, pages, PAGE_4K);
-        }
-    }
+    tmem_check_random(c, pp, 90, 900, npages);
     /* the driver was told about pe, once, once the rings were up */
     g_assert_cmpuint(tmem_stat(c, "events_sent"), ==, events0 + 1);
     g_assert_cmpuint(tmem_stat(c, "events_lost"), ==, 0);
-    ops[0] = op_get(VIRTIO_TMEM_OP_GET, pe, 91, 0, back, PAGE_4K);
+    ops[0] = op_get(VIRTIO_TMEM_OP_GET, pe, 91, 0, page, PAGE_4K);
     tmem_run(c, ops, 1);
     assert_status(&ops[0], VIRTIO_TMEM_S_MISS);
 
