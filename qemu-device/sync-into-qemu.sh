@@ -22,6 +22,7 @@ put() {
 put "$dev/virtio-tmem.c" hw/virtio/virtio-tmem.c
 put "$dev/virtio-tmem-req.c" hw/virtio/virtio-tmem-req.c
 put "$dev/virtio-tmem-migration.c" hw/virtio/virtio-tmem-migration.c
+put "$dev/virtio-tmem-qmp.c" hw/virtio/virtio-tmem-qmp.c
 put "$dev/virtio-tmem-pci.c" hw/virtio/virtio-tmem-pci.c
 put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
 put "$dev/tests/virtio-tmem-test.c" tests/qtest/virtio-tmem-test.c

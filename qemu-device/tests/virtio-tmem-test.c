@@ -9,11 +9,13 @@
  */
 
 #include "qemu/osdep.h"
+#include <glib/gstdio.h>
 #include "libqtest.h"
 #include "qemu/bswap.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "qobject/qdict.h"
+#include "qobject/qlist.h"
 #include "qobject/qnum.h"
 #include "standard-headers/linux/pci_regs.h"
 #include "standard-headers/linux/virtio_config.h"
@@ -1755,6 +1757,45 @@ static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * Test: query-tmem lists the device with the same stats as its "stats"
+ * property, and HMP info tmem shows them, kicks per page included.
+ */
+static void test_query(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx ctx, *c = &ctx;
+    QDict *resp, *entry, *st;
+    QList *list;
+    char *hmp;
+    uint32_t pp;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    tmem_put_random(c, pp, 95, 950, BATCH);
+
+    resp = qtest_qmp(c->qts, "{'execute': 'query-tmem'}");
+    g_assert(qdict_haskey(resp, "return"));
+    list = qdict_get_qlist(resp, "return");
+    g_assert_cmpuint(qlist_size(list), ==, 1);
+    entry = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpstr(qdict_get_str(entry, "path"), ==,
+                    "/machine/peripheral/tmem0/virtio-backend");
+    st = qdict_get_qdict(entry, "stats");
+    g_assert_cmpuint(qdict_get_int(st, "pages_persistent"), ==, BATCH);
+    g_assert_cmpuint(qdict_get_int(st, "pages"), ==, tmem_stat(c, "pages"));
+    g_assert_cmpuint(qdict_get_int(st, "kicks"), ==, tmem_stat(c, "kicks"));
+    qobject_unref(resp);
+
+    hmp = qtest_hmp(c->qts, "info tmem");
+    g_assert_nonnull(strstr(hmp, "/machine/peripheral/tmem0/virtio-backend:"));
+    g_assert_nonnull(strstr(hmp, "64 persistent"));
+    g_assert_nonnull(strstr(hmp, "kicks per page"));
+    g_free(hmp);
+
+    tmem_pool_destroy(c, pp);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions custom = {
@@ -1775,6 +1816,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("spill", "virtio-tmem", test_spill, &spill);
     qos_add_test("migrate", "virtio-tmem", test_migrate, &migrate);
+    qos_add_test("query", "virtio-tmem", test_query, NULL);
 }
 
 libqos_init(register_virtio_tmem_test);

@@ -1,0 +1,98 @@
+/*
+ * Virtio transcendent memory device: QMP query-tmem and HMP info tmem
+ *
+ * Built whether or not the device is, since the command is in the
+ * schema either way; with no device it lists nothing.  Each entry is
+ * the device's own "stats" property, so the two never disagree.
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or
+ * (at your option) any later version.  See the COPYING file in the
+ * top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include "monitor/hmp.h"
+#include "monitor/monitor.h"
+#include "qapi/error.h"
+#include "qapi/qapi-commands-virtio.h"
+#include "qobject/qdict.h"
+#include "qobject/qnum.h"
+#include "qom/object.h"
+#include "qom/qom-qobject.h"
+
+/* The device's QOM type, named here so this file needs none of it. */
+#define VIRTIO_TMEM_TYPE "virtio-tmem-device"
+
+static int virtio_tmem_query_one(Object *obj, void *opaque)
+{
+    TmemInfoList ***tail = opaque;
+    TmemInfo *info;
+
+    if (!object_dynamic_cast(obj, VIRTIO_TMEM_TYPE)) {
+        return 0;
+    }
+    info = g_new0(TmemInfo, 1);
+    info->path = object_get_canonical_path(obj);
+    info->stats = object_property_get_qobject(obj, "stats", &error_abort);
+    QAPI_LIST_APPEND(*tail, info);
+    return 0;
+}
+
+TmemInfoList *qmp_query_tmem(Error **errp)
+{
+    TmemInfoList *list = NULL, **tail = &list;
+
+    object_child_foreach_recursive(object_get_root(), virtio_tmem_query_one,
+                                   &tail);
+    return list;
+}
+
+static uint64_t virtio_tmem_stat(QDict *st, const char *name)
+{
+    return qdict_get_try_int(st, name, 0);
+}
+
+static double virtio_tmem_ratio(QDict *st, const char *name)
+{
+    QNum *n = qobject_to(QNum, qdict_get(st, name));
+
+    return n ? qnum_get_double(n) : 0;
+}
+
+void hmp_info_tmem(Monitor *mon, const QDict *qdict)
+{
+    TmemInfoList *list = qmp_query_tmem(NULL), *l;
+
+    if (!list) {
+        monitor_printf(mon, "no virtio-tmem devices\n");
+    }
+    for (l = list; l; l = l->next) {
+        QDict *st = qobject_to(QDict, l->value->stats);
+        uint64_t pages = virtio_tmem_stat(st, "pages");
+
+        monitor_printf(mon, "%s:\n", l->value->path);
+        monitor_printf(mon, "  RAM %" PRIu64 " of budget %" PRIu64
+                       " bytes, spill %" PRIu64 " of %" PRIu64 " bytes\n",
+                       virtio_tmem_stat(st, "ram_used"),
+                       virtio_tmem_stat(st, "budget"),
+                       virtio_tmem_stat(st, "spill_used"),
+                       virtio_tmem_stat(st, "spill_max"));
+        monitor_printf(mon, "  pages: %" PRIu64 " persistent (%" PRIu64
+                       " spilled), %" PRIu64 " ephemeral, compression "
+                       "%.2f\n",
+                       virtio_tmem_stat(st, "pages_persistent"),
+                       virtio_tmem_stat(st, "pages_spilled"),
+                       virtio_tmem_stat(st, "pages_ephemeral"),
+                       virtio_tmem_ratio(st, "compression_ratio"));
+        monitor_printf(mon, "  moved %" PRIu64 " pages with %" PRIu64
+                       " kicks and %" PRIu64 " interrupts",
+                       pages, virtio_tmem_stat(st, "kicks"),
+                       virtio_tmem_stat(st, "interrupts"));
+        if (pages) {
+            monitor_printf(mon, " (%.4f kicks per page)",
+                           (double)virtio_tmem_stat(st, "kicks") / pages);
+        }
+        monitor_printf(mon, "\n");
+    }
+    qapi_free_TmemInfoList(list);
+}
