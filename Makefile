@@ -97,10 +97,14 @@ clean:
 
 # QEMU 10.0 with the virtio-tmem device, cached outside the checkout
 # (scripts/build-qemu.sh); prints the binary's path.
-.PHONY: qemu test-qtest
+.PHONY: qemu test-qtest test-qemu-fuzz
 qemu: deps
 	@scripts/build-qemu.sh
 
 # The virtio-tmem qtests and QEMU's own virtio qos tests, on that QEMU.
 test-qtest: deps
 	@tests/run-qtests.sh
+
+# QEMU's libFuzzer target on the device (clang, ASan, UBSan), FUZZ_SECONDS.
+test-qemu-fuzz: deps
+	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-qemu-fuzz.sh

@@ -28,6 +28,7 @@ put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
 put "$dev/tests/virtio-tmem-test.c" tests/qtest/virtio-tmem-test.c
 put "$dev/tests/libqos/virtio-tmem.c" tests/qtest/libqos/virtio-tmem.c
 put "$dev/tests/libqos/virtio-tmem.h" tests/qtest/libqos/virtio-tmem.h
+put "$dev/tests/fuzz/virtio_tmem_fuzz.c" tests/qtest/fuzz/virtio_tmem_fuzz.c
 put "$top/include/tmem.h" hw/virtio/tmem/tmem.h
 put "$top/build/release/libtmem.a" hw/virtio/tmem/libtmem.a
 

@@ -11,11 +11,21 @@ top=$PWD
 
 cache=${TMEM_CACHE:-/var/cache/virtio-tmem}
 patch=qemu-device/qemu-build.patch
+# TMEM_QEMU_VARIANT=fuzz builds QEMU's libFuzzer binary with clang, ASan
+# and UBSan instead, for fuzzing the device (tests/run-qemu-fuzz.sh).
+variant=${TMEM_QEMU_VARIANT:-system}
 flags=(
 	--target-list=x86_64-softmmu --without-default-features
 	--enable-tcg --enable-fdt=system --disable-docs --disable-werror
 	--disable-install-blobs --python=/usr/bin/python3
 )
+target=qemu-system-x86_64
+case $variant in
+system) ;;
+fuzz)	flags+=(--cc=clang --cxx=clang++ --enable-fuzzing --enable-asan --enable-ubsan)
+	target=qemu-fuzz-x86_64;;
+*)	echo "build-qemu: unknown TMEM_QEMU_VARIANT $variant" >&2; exit 2;;
+esac
 
 sudo=()
 [ "$(id -u)" -eq 0 ] || sudo=(sudo)
@@ -52,6 +62,7 @@ if [ ! -f "$work/.configured" ]; then
 		tail -n 30 "$work/build/configure.log" >&2
 		exit 1
 	}
+	echo "$variant" >"$work/.variant"
 	touch "$work/.configured"
 fi
 if ! cmp -s "$patch" "$work/applied.patch"; then
@@ -63,7 +74,7 @@ fi
 make -s lib
 qemu-device/sync-into-qemu.sh "$work/src" "$top"
 echo "build-qemu: building in $work/build (progress: $work/build/ninja.log)" >&2
-ninja -C "$work/build" qemu-system-x86_64 "$@" >"$work/build/ninja.log" 2>&1 || {
+ninja -C "$work/build" "$target" "$@" >"$work/build/ninja.log" 2>&1 || {
 	tail -n 40 "$work/build/ninja.log" >&2
 	exit 1
 }
@@ -75,7 +86,8 @@ if grep -E -A3 'tmem[^ :]*\.[ch]:[0-9]+:[0-9]+: warning' \
 	# make the next build compile them again, and fail again
 	touch "$work"/src/hw/virtio/virtio-tmem*.c \
 	      "$work"/src/tests/qtest/virtio-tmem-test.c \
-	      "$work"/src/tests/qtest/libqos/virtio-tmem.c
+	      "$work"/src/tests/qtest/libqos/virtio-tmem.c \
+	      "$work"/src/tests/qtest/fuzz/virtio_tmem_fuzz.c
 	exit 1
 fi
 # The +ds source ships no firmware; a QEMU run from its build tree finds
@@ -86,9 +98,14 @@ mkdir -p "$bundle"
 for f in /usr/share/seabios/* /usr/share/qemu/* /usr/lib/ipxe/qemu/*; do
 	[ -e "$bundle/${f##*/}" ] || ln -s "$f" "$bundle/"
 done
-ln -sfn "$work" "$cache/qemu-current"
-# Trees of older keys are never used again: a QEMU tree is ~1 GiB.
+if [ "$variant" = system ]; then
+	ln -sfn "$work" "$cache/qemu-current"
+fi
+# Older trees of this variant are never used again: each is ~1 GiB.
 for old in "$cache"/qemu-build/*; do
-	[ "$old" = "$work" ] || rm -rf "$old"
+	if [ "$old" != "$work" ] &&
+	   [ "$(cat "$old/.variant" 2>/dev/null || echo system)" = "$variant" ]; then
+		rm -rf "$old"
+	fi
 done
-echo "$work/build/qemu-system-x86_64"
+echo "$work/build/$target"

@@ -14,6 +14,7 @@ suites=(
 	"make -s -j$jobs test-host-lib VARIANT=asan"
 	"make -s -j$jobs test-fuzz"
 	"make -s test-qtest"
+	"make -s test-qemu-fuzz"
 	"scripts/checkpatch.sh"
 )
 status=0

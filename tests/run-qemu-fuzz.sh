@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Fuzz the virtio-tmem device, request decoder first of all, with QEMU's
+# own libFuzzer target (generic-fuzz-virtio-tmem: random MMIO, PIO and DMA
+# against a q35 machine with the device), built with clang, ASan and
+# UBSan.  Runs for SECONDS (default $FUZZ_SECONDS, else 60); a crash, a
+# leak or a sanitizer report fails, and the artifact's reproducer is
+# printed.  Closes with "qemu-fuzz: N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+secs=${1:-${FUZZ_SECONDS:-60}}
+build=${BUILD:-build}
+results=$build/test/results
+work=$build/fuzz/qemu
+mkdir -p "$results" "$work/artifacts"
+report() {
+	echo "$1 $2 0" >"$results/qemu-fuzz"
+	echo "qemu-fuzz: $1 passed, $2 failed"
+}
+
+bin=$(TMEM_QEMU_VARIANT=fuzz scripts/build-qemu.sh) || {
+	echo "qemu-fuzz: cannot build QEMU's fuzzer"
+	report 0 1
+	exit 1
+}
+# virtio-tmem-fuzz builds chains on a running queue (the decoder's
+# target); generic-fuzz-virtio-tmem pokes MMIO, PIO and DMA at random.
+pass=0 fail=0
+for target in virtio-tmem-fuzz generic-fuzz-virtio-tmem; do
+	log=$work/$target.log
+	mkdir -p "$work/corpus/$target"
+	"$bin" --fuzz-target="$target" -max_total_time="$secs" \
+		-rss_limit_mb=4096 -artifact_prefix="$work/artifacts/$target-" \
+		"$work/corpus/$target" >"$log" 2>&1
+	rc=$?
+	runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -n 1)
+	funcs=$(grep -o 'NEW_FUNC.* in virtio_tmem[a-z_]*' "$log" | sort -u | wc -l)
+	if [ $rc -eq 0 ]; then
+		echo "PASS qemu-fuzz/$target (${secs}s, ${runs:-no summary}," \
+		     "$funcs virtio-tmem functions reached)"
+		pass=$((pass + 1))
+		continue
+	fi
+	fail=$((fail + 1))
+	echo "FAIL qemu-fuzz/$target (exit $rc); last lines of $log:"
+	tail -n 30 "$log" | sed 's/^/    /'
+	for a in "$work"/artifacts/"$target"-*; do
+		[ -e "$a" ] && echo "    reproduce: $bin --fuzz-target=$target $a"
+	done
+done
+report $pass $fail
+[ $fail -eq 0 ]
