@@ -19,18 +19,7 @@ frags=(guest-driver/guest.config)
 [ "$variant" = debug ] && frags+=(guest-driver/guest-debug.config)
 case $variant in plain|debug) ;; *) echo "usage: $0 [plain|debug]" >&2; exit 2;; esac
 
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-need=()
-for p in bc flex bison libelf-dev libssl-dev cpio xz-utils; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-		need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	echo "build-kernel: installing ${need[*]}" >&2
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >&2
-fi
+scripts/ensure-packages.sh bc flex bison libelf-dev libssl-dev cpio xz-utils
 
 src=$cache/src/linux-$KVER
 if [ ! -f "$src/.unpacked" ]; then
@@ -71,11 +60,5 @@ fi
 echo "build-kernel: building (log: $out/build.log)" >&2
 make -C "$src/linux-source-5.10" O="$out" -j"$(nproc)" bzImage modules \
 	>"$out/build.log" 2>&1 || { tail -n 30 "$out/build.log" >&2; exit 1; }
-# Older trees of this variant are never used again.
-for old in "$cache"/kernel-build/*; do
-	if [ "$old" != "$out" ] &&
-	   [ "$(cat "$old/.variant" 2>/dev/null)" = "$variant" ]; then
-		rm -rf "$old"
-	fi
-done
+scripts/prune-builds.sh "$cache/kernel-build" "$out" "$variant"
 echo "$out"

@@ -27,19 +27,8 @@ fuzz)	flags+=(--cc=clang --cxx=clang++ --enable-fuzzing --enable-asan --enable-u
 *)	echo "build-qemu: unknown TMEM_QEMU_VARIANT $variant" >&2; exit 2;;
 esac
 
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-need=()
-for p in ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev pkg-config \
-	 flex bison python3-venv seabios qemu-system-data ipxe-qemu qemu-utils; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-		need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	echo "build-qemu: installing ${need[*]}" >&2
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}" >&2
-fi
+scripts/ensure-packages.sh ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev pkg-config \
+	 flex bison python3-venv seabios qemu-system-data ipxe-qemu qemu-utils
 
 src=$(scripts/fetch-qemu.sh)
 key=$( { echo "$src"; echo "${flags[*]}"; } | sha256sum | cut -c1-16)
@@ -101,11 +90,5 @@ done
 if [ "$variant" = system ]; then
 	ln -sfn "$work" "$cache/qemu-current"
 fi
-# Older trees of this variant are never used again: each is ~1 GiB.
-for old in "$cache"/qemu-build/*; do
-	if [ "$old" != "$work" ] &&
-	   [ "$(cat "$old/.variant" 2>/dev/null || echo system)" = "$variant" ]; then
-		rm -rf "$old"
-	fi
-done
+scripts/prune-builds.sh "$cache/qemu-build" "$work" "$variant"
 echo "$work/build/$target"

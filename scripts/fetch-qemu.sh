@@ -17,17 +17,7 @@ src=$cache/src
 tree=$src/qemu-${QEMU_VERSION#1:}
 pytools=$cache/pytools
 
-sudo=()
-[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-need=()
-for p in dpkg-dev xz-utils; do
-	dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' ||
-		need+=("$p")
-done
-if [ ${#need[@]} -gt 0 ]; then
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq "${need[@]}"
-fi
+scripts/ensure-packages.sh dpkg-dev xz-utils
 
 mkdir -p "$src" "$pytools"
 if [ ! -f "$tree/.unpacked" ]; then

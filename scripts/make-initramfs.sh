@@ -10,12 +10,7 @@ set -euo pipefail
 out=$1 init=$2
 shift 2
 
-if ! dpkg-query -W -f='${Status}' busybox-static 2>/dev/null | grep -q 'ok installed'; then
-	sudo=()
-	[ "$(id -u)" -eq 0 ] || sudo=(sudo)
-	"${sudo[@]}" apt-get update -qq
-	DEBIAN_FRONTEND=noninteractive "${sudo[@]}" apt-get install -y -qq busybox-static >&2
-fi
+"$(dirname "$0")/ensure-packages.sh" busybox-static
 
 root=$(mktemp -d)
 trap 'rm -rf "$root"' EXIT
