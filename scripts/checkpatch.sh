@@ -6,13 +6,9 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-results=${BUILD:-build}/test/results
-mkdir -p "$results"
 qemu_src=$(scripts/fetch-qemu.sh) || {
 	echo "checkpatch: cannot fetch QEMU's source"
-	echo "0 1 0" >"$results/checkpatch"
-	echo "checkpatch: 0 passed, 1 failed"
-	exit 1
+	exec tests/suite-result.sh checkpatch 0 1
 }
 
 pass=0 fail=0
@@ -29,6 +25,4 @@ while IFS= read -r f; do
 		echo "$out" | sed 's/^/    /'
 	fi
 done < <(git ls-files 'qemu-device/*.c' 'qemu-device/*.h')
-echo "$pass $fail 0" >"$results/checkpatch"
-echo "checkpatch: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+exec tests/suite-result.sh checkpatch $pass $fail

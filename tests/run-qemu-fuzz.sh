@@ -10,18 +10,12 @@ cd "$(dirname "$0")/.."
 
 secs=${1:-${FUZZ_SECONDS:-60}}
 build=${BUILD:-build}
-results=$build/test/results
 work=$build/fuzz/qemu
-mkdir -p "$results" "$work/artifacts"
-report() {
-	echo "$1 $2 0" >"$results/qemu-fuzz"
-	echo "qemu-fuzz: $1 passed, $2 failed"
-}
+mkdir -p "$work/artifacts"
 
 bin=$(TMEM_QEMU_VARIANT=fuzz scripts/build-qemu.sh) || {
 	echo "qemu-fuzz: cannot build QEMU's fuzzer"
-	report 0 1
-	exit 1
+	exec tests/suite-result.sh qemu-fuzz 0 1
 }
 # virtio-tmem-fuzz builds chains on a running queue (the decoder's
 # target); generic-fuzz-virtio-tmem pokes MMIO, PIO and DMA at random.
@@ -48,5 +42,4 @@ for target in virtio-tmem-fuzz generic-fuzz-virtio-tmem; do
 		[ -e "$a" ] && echo "    reproduce: $bin --fuzz-target=$target $a"
 	done
 done
-report $pass $fail
-[ $fail -eq 0 ]
+exec tests/suite-result.sh qemu-fuzz $pass $fail

@@ -6,14 +6,11 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-results=${BUILD:-build}/test/results
 logs=${BUILD:-build}/test/logs/qtest
-mkdir -p "$results" "$logs"
+mkdir -p "$logs"
 fail_build() {
 	echo "qtest: build failed: $1"
-	echo "0 1 0" >"$results/qtest"
-	echo "qtest: 0 passed, 1 failed"
-	exit 1
+	exec tests/suite-result.sh qtest 0 1
 }
 
 # build-qemu.sh passes extra targets to ninja, with meson on its path
@@ -56,6 +53,4 @@ for name in "${devs[@]}"; do
 		echo "PASS qtest/$name ($ok tests)"
 	fi
 done
-echo "$pass $fail 0" >"$results/qtest"
-echo "qtest: $pass passed, $fail failed"
-[ $fail -eq 0 ]
+exec tests/suite-result.sh qtest $pass $fail

@@ -7,9 +7,8 @@ set -uo pipefail
 
 suite=$1; shift
 timeout_s=${TEST_TIMEOUT:-900}
-results=${BUILD:-build}/test/results
 logs=${BUILD:-build}/test/logs/$suite
-mkdir -p "$results" "$logs"
+mkdir -p "$logs"
 
 pass=0 fail=0 skip=0
 for t in "$@"; do
@@ -29,8 +28,4 @@ for t in "$@"; do
 	    tail -n 30 "$log" | sed 's/^/    /';;
 	esac
 done
-echo "$pass $fail $skip" >"$results/$suite"
-line="$pass passed, $fail failed"
-[ $skip -gt 0 ] && line="$line, $skip skipped"
-echo "$suite: $line"
-[ $fail -eq 0 ]
+exec "$(dirname "$0")/suite-result.sh" "$suite" $pass $fail $skip

@@ -18,10 +18,9 @@ secs=$1; shift
 
 here=$(cd "$(dirname "$0")" && pwd)
 build=${BUILD:-build}
-results=$build/test/results
 artifacts=$build/fuzz/artifacts
 logs=$build/fuzz/logs
-mkdir -p "$results" "$artifacts" "$logs"
+mkdir -p "$artifacts" "$logs"
 
 pass=0 fail=0 skip=0
 for bin in "$@"; do
@@ -68,8 +67,4 @@ for bin in "$@"; do
 	fi
 done
 
-echo "$pass $fail $skip" >"$results/fuzz"
-line="$pass passed, $fail failed"
-[ $skip -gt 0 ] && line="$line, $skip skipped"
-echo "fuzz: $line"
-[ $fail -eq 0 ]
+exec "$(dirname "$0")/../suite-result.sh" fuzz $pass $fail $skip
