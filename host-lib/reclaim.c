@@ -17,6 +17,9 @@
  * amount inline (tm_make_room).  A budget cut wakes the store's reclaim
  * thread, which works until usage is under the budget or nothing more
  * can go, so the caller of tmem_set_budget never waits for the I/O.
+ *
+ * Each dropped ephemeral page is reported to the store's evict callback
+ * (tmem_set_evict_cb), under its shard lock, just before it goes.
  */
 #include <errno.h>
 #include <string.h>
@@ -55,6 +58,25 @@ static struct tm_entry *tm_owner_lock(struct tmem_store *s, uint32_t o,
 	return NULL;
 }
 
+/*
+ * Tell the evict callback, if any, which key is about to go.  Caller
+ * holds @sh's lock, which keeps the callback from being swapped under
+ * it (tmem_set_evict_cb takes every shard lock).
+ */
+static void tm_report_evict(struct tmem_store *s, struct tm_shard *sh,
+			    const struct tm_entry *e)
+{
+	const struct tm_obj *o;
+	struct tmem_key key;
+
+	if (!s->evict_fn)
+		return;
+	o = tm_obj_ptr(sh, e->obj);
+	memcpy(key.oid, o->oid, sizeof(key.oid));
+	key.index = e->index;
+	s->evict_fn(s->evict_opaque, (int)o->pool, &key);
+}
+
 static bool tm_owner_live(uint32_t o)
 {
 	return !(o & TM_OWNER_FREE) && o != TM_OWNER_PENDING;
@@ -81,6 +103,7 @@ static uint64_t tm_reclaim_drop(struct tmem_store *s)
 		e = tm_owner_lock(s, o, h, &sh);
 		if (!e)
 			continue;
+		tm_report_evict(s, sh, e);
 		tm_ent_remove(s, sh, o & TM_EID_MASK);
 		tm_stat_add(sh, TMEM_STAT_EVICTIONS, 1);
 		pthread_mutex_unlock(&sh->lock);
@@ -107,6 +130,7 @@ static uint64_t tm_reclaim_drop_same(struct tmem_store *s)
 
 			if (e->obj && (e->info & TM_E_SAME) &&
 			    (e->info & TM_E_EPHEMERAL)) {
+				tm_report_evict(s, sh, e);
 				tm_ent_remove(s, sh, id);
 				tm_stat_add(sh, TMEM_STAT_EVICTIONS, 1);
 				n++;

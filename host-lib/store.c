@@ -271,6 +271,21 @@ TM_EXPORT int tmem_set_budget(struct tmem_store *s, uint64_t bytes)
 	return 0;
 }
 
+TM_EXPORT int tmem_set_evict_cb(struct tmem_store *s, tmem_evict_fn fn,
+				void *opaque)
+{
+	if (!s)
+		return -EINVAL;
+	/* Every caller of the callback holds a shard lock: wait them out. */
+	for (int i = 0; i < TM_NSHARD; i++)
+		pthread_mutex_lock(&s->shard[i].lock);
+	s->evict_fn = fn;
+	s->evict_opaque = opaque;
+	for (int i = TM_NSHARD - 1; i >= 0; i--)
+		pthread_mutex_unlock(&s->shard[i].lock);
+	return 0;
+}
+
 static const char *const tm_stat_names[TMEM_STAT__COUNT] = {
 	[TMEM_STAT_PUTS] = "puts",
 	[TMEM_STAT_PUT_REJ_NOSPACE] = "put_rejected_nospace",

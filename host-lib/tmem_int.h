@@ -9,6 +9,10 @@
  *
  * plus three leaf locks taken with nothing nested inside them: the spill
  * bitmap lock, the slab id lock and the pool table lock.
+ *
+ * At most one shard lock is held at a time, except by tmem_set_evict_cb,
+ * which takes all of them in index order.  The evict callback is called
+ * with one shard lock held and no other of the store's locks.
  */
 #ifndef TMEM_INT_H
 #define TMEM_INT_H
@@ -283,6 +287,10 @@ struct tmem_store {
 	uint32_t pool_next;
 	uint32_t *pool_free;
 	uint32_t npool_free, pool_free_cap;
+
+	/* Evict reports: written with every shard lock held, read with one. */
+	tmem_evict_fn evict_fn;
+	void *evict_opaque;
 
 	pthread_t reclaimer;
 	pthread_mutex_t rc_lock;

@@ -187,6 +187,32 @@ int64_t tmem_flush_pool(struct tmem_store *s, int pool);
  */
 int tmem_set_budget(struct tmem_store *s, uint64_t bytes);
 
+/*
+ * tmem_evict_fn - told of one ephemeral page the store dropped on its
+ * own: the coldest pages that reclaim (a put that needed room, or the
+ * reclaim thread after a budget cut) threw out.  @key is only valid
+ * during the call.  Pages the caller removed itself (flushes, pool
+ * destruction, an overwrite, a refused put) are not reported, and
+ * persistent pages are never dropped.
+ *
+ * The callback runs in whichever thread made the room, a putting thread
+ * or the store's reclaim thread, with one of the store's internal locks
+ * held.  So it must be short and must not block: it may copy the key and
+ * take a lock of its own, provided no thread ever calls into this store
+ * while holding that lock.  It must not call any tmem_ function.
+ */
+typedef void (*tmem_evict_fn)(void *opaque, int pool,
+			      const struct tmem_key *key);
+
+/*
+ * tmem_set_evict_cb - call @fn(@opaque, ...) for every ephemeral page
+ * dropped from now on; a NULL @fn stops the reports.  Once it returns,
+ * the previous callback is not running and will not be called again, so
+ * its @opaque may be freed.  Must not be called from inside a callback.
+ * Returns 0 or -EINVAL (NULL store).
+ */
+int tmem_set_evict_cb(struct tmem_store *s, tmem_evict_fn fn, void *opaque);
+
 /* Counters and gauges.  Read them with tmem_stats(); name them with
  * tmem_stat_name(). */
 enum tmem_stat {
