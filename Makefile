@@ -108,3 +108,10 @@ test-qtest: deps
 # QEMU's libFuzzer target on the device (clang, ASan, UBSan), FUZZ_SECONDS.
 test-qemu-fuzz: deps
 	@FUZZ_SECONDS=$(FUZZ_SECONDS) tests/run-qemu-fuzz.sh
+
+# The guest module virtio_tmem.ko, against the cached guest kernel
+# (scripts/build-guest-module.sh); prints its path.  VARIANT=debug builds
+# it against the lockdep+KASAN kernel.
+.PHONY: guest-module
+guest-module: deps
+	@scripts/build-guest-module.sh $(if $(filter debug,$(VARIANT)),debug,plain)

@@ -17,7 +17,7 @@ KDEB_SHA256=f733d27d239d65598d96d7a72f71ac50f49f2380192a1b3b4ca2f5ad5144dd63
 cache=${TMEM_CACHE:-/var/cache/virtio-tmem}
 frags=(guest-driver/guest.config)
 [ "$variant" = debug ] && frags+=(guest-driver/guest-debug.config)
-case $variant in plain|debug) ;; *) echo "usage: $0 [plain|debug]" >&2; exit 2;; esac
+case $variant in plain|debug|source) ;; *) echo "usage: $0 [plain|debug|source]" >&2; exit 2;; esac
 
 scripts/ensure-packages.sh bc flex bison libelf-dev libssl-dev cpio xz-utils
 
@@ -35,6 +35,11 @@ if [ ! -f "$src/.unpacked" ]; then
 	tar -xaf "$src"/deb/usr/src/linux-source-5.10.tar.xz -C "$src"
 	rm -rf "$src/deb"
 	touch "$src/.unpacked"
+fi
+# "source": just the unpacked tree, e.g. for its scripts/checkpatch.pl.
+if [ "$variant" = source ]; then
+	echo "$src/linux-source-5.10"
+	exit 0
 fi
 
 key=$( { echo "$KVER $variant"; cat "${frags[@]}"; } | sha256sum | cut -c1-16)

@@ -1,0 +1,314 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * cleancache.c - the cleancache backend: one ephemeral pool per mounted
+ * filesystem.
+ *
+ * Puts run with interrupts off: they copy the page into a staging page of
+ * the open batch, or drop it when there is none, which an ephemeral pool
+ * allows.  Gets are synchronous, but a get for a key the presence filter
+ * says the host cannot hold misses without an exit (Avi Kivity's "one
+ * exit per cache miss").  Flushes are batched and never skipped, so
+ * coherency never rests on the filter.  A flush that cannot be sent
+ * poisons its pool: every get misses and every put is dropped until a
+ * FLUSH_POOL has emptied the pool on the host.
+ */
+#include <linux/cleancache.h>
+#include <linux/highmem.h>
+#include <linux/jhash.h>
+#include <linux/vmalloc.h>
+
+#include "virtio_tmem_drv.h"
+
+static unsigned int virtio_tmem_filter_slot(const struct virtio_tmem_op *op)
+{
+	return jhash(op->oid, sizeof(op->oid), le32_to_cpu(op->index)) &
+	       (BIT(VIRTIO_TMEM_FILTER_BITS) - 1);
+}
+
+/* Saturated counts stay saturated: they only cost exits. */
+void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
+			    const struct virtio_tmem_op *op, int delta)
+{
+	u8 *count, v;
+
+	if (!pool->filter)
+		return;
+	count = &pool->filter[virtio_tmem_filter_slot(op)];
+	v = READ_ONCE(*count);
+	if (v == U8_MAX || (delta < 0 && !v))
+		return;
+	WRITE_ONCE(*count, v + delta);
+}
+
+static bool virtio_tmem_filter_maybe(const struct virtio_tmem_pool *pool,
+				     const struct virtio_tmem_op *op)
+{
+	return READ_ONCE(pool->filter[virtio_tmem_filter_slot(op)]);
+}
+
+static struct virtio_tmem_pool *virtio_tmem_cc_pool(int id)
+{
+	if (id < 0 || id >= VIRTIO_TMEM_CC_POOLS)
+		return NULL;
+	return &virtio_tmem_cc_pools[id];
+}
+
+static bool virtio_tmem_cc_key(struct virtio_tmem_op *op,
+			       const struct virtio_tmem_pool *pool,
+			       const struct cleancache_filekey *key,
+			       pgoff_t index)
+{
+	const u32 *k = key->u.key;
+
+	if (index > U32_MAX)
+		return false;
+	op->pool = cpu_to_le32(READ_ONCE(pool->dev_id));
+	op->oid[0] = cpu_to_le64(k[0] | (u64)k[1] << 32);
+	op->oid[1] = cpu_to_le64(k[2] | (u64)k[3] << 32);
+	op->oid[2] = cpu_to_le64(k[4] | (u64)k[5] << 32);
+	op->index = cpu_to_le32(index);
+	return true;
+}
+
+/* All pages of a file share a queue, so FLUSH_OBJECT is ordered. */
+static struct virtio_tmem_queue *
+virtio_tmem_cc_queue(struct virtio_tmem *vt, const struct virtio_tmem_op *op)
+{
+	return virtio_tmem_queue_of(vt, le64_to_cpu(op->oid[0]) ^
+				    le64_to_cpu(op->oid[1]) ^
+				    le64_to_cpu(op->oid[2]) ^ le32_to_cpu(op->pool));
+}
+
+/* The device, if cleancache may use @pool on it now. */
+static struct virtio_tmem *virtio_tmem_cc_dev(struct virtio_tmem_pool *pool)
+{
+	struct virtio_tmem *vt = srcu_dereference(virtio_tmem_dev,
+						  &virtio_tmem_srcu);
+
+	if (!vt || !pool || !READ_ONCE(pool->on_device) ||
+	    READ_ONCE(pool->poisoned))
+		return NULL;
+	return vt;
+}
+
+void virtio_tmem_pool_poison(struct virtio_tmem *vt,
+			     struct virtio_tmem_pool *pool)
+{
+	WRITE_ONCE(pool->poisoned, true);
+	schedule_work(&vt->repair_work);
+}
+
+/* Empty poisoned pools on the host, then trust them again. */
+void virtio_tmem_repair(struct work_struct *work)
+{
+	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
+					      repair_work);
+	struct virtio_tmem_op flush = { .type = VIRTIO_TMEM_OP_FLUSH_POOL };
+	unsigned int i;
+
+	mutex_lock(&virtio_tmem_pools_mutex);
+	for (i = 0; i < VIRTIO_TMEM_CC_POOLS; i++) {
+		struct virtio_tmem_pool *pool = &virtio_tmem_cc_pools[i];
+
+		if (!pool->on_device || !READ_ONCE(pool->poisoned))
+			continue;
+		virtio_tmem_quiesce(vt);
+		flush.pool = cpu_to_le32(pool->dev_id);
+		if (virtio_tmem_sync_op(vt, &vt->queues[0], &flush,
+					VIRTIO_TMEM_FLUSH, pool, NULL, NULL))
+			continue;	/* stays poisoned */
+		memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
+		WRITE_ONCE(pool->poisoned, false);
+	}
+	mutex_unlock(&virtio_tmem_pools_mutex);
+}
+
+/* Called with interrupts off: no sleeping, no allocation. */
+static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
+				       pgoff_t index, struct page *page)
+{
+	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
+	struct virtio_tmem_op put = { .type = VIRTIO_TMEM_OP_PUT };
+	struct virtio_tmem_queue *q;
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *op = NULL;
+	struct virtio_tmem *vt;
+	unsigned long flags;
+	int idx;
+
+	idx = srcu_read_lock(&virtio_tmem_srcu);
+	vt = virtio_tmem_cc_dev(pool);
+	if (!vt || !READ_ONCE(virtio_tmem_cleancache_on) ||
+	    READ_ONCE(vt->draining) || READ_ONCE(pool->hint_off) ||
+	    !virtio_tmem_cc_key(&put, pool, &key, index))
+		goto out;
+	put.arg = cpu_to_le32(PAGE_SHIFT);
+	q = virtio_tmem_cc_queue(vt, &put);
+	spin_lock_irqsave(&q->lock, flags);
+	op = virtio_tmem_add_op(q, &s, true, false, &flags);
+	if (op) {
+		*op = put;
+		s->class = VIRTIO_TMEM_CC_PUT;
+		s->pool = pool;
+		copy_highpage(s->copy, page);
+		virtio_tmem_filter_add(pool, op, 1);
+		virtio_tmem_op_added(q);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+out:
+	srcu_read_unlock(&virtio_tmem_srcu, idx);
+	virtio_tmem_count(op ? VIRTIO_TMEM_CLEANCACHE_PUTS :
+			       VIRTIO_TMEM_CLEANCACHE_PUT_DROPS, 1);
+}
+
+static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
+				      pgoff_t index, struct page *page)
+{
+	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
+	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
+	struct virtio_tmem *vt;
+	int idx, ret = -1;
+
+	virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_GETS, 1);
+	idx = srcu_read_lock(&virtio_tmem_srcu);
+	vt = virtio_tmem_cc_dev(pool);
+	if (!vt || !virtio_tmem_cc_key(&get, pool, &key, index))
+		goto out;
+	if (!READ_ONCE(virtio_tmem_sync) &&
+	    !virtio_tmem_filter_maybe(pool, &get)) {
+		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_MISSES_NO_EXIT, 1);
+		goto out;
+	}
+	get.arg = cpu_to_le32(PAGE_SHIFT);
+	if (!virtio_tmem_sync_op(vt, virtio_tmem_cc_queue(vt, &get), &get,
+				 VIRTIO_TMEM_CC_GET, pool, page, NULL))
+		ret = 0;
+out:
+	srcu_read_unlock(&virtio_tmem_srcu, idx);
+	virtio_tmem_count(ret ? VIRTIO_TMEM_CLEANCACHE_MISSES :
+				VIRTIO_TMEM_CLEANCACHE_HITS, 1);
+	return ret;
+}
+
+/* Queue a FLUSH_PAGE or FLUSH_OBJECT.  May run with interrupts off. */
+static void virtio_tmem_cc_flush(int id, struct cleancache_filekey *key,
+				 pgoff_t index, u8 type)
+{
+	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
+	struct virtio_tmem_op flush = { .type = type };
+	struct virtio_tmem_queue *q;
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *op;
+	struct virtio_tmem *vt;
+	unsigned long flags;
+	int idx;
+
+	virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_INVALIDATES, 1);
+	idx = srcu_read_lock(&virtio_tmem_srcu);
+	vt = virtio_tmem_cc_dev(pool);
+	if (!vt)
+		goto out;
+	if (!virtio_tmem_cc_key(&flush, pool, key, index)) {
+		virtio_tmem_pool_poison(vt, pool);
+		goto out;
+	}
+	if (type == VIRTIO_TMEM_OP_FLUSH_OBJECT)
+		flush.index = 0;
+	q = virtio_tmem_cc_queue(vt, &flush);
+	spin_lock_irqsave(&q->lock, flags);
+	op = virtio_tmem_add_op(q, &s, false, false, &flags);
+	if (op) {
+		*op = flush;
+		s->class = VIRTIO_TMEM_FLUSH;
+		s->pool = pool;
+		virtio_tmem_op_added(q);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (!op) {
+		virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
+		virtio_tmem_pool_poison(vt, pool);
+	}
+out:
+	srcu_read_unlock(&virtio_tmem_srcu, idx);
+}
+
+static void virtio_tmem_cleancache_invalidate_page(int id,
+						   struct cleancache_filekey key,
+						   pgoff_t index)
+{
+	virtio_tmem_cc_flush(id, &key, index, VIRTIO_TMEM_OP_FLUSH_PAGE);
+}
+
+static void virtio_tmem_cleancache_invalidate_inode(int id,
+						    struct cleancache_filekey key)
+{
+	virtio_tmem_cc_flush(id, &key, 0, VIRTIO_TMEM_OP_FLUSH_OBJECT);
+}
+
+static void virtio_tmem_cleancache_invalidate_fs(int id)
+{
+	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
+	struct virtio_tmem *vt;
+
+	if (!pool)
+		return;
+	mutex_lock(&virtio_tmem_pools_mutex);
+	vt = rcu_dereference_protected(virtio_tmem_dev,
+				       lockdep_is_held(&virtio_tmem_pools_mutex));
+	if (vt)
+		virtio_tmem_pool_detach(vt, pool);
+	vfree(pool->filter);
+	pool->filter = NULL;
+	pool->in_use = false;
+	mutex_unlock(&virtio_tmem_pools_mutex);
+}
+
+static int virtio_tmem_cleancache_init_fs(size_t pagesize)
+{
+	struct virtio_tmem_pool *pool;
+	struct virtio_tmem *vt;
+	int id;
+
+	if (pagesize != PAGE_SIZE)
+		return -1;
+	mutex_lock(&virtio_tmem_pools_mutex);
+	for (id = 0; id < VIRTIO_TMEM_CC_POOLS; id++) {
+		if (!virtio_tmem_cc_pools[id].in_use)
+			break;
+	}
+	if (id == VIRTIO_TMEM_CC_POOLS)
+		goto fail;
+	pool = &virtio_tmem_cc_pools[id];
+	pool->filter = vzalloc(BIT(VIRTIO_TMEM_FILTER_BITS));
+	if (!pool->filter)
+		goto fail;
+	pool->kind = VIRTIO_TMEM_POOL_EPHEMERAL;
+	pool->in_use = true;
+	pool->hint_off = false;
+	pool->poisoned = false;
+	vt = rcu_dereference_protected(virtio_tmem_dev,
+				       lockdep_is_held(&virtio_tmem_pools_mutex));
+	if (vt)
+		virtio_tmem_pool_attach(vt, pool);
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	return id;
+fail:
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	return -1;
+}
+
+/* Shared (clustered) filesystems would need pools shared between guests. */
+static int virtio_tmem_cleancache_init_shared_fs(uuid_t *uuid, size_t pagesize)
+{
+	return -1;
+}
+
+const struct cleancache_ops virtio_tmem_cleancache_ops = {
+	.init_fs = virtio_tmem_cleancache_init_fs,
+	.init_shared_fs = virtio_tmem_cleancache_init_shared_fs,
+	.get_page = virtio_tmem_cleancache_get,
+	.put_page = virtio_tmem_cleancache_put,
+	.invalidate_page = virtio_tmem_cleancache_invalidate_page,
+	.invalidate_inode = virtio_tmem_cleancache_invalidate_inode,
+	.invalidate_fs = virtio_tmem_cleancache_invalidate_fs,
+};

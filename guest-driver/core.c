@@ -1,0 +1,343 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * core.c - virtio-tmem: transcendent memory over virtio.
+ *
+ * Module init registers the frontswap and cleancache backends, once: in
+ * Linux 5.10 neither can be unregistered, so the module pins itself.  The
+ * backends' pools (one per swap type, one per filesystem) live as long as
+ * the module; a bound device gets a pool of its own for each of them, and
+ * loses them when it is removed, after its swap pages have been brought
+ * back into the guest.  One device at a time.
+ */
+#include <linux/cleancache.h>
+#include <linux/cpumask.h>
+#include <linux/frontswap.h>
+#include <linux/module.h>
+#include <linux/slab.h>
+#include <linux/virtio_config.h>
+
+#include "virtio_tmem_drv.h"
+
+bool virtio_tmem_frontswap_on = true;
+module_param_named(frontswap, virtio_tmem_frontswap_on, bool, 0644);
+MODULE_PARM_DESC(frontswap, "Store swap pages in the host (default: on)");
+
+bool virtio_tmem_cleancache_on = true;
+module_param_named(cleancache, virtio_tmem_cleancache_on, bool, 0644);
+MODULE_PARM_DESC(cleancache, "Put clean page-cache pages in the host (default: on)");
+
+bool virtio_tmem_sync;
+module_param_named(sync, virtio_tmem_sync, bool, 0644);
+MODULE_PARM_DESC(sync, "One request and one notification per page: classic tmem (default: off)");
+
+static unsigned int virtio_tmem_batch = 64;
+module_param_named(batch, virtio_tmem_batch, uint, 0444);
+MODULE_PARM_DESC(batch, "Pages per request, 1-256, read at probe (default: 64)");
+
+/* Serializes pool creation and destruction, and the device pointer's writers. */
+DEFINE_MUTEX(virtio_tmem_pools_mutex);
+struct srcu_struct virtio_tmem_srcu;
+struct virtio_tmem __rcu *virtio_tmem_dev;
+struct virtio_tmem_pool virtio_tmem_fs_pools[MAX_SWAPFILES];
+struct virtio_tmem_pool virtio_tmem_cc_pools[VIRTIO_TMEM_CC_POOLS];
+
+/**
+ * virtio_tmem_pool_attach - create @pool's counterpart on the device
+ * @vt: the device
+ * @pool: a pool the kernel uses
+ *
+ * Caller must hold virtio_tmem_pools_mutex.  On failure the pool stays
+ * off the device: its stores are refused and its puts dropped.
+ */
+int virtio_tmem_pool_attach(struct virtio_tmem *vt,
+			    struct virtio_tmem_pool *pool)
+{
+	struct virtio_tmem_op op = { .type = VIRTIO_TMEM_OP_POOL_NEW };
+	u32 id;
+	int st;
+
+	lockdep_assert_held(&virtio_tmem_pools_mutex);
+	if (pool->kind == VIRTIO_TMEM_POOL_EPHEMERAL && !vt->has_ephemeral)
+		return -EOPNOTSUPP;
+	op.arg = cpu_to_le32(VIRTIO_TMEM_POOL_ARG(pool->kind, PAGE_SHIFT));
+	st = virtio_tmem_sync_op(vt, &vt->queues[0], &op, VIRTIO_TMEM_CONTROL,
+				 NULL, NULL, &id);
+	if (st != VIRTIO_TMEM_S_OK) {
+		dev_warn(&vt->vdev->dev, "pool not created: status %d\n", st);
+		return st == VIRTIO_TMEM_S_NOMEM ? -ENOMEM : -ENOSPC;
+	}
+	WRITE_ONCE(pool->dev_id, id);
+	smp_wmb();	/* dev_id before on_device: pairs with READ_ONCE users */
+	WRITE_ONCE(pool->on_device, true);
+	return 0;
+}
+
+/* Caller must hold virtio_tmem_pools_mutex. */
+void virtio_tmem_pool_detach(struct virtio_tmem *vt,
+			     struct virtio_tmem_pool *pool)
+{
+	struct virtio_tmem_op op = { .type = VIRTIO_TMEM_OP_POOL_DESTROY };
+
+	lockdep_assert_held(&virtio_tmem_pools_mutex);
+	if (!pool->on_device)
+		return;
+	WRITE_ONCE(pool->on_device, false);
+	/* POOL_DESTROY spans queues: order it after what each one has sent. */
+	virtio_tmem_quiesce(vt);
+	op.pool = cpu_to_le32(pool->dev_id);
+	virtio_tmem_sync_op(vt, &vt->queues[0], &op, VIRTIO_TMEM_CONTROL,
+			    NULL, NULL, NULL);
+}
+
+/* Caller must hold virtio_tmem_pools_mutex. */
+struct virtio_tmem_pool *virtio_tmem_pool_by_dev_id(u32 dev_id)
+{
+	unsigned int i;
+
+	lockdep_assert_held(&virtio_tmem_pools_mutex);
+	for (i = 0; i < VIRTIO_TMEM_CC_POOLS; i++) {
+		if (virtio_tmem_cc_pools[i].on_device &&
+		    virtio_tmem_cc_pools[i].dev_id == dev_id)
+			return &virtio_tmem_cc_pools[i];
+	}
+	for (i = 0; i < MAX_SWAPFILES; i++) {
+		if (virtio_tmem_fs_pools[i].on_device &&
+		    virtio_tmem_fs_pools[i].dev_id == dev_id)
+			return &virtio_tmem_fs_pools[i];
+	}
+	return NULL;
+}
+
+static void virtio_tmem_attach_all(struct virtio_tmem *vt)
+{
+	unsigned int i;
+
+	for (i = 0; i < MAX_SWAPFILES; i++) {
+		if (virtio_tmem_fs_pools[i].in_use)
+			virtio_tmem_pool_attach(vt, &virtio_tmem_fs_pools[i]);
+	}
+	for (i = 0; i < VIRTIO_TMEM_CC_POOLS; i++) {
+		if (virtio_tmem_cc_pools[i].in_use)
+			virtio_tmem_pool_attach(vt, &virtio_tmem_cc_pools[i]);
+	}
+}
+
+/* The device is gone or going: forget its pools and what they held. */
+static void virtio_tmem_forget_all(void)
+{
+	struct virtio_tmem_pool *pool;
+	unsigned int i;
+
+	lockdep_assert_held(&virtio_tmem_pools_mutex);
+	for (i = 0; i < MAX_SWAPFILES + VIRTIO_TMEM_CC_POOLS; i++) {
+		pool = i < MAX_SWAPFILES ? &virtio_tmem_fs_pools[i] :
+		       &virtio_tmem_cc_pools[i - MAX_SWAPFILES];
+		WRITE_ONCE(pool->on_device, false);
+		WRITE_ONCE(pool->hint_off, false);
+		WRITE_ONCE(pool->poisoned, false);
+		if (pool->filter)
+			memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
+	}
+}
+
+static int virtio_tmem_find_vqs(struct virtio_tmem *vt)
+{
+	unsigned int i, n = vt->nqueues + 1;
+	vq_callback_t **callbacks;
+	struct virtqueue **vqs;
+	const char **names;
+	int err = -ENOMEM;
+
+	vqs = kcalloc(n, sizeof(*vqs), GFP_KERNEL);
+	callbacks = kcalloc(n, sizeof(*callbacks), GFP_KERNEL);
+	names = kcalloc(n, sizeof(*names), GFP_KERNEL);
+	if (!vqs || !callbacks || !names)
+		goto out;
+	callbacks[0] = virtio_tmem_event_done;
+	names[0] = "event";
+	for (i = 1; i < n; i++) {
+		callbacks[i] = virtio_tmem_request_done;
+		names[i] = "request";
+	}
+	err = virtio_find_vqs(vt->vdev, n, vqs, callbacks, names, NULL);
+	if (err)
+		goto out;
+	vt->eventq = vqs[0];
+	err = virtio_tmem_queues_init(vt, vqs + 1);
+	if (err)
+		vt->vdev->config->del_vqs(vt->vdev);
+out:
+	kfree(names);
+	kfree(callbacks);
+	kfree(vqs);
+	return err;
+}
+
+static int virtio_tmem_probe(struct virtio_device *vdev)
+{
+	struct virtio_tmem_op credits = { .type = VIRTIO_TMEM_OP_CREDITS };
+	struct virtio_tmem *vt;
+	u16 nqueues, max_ops;
+	int err;
+
+	if (!vdev->config->get) {
+		dev_err(&vdev->dev, "config access disabled\n");
+		return -EINVAL;
+	}
+	virtio_cread_le(vdev, struct virtio_tmem_config, num_queues, &nqueues);
+	virtio_cread_le(vdev, struct virtio_tmem_config, max_ops, &max_ops);
+	if (!nqueues || max_ops < 3) {
+		dev_err(&vdev->dev, "unusable config: %u queues, %u ops\n",
+			nqueues, max_ops);
+		return -EINVAL;
+	}
+
+	vt = kzalloc(sizeof(*vt), GFP_KERNEL);
+	if (!vt)
+		return -ENOMEM;
+	vdev->priv = vt;
+	vt->vdev = vdev;
+	vt->nqueues = min3((unsigned int)nqueues, num_online_cpus(),
+			   (unsigned int)VIRTIO_TMEM_MAX_QUEUES);
+	vt->max_ops = max_ops;
+	vt->batch = clamp_t(unsigned int, virtio_tmem_batch, 1,
+			    min(VIRTIO_TMEM_MAX_BATCH, max_ops - 2));
+	virtio_cread_le(vdev, struct virtio_tmem_config, max_credits,
+			&vt->max_credits);
+	vt->has_credits = virtio_has_feature(vdev, VIRTIO_TMEM_F_CREDITS);
+	vt->has_ephemeral = virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL);
+	INIT_WORK(&vt->reclaim_work, virtio_tmem_reclaim);
+	INIT_WORK(&vt->repair_work, virtio_tmem_repair);
+
+	mutex_lock(&virtio_tmem_pools_mutex);
+	if (rcu_access_pointer(virtio_tmem_dev)) {
+		dev_err(&vdev->dev, "only one virtio-tmem device is supported\n");
+		err = -EBUSY;
+		goto out_unlock;
+	}
+	err = virtio_tmem_find_vqs(vt);
+	if (err)
+		goto out_free_queues;
+	err = virtio_tmem_events_init(vt);
+	if (err)
+		goto out_del_vqs;
+	virtio_device_ready(vdev);
+	virtqueue_kick(vt->eventq);
+
+	if (vt->has_credits) {
+		credits.arg = cpu_to_le32(vt->max_credits);
+		atomic_add(vt->max_credits, &vt->credits_asked);
+		virtio_tmem_sync_op(vt, &vt->queues[0], &credits,
+				    VIRTIO_TMEM_CONTROL, NULL, NULL, NULL);
+		atomic_sub(vt->max_credits, &vt->credits_asked);
+	}
+	virtio_tmem_attach_all(vt);
+	rcu_assign_pointer(virtio_tmem_dev, vt);
+	mutex_unlock(&virtio_tmem_pools_mutex);
+
+	dev_info(&vdev->dev, "%u request queues, %u pages per batch, %d credits%s\n",
+		 vt->nqueues, vt->batch, atomic_read(&vt->credits),
+		 vt->has_ephemeral ? ", cleancache" : "");
+	return 0;
+
+out_del_vqs:
+	vdev->config->reset(vdev);
+	vdev->config->del_vqs(vdev);
+	virtio_tmem_events_free(vt);
+out_free_queues:
+	virtio_tmem_queues_free(vt);
+out_unlock:
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	kfree(vt);
+	return err;
+}
+
+static void virtio_tmem_remove(struct virtio_device *vdev)
+{
+	struct virtio_tmem *vt = vdev->priv;
+
+	/* Refuse new pages, then fetch the swap pages the host holds. */
+	WRITE_ONCE(vt->draining, true);
+	cancel_work_sync(&vt->reclaim_work);
+	virtio_tmem_frontswap_drain(vt);
+
+	mutex_lock(&virtio_tmem_pools_mutex);
+	RCU_INIT_POINTER(virtio_tmem_dev, NULL);
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	synchronize_srcu(&virtio_tmem_srcu);
+
+	/* No hook reaches the device now; finish what it was sent. */
+	virtio_tmem_quiesce(vt);
+	cancel_work_sync(&vt->repair_work);
+	mutex_lock(&virtio_tmem_pools_mutex);
+	virtio_tmem_forget_all();
+	mutex_unlock(&virtio_tmem_pools_mutex);
+
+	vdev->config->reset(vdev);
+	cancel_work_sync(&vt->event_work);
+	cancel_work_sync(&vt->reclaim_work);
+	vdev->config->del_vqs(vdev);
+	virtio_tmem_queues_free(vt);
+	virtio_tmem_events_free(vt);
+	kfree(vt);
+}
+
+static unsigned int virtio_tmem_features[] = {
+	VIRTIO_TMEM_F_EPHEMERAL,
+	VIRTIO_TMEM_F_EVICT_REPORT,
+	VIRTIO_TMEM_F_CREDITS,
+};
+
+static const struct virtio_device_id virtio_tmem_id_table[] = {
+	{ VIRTIO_ID_TMEM, VIRTIO_DEV_ANY_ID },
+	{ 0 },
+};
+
+static struct virtio_driver virtio_tmem_driver = {
+	.feature_table = virtio_tmem_features,
+	.feature_table_size = ARRAY_SIZE(virtio_tmem_features),
+	.driver.name = KBUILD_MODNAME,
+	.driver.owner = THIS_MODULE,
+	.id_table = virtio_tmem_id_table,
+	.probe = virtio_tmem_probe,
+	.remove = virtio_tmem_remove,
+};
+
+/*
+ * No module_exit: the backends cannot be unregistered in 5.10, so the
+ * module must never be unloaded once they are, and without an exit
+ * function the kernel refuses to unload it.
+ */
+static int __init virtio_tmem_init(void)
+{
+	int err;
+
+	virtio_tmem_copies_init();
+	err = init_srcu_struct(&virtio_tmem_srcu);
+	if (err)
+		return err;
+	err = register_virtio_driver(&virtio_tmem_driver);
+	if (err)
+		goto out_srcu;
+	err = cleancache_register_ops(&virtio_tmem_cleancache_ops);
+	if (err) {
+		pr_err("virtio_tmem: another cleancache backend is registered\n");
+		goto out_driver;
+	}
+	frontswap_register_ops(&virtio_tmem_frontswap_ops);
+	__module_get(THIS_MODULE);
+	virtio_tmem_debugfs_init();
+	pr_info("virtio_tmem: frontswap and cleancache backend; Linux 5.10 cannot unregister them, so this module stays loaded\n");
+	return 0;
+
+out_driver:
+	unregister_virtio_driver(&virtio_tmem_driver);
+out_srcu:
+	cleanup_srcu_struct(&virtio_tmem_srcu);
+	return err;
+}
+module_init(virtio_tmem_init);
+
+MODULE_DEVICE_TABLE(virtio, virtio_tmem_id_table);
+MODULE_DESCRIPTION("virtio-tmem: frontswap and cleancache in host memory");
+MODULE_LICENSE("GPL");

@@ -1,0 +1,353 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * frontswap.c - the frontswap backend: one persistent pool per swap type.
+ *
+ * A store that holds a credit is copied into a staging page of the open
+ * batch and reported stored at once; the copy stays in the copies table
+ * until the device has answered.  Loads of a key with a copy are served
+ * from the copy and never reach the device.  If the device refuses the
+ * put after all, the copy is kept for good, as guest memory, until the
+ * kernel invalidates the key.  A store without credit is a synchronous
+ * put.  Spec section 6.9 has the argument that no stored page is lost.
+ */
+#include <linux/frontswap.h>
+#include <linux/hash.h>
+#include <linux/highmem.h>
+
+#include "virtio_tmem_drv.h"
+
+#define VIRTIO_TMEM_COPY_BITS	8
+#define VIRTIO_TMEM_COPY_KEPT	BIT(31)	/* in page_private(): kept for good */
+
+/*
+ * The copies table: staging pages of puts in flight, and pages kept after
+ * a refusal, linked through page->lru and keyed by page_private() (the
+ * swap type) and page->index (the offset).  A staging page is in the table
+ * until its put completes or the key is invalidated, whichever is first;
+ * the batch owns it either way unless it was kept.
+ */
+static struct list_head virtio_tmem_copies[1 << VIRTIO_TMEM_COPY_BITS];
+static DEFINE_SPINLOCK(virtio_tmem_copies_lock);
+
+static struct list_head *virtio_tmem_bucket(unsigned int type, pgoff_t offset)
+{
+	return &virtio_tmem_copies[hash_64((u64)type << 56 ^ offset,
+					   VIRTIO_TMEM_COPY_BITS)];
+}
+
+/* Caller must hold virtio_tmem_copies_lock. */
+static struct page *virtio_tmem_copy_find(unsigned int type, pgoff_t offset)
+{
+	struct page *page;
+
+	lockdep_assert_held(&virtio_tmem_copies_lock);
+	list_for_each_entry(page, virtio_tmem_bucket(type, offset), lru) {
+		if ((page_private(page) & ~VIRTIO_TMEM_COPY_KEPT) == type &&
+		    page->index == offset)
+			return page;
+	}
+	return NULL;
+}
+
+/*
+ * A batched put completed.  Give the staging page back to the batch, or
+ * keep it if the put was refused and the key is still live.  Caller must
+ * hold the batch's queue lock.
+ */
+void virtio_tmem_fs_put_done(struct page *copy, u8 status,
+			     struct virtio_tmem_batch *b)
+{
+	bool keep = false;
+
+	spin_lock(&virtio_tmem_copies_lock);
+	if (!list_empty(&copy->lru)) {
+		if (status == VIRTIO_TMEM_S_OK) {
+			list_del_init(&copy->lru);
+		} else {
+			set_page_private(copy, page_private(copy) |
+					 VIRTIO_TMEM_COPY_KEPT);
+			keep = true;
+		}
+	}
+	spin_unlock(&virtio_tmem_copies_lock);
+
+	if (keep) {
+		b->npages--;	/* replaced when the batch is next opened */
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
+	} else {
+		b->pages[b->nfree++] = copy;
+	}
+}
+
+static void virtio_tmem_fs_key(struct virtio_tmem_op *op,
+			       const struct virtio_tmem_pool *pool,
+			       pgoff_t offset)
+{
+	op->pool = cpu_to_le32(READ_ONCE(pool->dev_id));
+	op->oid[0] = cpu_to_le64((u64)offset >> 32);
+	op->index = cpu_to_le32(lower_32_bits(offset));
+}
+
+/* Neighbouring offsets share a queue, so each queue sees runs of pages. */
+static struct virtio_tmem_queue *virtio_tmem_fs_queue(struct virtio_tmem *vt,
+						      unsigned int type,
+						      pgoff_t offset)
+{
+	return virtio_tmem_queue_of(vt, (u64)type << 56 ^ offset >> 9);
+}
+
+static int virtio_tmem_fs_put(struct virtio_tmem *vt,
+			      struct virtio_tmem_pool *pool,
+			      unsigned int type, pgoff_t offset,
+			      struct page *page)
+{
+	struct virtio_tmem_queue *q = virtio_tmem_fs_queue(vt, type, offset);
+	struct virtio_tmem_op put = { .type = VIRTIO_TMEM_OP_PUT };
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *op;
+	unsigned long flags;
+
+	put.arg = cpu_to_le32(PAGE_SHIFT);
+	virtio_tmem_fs_key(&put, pool, offset);
+	if (READ_ONCE(virtio_tmem_sync) || !virtio_tmem_take_credit(vt))
+		return virtio_tmem_sync_op(vt, q, &put, VIRTIO_TMEM_FS_STORE,
+					   pool, page, NULL) ? -1 : 0;
+
+	spin_lock_irqsave(&q->lock, flags);
+	op = virtio_tmem_add_op(q, &s, true, true, &flags);
+	*op = put;
+	op->flags = VIRTIO_TMEM_OP_F_CREDIT;
+	s->class = VIRTIO_TMEM_FS_STORE;
+	s->pool = pool;
+	s->credited = true;
+	copy_highpage(s->copy, page);
+	set_page_private(s->copy, type);
+	s->copy->index = offset;
+	spin_lock(&virtio_tmem_copies_lock);
+	list_add(&s->copy->lru, virtio_tmem_bucket(type, offset));
+	spin_unlock(&virtio_tmem_copies_lock);
+	virtio_tmem_op_added(q);
+	spin_unlock_irqrestore(&q->lock, flags);
+	virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_STORES_BATCHED, 1);
+	return 0;
+}
+
+static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
+				       struct page *page)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	struct virtio_tmem *vt;
+	int idx, ret = -1;
+
+	idx = srcu_read_lock(&virtio_tmem_srcu);
+	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
+	if (vt && READ_ONCE(virtio_tmem_frontswap_on) &&
+	    !READ_ONCE(vt->draining) && READ_ONCE(pool->on_device))
+		ret = virtio_tmem_fs_put(vt, pool, type, offset, page);
+	srcu_read_unlock(&virtio_tmem_srcu, idx);
+
+	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS :
+				VIRTIO_TMEM_FRONTSWAP_STORES, 1);
+	return ret;
+}
+
+static int virtio_tmem_fs_get(struct virtio_tmem *vt,
+			      struct virtio_tmem_pool *pool,
+			      unsigned int type, pgoff_t offset,
+			      struct page *page)
+{
+	struct virtio_tmem_queue *q = virtio_tmem_fs_queue(vt, type, offset);
+	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
+	int tries, st = VIRTIO_TMEM_S_IO;
+
+	get.arg = cpu_to_le32(PAGE_SHIFT);
+	virtio_tmem_fs_key(&get, pool, offset);
+	/* S_IO: the host could not read its spilled copy yet; it still has it. */
+	for (tries = 0; tries < 3 && st == VIRTIO_TMEM_S_IO; tries++)
+		st = virtio_tmem_sync_op(vt, q, &get, VIRTIO_TMEM_FS_LOAD,
+					 pool, page, NULL);
+	if (st != VIRTIO_TMEM_S_OK)
+		pr_err_ratelimited("virtio_tmem: swap page %u:%lu not returned: status %d\n",
+				   type, offset, st);
+	return st == VIRTIO_TMEM_S_OK ? 0 : -1;
+}
+
+static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
+				      struct page *page)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	struct virtio_tmem *vt;
+	unsigned long flags;
+	struct page *copy;
+	int idx, ret = -1;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	copy = virtio_tmem_copy_find(type, offset);
+	if (copy)
+		copy_highpage(page, copy);
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	if (copy) {
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS_FROM_COPY, 1);
+		return 0;
+	}
+
+	idx = srcu_read_lock(&virtio_tmem_srcu);
+	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
+	if (vt && READ_ONCE(pool->on_device))
+		ret = virtio_tmem_fs_get(vt, pool, type, offset, page);
+	srcu_read_unlock(&virtio_tmem_srcu, idx);
+
+	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES :
+				VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
+	return ret;
+}
+
+/* May be called with a spinlock held: nothing here sleeps. */
+static void virtio_tmem_frontswap_invalidate_page(unsigned int type,
+						  pgoff_t offset)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	struct virtio_tmem_queue *q;
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *op;
+	struct virtio_tmem *vt;
+	struct page *copy;
+	unsigned long flags;
+	bool kept = false;
+	int idx;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	copy = virtio_tmem_copy_find(type, offset);
+	if (copy) {
+		list_del_init(&copy->lru);
+		kept = page_private(copy) & VIRTIO_TMEM_COPY_KEPT;
+	}
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	if (kept) {
+		__free_page(copy);
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, -1);
+	}
+	virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_INVALIDATES, 1);
+
+	idx = srcu_read_lock(&virtio_tmem_srcu);
+	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
+	if (vt && READ_ONCE(pool->on_device)) {
+		q = virtio_tmem_fs_queue(vt, type, offset);
+		spin_lock_irqsave(&q->lock, flags);
+		op = virtio_tmem_add_op(q, &s, false, false, &flags);
+		if (op) {
+			op->type = VIRTIO_TMEM_OP_FLUSH_PAGE;
+			virtio_tmem_fs_key(op, pool, offset);
+			s->class = VIRTIO_TMEM_FLUSH;
+			s->pool = pool;
+			virtio_tmem_op_added(q);
+		} else {
+			/* The host keeps a dead page until swapoff. */
+			virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
+		}
+		spin_unlock_irqrestore(&q->lock, flags);
+	}
+	srcu_read_unlock(&virtio_tmem_srcu, idx);
+}
+
+static void virtio_tmem_frontswap_invalidate_area(unsigned int type)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	struct page *page, *next;
+	struct virtio_tmem *vt;
+	unsigned long flags;
+	LIST_HEAD(kept);
+	unsigned int i;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	for (i = 0; i < ARRAY_SIZE(virtio_tmem_copies); i++) {
+		list_for_each_entry_safe(page, next, &virtio_tmem_copies[i],
+					 lru) {
+			if ((page_private(page) & ~VIRTIO_TMEM_COPY_KEPT) != type)
+				continue;
+			list_del_init(&page->lru);
+			if (page_private(page) & VIRTIO_TMEM_COPY_KEPT)
+				list_add(&page->lru, &kept);
+		}
+	}
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	list_for_each_entry_safe(page, next, &kept, lru) {
+		__free_page(page);
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, -1);
+	}
+
+	mutex_lock(&virtio_tmem_pools_mutex);
+	vt = rcu_dereference_protected(virtio_tmem_dev,
+				       lockdep_is_held(&virtio_tmem_pools_mutex));
+	if (vt)
+		virtio_tmem_pool_detach(vt, pool);
+	pool->in_use = false;
+	mutex_unlock(&virtio_tmem_pools_mutex);
+}
+
+static void virtio_tmem_frontswap_init(unsigned int type)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	struct virtio_tmem *vt;
+
+	mutex_lock(&virtio_tmem_pools_mutex);
+	pool->kind = VIRTIO_TMEM_POOL_PERSISTENT;
+	pool->in_use = true;
+	vt = rcu_dereference_protected(virtio_tmem_dev,
+				       lockdep_is_held(&virtio_tmem_pools_mutex));
+	if (vt && !pool->on_device)
+		virtio_tmem_pool_attach(vt, pool);
+	mutex_unlock(&virtio_tmem_pools_mutex);
+}
+
+/*
+ * Not const: frontswap_register_ops() links it into its list.  It is
+ * registered from module init, so it is read-only from then on.
+ */
+struct frontswap_ops virtio_tmem_frontswap_ops __ro_after_init = {
+	.init = virtio_tmem_frontswap_init,
+	.store = virtio_tmem_frontswap_store,
+	.load = virtio_tmem_frontswap_load,
+	.invalidate_page = virtio_tmem_frontswap_invalidate_page,
+	.invalidate_area = virtio_tmem_frontswap_invalidate_area,
+};
+
+void virtio_tmem_copies_init(void)
+{
+	unsigned int i;
+
+	for (i = 0; i < ARRAY_SIZE(virtio_tmem_copies); i++)
+		INIT_LIST_HEAD(&virtio_tmem_copies[i]);
+}
+
+/* The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM). */
+void virtio_tmem_reclaim(struct work_struct *work)
+{
+	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
+					      reclaim_work);
+	unsigned long want = atomic_long_xchg(&vt->reclaim_target, 0);
+	unsigned long held = frontswap_curr_pages();
+
+	frontswap_shrink(held > want ? held - want : 0);
+}
+
+/*
+ * Before the device goes away, bring every page it holds back into the
+ * guest: frontswap_shrink() swaps them in, and since stores are refused
+ * while draining, memory pressure sends other pages to the swap disk.
+ */
+void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
+{
+	unsigned long left = frontswap_curr_pages(), before;
+
+	do {
+		before = left;
+		frontswap_shrink(0);
+		left = frontswap_curr_pages();
+	} while (left && left < before);
+	if (left)
+		dev_err(&vt->vdev->dev,
+			"%lu swap pages could not be brought back from the host\n",
+			left);
+}

@@ -1,0 +1,547 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * request.c - batches of ops on the virtio-tmem request queues.
+ *
+ * Each queue fills one open batch.  Puts and flushes are appended and the
+ * batch is sent when it is full, when a synchronous op (a get, a put
+ * without credit, a pool op) joins it, or when its timer fires; so a
+ * burst of puts costs one notification per batch, and a get carries the
+ * puts queued before it.  Ops on one key always use one queue, which the
+ * device runs in order (spec 6.6).
+ */
+#include <linux/highmem.h>
+#include <linux/jiffies.h>
+#include <linux/slab.h>
+
+#include "virtio_tmem_drv.h"
+
+static unsigned int virtio_tmem_ops_cap(const struct virtio_tmem *vt)
+{
+	/* Room for the batch's pages, one synchronous op and a CREDITS op. */
+	return min(vt->max_ops, vt->batch + 2);
+}
+
+struct virtio_tmem_queue *virtio_tmem_queue_of(struct virtio_tmem *vt,
+					       u64 hash)
+{
+	return &vt->queues[hash_64(hash, 32) % vt->nqueues];
+}
+
+bool virtio_tmem_take_credit(struct virtio_tmem *vt)
+{
+	return vt->has_credits && atomic_dec_if_positive(&vt->credits) >= 0;
+}
+
+/*
+ * Top up the credits the driver holds with a CREDITS op riding on a batch
+ * that is being sent anyway, so credits cost no notification of their own.
+ */
+static void virtio_tmem_ask_credits(struct virtio_tmem *vt,
+				    struct virtio_tmem_batch *b)
+{
+	unsigned int held, want;
+	struct virtio_tmem_op *op;
+
+	if (!vt->has_credits || b->nops >= virtio_tmem_ops_cap(vt))
+		return;
+	held = atomic_read(&vt->credits) + atomic_read(&vt->credits_asked);
+	if (held >= vt->max_credits / 2)
+		return;
+	want = vt->max_credits - held;
+	op = &b->out->ops[b->nops];
+	memset(op, 0, sizeof(*op));
+	op->type = VIRTIO_TMEM_OP_CREDITS;
+	op->arg = cpu_to_le32(want);
+	memset(&b->slots[b->nops], 0, sizeof(b->slots[0]));
+	b->slots[b->nops].class = VIRTIO_TMEM_CONTROL;
+	b->nops++;
+	b->classes |= BIT(VIRTIO_TMEM_CONTROL);
+	b->credits_asked = want;
+	atomic_add(want, &vt->credits_asked);
+}
+
+/*
+ * Account for one used request.  Every op's guest-side state is settled
+ * here, including for a request that never reached the device (@ran is
+ * false): its ops count as failed with VIRTIO_TMEM_S_IO, which keeps
+ * frontswap copies and poisons pools whose flushes were lost.
+ * Caller must hold q->lock.
+ */
+static void virtio_tmem_complete(struct virtio_tmem_queue *q,
+				 struct virtio_tmem_batch *b, bool ran)
+{
+	struct virtio_tmem *vt = q->vt;
+	unsigned int i;
+
+	lockdep_assert_held(&q->lock);
+	for (i = 0; i < b->nops; i++) {
+		const struct virtio_tmem_op *op = &b->out->ops[i];
+		struct virtio_tmem_slot *s = &b->slots[i];
+		u8 st = ran ? b->in->status[i].status : VIRTIO_TMEM_S_IO;
+		u32 val = ran ? le32_to_cpu(b->in->status[i].value) : 0;
+		bool ephemeral = s->pool &&
+				 s->pool->kind == VIRTIO_TMEM_POOL_EPHEMERAL;
+
+		switch (op->type) {
+		case VIRTIO_TMEM_OP_PUT:
+			if (s->credited && st != VIRTIO_TMEM_S_OK)
+				atomic_inc(&vt->credits);
+			if (s->waiter)
+				break;	/* the caller's own page */
+			if (!ephemeral) {
+				virtio_tmem_fs_put_done(s->copy, st, b);
+				break;
+			}
+			if (st != VIRTIO_TMEM_S_OK) {
+				virtio_tmem_filter_add(s->pool, op, -1);
+				virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_PUT_REFUSED,
+						  1);
+			}
+			b->pages[b->nfree++] = s->copy;
+			break;
+		case VIRTIO_TMEM_OP_FLUSH_PAGE:
+			if (st == VIRTIO_TMEM_S_OK && ephemeral)
+				virtio_tmem_filter_add(s->pool, op, -1);
+			fallthrough;
+		case VIRTIO_TMEM_OP_FLUSH_OBJECT:
+			if (st == VIRTIO_TMEM_S_OK || st == VIRTIO_TMEM_S_MISS)
+				break;
+			virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
+			if (ephemeral)
+				virtio_tmem_pool_poison(vt, s->pool);
+			break;
+		case VIRTIO_TMEM_OP_CREDITS:
+			if (st == VIRTIO_TMEM_S_OK) {
+				atomic_add(val, &vt->credits);
+				virtio_tmem_count(VIRTIO_TMEM_CREDITS_GRANTED, val);
+			}
+			break;
+		}
+		if (s->waiter) {
+			s->waiter->status = st;
+			s->waiter->value = val;
+			/* Status and value before done: the waiter reads them after. */
+			smp_store_release(&s->waiter->done, true);
+		}
+	}
+	if (ran && b->in->resp.credits) {
+		u32 granted = le32_to_cpu(b->in->resp.credits);
+
+		atomic_add(granted, &vt->credits);
+		virtio_tmem_count(VIRTIO_TMEM_CREDITS_GRANTED, granted);
+	}
+	atomic_sub(b->credits_asked, &vt->credits_asked);
+	list_add(&b->node, &q->idle);
+}
+
+/* Send the open batch.  Caller must hold q->lock. */
+static void virtio_tmem_submit(struct virtio_tmem_queue *q)
+{
+	struct virtio_tmem_batch *b = q->open;
+	struct scatterlist *sgs[2];
+	unsigned int i, no = 1, ni = 1;
+	int err;
+
+	lockdep_assert_held(&q->lock);
+	if (!b)
+		return;
+	q->open = NULL;
+	if (!b->nops) {
+		list_add(&b->node, &q->idle);
+		return;
+	}
+	virtio_tmem_ask_credits(q->vt, b);
+
+	b->out->req.nops = cpu_to_le16(b->nops);
+	sg_init_table(b->sg_out, 1 + b->nputs);
+	sg_set_buf(&b->sg_out[0], b->out, struct_size(b->out, ops, b->nops));
+	sg_init_table(b->sg_in, 1 + b->ngets);
+	sg_set_buf(&b->sg_in[0], b->in, struct_size(b->in, status, b->nops));
+	for (i = 0; i < b->nops; i++) {
+		switch (b->out->ops[i].type) {
+		case VIRTIO_TMEM_OP_PUT:
+			sg_set_page(&b->sg_out[no++], b->slots[i].copy,
+				    PAGE_SIZE, 0);
+			break;
+		case VIRTIO_TMEM_OP_GET:
+		case VIRTIO_TMEM_OP_GET_EXCL:
+			sg_set_page(&b->sg_in[ni++], b->slots[i].target,
+				    PAGE_SIZE, 0);
+			break;
+		}
+	}
+	sgs[0] = b->sg_out;
+	sgs[1] = b->sg_in;
+	err = virtqueue_add_sgs(q->vq, sgs, 1, 1, b, GFP_ATOMIC);
+	if (err) {
+		/* Ring full or no memory for indirect descriptors. */
+		virtio_tmem_complete(q, b, false);
+		wake_up_all(&q->wait);
+		return;
+	}
+	q->inflight++;
+	q->submitted++;
+	q->kick_classes |= b->classes;
+	virtio_tmem_count(VIRTIO_TMEM_REQUESTS, 1);
+	if (virtqueue_kick_prepare(q->vq) && virtqueue_notify(q->vq)) {
+		virtio_tmem_count(VIRTIO_TMEM_KICKS, 1);
+		virtio_tmem_count_classes(virtio_tmem_class_kicks,
+					  q->kick_classes);
+		q->kick_classes = 0;
+	}
+}
+
+static bool virtio_tmem_batch_full(const struct virtio_tmem *vt,
+				   const struct virtio_tmem_batch *b)
+{
+	return b->nops + 1 >= virtio_tmem_ops_cap(vt) || !b->nfree;
+}
+
+/* Make an idle batch the open one.  Caller must hold q->lock. */
+static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
+{
+	struct virtio_tmem_batch *b;
+	unsigned int i, n;
+
+	b = list_first_entry_or_null(&q->idle, struct virtio_tmem_batch, node);
+	if (!b)
+		return NULL;
+	list_del(&b->node);
+	b->nops = 0;
+	b->nputs = 0;
+	b->ngets = 0;
+	b->classes = 0;
+	b->credits_asked = 0;
+	/* Replace staging pages given away to refused frontswap stores. */
+	while (b->npages < q->vt->batch) {
+		struct page *page = alloc_page(GFP_ATOMIC | __GFP_NOWARN);
+
+		if (!page)
+			break;
+		b->pages[b->nfree++] = page;
+		b->npages++;
+	}
+	q->open = b;
+	mod_timer(&q->timer, jiffies + 1);
+	n = min(q->ndeferred, virtio_tmem_ops_cap(q->vt) - 2);
+	for (i = 0; i < n; i++) {
+		b->out->ops[i] = q->deferred[i];
+		b->slots[i] = q->deferred_slots[i];
+		b->classes |= BIT(b->slots[i].class);
+	}
+	b->nops = n;
+	q->ndeferred -= n;
+	memmove(q->deferred, q->deferred + n,
+		q->ndeferred * sizeof(*q->deferred));
+	memmove(q->deferred_slots, q->deferred_slots + n,
+		q->ndeferred * sizeof(*q->deferred_slots));
+	return b;
+}
+
+/* Hold a flush for the next batch.  Caller must hold q->lock. */
+static struct virtio_tmem_op *virtio_tmem_defer(struct virtio_tmem_queue *q,
+						struct virtio_tmem_slot **slot)
+{
+	unsigned int i = q->ndeferred;
+
+	if (i >= VIRTIO_TMEM_DEFERRED)
+		return NULL;
+	q->ndeferred++;
+	memset(&q->deferred[i], 0, sizeof(q->deferred[i]));
+	*slot = &q->deferred_slots[i];
+	memset(*slot, 0, sizeof(**slot));
+	return &q->deferred[i];
+}
+
+/**
+ * virtio_tmem_add_op - reserve an op in the queue's open batch
+ * @q: the queue; caller must hold q->lock, taken with irqsave into @flags
+ * @slot: set to the op's guest-side state, zeroed
+ * @need_page: reserve a staging page too, in (*slot)->copy
+ * @can_wait: the caller may sleep; q->lock is dropped while it waits
+ * @flags: the caller's irqsave flags
+ *
+ * Return: the op, zeroed, or NULL if no batch has room and @can_wait is
+ * false.  The caller fills the op and calls virtio_tmem_op_added() before
+ * it drops q->lock.  A flush (!@need_page) that finds no batch is held
+ * back for the next one instead; then q->open is NULL and
+ * virtio_tmem_op_added() has nothing to account.
+ */
+struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
+					  struct virtio_tmem_slot **slot,
+					  bool need_page, bool can_wait,
+					  unsigned long *flags)
+{
+	struct virtio_tmem_batch *b;
+	struct virtio_tmem_op *op;
+
+	lockdep_assert_held(&q->lock);
+	for (;;) {
+		b = q->open;
+		if (b && b->nops + 1 < virtio_tmem_ops_cap(q->vt) &&
+		    (!need_page || b->nfree))
+			break;
+		virtio_tmem_submit(q);
+		b = virtio_tmem_open(q);
+		if (b && (!need_page || b->nfree))
+			break;
+		if (!can_wait)
+			return need_page ? NULL : virtio_tmem_defer(q, slot);
+		spin_unlock_irqrestore(&q->lock, *flags);
+		wait_event(q->wait, !list_empty_careful(&q->idle));
+		spin_lock_irqsave(&q->lock, *flags);
+	}
+	op = &b->out->ops[b->nops];
+	memset(op, 0, sizeof(*op));
+	*slot = &b->slots[b->nops];
+	memset(*slot, 0, sizeof(**slot));
+	if (need_page)
+		(*slot)->copy = b->pages[--b->nfree];
+	return op;
+}
+
+/* Account the op virtio_tmem_add_op() gave out; send the batch if full. */
+void virtio_tmem_op_added(struct virtio_tmem_queue *q)
+{
+	struct virtio_tmem_batch *b = q->open;
+	u8 type;
+
+	lockdep_assert_held(&q->lock);
+	if (!b)
+		return;		/* a deferred flush */
+	type = b->out->ops[b->nops].type;
+	if (type == VIRTIO_TMEM_OP_PUT)
+		b->nputs++;
+	else if (type == VIRTIO_TMEM_OP_GET || type == VIRTIO_TMEM_OP_GET_EXCL)
+		b->ngets++;
+	b->classes |= BIT(b->slots[b->nops].class);
+	b->nops++;
+	if (READ_ONCE(virtio_tmem_sync) || virtio_tmem_batch_full(q->vt, b))
+		virtio_tmem_submit(q);
+}
+
+/**
+ * virtio_tmem_sync_op - run one op and wait for its status
+ * @vt: the device
+ * @q: the queue the op's key maps to
+ * @op: the op; copied
+ * @class: what it is for, for the statistics
+ * @pool: the pool it names, or NULL
+ * @page: the data of a PUT or the buffer of a GET, else NULL
+ * @value: set to the status value
+ *
+ * The op joins the open batch, which is sent at once: the puts queued
+ * before it travel in the same notification, and the device runs them
+ * first.  A frontswap load needs no such order (a key with a put in
+ * flight is served from its copy, and a flushed key is not loaded), so
+ * for it @class VIRTIO_TMEM_FS_LOAD leaves the open batch to fill up and
+ * sends the op alone.  Process context only.
+ *
+ * Return: the VIRTIO_TMEM_S_* status.
+ */
+int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
+			const struct virtio_tmem_op *op, u8 class,
+			struct virtio_tmem_pool *pool, struct page *page,
+			u32 *value)
+{
+	struct virtio_tmem_waiter w = {};
+	struct virtio_tmem_batch *held = NULL;
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *o;
+	unsigned long flags;
+
+	might_sleep();
+	spin_lock_irqsave(&q->lock, flags);
+	if (class == VIRTIO_TMEM_FS_LOAD && q->open && !q->ndeferred) {
+		held = q->open;
+		q->open = NULL;
+	}
+	o = virtio_tmem_add_op(q, &s, false, true, &flags);
+	*o = *op;
+	s->class = class;
+	s->pool = pool;
+	s->waiter = &w;
+	if (op->type == VIRTIO_TMEM_OP_PUT)
+		s->copy = page;
+	else
+		s->target = page;
+	virtio_tmem_op_added(q);
+	virtio_tmem_submit(q);
+	if (held) {
+		/* Someone opened another batch meanwhile: send ours. */
+		if (q->open) {
+			swap(q->open, held);
+			virtio_tmem_submit(q);
+			q->open = held;
+		} else {
+			q->open = held;
+		}
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+
+	/* Pairs with the release in virtio_tmem_complete(). */
+	wait_event(q->wait, smp_load_acquire(&w.done));
+	if (value)
+		*value = w.value;
+	return w.status;
+}
+
+/*
+ * Send every open batch and wait for all requests sent so far, so that an
+ * op spanning queues (FLUSH_POOL, POOL_DESTROY) is ordered after them.
+ */
+void virtio_tmem_quiesce(struct virtio_tmem *vt)
+{
+	unsigned int i;
+
+	for (i = 0; i < vt->nqueues; i++) {
+		struct virtio_tmem_queue *q = &vt->queues[i];
+		unsigned long flags, target;
+
+		spin_lock_irqsave(&q->lock, flags);
+		while (q->ndeferred && !q->open && !virtio_tmem_open(q)) {
+			spin_unlock_irqrestore(&q->lock, flags);
+			wait_event(q->wait, !list_empty_careful(&q->idle));
+			spin_lock_irqsave(&q->lock, flags);
+		}
+		virtio_tmem_submit(q);
+		target = q->submitted;
+		spin_unlock_irqrestore(&q->lock, flags);
+		wait_event(q->wait, (long)(READ_ONCE(q->completed) - target) >= 0);
+	}
+}
+
+void virtio_tmem_request_done(struct virtqueue *vq)
+{
+	struct virtio_tmem *vt = vq->vdev->priv;
+	struct virtio_tmem_queue *q = &vt->queues[vq->index - 1];
+	unsigned long flags, classes = 0;
+	struct virtio_tmem_batch *b;
+	unsigned int len;
+
+	spin_lock_irqsave(&q->lock, flags);
+	do {
+		virtqueue_disable_cb(vq);
+		while ((b = virtqueue_get_buf(vq, &len))) {
+			classes |= b->classes;
+			q->inflight--;
+			q->completed++;
+			virtio_tmem_complete(q, b,
+					     len >= struct_size(b->in, status,
+								b->nops));
+		}
+	} while (!virtqueue_enable_cb(vq));
+	/* Deferred flushes lead new batches; the timer sends the last. */
+	while (q->ndeferred && !q->open && virtio_tmem_open(q)) {
+		if (q->ndeferred)
+			virtio_tmem_submit(q);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+
+	virtio_tmem_count(VIRTIO_TMEM_INTERRUPTS, 1);
+	virtio_tmem_count_classes(virtio_tmem_class_irqs, classes);
+	wake_up_all(&q->wait);
+}
+
+static void virtio_tmem_timer(struct timer_list *t)
+{
+	struct virtio_tmem_queue *q = from_timer(q, t, timer);
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	virtio_tmem_submit(q);
+	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+static void virtio_tmem_batch_free(struct virtio_tmem_batch *b)
+{
+	while (b->nfree)
+		__free_page(b->pages[--b->nfree]);
+	kfree(b->pages);
+	kfree(b->sg_out);
+	kfree(b->sg_in);
+	kfree(b->slots);
+	kfree(b->in);
+	kfree(b->out);
+}
+
+static int virtio_tmem_batch_init(struct virtio_tmem *vt,
+				  struct virtio_tmem_batch *b)
+{
+	unsigned int cap = virtio_tmem_ops_cap(vt);
+
+	b->out = kzalloc(struct_size(b->out, ops, cap), GFP_KERNEL);
+	b->in = kzalloc(struct_size(b->in, status, cap), GFP_KERNEL);
+	b->slots = kcalloc(cap, sizeof(*b->slots), GFP_KERNEL);
+	b->sg_out = kcalloc(cap + 1, sizeof(*b->sg_out), GFP_KERNEL);
+	b->sg_in = kcalloc(cap + 1, sizeof(*b->sg_in), GFP_KERNEL);
+	b->pages = kcalloc(vt->batch, sizeof(*b->pages), GFP_KERNEL);
+	if (!b->out || !b->in || !b->slots || !b->sg_out || !b->sg_in ||
+	    !b->pages)
+		return -ENOMEM;
+	for (b->npages = 0; b->npages < vt->batch; b->npages++) {
+		b->pages[b->nfree] = alloc_page(GFP_KERNEL);
+		if (!b->pages[b->nfree])
+			return -ENOMEM;
+		b->nfree++;
+	}
+	return 0;
+}
+
+int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
+{
+	unsigned int i, j;
+	int err;
+
+	vt->queues = kcalloc(vt->nqueues, sizeof(*vt->queues), GFP_KERNEL);
+	if (!vt->queues)
+		return -ENOMEM;
+	for (i = 0; i < vt->nqueues; i++) {
+		struct virtio_tmem_queue *q = &vt->queues[i];
+
+		spin_lock_init(&q->lock);
+		INIT_LIST_HEAD(&q->idle);
+		init_waitqueue_head(&q->wait);
+		timer_setup(&q->timer, virtio_tmem_timer, 0);
+		q->vq = vqs[i];
+		q->vt = vt;
+	}
+	for (i = 0; i < vt->nqueues; i++) {
+		struct virtio_tmem_queue *q = &vt->queues[i];
+
+		q->batches = kcalloc(VIRTIO_TMEM_BATCHES, sizeof(*q->batches),
+				     GFP_KERNEL);
+		q->deferred = kcalloc(VIRTIO_TMEM_DEFERRED,
+				      sizeof(*q->deferred), GFP_KERNEL);
+		q->deferred_slots = kcalloc(VIRTIO_TMEM_DEFERRED,
+					    sizeof(*q->deferred_slots),
+					    GFP_KERNEL);
+		if (!q->batches || !q->deferred || !q->deferred_slots)
+			return -ENOMEM;
+		for (j = 0; j < VIRTIO_TMEM_BATCHES; j++) {
+			err = virtio_tmem_batch_init(vt, &q->batches[j]);
+			if (err)
+				return err;
+			list_add_tail(&q->batches[j].node, &q->idle);
+		}
+	}
+	return 0;
+}
+
+/* After the device is reset: no batch is in flight any more. */
+void virtio_tmem_queues_free(struct virtio_tmem *vt)
+{
+	unsigned int i, j;
+
+	for (i = 0; vt->queues && i < vt->nqueues; i++) {
+		struct virtio_tmem_queue *q = &vt->queues[i];
+
+		del_timer_sync(&q->timer);
+		for (j = 0; q->batches && j < VIRTIO_TMEM_BATCHES; j++)
+			virtio_tmem_batch_free(&q->batches[j]);
+		kfree(q->batches);
+		kfree(q->deferred);
+		kfree(q->deferred_slots);
+	}
+	kfree(vt->queues);
+}

@@ -1,0 +1,269 @@
+/* SPDX-License-Identifier: GPL-2.0 */
+/*
+ * virtio_tmem_drv.h - the guest driver's internal API.
+ *
+ * Layers, bottom up:
+ *   request.c    batches of ops on the request queues, credits, sync ops
+ *   events.c     the eventq: host messages
+ *   frontswap.c  the frontswap backend and its guest-held copies
+ *   cleancache.c the cleancache backend and its presence filter
+ *   core.c       probe/remove, pools, module init, parameters
+ *   stats.c      counters and debugfs
+ *
+ * Lock order, outermost first (docs/guest-driver.md has the argument):
+ *   virtio_tmem_pools_mutex   process context only
+ *   queue->lock               irqsave; may be taken with interrupts off
+ *   virtio_tmem_copies_lock   irqsave; a leaf
+ *   vt->event_lock            irqsave; a leaf
+ * The device pointer is read under SRCU, which nests inside everything.
+ */
+#ifndef _VIRTIO_TMEM_DRV_H
+#define _VIRTIO_TMEM_DRV_H
+
+#include <linux/atomic.h>
+#include <linux/list.h>
+#include <linux/mutex.h>
+#include <linux/scatterlist.h>
+#include <linux/spinlock.h>
+#include <linux/srcu.h>
+#include <linux/swap.h>
+#include <linux/timer.h>
+#include <linux/virtio.h>
+#include <linux/wait.h>
+#include <linux/workqueue.h>
+
+#include "virtio_tmem.h"
+
+#define VIRTIO_TMEM_MAX_QUEUES		16
+#define VIRTIO_TMEM_BATCHES		4	/* per queue */
+#define VIRTIO_TMEM_MAX_BATCH		256	/* pages per batch */
+#define VIRTIO_TMEM_EVENT_BUFS		8
+#define VIRTIO_TMEM_DEFERRED		1024	/* flushes waiting for a batch */
+#define VIRTIO_TMEM_CC_POOLS		32
+#define VIRTIO_TMEM_FILTER_BITS		16
+
+/* What an op was for: kicks and interrupts are counted per class. */
+enum virtio_tmem_class {
+	VIRTIO_TMEM_FS_STORE,
+	VIRTIO_TMEM_FS_LOAD,
+	VIRTIO_TMEM_CC_PUT,
+	VIRTIO_TMEM_CC_GET,
+	VIRTIO_TMEM_FLUSH,
+	VIRTIO_TMEM_CONTROL,
+	VIRTIO_TMEM_NR_CLASSES,
+};
+
+/*
+ * A pool as the kernel's hooks know it: a swap type or a mounted
+ * filesystem.  It outlives devices: when a device is bound, each pool in
+ * use gets a pool on it (on_device, dev_id).  Written under
+ * virtio_tmem_pools_mutex; the hot paths read in_use, on_device, dev_id
+ * and the flags with READ_ONCE and cope with a stale value, because the
+ * device answers a stale id with VIRTIO_TMEM_S_BADPOOL.
+ */
+struct virtio_tmem_pool {
+	bool in_use;
+	bool on_device;
+	bool hint_off;		/* host: cleancache puts here do not pay off */
+	bool poisoned;		/* a flush was lost: miss until repaired */
+	u8 kind;		/* VIRTIO_TMEM_POOL_PERSISTENT or _EPHEMERAL */
+	u32 dev_id;
+	/*
+	 * Ephemeral pools: how many puts of keys hashing to each slot the
+	 * host may still hold.  Updated racily on purpose: a count that is
+	 * too high costs one exit, one that is too low costs one hit; it
+	 * never decides coherency, since flushes are always sent.
+	 */
+	u8 *filter;
+};
+
+/* A process waiting for the status of one op. */
+struct virtio_tmem_waiter {
+	bool done;
+	u8 status;
+	u32 value;
+};
+
+/* Guest-side state of one op in a batch. */
+struct virtio_tmem_slot {
+	u8 class;
+	bool credited;
+	struct page *copy;	/* PUT data: a staging page, or the caller's */
+	struct page *target;	/* GET: the caller's page */
+	struct virtio_tmem_pool *pool;
+	struct virtio_tmem_waiter *waiter;
+};
+
+/* Device-readable and device-writable headers of one request. */
+struct virtio_tmem_out {
+	struct virtio_tmem_req req;
+	struct virtio_tmem_op ops[];
+};
+
+struct virtio_tmem_in {
+	struct virtio_tmem_resp resp;
+	struct virtio_tmem_status status[];
+};
+
+/*
+ * One request being filled, in flight, or idle on its queue.  Owns its
+ * staging pages (pages[0..nfree) are free); a PUT the host refused takes
+ * its staging page away for good (frontswap.c), and the batch gets a new
+ * one if GFP_ATOMIC allows.
+ */
+struct virtio_tmem_batch {
+	struct list_head node;
+	unsigned int nops, ngets, nputs;
+	unsigned int credits_asked;
+	unsigned long classes;
+	struct virtio_tmem_out *out;
+	struct virtio_tmem_in *in;
+	struct virtio_tmem_slot *slots;
+	struct page **pages;
+	unsigned int nfree, npages;
+	struct scatterlist *sg_out, *sg_in;
+};
+
+struct virtio_tmem;
+
+struct virtio_tmem_queue {
+	/* Protects everything below, the batches it owns, and vq. */
+	spinlock_t lock;
+	struct virtqueue *vq;
+	struct virtio_tmem *vt;
+	struct virtio_tmem_batch *open;	/* being filled */
+	struct list_head idle;
+	unsigned int inflight;
+	unsigned long submitted, completed;	/* requests, ever */
+	unsigned long kick_classes;	/* carried since the last kick */
+	struct timer_list timer;	/* sends a batch left half full */
+	/*
+	 * Flushes issued in atomic context while every batch was busy; they
+	 * lead the next batch opened, so they keep their order.
+	 */
+	unsigned int ndeferred;
+	struct virtio_tmem_op *deferred;
+	struct virtio_tmem_slot *deferred_slots;
+	wait_queue_head_t wait;		/* a batch completed */
+	struct virtio_tmem_batch *batches;
+};
+
+struct virtio_tmem {
+	struct virtio_device *vdev;
+	unsigned int nqueues;
+	struct virtio_tmem_queue *queues;
+	unsigned int max_ops;		/* ops per request, from config */
+	unsigned int batch;		/* pages per request */
+	u32 max_credits;
+	bool has_credits, has_ephemeral;
+	bool draining;			/* being removed: refuse new pages */
+
+	atomic_t credits;		/* held, not spent */
+	atomic_t credits_asked;		/* asked for in requests in flight */
+
+	/* Protects eventq. */
+	spinlock_t event_lock;
+	struct virtqueue *eventq;
+	void *event_bufs[VIRTIO_TMEM_EVENT_BUFS];
+	struct work_struct event_work;
+	struct work_struct reclaim_work;
+	struct work_struct repair_work;
+	atomic_long_t reclaim_target;
+};
+
+/* core.c */
+extern struct mutex virtio_tmem_pools_mutex;
+extern struct srcu_struct virtio_tmem_srcu;
+extern struct virtio_tmem __rcu *virtio_tmem_dev;
+extern struct virtio_tmem_pool virtio_tmem_fs_pools[MAX_SWAPFILES];
+extern struct virtio_tmem_pool virtio_tmem_cc_pools[VIRTIO_TMEM_CC_POOLS];
+extern bool virtio_tmem_frontswap_on, virtio_tmem_cleancache_on;
+extern bool virtio_tmem_sync;
+int virtio_tmem_pool_attach(struct virtio_tmem *vt,
+			    struct virtio_tmem_pool *pool);
+void virtio_tmem_pool_detach(struct virtio_tmem *vt,
+			     struct virtio_tmem_pool *pool);
+struct virtio_tmem_pool *virtio_tmem_pool_by_dev_id(u32 dev_id);
+
+/* request.c */
+int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs);
+void virtio_tmem_queues_free(struct virtio_tmem *vt);
+void virtio_tmem_request_done(struct virtqueue *vq);
+struct virtio_tmem_queue *virtio_tmem_queue_of(struct virtio_tmem *vt,
+					       u64 hash);
+struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
+					  struct virtio_tmem_slot **slot,
+					  bool need_page, bool can_wait,
+					  unsigned long *flags);
+void virtio_tmem_op_added(struct virtio_tmem_queue *q);
+int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
+			const struct virtio_tmem_op *op, u8 class,
+			struct virtio_tmem_pool *pool, struct page *page,
+			u32 *value);
+void virtio_tmem_quiesce(struct virtio_tmem *vt);
+bool virtio_tmem_take_credit(struct virtio_tmem *vt);
+
+/* events.c */
+int virtio_tmem_events_init(struct virtio_tmem *vt);
+void virtio_tmem_events_free(struct virtio_tmem *vt);
+void virtio_tmem_event_done(struct virtqueue *vq);
+
+/* frontswap.c */
+extern struct frontswap_ops virtio_tmem_frontswap_ops;
+void virtio_tmem_copies_init(void);
+void virtio_tmem_fs_put_done(struct page *copy, u8 status,
+			     struct virtio_tmem_batch *b);
+void virtio_tmem_reclaim(struct work_struct *work);
+void virtio_tmem_frontswap_drain(struct virtio_tmem *vt);
+
+/* cleancache.c */
+extern const struct cleancache_ops virtio_tmem_cleancache_ops;
+void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
+			    const struct virtio_tmem_op *op, int delta);
+void virtio_tmem_pool_poison(struct virtio_tmem *vt,
+			     struct virtio_tmem_pool *pool);
+void virtio_tmem_repair(struct work_struct *work);
+
+/* stats.c */
+enum virtio_tmem_stat {
+	VIRTIO_TMEM_FRONTSWAP_STORES,
+	VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS,
+	VIRTIO_TMEM_FRONTSWAP_STORES_BATCHED,
+	VIRTIO_TMEM_FRONTSWAP_LOADS,
+	VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES,
+	VIRTIO_TMEM_FRONTSWAP_LOADS_FROM_COPY,
+	VIRTIO_TMEM_FRONTSWAP_INVALIDATES,
+	VIRTIO_TMEM_FRONTSWAP_KEPT,
+	VIRTIO_TMEM_CLEANCACHE_PUTS,
+	VIRTIO_TMEM_CLEANCACHE_PUT_DROPS,
+	VIRTIO_TMEM_CLEANCACHE_PUT_REFUSED,
+	VIRTIO_TMEM_CLEANCACHE_GETS,
+	VIRTIO_TMEM_CLEANCACHE_HITS,
+	VIRTIO_TMEM_CLEANCACHE_MISSES,
+	VIRTIO_TMEM_CLEANCACHE_MISSES_NO_EXIT,
+	VIRTIO_TMEM_CLEANCACHE_INVALIDATES,
+	VIRTIO_TMEM_FLUSHES_LOST,
+	VIRTIO_TMEM_REQUESTS,
+	VIRTIO_TMEM_KICKS,
+	VIRTIO_TMEM_INTERRUPTS,
+	VIRTIO_TMEM_CREDITS_GRANTED,
+	VIRTIO_TMEM_EVENTS,
+	VIRTIO_TMEM_EVICTED_KEYS,
+	VIRTIO_TMEM_RECLAIM_REQUESTS,
+	VIRTIO_TMEM_HINTS,
+	VIRTIO_TMEM_NR_STATS,
+};
+
+extern atomic64_t virtio_tmem_stats[VIRTIO_TMEM_NR_STATS];
+extern atomic64_t virtio_tmem_class_kicks[VIRTIO_TMEM_NR_CLASSES];
+extern atomic64_t virtio_tmem_class_irqs[VIRTIO_TMEM_NR_CLASSES];
+
+static inline void virtio_tmem_count(enum virtio_tmem_stat s, long n)
+{
+	atomic64_add(n, &virtio_tmem_stats[s]);
+}
+
+void virtio_tmem_count_classes(atomic64_t *counters, unsigned long classes);
+void virtio_tmem_debugfs_init(void);
+
+#endif /* _VIRTIO_TMEM_DRV_H */
