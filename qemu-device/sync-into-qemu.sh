@@ -21,11 +21,14 @@ put() {
 
 put "$dev/virtio-tmem.c" hw/virtio/virtio-tmem.c
 put "$dev/virtio-tmem-req.c" hw/virtio/virtio-tmem-req.c
+put "$dev/virtio-tmem-events.c" hw/virtio/virtio-tmem-events.c
 put "$dev/virtio-tmem-migration.c" hw/virtio/virtio-tmem-migration.c
 put "$dev/virtio-tmem-qmp.c" hw/virtio/virtio-tmem-qmp.c
 put "$dev/virtio-tmem-pci.c" hw/virtio/virtio-tmem-pci.c
 put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
-put "$dev/tests/virtio-tmem-test.c" tests/qtest/virtio-tmem-test.c
+for f in "$dev"/tests/virtio-tmem-*.[ch]; do
+	put "$f" "tests/qtest/${f##*/}"
+done
 put "$dev/tests/libqos/virtio-tmem.c" tests/qtest/libqos/virtio-tmem.c
 put "$dev/tests/libqos/virtio-tmem.h" tests/qtest/libqos/virtio-tmem.h
 put "$dev/tests/fuzz/virtio_tmem_fuzz.c" tests/qtest/fuzz/virtio_tmem_fuzz.c

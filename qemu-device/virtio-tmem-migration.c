@@ -5,10 +5,11 @@
  * dropped lives only here, so every one of them, spilled ones included,
  * travels in the device's section, with the pools and the credits.
  * Ephemeral pages may be dropped at any time, so their pools arrive
- * empty and the driver gets a RESET event for each.
+ * empty and the driver gets a RESET event for each, once it runs.
  *
- * The section is saved with the VM stopped, so it is one consistent
- * snapshot of the store.  Its stream:
+ * The section is saved with the VM stopped, and with it the request
+ * queues' handlers (in the main loop or an iothread), so it is one
+ * consistent snapshot of the store.  Its stream:
  *
  *   be32 npools
  *   per pool slot: u8 kind (0: free), be16 generation,
@@ -62,12 +63,14 @@ static int virtio_tmem_save(QEMUFile *f, void *pv, size_t size,
 {
     VirtIOTmem *s = pv;
     uint32_t i;
+    int rc = 0;
 
+    /* the VM is stopped, and with it the queues' handlers */
+    qemu_mutex_lock(&s->lock);
     qemu_put_be32(f, s->npools);
     for (i = 0; i < s->npools; i++) {
         enum tmem_pool_kind kind;
         uint32_t page_size;
-        int rc;
 
         if (s->pools[i] < 0 ||
             tmem_pool_info(s->store, s->pools[i], &kind, &page_size)) {
@@ -84,11 +87,12 @@ static int virtio_tmem_save(QEMUFile *f, void *pv, size_t size,
             if (rc < 0) {
                 error_report("virtio-tmem: cannot save pool %u: %s", i,
                              strerror(-rc));
-                return rc;
+                break;
             }
         }
     }
-    return qemu_file_get_error(f);
+    qemu_mutex_unlock(&s->lock);
+    return rc < 0 ? rc : qemu_file_get_error(f);
 }
 
 static int virtio_tmem_load_pages(QEMUFile *f, VirtIOTmem *s, int pool,
@@ -115,13 +119,16 @@ static int virtio_tmem_load_pages(QEMUFile *f, VirtIOTmem *s, int pool,
     return qemu_file_get_error(f);
 }
 
-static int virtio_tmem_load(QEMUFile *f, void *pv, size_t size,
-                            const VMStateField *field)
+/*
+ * Ephemeral pools arrive empty: the driver is told with a RESET for
+ * each, sent by the event bottom half once the guest runs again.
+ */
+static int virtio_tmem_load_locked(QEMUFile *f, VirtIOTmem *s)
 {
-    VirtIOTmem *s = pv;
     uint32_t npools = qemu_get_be32(f), i;
 
     virtio_tmem_drop_pools(s);
+    virtio_tmem_events_reset(s);
     if (npools > s->max_pools) {
         error_report("virtio-tmem: %u pools arriving, max-pools is %u",
                      npools, s->max_pools);
@@ -152,6 +159,7 @@ static int virtio_tmem_load(QEMUFile *f, void *pv, size_t size,
         }
         s->pools[i] = pool;
         if (kind == VIRTIO_TMEM_POOL_EPHEMERAL) {
+            s->pstate[i].reset_pending = true;
             continue;
         }
         rc = virtio_tmem_load_pages(f, s, pool, 1u << shift);
@@ -164,28 +172,28 @@ static int virtio_tmem_load(QEMUFile *f, void *pv, size_t size,
     return qemu_file_get_error(f);
 }
 
+static int virtio_tmem_load(QEMUFile *f, void *pv, size_t size,
+                            const VMStateField *field)
+{
+    VirtIOTmem *s = pv;
+    int rc;
+
+    qemu_mutex_lock(&s->lock);
+    rc = virtio_tmem_load_locked(f, s);
+    qemu_mutex_unlock(&s->lock);
+    return rc;
+}
+
 static const VMStateInfo vmstate_info_virtio_tmem_pages = {
     .name = "virtio-tmem-pages",
     .get = virtio_tmem_load,
     .put = virtio_tmem_save,
 };
 
-/*
- * Ephemeral pools arrived empty: the driver is told with RESET events,
- * sent when it next touches a queue, since the rings may not be usable
- * from inside a load.
- */
-static int virtio_tmem_post_load(void *opaque, int version_id)
-{
-    VIRTIO_TMEM(opaque)->resets_pending = true;
-    return 0;
-}
-
 const VMStateDescription vmstate_virtio_tmem_device = {
     .name = "virtio-tmem-device",
     .version_id = 1,
     .minimum_version_id = 1,
-    .post_load = virtio_tmem_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(credits, VirtIOTmem),
         {

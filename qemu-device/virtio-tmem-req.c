@@ -173,6 +173,7 @@ static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
         return virtio_tmem_status_of(pool);
     }
     s->pools[id] = pool;
+    s->pstate[id] = (VirtIOTmemPoolState) { 0 };
     if (id == s->npools) {
         s->npools++;
     }
@@ -235,30 +236,43 @@ static uint8_t virtio_tmem_put(VirtIOTmem *s, int pool,
     return st;
 }
 
-static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool,
+/* A GET; on an ephemeral pool it counts toward the pool's HINT. */
+static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool, uint32_t slot,
                                const struct tmem_key *key, bool exclusive,
                                VirtQueueElement *elem, size_t off, size_t len)
 {
     int rc = exclusive ? tmem_get_exclusive(s->store, pool, key, s->page, len)
                        : tmem_get(s->store, pool, key, s->page, len);
+    enum tmem_pool_kind kind;
 
     if (!rc) {
         iov_from_buf(elem->in_sg, elem->in_num, off, s->page, len);
     }
+    if ((!rc || rc == -ENOENT) &&
+        !tmem_pool_info(s->store, pool, &kind, NULL) &&
+        kind == TMEM_EPHEMERAL) {
+        virtio_tmem_events_get(s, slot, !rc);
+    }
     return virtio_tmem_status_of(rc);
 }
 
-/* No credits while over budget: the driver falls back to sync puts. */
+/*
+ * No credits while over budget: the driver falls back to sync puts, and
+ * is sent the credits in a CREDITS event once the store is back under.
+ */
 static uint32_t virtio_tmem_grant(VirtIOTmem *s, uint32_t wanted)
 {
     uint32_t grant = MIN(wanted, s->max_credits - s->credits);
     struct tmem_stats st;
+    bool over;
 
     tmem_stats(s->store, &st);
-    if (st.v[TMEM_STAT_RAM_USED] > st.v[TMEM_STAT_BUDGET]) {
-        return 0;
+    over = st.v[TMEM_STAT_RAM_USED] > st.v[TMEM_STAT_BUDGET];
+    if (over) {
+        grant = 0;
     }
-
+    virtio_tmem_events_credits(s, MIN(wanted, s->max_credits - s->credits),
+                               grant, over);
     s->credits += grant;
     return grant;
 }
@@ -358,6 +372,7 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
     switch (op->type) {
     case VIRTIO_TMEM_OP_POOL_DESTROY:
         n = tmem_pool_destroy(s->store, pool);
+        s->pstate[VIRTIO_TMEM_POOL_SLOT(id)] = (VirtIOTmemPoolState) { 0 };
         s->pools[VIRTIO_TMEM_POOL_SLOT(id)] = -1;
         s->pool_gen[VIRTIO_TMEM_POOL_SLOT(id)]++;
         return n < 0 ? virtio_tmem_status_of(n) : VIRTIO_TMEM_S_OK;
@@ -366,7 +381,7 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
                                out_len);
     case VIRTIO_TMEM_OP_GET:
     case VIRTIO_TMEM_OP_GET_EXCL:
-        return virtio_tmem_get(s, pool, &key,
+        return virtio_tmem_get(s, pool, VIRTIO_TMEM_POOL_SLOT(id), &key,
                                op->type == VIRTIO_TMEM_OP_GET_EXCL, elem,
                                *in_off - in_len, in_len);
     case VIRTIO_TMEM_OP_FLUSH_PAGE:

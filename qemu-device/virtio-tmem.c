@@ -4,8 +4,9 @@
  * The guest's frontswap and cleancache pages, in batches, into a store
  * of compressed pages in host RAM (host-lib, include/tmem.h) under a
  * budget the host changes with qom-set.  Requests are decoded in
- * virtio-tmem-req.c; this file is the device's life cycle, its queues,
- * its properties and its statistics.
+ * virtio-tmem-req.c and events raised in virtio-tmem-events.c; this file
+ * is the device's life cycle, its queues (in the main loop or in an
+ * iothread), its properties and its statistics.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -15,103 +16,63 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
+#include "qemu/error-report.h"
 #include "qemu/iov.h"
 #include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
+#include "block/aio-wait.h"
+#include "exec/memory.h"
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio.h"
+#include "hw/virtio/virtio-bus.h"
 #include "hw/virtio/virtio-tmem.h"
+#include "system/iothread.h"
 #include "migration/vmstate.h"
 #include "tmem.h"
 #include "trace.h"
 
 #define VIRTIO_TMEM_DEFAULT_BUDGET  (64 * MiB)
 
-/*
- * Send one event into the next buffer the driver posted.  With none
- * posted the event is lost, and counted: every event is advice the
- * protocol lets the driver miss.
- */
-void virtio_tmem_send_event(VirtIOTmem *s, uint16_t type, uint32_t pool,
-                            uint64_t value)
-{
-    VirtIODevice *vdev = VIRTIO_DEVICE(s);
-    struct virtio_tmem_event ev = {
-        .type = cpu_to_le16(type),
-        .pool = cpu_to_le32(pool),
-        .value = cpu_to_le64(value),
-    };
-    VirtQueueElement *elem = virtqueue_pop(s->eventq,
-                                           sizeof(VirtQueueElement));
-
-    if (!elem) {
-        s->events_lost++;
-        return;
-    }
-    if (iov_size(elem->in_sg, elem->in_num) < VIRTIO_TMEM_EVENT_MIN) {
-        virtio_error(vdev, "virtio-tmem: event buffer under %d bytes",
-                     VIRTIO_TMEM_EVENT_MIN);
-        virtqueue_detach_element(s->eventq, elem, 0);
-        g_free(elem);
-        return;
-    }
-    iov_from_buf(elem->in_sg, elem->in_num, 0, &ev, sizeof(ev));
-    virtqueue_push(s->eventq, elem, sizeof(ev));
-    g_free(elem);
-    virtio_notify(vdev, s->eventq);
-    s->events_sent++;
-}
-
-/* Events raised while the rings could not take them (during a load). */
-static void virtio_tmem_flush_events(VirtIOTmem *s)
-{
-    uint32_t i;
-
-    if (!s->resets_pending) {
-        return;
-    }
-    s->resets_pending = false;
-    for (i = 0; i < s->npools; i++) {
-        enum tmem_pool_kind kind;
-
-        if (s->pools[i] >= 0 &&
-            !tmem_pool_info(s->store, s->pools[i], &kind, NULL) &&
-            kind == TMEM_EPHEMERAL) {
-            virtio_tmem_send_event(s, VIRTIO_TMEM_EVENT_RESET,
-                                   (uint32_t)s->pool_gen[i] << 16 | i, 0);
-        }
-    }
-}
-
+/* The driver posted event buffers: send whatever waited for one. */
 static void virtio_tmem_handle_eventq(VirtIODevice *vdev, VirtQueue *vq)
 {
-    virtio_tmem_flush_events(VIRTIO_TMEM(vdev));
+    virtio_tmem_events_kick(VIRTIO_TMEM(vdev));
 }
 
 /*
  * Drain a request queue: every chain, with notifications off while we
  * work, then one interrupt for the lot.  A kick is an exit on KVM and an
  * interrupt an injection, so both are counted for the exits-per-page
- * figures.
+ * figures.  Runs in the iothread if there is one, else in the main
+ * loop; s->lock is held for one request at a time, so QMP and the event
+ * bottom half wait for at most one request.
  */
 static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
     VirtIOTmemQueueStats *qs = &s->qstats[virtio_get_queue_index(vq) - 1];
     unsigned done = 0;
-    bool broken = false;
+    bool broken = false, notified;
 
+    qemu_mutex_lock(&s->lock);
     qs->kicks++;
-    virtio_tmem_flush_events(s);
+    qemu_mutex_unlock(&s->lock);
     do {
         VirtQueueElement *elem;
 
         virtio_queue_set_notification(vq, 0);
         while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
             size_t written;
+            bool ok;
 
-            if (!virtio_tmem_handle_request(s, elem, qs, &written)) {
+            qemu_mutex_lock(&s->lock);
+            ok = virtio_tmem_handle_request(s, elem, qs, &written);
+            if (ok) {
+                qs->requests++;
+            }
+            qemu_mutex_unlock(&s->lock);
+            if (!ok) {
                 virtqueue_detach_element(vq, elem, 0);
                 g_free(elem);
                 broken = true;
@@ -119,15 +80,124 @@ static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
             }
             virtqueue_push(vq, elem, written);
             g_free(elem);
-            qs->requests++;
             done++;
         }
         virtio_queue_set_notification(vq, 1);
     } while (!broken && !virtio_queue_empty(vq));
 
-    if (done && virtio_notify(vdev, vq)) {
-        qs->interrupts++;
+    if (!done) {
+        return;
     }
+    /* from an iothread, through the guest notifier's eventfd */
+    notified = qemu_in_iothread() ? virtio_notify_irqfd(vdev, vq)
+                                  : virtio_notify(vdev, vq);
+    if (notified) {
+        qemu_mutex_lock(&s->lock);
+        qs->interrupts++;
+        qemu_mutex_unlock(&s->lock);
+    }
+    virtio_tmem_events_kick(s);
+}
+
+/*
+ * With an iothread, request queues are served there and the event queue
+ * stays in the main loop, as virtio-scsi does with its queues.  Without
+ * one, QEMU's own ioeventfd handling serves them all in the main loop.
+ */
+static int (*virtio_tmem_parent_start_ioeventfd)(VirtIODevice *vdev);
+static void (*virtio_tmem_parent_stop_ioeventfd)(VirtIODevice *vdev);
+
+static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
+    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    unsigned nvqs = 1 + s->num_queues, i, n;
+    AioContext *ctx;
+    int rc;
+
+    if (!s->iothread) {
+        return virtio_tmem_parent_start_ioeventfd(vdev);
+    }
+    rc = k->set_guest_notifiers(qbus->parent, nvqs, true);
+    if (rc) {
+        error_report("virtio-tmem: cannot set guest notifiers (%d)", rc);
+        return rc;
+    }
+    memory_region_transaction_begin();
+    for (n = 0; n < nvqs; n++) {
+        rc = virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), n, true);
+        if (rc) {
+            break;
+        }
+    }
+    if (rc) {
+        for (i = 0; i < n; i++) {
+            virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, false);
+        }
+        memory_region_transaction_commit();
+        for (i = 0; i < n; i++) {
+            virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
+        }
+        k->set_guest_notifiers(qbus->parent, nvqs, false);
+        error_report("virtio-tmem: cannot set host notifiers (%d)", rc);
+        return rc;
+    }
+    memory_region_transaction_commit();
+    s->dataplane_started = true;
+
+    virtio_queue_aio_attach_host_notifier_no_poll(s->eventq,
+                                                  qemu_get_aio_context());
+    ctx = iothread_get_aio_context(s->iothread);
+    for (i = 0; i < s->num_queues; i++) {
+        virtio_queue_aio_attach_host_notifier(s->reqq[i], ctx);
+    }
+    /* requests queued before the handlers were attached */
+    for (i = 0; i < nvqs; i++) {
+        event_notifier_set(virtio_queue_get_host_notifier(
+                               virtio_get_queue(vdev, i)));
+    }
+    return 0;
+}
+
+/* In the iothread: stop taking kicks, then serve any that came. */
+static void virtio_tmem_detach_bh(void *opaque)
+{
+    VirtQueue *vq = opaque;
+
+    virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
+    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
+}
+
+static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
+    VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+    unsigned nvqs = 1 + s->num_queues, i;
+    AioContext *ctx;
+
+    if (!s->dataplane_started) {
+        virtio_tmem_parent_stop_ioeventfd(vdev);
+        return;
+    }
+    /* once these return, the iothread holds no request of ours */
+    ctx = iothread_get_aio_context(s->iothread);
+    for (i = 0; i < s->num_queues; i++) {
+        aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, s->reqq[i]);
+    }
+    virtio_queue_aio_detach_host_notifier(s->eventq, qemu_get_aio_context());
+
+    memory_region_transaction_begin();
+    for (i = 0; i < nvqs; i++) {
+        virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), i, false);
+    }
+    memory_region_transaction_commit();
+    for (i = 0; i < nvqs; i++) {
+        virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
+    }
+    k->set_guest_notifiers(qbus->parent, nvqs, false);
+    s->dataplane_started = false;
 }
 
 static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t f,
@@ -136,7 +206,22 @@ static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t f,
     virtio_add_feature(&f, VIRTIO_TMEM_F_EPHEMERAL);
     virtio_add_feature(&f, VIRTIO_TMEM_F_PAGE_64K);
     virtio_add_feature(&f, VIRTIO_TMEM_F_CREDITS);
+    virtio_add_feature(&f, VIRTIO_TMEM_F_EVICT_REPORT);
     return f;
+}
+
+/* Eviction reports only while a driver that asked for them runs. */
+static void virtio_tmem_set_status(VirtIODevice *vdev, uint8_t status)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    bool live = (status & VIRTIO_CONFIG_S_DRIVER_OK) && vdev->vm_running;
+
+    virtio_tmem_events_evict_enable(s, live &&
+        virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_EVICT_REPORT));
+    if (live) {
+        /* e.g. RESETs owed since a migration load */
+        virtio_tmem_events_kick(s);
+    }
 }
 
 static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config)
@@ -165,16 +250,21 @@ void virtio_tmem_drop_pools(VirtIOTmem *s)
         }
     }
     s->npools = 0;
-    s->resets_pending = false;
 }
 
-/* Reset, unplug and driver reload leave no pool and no page behind. */
+/*
+ * Reset, unplug and driver reload leave no pool and no page behind.
+ * The transport stopped the queues' handlers (and the iothread's) first.
+ */
 static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
+    qemu_mutex_lock(&s->lock);
     virtio_tmem_drop_pools(s);
     s->credits = 0;
+    virtio_tmem_events_reset(s);
+    qemu_mutex_unlock(&s->lock);
     trace_virtio_tmem_reset(s);
 }
 
@@ -208,6 +298,16 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         error_setg(errp, "spill needs spill-max");
         return;
     }
+    if (s->iothread) {
+        BusState *qbus = qdev_get_parent_bus(dev);
+        VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+
+        if (!k->set_guest_notifiers || !k->ioeventfd_assign) {
+            error_setg(errp, "this transport cannot serve virtio-tmem "
+                       "from an iothread");
+            return;
+        }
+    }
     rc = tmem_store_create(&cfg, &s->store);
     if (rc < 0) {
         error_setg_errno(errp, -rc, "cannot create the page store%s%s",
@@ -230,6 +330,10 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     s->pools = g_new(int, s->max_pools);
     s->pool_gen = g_new0(uint16_t, s->max_pools);
     s->qstats = g_new0(VirtIOTmemQueueStats, s->num_queues);
+    virtio_tmem_events_init(s);
+    if (s->iothread) {
+        object_ref(OBJECT(s->iothread));
+    }
 }
 
 static void virtio_tmem_unrealize(DeviceState *dev)
@@ -243,6 +347,10 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     }
     virtio_delete_queue(s->eventq);
     virtio_cleanup(vdev);
+    virtio_tmem_events_cleanup(s);
+    if (s->iothread) {
+        object_unref(OBJECT(s->iothread));
+    }
     tmem_store_destroy(s->store);
     s->store = NULL;
     g_free(s->reqq);
@@ -267,14 +375,20 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
                                    void *opaque, Error **errp)
 {
     VirtIOTmem *s = VIRTIO_TMEM(obj);
-    uint64_t value;
+    uint64_t value, old;
 
     if (!visit_type_size(v, name, &value, errp)) {
         return;
     }
+    qemu_mutex_lock(&s->lock);
+    old = s->budget;
     s->budget = value;
     if (s->store) {
         tmem_set_budget(s->store, value);
+        virtio_tmem_events_budget(s, old, value);
+    }
+    qemu_mutex_unlock(&s->lock);
+    if (s->store) {
         virtio_notify_config(VIRTIO_DEVICE(s));
     }
     trace_virtio_tmem_budget(s, value);
@@ -306,16 +420,57 @@ static const char *const virtio_tmem_op_names[] = {
     [VIRTIO_TMEM_OP_CREDITS] = "credits",
 };
 
+/* The device's counters, copied under its locks for one stats answer. */
+typedef struct VirtIOTmemStatsSnap {
+    VirtIOTmemQueueStats total;
+    VirtIOTmemQueueStats *queues;
+    VirtIOTmemOpStats ops[VIRTIO_TMEM_OP_CREDITS + 1];
+    uint64_t events[VIRTIO_TMEM_EVENT_RESET + 1];
+    uint64_t events_sent, events_lost, evicted_keys, evict_dropped;
+    bool iothread_active;
+} VirtIOTmemStatsSnap;
+
+static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
+{
+    unsigned i;
+
+    if (!s->qstats) {
+        return;     /* not realized: all zero */
+    }
+    sn->queues = g_new(VirtIOTmemQueueStats, s->num_queues);
+    qemu_mutex_lock(&s->lock);
+    memcpy(sn->queues, s->qstats, s->num_queues * sizeof(*sn->queues));
+    memcpy(sn->ops, s->opstats, sizeof(sn->ops));
+    memcpy(sn->events, s->events_type, sizeof(sn->events));
+    sn->events_sent = s->events_sent;
+    sn->events_lost = s->events_lost;
+    sn->evicted_keys = s->evicted_keys;
+    sn->evict_dropped = s->evict_lost;
+    sn->iothread_active = s->dataplane_started;
+    qemu_mutex_lock(&s->evict_lock);
+    sn->evict_dropped += s->evict_dropped;
+    qemu_mutex_unlock(&s->evict_lock);
+    qemu_mutex_unlock(&s->lock);
+    for (i = 0; i < s->num_queues; i++) {
+        sn->total.kicks += sn->queues[i].kicks;
+        sn->total.interrupts += sn->queues[i].interrupts;
+        sn->total.requests += sn->queues[i].requests;
+        sn->total.ops += sn->queues[i].ops;
+        sn->total.pages += sn->queues[i].pages;
+    }
+}
+
 /*
  * The "stats" property: every store statistic by its host-lib name, the
- * device's totals (kicks, interrupts, requests, ops, pages), and the same
- * per request queue ("queues") and per operation ("operations").
+ * device's totals (kicks, interrupts, requests, ops, pages), the same
+ * per request queue ("queues") and per operation ("operations"), and
+ * the events sent, by type ("events").
  */
 static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
                                   void *opaque, Error **errp)
 {
     VirtIOTmem *s = VIRTIO_TMEM(obj);
-    VirtIOTmemQueueStats total = { 0 };
+    VirtIOTmemStatsSnap sn = { 0 };
     struct tmem_stats st = { 0 };
     unsigned i;
     bool ok = false;
@@ -323,13 +478,7 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     if (s->store) {
         tmem_stats(s->store, &st);
     }
-    for (i = 0; s->qstats && i < s->num_queues; i++) {
-        total.kicks += s->qstats[i].kicks;
-        total.interrupts += s->qstats[i].interrupts;
-        total.requests += s->qstats[i].requests;
-        total.ops += s->qstats[i].ops;
-        total.pages += s->qstats[i].pages;
-    }
+    virtio_tmem_snap(s, &sn);
     if (!visit_start_struct(v, name, NULL, 0, errp)) {
         return;
     }
@@ -341,19 +490,23 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     if (!visit_type_number(v, "compression_ratio", &st.compression_ratio,
                            errp) ||
         !visit_type_number(v, "fragmentation", &st.fragmentation, errp) ||
-        !virtio_tmem_visit_counters(v, &total, errp) ||
-        !visit_type_uint64(v, "events_sent", &s->events_sent, errp) ||
-        !visit_type_uint64(v, "events_lost", &s->events_lost, errp)) {
+        !virtio_tmem_visit_counters(v, &sn.total, errp) ||
+        !visit_type_uint64(v, "events_sent", &sn.events_sent, errp) ||
+        !visit_type_uint64(v, "events_lost", &sn.events_lost, errp) ||
+        !visit_type_uint64(v, "evicted_keys", &sn.evicted_keys, errp) ||
+        !visit_type_uint64(v, "evict_reports_dropped", &sn.evict_dropped,
+                           errp) ||
+        !visit_type_bool(v, "iothread_active", &sn.iothread_active, errp)) {
         goto out;
     }
     if (!visit_start_list(v, "queues", NULL, 0, errp)) {
         goto out;
     }
-    for (i = 0; s->qstats && i < s->num_queues; i++) {
+    for (i = 0; sn.queues && i < s->num_queues; i++) {
         if (!visit_start_struct(v, NULL, NULL, 0, errp)) {
             break;
         }
-        ok = virtio_tmem_visit_counters(v, &s->qstats[i], errp) &&
+        ok = virtio_tmem_visit_counters(v, &sn.queues[i], errp) &&
              visit_check_struct(v, errp);
         visit_end_struct(v, NULL);
         if (!ok) {
@@ -365,13 +518,25 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
         goto out;
     }
     for (i = 1; i < ARRAY_SIZE(virtio_tmem_op_names); i++) {
-        uint64_t ops = s->opstats[i].ops, pages = s->opstats[i].pages;
-
         ok = visit_start_struct(v, virtio_tmem_op_names[i], NULL, 0, errp) &&
-             visit_type_uint64(v, "ops", &ops, errp) &&
-             visit_type_uint64(v, "pages", &pages, errp) &&
+             visit_type_uint64(v, "ops", &sn.ops[i].ops, errp) &&
+             visit_type_uint64(v, "pages", &sn.ops[i].pages, errp) &&
              visit_check_struct(v, errp);
         visit_end_struct(v, NULL);
+        if (!ok) {
+            break;
+        }
+    }
+    if (ok) {
+        ok = visit_check_struct(v, errp);
+    }
+    visit_end_struct(v, NULL);
+    if (!ok || !visit_start_struct(v, "events", NULL, 0, errp)) {
+        goto out;
+    }
+    for (i = 1; i <= VIRTIO_TMEM_EVENT_RESET; i++) {
+        ok = visit_type_uint64(v, virtio_tmem_event_names[i], &sn.events[i],
+                               errp);
         if (!ok) {
             break;
         }
@@ -385,6 +550,7 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
     }
 out:
     visit_end_struct(v, NULL);
+    g_free(sn.queues);
 }
 
 static const VMStateDescription vmstate_virtio_tmem = {
@@ -404,11 +570,23 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_UINT16("max-ops", VirtIOTmem, max_ops, 256),
     DEFINE_PROP_UINT32("max-credits", VirtIOTmem, max_credits, 1024),
     DEFINE_PROP_UINT32("max-pools", VirtIOTmem, max_pools, 1024),
+    DEFINE_PROP_UINT32("hint-window", VirtIOTmem, hint_window, 1024),
+    DEFINE_PROP_UINT32("hint-retry", VirtIOTmem, hint_retry_ms, 30000),
+    DEFINE_PROP_LINK("iothread", VirtIOTmem, iothread, TYPE_IOTHREAD,
+                     IOThread *),
 };
 
 static void virtio_tmem_instance_init(Object *obj)
 {
-    VIRTIO_TMEM(obj)->budget = VIRTIO_TMEM_DEFAULT_BUDGET;
+    VirtIOTmem *s = VIRTIO_TMEM(obj);
+
+    s->budget = VIRTIO_TMEM_DEFAULT_BUDGET;
+    qemu_mutex_init(&s->lock);
+}
+
+static void virtio_tmem_instance_finalize(Object *obj)
+{
+    qemu_mutex_destroy(&VIRTIO_TMEM(obj)->lock);
 }
 
 static void virtio_tmem_class_init(ObjectClass *klass, void *data)
@@ -423,7 +601,12 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->unrealize = virtio_tmem_unrealize;
     vdc->get_features = virtio_tmem_get_features;
     vdc->get_config = virtio_tmem_get_config;
+    vdc->set_status = virtio_tmem_set_status;
     vdc->reset = virtio_tmem_reset;
+    virtio_tmem_parent_start_ioeventfd = vdc->start_ioeventfd;
+    virtio_tmem_parent_stop_ioeventfd = vdc->stop_ioeventfd;
+    vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
+    vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;
     vdc->vmsd = &vmstate_virtio_tmem_device;
 
     object_class_property_add(klass, "budget", "size",
@@ -440,6 +623,7 @@ static const TypeInfo virtio_tmem_info = {
     .parent = TYPE_VIRTIO_DEVICE,
     .instance_size = sizeof(VirtIOTmem),
     .instance_init = virtio_tmem_instance_init,
+    .instance_finalize = virtio_tmem_instance_finalize,
     .class_init = virtio_tmem_class_init,
 };
 

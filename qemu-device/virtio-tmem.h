@@ -14,7 +14,10 @@
 
 #include "hw/virtio/virtio.h"
 #include "standard-headers/linux/virtio_tmem.h"
+#include "qemu/thread.h"
+#include "qemu/timer.h"
 #include "qom/object.h"
+#include "system/iothread.h"
 
 #define TYPE_VIRTIO_TMEM "virtio-tmem-device"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
@@ -24,7 +27,32 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 #define VIRTIO_TMEM_MAX_OPS         4096
 #define VIRTIO_TMEM_QUEUE_SIZE      256
 
+/* Keys in one EVICTED event: as many as a minimum-size buffer holds. */
+#define VIRTIO_TMEM_EVICT_KEYS \
+    ((VIRTIO_TMEM_EVENT_MIN - sizeof(struct virtio_tmem_event)) / \
+     sizeof(struct virtio_tmem_key))
+/* Eviction reports held between two sends; more are dropped, counted. */
+#define VIRTIO_TMEM_EVICT_BUF       1024
+
 struct tmem_store;
+struct tmem_key;
+
+/* One ephemeral page the store dropped, as the store named it. */
+typedef struct VirtIOTmemEvictReport {
+    int pool;                   /* store pool id, not the driver's */
+    uint32_t index;
+    uint64_t oid[3];
+} VirtIOTmemEvictReport;
+
+/* Per driver pool slot: events owed and the hit-ratio window. */
+typedef struct VirtIOTmemPoolState {
+    bool reset_pending;         /* a RESET to send */
+    bool hint_pending;          /* a HINT (of hint_off) to send */
+    bool hint_off;              /* the pool's hint is CLEANCACHE_OFF */
+    uint32_t win_gets;          /* GETs in the current window */
+    uint32_t win_hits;          /* ...of which hits */
+    int64_t off_since;          /* when hint_off was set, realtime ms */
+} VirtIOTmemPoolState;
 
 /* Counters of one request queue; what QMP shows as exits per page. */
 typedef struct VirtIOTmemQueueStats {
@@ -52,11 +80,27 @@ struct VirtIOTmem {
     uint16_t max_ops;       /* operations per request */
     uint32_t max_credits;   /* credits a driver may hold */
     uint32_t max_pools;     /* pools a driver may hold */
+    uint32_t hint_window;   /* GETs per hit-ratio window; 0: no hints */
+    uint32_t hint_retry_ms; /* CLEANCACHE_ON again this long after OFF */
+    IOThread *iothread;     /* request queues run here; NULL: main loop */
 
     /* Set up by realize */
     struct tmem_store *store;   /* the pages; private to this device */
-    VirtQueue *eventq;
+    VirtQueue *eventq;          /* always served in the main loop */
     VirtQueue **reqq;           /* num_queues request queues */
+    bool dataplane_started;     /* reqq handlers attached to iothread */
+    QEMUBH *event_bh;           /* main loop: work out and send events */
+    QEMUTimer *event_timer;     /* main loop: watch budget, spill, hints */
+
+    /*
+     * lock protects everything below but the eviction buffer: driver
+     * state, event state, statistics and the request scratch.  The
+     * request path holds it for one request at a time (in the iothread
+     * if there is one); QMP, reset, migration and the event bottom half
+     * take it from the main loop.  Lock order: lock, then the store's
+     * own locks, then evict_lock.
+     */
+    QemuMutex lock;
 
     /* Request scratch, sized by max_ops so no request allocates */
     struct virtio_tmem_op *ops;
@@ -68,29 +112,71 @@ struct VirtIOTmem {
     uint16_t *pool_gen;         /* generation of each slot's driver id */
     uint32_t npools;            /* entries of pools[] in use */
     uint32_t credits;           /* credits granted and not yet spent */
-    bool resets_pending;        /* ephemeral pools emptied by a load */
+    uint32_t credits_wanted;    /* refused for the budget: a CREDITS owed */
+    VirtIOTmemPoolState *pstate;    /* max_pools of them */
+
+    /* Event state; cleared by reset */
+    bool reclaim_pending;       /* a RECLAIM of reclaim_value to send */
+    uint64_t reclaim_value;
+    int64_t reclaim_last;       /* when the last RECLAIM went, realtime ms */
+    uint64_t spills_seen;       /* the store's spill count at last look */
+
+    /*
+     * Eviction reports, filled by the store's evict callback in
+     * whatever thread reclaims, under evict_lock (a leaf: nothing is
+     * called with it held), and drained by the event bottom half.
+     */
+    QemuMutex evict_lock;
+    bool evict_on;              /* EVICT_REPORT negotiated, driver live */
+    uint32_t nevict;
+    VirtIOTmemEvictReport *evict;       /* VIRTIO_TMEM_EVICT_BUF */
+    uint64_t evict_dropped;     /* reports dropped: buffer full */
+    VirtIOTmemEvictReport *evict_scratch;   /* the bottom half's copy */
+    struct virtio_tmem_key *evict_keys;     /* one event's keys */
 
     /* Statistics */
     VirtIOTmemQueueStats *qstats;   /* one per request queue */
     VirtIOTmemOpStats opstats[VIRTIO_TMEM_OP_CREDITS + 1];
     uint64_t events_sent;       /* events written to the event queue */
-    uint64_t events_lost;       /* events with no buffer to go to */
+    uint64_t events_lost;       /* EVICTED events with no buffer to go to */
+    uint64_t events_type[VIRTIO_TMEM_EVENT_RESET + 1];  /* sent, by type */
+    uint64_t evicted_keys;      /* keys sent in EVICTED events */
+    uint64_t evict_lost;        /* reports dropped with a lost event */
 };
 
 extern const VMStateDescription vmstate_virtio_tmem_device;
 
 /*
  * Decode and run one request; false after virtio_error() if the chain
- * cannot be parsed.  On success *@written is the used length.
+ * cannot be parsed.  On success *@written is the used length.  Caller
+ * holds s->lock.
  */
 bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
                                 VirtIOTmemQueueStats *qs, size_t *written);
 
-/* Destroy every pool of the driver's, and all their pages. */
+/* Destroy every pool of the driver's, and all their pages.  Holds lock. */
 void virtio_tmem_drop_pools(VirtIOTmem *s);
 
-/* Write one event to the event queue, if the driver posted a buffer. */
-void virtio_tmem_send_event(VirtIOTmem *s, uint16_t type, uint32_t pool,
-                            uint64_t value);
+/* virtio-tmem-events.c; "lock" means the caller holds s->lock */
+
+/* Stats and trace names of the event types, by VIRTIO_TMEM_EVENT_* */
+extern const char *const virtio_tmem_event_names[];
+
+/* Set up and tear down the event machinery (realize, unrealize). */
+void virtio_tmem_events_init(VirtIOTmem *s);
+void virtio_tmem_events_cleanup(VirtIOTmem *s);
+/* Forget every pending event and window (reset).  Lock. */
+void virtio_tmem_events_reset(VirtIOTmem *s);
+/* Eviction reports on or off, as the driver status says.  Any thread. */
+void virtio_tmem_events_evict_enable(VirtIOTmem *s, bool on);
+/* Let the bottom half look for events to send.  Any thread. */
+void virtio_tmem_events_kick(VirtIOTmem *s);
+/* A GET on an ephemeral pool's @slot: the hit-ratio window.  Lock. */
+void virtio_tmem_events_get(VirtIOTmem *s, uint32_t slot, bool hit);
+/* A CREDITS op granted @granted of @wanted, @over_budget.  Lock. */
+void virtio_tmem_events_credits(VirtIOTmem *s, uint32_t wanted,
+                                uint32_t granted, bool over_budget);
+/* The budget went from @old to @bytes.  Lock. */
+void virtio_tmem_events_budget(VirtIOTmem *s, uint64_t old, uint64_t bytes);
 
 #endif

@@ -74,7 +74,7 @@ if grep -E -A3 'tmem[^ :]*\.[ch]:[0-9]+:[0-9]+: warning' \
 	echo "build-qemu: warnings in virtio-tmem code (above)" >&2
 	# make the next build compile them again, and fail again
 	touch "$work"/src/hw/virtio/virtio-tmem*.c \
-	      "$work"/src/tests/qtest/virtio-tmem-test.c \
+	      "$work"/src/tests/qtest/virtio-tmem-*.c \
 	      "$work"/src/tests/qtest/libqos/virtio-tmem.c \
 	      "$work"/src/tests/qtest/fuzz/virtio_tmem_fuzz.c
 	exit 1
