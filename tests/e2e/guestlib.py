@@ -1,0 +1,342 @@
+"""Boot end-to-end guests and talk to them: shared by run-e2e.py and demo.py.
+
+Standard library only.  A guest is QEMU (TCG) with the project's device,
+a busybox initramfs whose /init is tests/e2e/guest/init.sh, a plan
+(/e2e/plan.sh) saying what to run, a virtio-blk swap disk and an ext4 data
+disk.  The console is QEMU's stdio: the guest prints E2E-* lines
+(tests/e2e/guest/e2e-common.h), and at each E2E-SYNC point the host
+answers on the same console, after acting over QMP if it wants to.
+"""
+import os
+import queue
+import re
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+from qmp import QMP, QMPError
+
+TOP = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", ".."))
+BUILD = os.path.join(TOP, os.environ.get("BUILD", "build"))
+GUEST_SRC = os.path.join(TOP, "tests", "e2e", "guest")
+PROGRAMS = ("swap-verify", "pagecache-verify")
+GUEST_MB = 128
+
+# Kernel console lines that mean the kernel found a bug in itself or in us.
+SPLAT = re.compile(r"BUG:|WARNING:|KASAN|possible circular locking|"
+                   r"possible recursive locking|inconsistent lock state|"
+                   r"INFO: possible|lock held when returning|"
+                   r"Kernel panic|Oops|general protection fault|Call Trace:")
+MARK = re.compile(r"E2E-([A-Z-]+)(?: (.*))?$")
+KV = re.compile(r"([A-Za-z_][\w.-]*)=(\S*)")
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+def run(cmd, what, **kw):
+    """Run a command; return its stdout's last line, or raise with its stderr."""
+    p = subprocess.run(cmd, cwd=TOP, stdout=subprocess.PIPE,
+                       stderr=subprocess.PIPE, text=True, **kw)
+    if p.returncode != 0:
+        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-15:])
+        raise RuntimeError(f"{what} failed (exit {p.returncode}):\n{tail}")
+    lines = p.stdout.strip().splitlines()
+    return lines[-1] if lines else ""
+
+
+def ensure_packages():
+    run(["scripts/ensure-packages.sh", "busybox-static", "e2fsprogs",
+         "util-linux", "qemu-utils", "seabios", "qemu-system-data",
+         "ipxe-qemu", "cpio", "gcc", "libc6-dev"], "ensure-packages.sh")
+
+
+def find_qemu():
+    """$QEMU if set, else what scripts/build-qemu.sh builds (cached)."""
+    q = os.environ.get("QEMU")
+    if not q:
+        q = run(["scripts/build-qemu.sh"], "scripts/build-qemu.sh")
+    if not os.access(q, os.X_OK):
+        raise RuntimeError(f"no QEMU binary at {q}")
+    return q
+
+
+def find_kernel(variant):
+    d = run(["scripts/build-kernel.sh", variant], f"scripts/build-kernel.sh {variant}")
+    img = os.path.join(d, "arch", "x86", "boot", "bzImage")
+    if not os.path.exists(img):
+        raise RuntimeError(f"no bzImage in {d}")
+    return img
+
+
+def find_module(variant):
+    """(path, None) or (None, why not): the driver built for this kernel."""
+    script = os.path.join(TOP, "scripts", "build-guest-module.sh")
+    if not os.access(script, os.X_OK):
+        return None, "scripts/build-guest-module.sh does not exist yet"
+    try:
+        ko = run([script] + (["debug"] if variant == "debug" else []),
+                 f"scripts/build-guest-module.sh {variant}")
+    except RuntimeError as e:
+        return None, str(e)
+    if not os.path.isfile(ko):
+        return None, f"scripts/build-guest-module.sh printed {ko!r}, not a file"
+    return ko, None
+
+
+def build_programs(outdir):
+    """Compile the static guest programs; return {name: path}."""
+    os.makedirs(outdir, exist_ok=True)
+    hdr = os.path.join(GUEST_SRC, "e2e-common.h")
+    out = {}
+    for name in PROGRAMS:
+        src = os.path.join(GUEST_SRC, name + ".c")
+        exe = os.path.join(outdir, name)
+        if (not os.path.exists(exe) or
+                os.path.getmtime(exe) < max(os.path.getmtime(src), os.path.getmtime(hdr))):
+            run(["gcc", "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
+                 "-o", exe, src], f"compiling {name}")
+        out[name] = exe
+    return out
+
+
+def make_disks(workdir, fmt="raw", swap_mb=512, data_mb=512):
+    """A swap disk (label e2eswap) and an ext4 disk (label e2edata), made
+    fresh; with fmt="qcow2" both are qcow2 and a third, empty qcow2 disk
+    holds savevm's VM state.  Returns -drive/-device arguments."""
+    os.makedirs(workdir, exist_ok=True)
+    swap = os.path.join(workdir, "swap.img")
+    data = os.path.join(workdir, "data.img")
+    for f in (swap, data):
+        if os.path.exists(f):
+            os.unlink(f)
+    with open(swap, "wb") as f:
+        f.truncate(swap_mb << 20)
+    os.chmod(swap, 0o600)
+    run(["mkswap", "-L", "e2eswap", swap], "mkswap")
+    with open(data, "wb") as f:
+        f.truncate(data_mb << 20)
+    run(["mkfs.ext4", "-q", "-F", "-L", "e2edata", data], "mkfs.ext4")
+    disks = [("swap", swap), ("data", data)]
+    if fmt == "qcow2":
+        conv = []
+        for name, path in disks:
+            q = path[:-4] + ".qcow2"
+            run(["qemu-img", "convert", "-f", "raw", "-O", "qcow2", path, q], "qemu-img convert")
+            os.unlink(path)
+            conv.append((name, q))
+        state = os.path.join(workdir, "state.qcow2")
+        run(["qemu-img", "create", "-q", "-f", "qcow2", state, "1G"], "qemu-img create")
+        # the first snapshot-capable disk gets savevm's VM state
+        disks = [("state", state)] + conv
+    args = []
+    for name, path in disks:
+        args += ["-drive", f"if=none,id={name},file={path},format={fmt}",
+                 "-device", f"virtio-blk-pci,drive={name}"]
+    return args
+
+
+def make_initrd(out, plan, programs, module=None):
+    """Pack busybox, /init, the plan, the programs and the module."""
+    plan_path = out + ".plan.sh"
+    with open(plan_path, "w") as f:
+        f.write(plan)
+    pairs = [f"{p}=e2e/{n}" for n, p in programs.items()]
+    pairs.append(f"{plan_path}=e2e/plan.sh")
+    if module:
+        pairs.append(f"{module}=e2e/virtio_tmem.ko")
+    run(["scripts/make-initramfs.sh", out, os.path.join(GUEST_SRC, "init.sh")] + pairs,
+        "scripts/make-initramfs.sh")
+
+
+def flat(host):
+    """The numbers of a device's stats object, nested names joined by '.'."""
+    out = {}
+
+    def walk(prefix, v):
+        if isinstance(v, dict):
+            for k, x in v.items():
+                walk(f"{prefix}{k}.", x)
+        elif isinstance(v, (int, float)) and not isinstance(v, bool):
+            out[prefix[:-1]] = v
+    walk("", host)
+    return out
+
+
+class Guest:
+    """One QEMU process: its console, its QMP socket, what it reported."""
+
+    def __init__(self, name, workdir, qemu, kernel, initrd, drives,
+                 tmem="budget=256M", smp=1, append="", timeout=300,
+                 echo=False):
+        self.name, self.workdir, self.timeout = name, workdir, timeout
+        self.echo = echo
+        self.qmp_path = os.path.join(workdir, "qmp.sock")
+        self.console_path = os.path.join(workdir, "console.log")
+        if os.path.exists(self.qmp_path):
+            os.unlink(self.qmp_path)
+        self.cmd = [qemu, "-M", "pc", "-m", str(GUEST_MB), "-smp", str(smp),
+                    "-nographic", "-no-reboot",
+                    "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
+                    "-kernel", kernel, "-initrd", initrd,
+                    "-append", f"console=ttyS0 panic=-1 loglevel=5 {append}".strip(),
+                    *drives]
+        if tmem is not None:
+            self.cmd += ["-device", f"virtio-tmem-pci,id=tmem0,{tmem}".rstrip(",")]
+        self.cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        self.lines = []          # the whole console
+        self.results = {}        # E2E-RESULT prog=P ...: {P: {k: v}}
+        self.init_results = []   # E2E-RESULT lines without prog=: [(line no, {k: v})]
+        self.stats = {}          # E2E-STATS label: {name: int} or None
+        self.snapshots = []      # (label, stats), in the order they came
+        self.ends = {}           # E2E-END name rc=N
+        self.host = {}           # label: flat host stats, taken at sync points
+        self.syncs = {}          # sync name: times seen
+        self.corrupt = []        # E2E-CORRUPT lines
+        self.boot = {}           # E2E-BOOT: kernel, mem_kb
+        self.done = False
+        self.error = None
+        self.seconds = 0.0
+        self.qmp = None
+
+    # -- the host side of the console protocol --
+
+    def send(self, line):
+        self.proc.stdin.write((line + "\n").encode())
+        self.proc.stdin.flush()
+
+    def host_stats(self, label=None):
+        """query-tmem now (the first device); recorded under label if given."""
+        r = self.qmp.cmd("query-tmem")
+        s = flat(r[0]["stats"]) if r else {}
+        if label:
+            self.host[label] = s
+        return s
+
+    def _reader(self, q):
+        with open(self.console_path, "wb") as log_f:
+            for raw in iter(self.proc.stdout.readline, b""):
+                log_f.write(raw)
+                log_f.flush()
+                q.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
+        q.put(None)
+
+    def _parse(self, line):
+        m = MARK.search(line)
+        if not m:
+            return None
+        kind, rest = m.group(1), m.group(2) or ""
+        kv = dict(KV.findall(rest))
+        if kind == "RESULT":
+            if "prog" in kv:
+                self.results[kv["prog"]] = kv
+            else:
+                self.init_results.append((len(self.lines), kv))
+        elif kind == "STATS":
+            label, _, body = rest.partition(" ")
+            self.stats[label] = None if body.strip() == "missing" else {
+                k: int(v) for k, v in KV.findall(body) if v.isdigit()}
+            self.snapshots.append((label, self.stats[label]))
+        elif kind == "END":
+            name = rest.split()[0] if rest else "?"
+            self.ends[name] = int(kv.get("rc", "-1"))
+        elif kind == "CORRUPT":
+            self.corrupt.append(line)
+        elif kind == "BOOT":
+            self.boot = kv
+        elif kind == "DONE":
+            self.done = True
+        elif kind == "SYNC":
+            return rest.strip()
+        return None
+
+    def run(self, on_sync=None):
+        """Boot, serve sync points until the guest powers off, and return.
+        on_sync(guest, name, count) returns the lines to answer with; the
+        default is ["go"].  Host stats are recorded at every sync point."""
+        t0 = time.monotonic()
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        q = queue.Queue()
+        threading.Thread(target=self._reader, args=(q,), daemon=True).start()
+        deadline = t0 + self.timeout
+        try:
+            self.qmp = QMP(self.qmp_path, timeout=30)
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no power-off after {self.timeout} s")
+                try:
+                    line = q.get(timeout=left)
+                except queue.Empty:
+                    continue
+                if line is None:
+                    break
+                self.lines.append(line)
+                if self.echo:
+                    print(f"  | {line}", flush=True)
+                name = self._parse(line)
+                if name is None:
+                    continue
+                n = self.syncs[name] = self.syncs.get(name, 0) + 1
+                self.host_stats(f"{name}#{n}")
+                answer = on_sync(self, name, n) if on_sync and name != "end" else None
+                for a in answer or ["go"]:
+                    self.send(a)
+        except (TimeoutError, QMPError, OSError, RuntimeError) as e:
+            self.error = f"{type(e).__name__}: {e}"
+        finally:
+            if self.proc.poll() is None:
+                try:
+                    self.proc.wait(timeout=20 if self.done and not self.error else 0.1)
+                except subprocess.TimeoutExpired:
+                    self.proc.kill()
+                    self.proc.wait()
+            if self.qmp:
+                self.qmp.close()
+            self.seconds = time.monotonic() - t0
+        if not self.done and not self.error:
+            self.error = f"QEMU exited (status {self.proc.returncode}) before the guest finished"
+        return self
+
+    # -- reading what the guest said --
+
+    def splats(self):
+        return [ln for ln in self.lines if SPLAT.search(ln)]
+
+    def tail(self, n=40):
+        return self.lines[-n:]
+
+    def init_result(self, key):
+        """The last value an E2E-RESULT line without prog= gave key, and its
+        console line number."""
+        for i, kv in reversed(self.init_results):
+            if key in kv:
+                return kv[key], i
+        return None, None
+
+    def delta(self, a, b, key):
+        """Guest stat key from label a to label b; None if not available."""
+        sa, sb = self.stats.get(a), self.stats.get(b)
+        if not sa or not sb or key not in sa or key not in sb:
+            return None
+        return sb[key] - sa[key]
+
+    def growth(self, key):
+        """How much a guest counter grew over the whole run, counting a fall
+        (the driver was rebound and its counters restarted, or loadvm took
+        them back) as a restart from zero.  None if never reported."""
+        seen, total, prev = False, 0, None
+        for _, s in self.snapshots:
+            if not s or key not in s:
+                continue
+            seen = True
+            v = s[key]
+            if prev is not None:
+                total += v - prev if v >= prev else v
+            prev = v
+        return total if seen else None
