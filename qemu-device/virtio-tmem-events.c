@@ -228,7 +228,8 @@ static bool virtio_tmem_poll(VirtIOTmem *s, int64_t now, bool *overp)
                         (over ? DIV_ROUND_UP(used - budget, 4096) : 0);
 
         s->reclaim_value = MIN(want, st.v[TMEM_STAT_PAGES_PERSISTENT]);
-        if (now - s->reclaim_last >= VIRTIO_TMEM_RECLAIM_MS) {
+        if (s->reclaim_value &&
+            now - s->reclaim_last >= VIRTIO_TMEM_RECLAIM_MS) {
             s->reclaim_pending = true;
         }
     }

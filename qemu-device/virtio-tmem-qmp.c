@@ -93,6 +93,11 @@ void hmp_info_tmem(Monitor *mon, const QDict *qdict)
                            (double)virtio_tmem_stat(st, "kicks") / pages);
         }
         monitor_printf(mon, "\n");
+        monitor_printf(mon, "  events: %" PRIu64 " sent, %" PRIu64
+                       " evicted keys reported, %" PRIu64 " dropped\n",
+                       virtio_tmem_stat(st, "events_sent"),
+                       virtio_tmem_stat(st, "evicted_keys"),
+                       virtio_tmem_stat(st, "evict_reports_dropped"));
     }
     qapi_free_TmemInfoList(list);
 }

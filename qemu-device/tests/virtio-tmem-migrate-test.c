@@ -2,6 +2,7 @@
  * QTest testcase for the virtio-tmem device: migration
  *
  * savevm, system reset, loadvm: persistent pages are device state.
+ * Once with the queues in the main loop, once in an iothread.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -54,6 +55,14 @@ static void *tmem_migrate_setup(GString *cmd_line, void *arg)
                            dir, img);
     g_test_queue_destroy(tmem_migrate_cleanup, dir);
     return arg;
+}
+
+/* The same with the request queues in an iothread, stopped for saving */
+static void *tmem_migrate_iothread_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line, " -object iothread,id=io0"
+                              " -global virtio-tmem-pci.iothread=io0");
+    return tmem_migrate_setup(cmd_line, arg);
 }
 
 static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
@@ -117,8 +126,13 @@ static void register_virtio_tmem_migrate_test(void)
     QOSGraphTestOptions migrate = {
         .before = tmem_migrate_setup,
     };
+    QOSGraphTestOptions migrate_io = {
+        .before = tmem_migrate_iothread_setup,
+    };
 
     qos_add_test("migrate", "virtio-tmem", test_migrate, &migrate);
+    qos_add_test("migrate-iothread", "virtio-tmem", test_migrate,
+                 &migrate_io);
 }
 
 libqos_init(register_virtio_tmem_migrate_test);

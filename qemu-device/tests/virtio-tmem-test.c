@@ -556,6 +556,7 @@ static void test_query(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_nonnull(strstr(hmp, "/machine/peripheral/tmem0/virtio-backend:"));
     g_assert_nonnull(strstr(hmp, "64 persistent"));
     g_assert_nonnull(strstr(hmp, "kicks per page"));
+    g_assert_nonnull(strstr(hmp, "events: "));
     g_free(hmp);
 
     tmem_pool_destroy(c, pp);
