@@ -259,6 +259,7 @@ static void virtio_tmem_remove(struct virtio_device *vdev)
 	/* Refuse new pages, then fetch the swap pages the host holds. */
 	WRITE_ONCE(vt->draining, true);
 	cancel_work_sync(&vt->reclaim_work);
+	virtio_tmem_quiesce(vt);
 	virtio_tmem_frontswap_drain(vt);
 
 	mutex_lock(&virtio_tmem_pools_mutex);
@@ -312,7 +313,7 @@ static int __init virtio_tmem_init(void)
 {
 	int err;
 
-	virtio_tmem_copies_init();
+	virtio_tmem_frontswap_setup();
 	err = init_srcu_struct(&virtio_tmem_srcu);
 	if (err)
 		return err;

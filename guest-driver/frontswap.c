@@ -50,12 +50,12 @@ static struct page *virtio_tmem_copy_find(unsigned int type, pgoff_t offset)
 }
 
 /*
- * A batched put completed.  Give the staging page back to the batch, or
+ * A batched put completed.  Give the staging page back to the queue, or
  * keep it if the put was refused and the key is still live.  Caller must
- * hold the batch's queue lock.
+ * hold q->lock.
  */
 void virtio_tmem_fs_put_done(struct page *copy, u8 status,
-			     struct virtio_tmem_batch *b)
+			     struct virtio_tmem_queue *q)
 {
 	bool keep = false;
 
@@ -72,11 +72,34 @@ void virtio_tmem_fs_put_done(struct page *copy, u8 status,
 	spin_unlock(&virtio_tmem_copies_lock);
 
 	if (keep) {
-		b->npages--;	/* replaced when the batch is next opened */
+		q->npages--;	/* replaced when a batch is next opened */
 		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
 	} else {
-		b->pages[b->nfree++] = copy;
+		q->pages[q->nfree++] = copy;
 	}
+}
+
+/* Record that @offset is (about to be) on the device; may fail. */
+static int virtio_tmem_held_set(struct virtio_tmem_pool *pool, pgoff_t offset)
+{
+	unsigned long flags;
+	void *old;
+
+	xa_lock_irqsave(&pool->held, flags);
+	old = __xa_store(&pool->held, offset, xa_mk_value(1),
+			 GFP_NOWAIT | __GFP_NOWARN);
+	xa_unlock_irqrestore(&pool->held, flags);
+	return xa_err(old);
+}
+
+static void virtio_tmem_held_clear(struct virtio_tmem_pool *pool,
+				   pgoff_t offset)
+{
+	unsigned long flags;
+
+	xa_lock_irqsave(&pool->held, flags);
+	__xa_erase(&pool->held, offset);
+	xa_unlock_irqrestore(&pool->held, flags);
 }
 
 static void virtio_tmem_fs_key(struct virtio_tmem_op *op,
@@ -115,6 +138,13 @@ static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 
 	spin_lock_irqsave(&q->lock, flags);
 	op = virtio_tmem_add_op(q, &s, true, true, &flags);
+	if (!op) {
+		/* Every staging page is kept for a refused put. */
+		spin_unlock_irqrestore(&q->lock, flags);
+		atomic_inc(&vt->credits);
+		return virtio_tmem_sync_op(vt, q, &put, VIRTIO_TMEM_FS_STORE,
+					   pool, page, NULL) ? -1 : 0;
+	}
 	*op = put;
 	op->flags = VIRTIO_TMEM_OP_F_CREDIT;
 	s->class = VIRTIO_TMEM_FS_STORE;
@@ -142,8 +172,12 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(virtio_tmem_frontswap_on) &&
-	    !READ_ONCE(vt->draining) && READ_ONCE(pool->on_device))
+	    !READ_ONCE(vt->draining) && READ_ONCE(pool->on_device) &&
+	    !virtio_tmem_held_set(pool, offset)) {
 		ret = virtio_tmem_fs_put(vt, pool, type, offset, page);
+		if (ret)
+			virtio_tmem_held_clear(pool, offset);
+	}
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 
 	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS :
@@ -217,6 +251,8 @@ static void virtio_tmem_frontswap_invalidate_page(unsigned int type,
 	bool kept = false;
 	int idx;
 
+	/* Before the copies table: see virtio_tmem_fetch(). */
+	virtio_tmem_held_clear(pool, offset);
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
 	copy = virtio_tmem_copy_find(type, offset);
 	if (copy) {
@@ -283,6 +319,7 @@ static void virtio_tmem_frontswap_invalidate_area(unsigned int type)
 	if (vt)
 		virtio_tmem_pool_detach(vt, pool);
 	pool->in_use = false;
+	xa_destroy(&pool->held);
 	mutex_unlock(&virtio_tmem_pools_mutex);
 }
 
@@ -313,15 +350,22 @@ struct frontswap_ops virtio_tmem_frontswap_ops __ro_after_init = {
 	.invalidate_area = virtio_tmem_frontswap_invalidate_area,
 };
 
-void virtio_tmem_copies_init(void)
+void virtio_tmem_frontswap_setup(void)
 {
 	unsigned int i;
 
 	for (i = 0; i < ARRAY_SIZE(virtio_tmem_copies); i++)
 		INIT_LIST_HEAD(&virtio_tmem_copies[i]);
+	for (i = 0; i < MAX_SWAPFILES; i++)
+		xa_init_flags(&virtio_tmem_fs_pools[i].held, XA_FLAGS_LOCK_IRQ);
 }
 
-/* The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM). */
+/*
+ * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
+ * swap some in.  Never all of a swap type: in 5.10, try_to_unuse() asked
+ * to unuse every frontswap page loops for as long as any page of the
+ * type is on the swap disk, so at most half are asked for.
+ */
 void virtio_tmem_reclaim(struct work_struct *work)
 {
 	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
@@ -329,25 +373,84 @@ void virtio_tmem_reclaim(struct work_struct *work)
 	unsigned long want = atomic_long_xchg(&vt->reclaim_target, 0);
 	unsigned long held = frontswap_curr_pages();
 
-	frontswap_shrink(held > want ? held - want : 0);
+	want = min(want, held / 2);
+	if (want)
+		frontswap_shrink(held - want);
 }
 
 /*
- * Before the device goes away, bring every page it holds back into the
- * guest: frontswap_shrink() swaps them in, and since stores are refused
- * while draining, memory pressure sends other pages to the swap disk.
+ * Fetch one swap page the device holds into a kept copy.  It is kept only
+ * if the key is still held: an invalidation clears held first and then
+ * looks in the copies table, so it either stops the insertion or finds
+ * and frees the copy.
+ */
+static bool virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
+			      pgoff_t offset)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	unsigned long flags;
+	struct page *page;
+	bool kept = false;
+
+	page = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+	if (!page)
+		return false;
+	if (virtio_tmem_fs_get(vt, pool, type, offset, page)) {
+		__free_page(page);
+		return false;
+	}
+	set_page_private(page, type | VIRTIO_TMEM_COPY_KEPT);
+	page->index = offset;
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	if (xa_load(&pool->held, offset) && !virtio_tmem_copy_find(type, offset)) {
+		list_add(&page->lru, virtio_tmem_bucket(type, offset));
+		kept = true;
+	}
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	if (kept)
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
+	else
+		__free_page(page);
+	return true;
+}
+
+/*
+ * Before the device goes away, bring every swap page it holds back into
+ * guest memory, as kept copies that serve later loads.  Stores are
+ * refused meanwhile, so the allocations push other pages to the swap
+ * disk.  (frontswap_shrink() cannot do this job in 5.10: see above.)
  */
 void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 {
-	unsigned long left = frontswap_curr_pages(), before;
+	unsigned long offset, lost = 0, fetched = 0;
+	unsigned int type;
+	void *entry;
 
-	do {
-		before = left;
-		frontswap_shrink(0);
-		left = frontswap_curr_pages();
-	} while (left && left < before);
-	if (left)
-		dev_err(&vt->vdev->dev,
-			"%lu swap pages could not be brought back from the host\n",
-			left);
+	for (type = 0; type < MAX_SWAPFILES; type++) {
+		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+
+		if (!READ_ONCE(pool->on_device))
+			continue;
+		xa_for_each(&pool->held, offset, entry) {
+			unsigned long flags;
+			bool copied;
+
+			spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+			copied = virtio_tmem_copy_find(type, offset);
+			spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+			if (copied)
+				continue;
+			if (virtio_tmem_fetch(vt, type, offset))
+				fetched++;
+			else if (xa_load(&pool->held, offset))
+				lost++;
+			cond_resched();
+		}
+		xa_destroy(&pool->held);
+	}
+	dev_info(&vt->vdev->dev, "%lu swap pages brought back from the host\n",
+		 fetched);
+	if (lost)
+		dev_err(&vt->vdev->dev, "%lu swap pages could not be brought back\n",
+			lost);
 }

@@ -89,7 +89,7 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 			if (s->waiter)
 				break;	/* the caller's own page */
 			if (!ephemeral) {
-				virtio_tmem_fs_put_done(s->copy, st, b);
+				virtio_tmem_fs_put_done(s->copy, st, q);
 				break;
 			}
 			if (st != VIRTIO_TMEM_S_OK) {
@@ -97,7 +97,7 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 				virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_PUT_REFUSED,
 						  1);
 			}
-			b->pages[b->nfree++] = s->copy;
+			q->pages[q->nfree++] = s->copy;
 			break;
 		case VIRTIO_TMEM_OP_FLUSH_PAGE:
 			if (st == VIRTIO_TMEM_S_OK && ephemeral)
@@ -194,7 +194,7 @@ static void virtio_tmem_submit(struct virtio_tmem_queue *q)
 static bool virtio_tmem_batch_full(const struct virtio_tmem *vt,
 				   const struct virtio_tmem_batch *b)
 {
-	return b->nops + 1 >= virtio_tmem_ops_cap(vt) || !b->nfree;
+	return b->nops + 1 >= virtio_tmem_ops_cap(vt) || b->nstaged >= vt->batch;
 }
 
 /* Make an idle batch the open one.  Caller must hold q->lock. */
@@ -211,15 +211,16 @@ static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
 	b->nputs = 0;
 	b->ngets = 0;
 	b->classes = 0;
+	b->nstaged = 0;
 	b->credits_asked = 0;
 	/* Replace staging pages given away to refused frontswap stores. */
-	while (b->npages < q->vt->batch) {
+	while (q->npages < q->vt->batch * VIRTIO_TMEM_STAGING) {
 		struct page *page = alloc_page(GFP_ATOMIC | __GFP_NOWARN);
 
 		if (!page)
 			break;
-		b->pages[b->nfree++] = page;
-		b->npages++;
+		q->pages[q->nfree++] = page;
+		q->npages++;
 	}
 	q->open = b;
 	mod_timer(&q->timer, jiffies + 1);
@@ -262,7 +263,8 @@ static struct virtio_tmem_op *virtio_tmem_defer(struct virtio_tmem_queue *q,
  * @flags: the caller's irqsave flags
  *
  * Return: the op, zeroed, or NULL if no batch has room and @can_wait is
- * false.  The caller fills the op and calls virtio_tmem_op_added() before
+ * false, or if @need_page and no staging page is free or on its way
+ * back.  The caller fills the op and calls virtio_tmem_op_added() before
  * it drops q->lock.  A flush (!@need_page) that finds no batch is held
  * back for the next one instead; then q->open is NULL and
  * virtio_tmem_op_added() has nothing to account.
@@ -279,24 +281,33 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 	for (;;) {
 		b = q->open;
 		if (b && b->nops + 1 < virtio_tmem_ops_cap(q->vt) &&
-		    (!need_page || b->nfree))
+		    (!need_page || (q->nfree && b->nstaged < q->vt->batch)))
 			break;
-		virtio_tmem_submit(q);
-		b = virtio_tmem_open(q);
-		if (b && (!need_page || b->nfree))
+		if (b && b->nops) {
+			virtio_tmem_submit(q);
+			continue;
+		}
+		if (!b)
+			b = virtio_tmem_open(q);
+		if (b && (!need_page || q->nfree))
 			break;
-		if (!can_wait)
+		/* Pages come back only from requests in flight. */
+		if (!can_wait || (need_page && !q->nfree && !q->inflight))
 			return need_page ? NULL : virtio_tmem_defer(q, slot);
 		spin_unlock_irqrestore(&q->lock, *flags);
-		wait_event(q->wait, !list_empty_careful(&q->idle));
+		wait_event(q->wait, !list_empty_careful(&q->idle) &&
+			   (!need_page || READ_ONCE(q->nfree) ||
+			    !READ_ONCE(q->inflight)));
 		spin_lock_irqsave(&q->lock, *flags);
 	}
 	op = &b->out->ops[b->nops];
 	memset(op, 0, sizeof(*op));
 	*slot = &b->slots[b->nops];
 	memset(*slot, 0, sizeof(**slot));
-	if (need_page)
-		(*slot)->copy = b->pages[--b->nfree];
+	if (need_page) {
+		(*slot)->copy = q->pages[--q->nfree];
+		b->nstaged++;
+	}
 	return op;
 }
 
@@ -455,9 +466,6 @@ static void virtio_tmem_timer(struct timer_list *t)
 
 static void virtio_tmem_batch_free(struct virtio_tmem_batch *b)
 {
-	while (b->nfree)
-		__free_page(b->pages[--b->nfree]);
-	kfree(b->pages);
 	kfree(b->sg_out);
 	kfree(b->sg_in);
 	kfree(b->slots);
@@ -475,16 +483,8 @@ static int virtio_tmem_batch_init(struct virtio_tmem *vt,
 	b->slots = kcalloc(cap, sizeof(*b->slots), GFP_KERNEL);
 	b->sg_out = kcalloc(cap + 1, sizeof(*b->sg_out), GFP_KERNEL);
 	b->sg_in = kcalloc(cap + 1, sizeof(*b->sg_in), GFP_KERNEL);
-	b->pages = kcalloc(vt->batch, sizeof(*b->pages), GFP_KERNEL);
-	if (!b->out || !b->in || !b->slots || !b->sg_out || !b->sg_in ||
-	    !b->pages)
+	if (!b->out || !b->in || !b->slots || !b->sg_out || !b->sg_in)
 		return -ENOMEM;
-	for (b->npages = 0; b->npages < vt->batch; b->npages++) {
-		b->pages[b->nfree] = alloc_page(GFP_KERNEL);
-		if (!b->pages[b->nfree])
-			return -ENOMEM;
-		b->nfree++;
-	}
 	return 0;
 }
 
@@ -516,8 +516,17 @@ int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
 		q->deferred_slots = kcalloc(VIRTIO_TMEM_DEFERRED,
 					    sizeof(*q->deferred_slots),
 					    GFP_KERNEL);
-		if (!q->batches || !q->deferred || !q->deferred_slots)
+		q->pages = kcalloc(vt->batch * VIRTIO_TMEM_STAGING,
+				   sizeof(*q->pages), GFP_KERNEL);
+		if (!q->batches || !q->deferred || !q->deferred_slots ||
+		    !q->pages)
 			return -ENOMEM;
+		for (; q->npages < vt->batch * VIRTIO_TMEM_STAGING; q->npages++) {
+			q->pages[q->nfree] = alloc_page(GFP_KERNEL);
+			if (!q->pages[q->nfree])
+				return -ENOMEM;
+			q->nfree++;
+		}
 		for (j = 0; j < VIRTIO_TMEM_BATCHES; j++) {
 			err = virtio_tmem_batch_init(vt, &q->batches[j]);
 			if (err)
@@ -542,6 +551,9 @@ void virtio_tmem_queues_free(struct virtio_tmem *vt)
 		kfree(q->batches);
 		kfree(q->deferred);
 		kfree(q->deferred_slots);
+		while (q->nfree)
+			__free_page(q->pages[--q->nfree]);
+		kfree(q->pages);
 	}
 	kfree(vt->queues);
 }

@@ -31,11 +31,13 @@
 #include <linux/virtio.h>
 #include <linux/wait.h>
 #include <linux/workqueue.h>
+#include <linux/xarray.h>
 
 #include "virtio_tmem.h"
 
 #define VIRTIO_TMEM_MAX_QUEUES		16
-#define VIRTIO_TMEM_BATCHES		4	/* per queue */
+#define VIRTIO_TMEM_BATCHES		16	/* per queue */
+#define VIRTIO_TMEM_STAGING		4	/* batches' worth of staging pages */
 #define VIRTIO_TMEM_MAX_BATCH		256	/* pages per batch */
 #define VIRTIO_TMEM_EVENT_BUFS		8
 #define VIRTIO_TMEM_DEFERRED		1024	/* flushes waiting for a batch */
@@ -75,6 +77,11 @@ struct virtio_tmem_pool {
 	 * never decides coherency, since flushes are always sent.
 	 */
 	u8 *filter;
+	/*
+	 * Persistent pools: the offsets stored on the device and not yet
+	 * invalidated, so that they can be fetched before it goes away.
+	 */
+	struct xarray held;
 };
 
 /* A process waiting for the status of one op. */
@@ -105,22 +112,16 @@ struct virtio_tmem_in {
 	struct virtio_tmem_status status[];
 };
 
-/*
- * One request being filled, in flight, or idle on its queue.  Owns its
- * staging pages (pages[0..nfree) are free); a PUT the host refused takes
- * its staging page away for good (frontswap.c), and the batch gets a new
- * one if GFP_ATOMIC allows.
- */
+/* One request being filled, in flight, or idle on its queue. */
 struct virtio_tmem_batch {
 	struct list_head node;
 	unsigned int nops, ngets, nputs;
+	unsigned int nstaged;		/* staging pages it carries */
 	unsigned int credits_asked;
 	unsigned long classes;
 	struct virtio_tmem_out *out;
 	struct virtio_tmem_in *in;
 	struct virtio_tmem_slot *slots;
-	struct page **pages;
-	unsigned int nfree, npages;
 	struct scatterlist *sg_out, *sg_in;
 };
 
@@ -146,6 +147,15 @@ struct virtio_tmem_queue {
 	struct virtio_tmem_slot *deferred_slots;
 	wait_queue_head_t wait;		/* a batch completed */
 	struct virtio_tmem_batch *batches;
+	/*
+	 * Staging pages for put data: pages[0..nfree) are free, npages are
+	 * owned.  Far fewer than the batches could carry, so that flushes
+	 * always find a batch.  A frontswap put the host refused takes its
+	 * page away for good (frontswap.c); it is replaced when GFP_ATOMIC
+	 * allows.
+	 */
+	struct page **pages;
+	unsigned int nfree, npages;
 };
 
 struct virtio_tmem {
@@ -210,9 +220,9 @@ void virtio_tmem_event_done(struct virtqueue *vq);
 
 /* frontswap.c */
 extern struct frontswap_ops virtio_tmem_frontswap_ops;
-void virtio_tmem_copies_init(void);
+void virtio_tmem_frontswap_setup(void);
 void virtio_tmem_fs_put_done(struct page *copy, u8 status,
-			     struct virtio_tmem_batch *b);
+			     struct virtio_tmem_queue *q);
 void virtio_tmem_reclaim(struct work_struct *work);
 void virtio_tmem_frontswap_drain(struct virtio_tmem *vt);
 
