@@ -115,3 +115,16 @@ test-qemu-fuzz: deps
 .PHONY: guest-module
 guest-module: deps
 	@scripts/build-guest-module.sh $(if $(filter debug,$(VARIANT)),debug,plain)
+
+# End-to-end guests (tests/e2e/, docs/e2e.md): the module, the device and
+# QEMU under TCG, every byte verified; writes build/test/e2e.json.
+# E2E_TESTS=swap,spill runs some of them.
+.PHONY: test-e2e run
+test-e2e: deps
+	@tests/e2e/run-e2e.py $(if $(E2E_TESTS),--tests $(E2E_TESTS))
+
+# The demo, README's first command: installs and builds what is missing,
+# boots a guest with -device virtio-tmem-pci under memory pressure and
+# shows live figures.  HOLD=1 keeps the guest up at the end for QMP play.
+run:
+	@tests/e2e/demo.py $(if $(HOLD),--hold)

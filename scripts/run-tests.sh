@@ -16,6 +16,7 @@ suites=(
 	"make -s test-qtest"
 	"make -s test-qemu-fuzz"
 	"scripts/checkpatch.sh"
+	"make -s test-e2e"
 )
 status=0
 for s in "${suites[@]}"; do

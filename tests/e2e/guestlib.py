@@ -28,7 +28,8 @@ GUEST_MB = 128
 SPLAT = re.compile(r"BUG:|WARNING:|KASAN|possible circular locking|"
                    r"possible recursive locking|inconsistent lock state|"
                    r"INFO: possible|lock held when returning|"
-                   r"Kernel panic|Oops|general protection fault|Call Trace:")
+                   r"Kernel panic|Oops|general protection fault|Call Trace:|"
+                   r"Out of memory")
 MARK = re.compile(r"E2E-([A-Z-]+)(?: (.*))?$")
 KV = re.compile(r"([A-Za-z_][\w.-]*)=(\S*)")
 
@@ -37,12 +38,13 @@ def log(msg):
     print(msg, flush=True)
 
 
-def run(cmd, what, **kw):
-    """Run a command; return its stdout's last line, or raise with its stderr."""
+def run(cmd, what, show=False, **kw):
+    """Run a command; return its stdout's last line, or raise with its
+    stderr.  show=True lets its stderr (progress) through to ours."""
     p = subprocess.run(cmd, cwd=TOP, stdout=subprocess.PIPE,
-                       stderr=subprocess.PIPE, text=True, **kw)
+                       stderr=None if show else subprocess.PIPE, text=True, **kw)
     if p.returncode != 0:
-        tail = "\n".join((p.stderr or p.stdout).strip().splitlines()[-15:])
+        tail = "\n".join((p.stderr or p.stdout or "").strip().splitlines()[-15:])
         raise RuntimeError(f"{what} failed (exit {p.returncode}):\n{tail}")
     lines = p.stdout.strip().splitlines()
     return lines[-1] if lines else ""
@@ -54,32 +56,33 @@ def ensure_packages():
          "ipxe-qemu", "cpio", "gcc", "libc6-dev"], "ensure-packages.sh")
 
 
-def find_qemu():
+def find_qemu(show=False):
     """$QEMU if set, else what scripts/build-qemu.sh builds (cached)."""
     q = os.environ.get("QEMU")
     if not q:
-        q = run(["scripts/build-qemu.sh"], "scripts/build-qemu.sh")
+        q = run(["scripts/build-qemu.sh"], "scripts/build-qemu.sh", show=show)
     if not os.access(q, os.X_OK):
         raise RuntimeError(f"no QEMU binary at {q}")
     return q
 
 
-def find_kernel(variant):
-    d = run(["scripts/build-kernel.sh", variant], f"scripts/build-kernel.sh {variant}")
+def find_kernel(variant, show=False):
+    d = run(["scripts/build-kernel.sh", variant], f"scripts/build-kernel.sh {variant}",
+            show=show)
     img = os.path.join(d, "arch", "x86", "boot", "bzImage")
     if not os.path.exists(img):
         raise RuntimeError(f"no bzImage in {d}")
     return img
 
 
-def find_module(variant):
+def find_module(variant, show=False):
     """(path, None) or (None, why not): the driver built for this kernel."""
     script = os.path.join(TOP, "scripts", "build-guest-module.sh")
     if not os.access(script, os.X_OK):
         return None, "scripts/build-guest-module.sh does not exist yet"
     try:
         ko = run([script] + (["debug"] if variant == "debug" else []),
-                 f"scripts/build-guest-module.sh {variant}")
+                 f"scripts/build-guest-module.sh {variant}", show=show)
     except RuntimeError as e:
         return None, str(e)
     if not os.path.isfile(ko):
@@ -146,6 +149,7 @@ def make_initrd(out, plan, programs, module=None):
         f.write(plan)
     pairs = [f"{p}=e2e/{n}" for n, p in programs.items()]
     pairs.append(f"{plan_path}=e2e/plan.sh")
+    pairs.append(f"{os.path.join(GUEST_SRC, 'e2e-lib.sh')}=e2e/lib.sh")
     if module:
         pairs.append(f"{module}=e2e/virtio_tmem.ko")
     run(["scripts/make-initramfs.sh", out, os.path.join(GUEST_SRC, "init.sh")] + pairs,
@@ -171,7 +175,7 @@ class Guest:
 
     def __init__(self, name, workdir, qemu, kernel, initrd, drives,
                  tmem="budget=256M", smp=1, append="", timeout=300,
-                 echo=False):
+                 echo=False, extra=()):
         self.name, self.workdir, self.timeout = name, workdir, timeout
         self.echo = echo
         self.qmp_path = os.path.join(workdir, "qmp.sock")
@@ -186,7 +190,7 @@ class Guest:
                     *drives]
         if tmem is not None:
             self.cmd += ["-device", f"virtio-tmem-pci,id=tmem0,{tmem}".rstrip(",")]
-        self.cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off"]
+        self.cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off", *extra]
         self.lines = []          # the whole console
         self.results = {}        # E2E-RESULT prog=P ...: {P: {k: v}}
         self.init_results = []   # E2E-RESULT lines without prog=: [(line no, {k: v})]
@@ -195,6 +199,7 @@ class Guest:
         self.ends = {}           # E2E-END name rc=N
         self.host = {}           # label: flat host stats, taken at sync points
         self.syncs = {}          # sync name: times seen
+        self.sync_times = {}     # "name#n": seconds since QEMU started
         self.corrupt = []        # E2E-CORRUPT lines
         self.boot = {}           # E2E-BOOT: kernel, mem_kb
         self.done = False
@@ -253,10 +258,11 @@ class Guest:
             return rest.strip()
         return None
 
-    def run(self, on_sync=None):
+    def run(self, on_sync=None, on_tick=None, tick=2.0):
         """Boot, serve sync points until the guest powers off, and return.
         on_sync(guest, name, count) returns the lines to answer with; the
-        default is ["go"].  Host stats are recorded at every sync point."""
+        default is ["go"].  Host stats are recorded at every sync point.
+        on_tick(guest), if given, runs about every `tick` seconds."""
         t0 = time.monotonic()
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
                                      stdout=subprocess.PIPE,
@@ -264,14 +270,18 @@ class Guest:
         q = queue.Queue()
         threading.Thread(target=self._reader, args=(q,), daemon=True).start()
         deadline = t0 + self.timeout
+        next_tick = t0 + tick
         try:
             self.qmp = QMP(self.qmp_path, timeout=30)
             while True:
-                left = deadline - time.monotonic()
-                if left <= 0:
+                now = time.monotonic()
+                if now >= deadline:
                     raise TimeoutError(f"no power-off after {self.timeout} s")
+                if on_tick and now >= next_tick:
+                    on_tick(self)
+                    next_tick = now + tick
                 try:
-                    line = q.get(timeout=left)
+                    line = q.get(timeout=max(0.01, min(deadline, next_tick) - now))
                 except queue.Empty:
                     continue
                 if line is None:
@@ -283,8 +293,9 @@ class Guest:
                 if name is None:
                     continue
                 n = self.syncs[name] = self.syncs.get(name, 0) + 1
+                self.sync_times[f"{name}#{n}"] = round(time.monotonic() - t0, 1)
                 self.host_stats(f"{name}#{n}")
-                answer = on_sync(self, name, n) if on_sync and name != "end" else None
+                answer = on_sync(self, name, n) if on_sync else None
                 for a in answer or ["go"]:
                     self.send(a)
         except (TimeoutError, QMPError, OSError, RuntimeError) as e:
@@ -309,7 +320,17 @@ class Guest:
         return [ln for ln in self.lines if SPLAT.search(ln)]
 
     def tail(self, n=40):
-        return self.lines[-n:]
+        """The console's last lines, leaving out init's closing dmesg dump
+        (a copy of what the console showed already)."""
+        lines = self.lines
+        try:
+            b = max(i for i, ln in enumerate(lines) if "E2E-DMESG-BEGIN" in ln)
+            e = max(i for i, ln in enumerate(lines) if "E2E-DMESG-END" in ln)
+            if b < e:
+                lines = lines[:b] + lines[e + 1:]
+        except ValueError:
+            pass
+        return lines[-n:]
 
     def init_result(self, key):
         """The last value an E2E-RESULT line without prog= gave key, and its

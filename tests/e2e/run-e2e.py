@@ -137,7 +137,7 @@ def common_checks(res, progs):
         res.check(f"{run_name}: no corruption", bad == 0 and not g.corrupt,
                   f"corruptions={bad}" + (f"; first: {g.corrupt[0]}" if g.corrupt else ""))
     splats = g.splats()
-    res.check("no kernel BUG/WARNING/KASAN/lockdep report", not splats,
+    res.check("no kernel BUG/WARNING/KASAN/lockdep/OOM report or call trace", not splats,
               "; ".join(splats[:3]))
     mod, _ = g.init_result("module")
     res.check("module loaded", mod == "loaded", f"module={mod}", needs_module=True)
@@ -215,7 +215,11 @@ def t_pagecache(res):
     plan = ("disks_up\nmodule_load\n"
             f"run pagecache pagecache-verify --files {PC_FILES} --mb-per-file {PC_MB} "
             f"--stats {STATS} --sync\n")
-    boot(res, plan, "budget=512M")
+    # hint-window=0: the device never tells the driver to turn cleancache
+    # off for a pool that misses a lot (read1 misses everything), so the
+    # rewritten files do go through cleancache and stale pages get their
+    # chance to come back.
+    boot(res, plan, "budget=512M,hint-window=0")
     g = res.guest
     common_checks(res, {"pagecache": ("pagecache-verify", 4 * PC_FILES * PC_MB * MiB)})
     puts = g.delta("pc.write", "pc.read1", "cleancache_puts")
@@ -227,9 +231,9 @@ def t_pagecache(res):
     inval = g.delta("pc.read2", "pc.mutate", "cleancache_invalidates")
     res.check("truncate/overwrite/unlink invalidate cleancache", (inval or 0) > 0,
               f"cleancache_invalidates={inval} during mutate", needs_module=True)
-    hits3 = g.delta("pc.mutate", "pc.read4", "cleancache_hits")
-    res.check("cleancache still hits after the rewrite (and data verified)", (hits3 or 0) > 0,
-              f"cleancache_hits={hits3} during read3+read4", needs_module=True)
+    hits3 = g.delta("pc.mutate", "pc.read3", "cleancache_hits")
+    res.check("cleancache serves the mutated files (so stale pages had their chance)",
+              (hits3 or 0) > 0, f"cleancache_hits={hits3} during read3", needs_module=True)
     h1 = host_at(g, "read1#1")
     res.check("host holds ephemeral pages", h1.get("pages_ephemeral", 0) > 0,
               f"pages_ephemeral={h1.get('pages_ephemeral')} after read1", needs_module=True)
@@ -243,8 +247,8 @@ BUDGET = 256 * MiB
 
 def t_budget(res):
     """Budget to 0 and back over QMP while the swap test runs."""
-    passes = 6
-    plan = swap_plan("budget", SWAP_MB, passes,
+    passes, mb = 4, 192
+    plan = swap_plan("budget", mb, passes,
                      pre=f"run pcwarm pagecache-verify --files 3 --mb-per-file 32 --stats {STATS}\n")
     seen = {}
 
@@ -268,7 +272,7 @@ def t_budget(res):
     boot(res, plan, f"budget={BUDGET},spill={{wd}}/spill,spill-max=32M", on_sync=on_sync)
     g = res.guest
     common_checks(res, {"pcwarm": ("pagecache-verify", 4 * 3 * 32 * MiB),
-                        "budget": ("swap-verify", swap_bytes(SWAP_MB, passes))})
+                        "budget": ("swap-verify", swap_bytes(mb, passes))})
     res.check("qom-set budget 0 took effect", seen.get("budget0") == 0,
               f"qom-get budget={seen.get('budget0')}")
     res.check("qom-set budget back took effect", seen.get("restored") == BUDGET,
@@ -286,9 +290,9 @@ def t_budget(res):
     rej = g.delta("swap.pass0", "swap.pass1", "frontswap_store_rejects")
     res.check("stores were rejected and went to the swap disk", (rej or 0) > 0,
               f"frontswap_store_rejects +{rej} during the budget-0 pass", needs_module=True)
-    st = g.delta("swap.pass2", "swap.pass4", "frontswap_stores")
+    st = g.delta("swap.pass1", "swap.pass3", "frontswap_stores")
     res.check("stores are accepted again once the budget is back", (st or 0) > 0,
-              f"frontswap_stores +{st} in passes 3-4", needs_module=True)
+              f"frontswap_stores +{st} in the passes after it", needs_module=True)
     h_end = host_at(g, "end#1")
     res.check("no spill I/O errors",
               h_end.get("spill_write_errors", 0) == 0 and h_end.get("spill_read_errors", 0) == 0,
@@ -297,12 +301,12 @@ def t_budget(res):
 
 def t_spill(res):
     """A budget far below the working set: pages live in the spill file."""
-    passes = 4
-    boot(res, swap_plan("spill", SWAP_MB, passes),
+    passes, mb = 3, 192
+    boot(res, swap_plan("spill", mb, passes),
          "budget=4M,spill={wd}/spill,spill-max=1G")
     g = res.guest
-    common_checks(res, {"spill": ("swap-verify", swap_bytes(SWAP_MB, passes))})
-    swap_checks(res, "spill", SWAP_MB, "spill.before", "spill.after")
+    common_checks(res, {"spill": ("swap-verify", swap_bytes(mb, passes))})
+    swap_checks(res, "spill", mb, "spill.before", "spill.after")
     h0, hend = host_at(g, "pass0#1"), host_at(g, "end#1")
     res.check("pages are in the spill file while they are out",
               h0.get("pages_spilled", 0) > 0,
@@ -317,16 +321,16 @@ def t_spill(res):
 
 def t_lifecycle(res):
     """Load after swapon+mount, unbind/rebind, savevm/loadvm; debug kernel."""
-    passes, mb = 6, 192
+    passes, mb = 5, 128     # the debug kernel leaves ~70 MiB: still ~2x RAM
     plan = swap_plan("lifecycle", mb, passes,
-                     pre=f"run pcl pagecache-verify --files 3 --mb-per-file 48 --stats {STATS}\n")
+                     pre=f"run pcl pagecache-verify --files 2 --mb-per-file 16 --stats {STATS}\n")
     seen = {}
 
     def on_sync(g, name, n):
         if name == "pass0":                      # pages out: unbind
-            return ["sh unbind", "go"]
+            return ["sh . /e2e/lib.sh; unbind", "go"]
         if name == "pass1":                      # a pass without the driver: rebind
-            return ["sh bind", "go"]
+            return ["sh . /e2e/lib.sh; bind", "go"]
         if name == "pass2":                      # pages out again: snapshot
             seen["savevm"] = g.qmp.hmp("savevm e2e")
             g.host["savevm"] = g.host_stats()
@@ -338,7 +342,7 @@ def t_lifecycle(res):
 
     boot(res, plan, "budget=512M", fmt="qcow2", smp=2, on_sync=on_sync, timeout=900)
     g = res.guest
-    common_checks(res, {"pcl": ("pagecache-verify", 4 * 3 * 48 * MiB),
+    common_checks(res, {"pcl": ("pagecache-verify", 4 * 2 * 16 * MiB),
                         "lifecycle": ("swap-verify", swap_bytes(mb, passes))})
     if res.variant == "debug":
         res.check("the debug kernel runs lockdep and KASAN",
@@ -431,7 +435,8 @@ def figures(res):
                             G("frontswap_invalidates") + (G("cleancache_invalidates") or 0)),
                   "kicks": G("kicks_flush")},
     }
-    for o in ops.values():
+    for op, o in ops.items():
+        o["interrupts"] = G(f"interrupts_{op}")   # if the driver counts them per op
         o["kicks_per_page"] = ratio(o["kicks"], o["pages"])
     h = g.host.get("end#1", {})
     host_ops = {k.split(".")[1]: {"ops": h.get(f"operations.{k.split('.')[1]}.ops"), "pages": v}
@@ -441,6 +446,7 @@ def figures(res):
     corrupt = sum(num(r.get("corruptions")) or 0 for r in g.results.values())
     return {
         "kernel": res.variant,
+        "sync_seconds": g.sync_times,
         "ops": ops,
         "kicks_per_stored_page": ops["frontswap_store"]["kicks_per_page"],
         "interrupts": {"guest": G("interrupts"), "host": h.get("interrupts"),

@@ -1,0 +1,89 @@
+# Helpers of the end-to-end guests (busybox sh), installed as /e2e/lib.sh.
+# /init sources it, so the plan /init runs has these helpers too.  A
+# command the host sends at a sync point runs in a child shell, so it
+# sources the file itself: "sh . /e2e/lib.sh; unbind".  State that must outlive one shell
+# (the device unbind took away) lives in /tmp.
+STATS=/sys/kernel/debug/virtio_tmem/stats
+DRV=/sys/bus/virtio/drivers/virtio_tmem
+
+say() { echo "$*"; }
+result() { say "E2E-RESULT $*"; }
+
+# stats LABEL: the driver's debugfs stats on one line, or "missing".
+stats() {
+	if [ -r "$STATS" ]; then
+		say "E2E-STATS $1 $(awk '{ printf "%s%s=%s", sep, $1, $2; sep = " " }' "$STATS")"
+	else
+		say "E2E-STATS $1 missing"
+	fi
+}
+
+# sync_point NAME: wait for "go" from the host; run "sh CMD" lines meanwhile.
+sync_point() {
+	say "E2E-SYNC $1"
+	while read -r line; do
+		case $line in
+		go) return 0;;
+		"sh "*) eval "${line#sh }"; say "E2E-SH rc=$?";;
+		esac
+	done
+	say "E2E-SYNC-EOF $1"
+}
+
+# module_load [PARAMS...]: insmod the driver, if the harness packed it.
+module_load() {
+	if [ ! -f /e2e/virtio_tmem.ko ]; then
+		result module=missing
+		return 1
+	fi
+	if insmod /e2e/virtio_tmem.ko "$@"; then
+		result module=loaded params="$*"
+		[ -r "$STATS" ] || result module_stats=missing
+	else
+		result module=insmod-failed
+		return 1
+	fi
+}
+
+# disks_up: swap on the disk labelled e2eswap, ext4 e2edata on /mnt/data.
+disks_up() {
+	swapdev=$(findfs LABEL=e2eswap) && swapon "$swapdev" &&
+		result swapon=$swapdev || result swapon=failed
+	mkdir -p /mnt/data
+	datadev=$(findfs LABEL=e2edata) && mount -t ext4 "$datadev" /mnt/data &&
+		result mount=$datadev || result mount=failed
+}
+
+# tmem_dev: the virtio device the driver is bound to (e.g. virtio2).
+tmem_dev() {
+	for d in "$DRV"/virtio*; do
+		[ -e "$d" ] && { basename "$d"; return 0; }
+	done
+	return 1
+}
+
+# unbind / bind: detach the driver from its device and attach it again.
+unbind() {
+	dev=$(tmem_dev) || { result unbind=no-device; return 1; }
+	echo "$dev" >/tmp/tmem-dev
+	echo "$dev" >"$DRV/unbind" && result unbind="$dev" ||
+		{ result unbind=failed; return 1; }
+}
+bind() {
+	dev=$(cat /tmp/tmem-dev 2>/dev/null) || { result bind=no-device; return 1; }
+	echo "$dev" >"$DRV/bind" && result bind="$dev" ||
+		{ result bind=failed; return 1; }
+}
+
+# run NAME CMD...: one test program, bracketed by markers and stats.
+run() {
+	name=$1
+	shift
+	stats "$name.before"
+	say "E2E-BEGIN $name"
+	"$@"
+	rc=$?
+	say "E2E-END $name rc=$rc"
+	stats "$name.after"
+	return $rc
+}
