@@ -223,7 +223,7 @@ static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
 		q->npages++;
 	}
 	q->open = b;
-	mod_timer(&q->timer, jiffies + 1);
+	mod_timer(&q->timer, jiffies + msecs_to_jiffies(VIRTIO_TMEM_FLUSH_MS));
 	n = min(q->ndeferred, virtio_tmem_ops_cap(q->vt) - 2);
 	for (i = 0; i < n; i++) {
 		b->out->ops[i] = q->deferred[i];

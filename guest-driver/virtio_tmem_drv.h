@@ -40,7 +40,8 @@
 #define VIRTIO_TMEM_STAGING		4	/* batches' worth of staging pages */
 #define VIRTIO_TMEM_MAX_BATCH		256	/* pages per batch */
 #define VIRTIO_TMEM_EVENT_BUFS		8
-#define VIRTIO_TMEM_DEFERRED		1024	/* flushes waiting for a batch */
+#define VIRTIO_TMEM_FLUSH_MS		10	/* a batch waits at most this long */
+#define VIRTIO_TMEM_DEFERRED		4096	/* flushes waiting for a batch */
 #define VIRTIO_TMEM_CC_POOLS		32
 #define VIRTIO_TMEM_FILTER_BITS		16
 
