@@ -4,7 +4,11 @@
 # against a q35 machine with the device), built with clang, ASan and
 # UBSan.  Runs for SECONDS (default $FUZZ_SECONDS, else 60); a crash, a
 # leak or a sanitizer report fails, and the artifact's reproducer is
-# printed.  Closes with "qemu-fuzz: N passed, N failed".
+# printed.  virtio-tmem-fuzz starts from the seeds committed in
+# qemu-device/tests/fuzz-corpus/ and must reach the request decoder
+# (virtio_tmem_handle_request); its edge coverage is printed from
+# libFuzzer's -print_coverage report.  Closes with
+# "qemu-fuzz: N passed, N failed".
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
@@ -13,6 +17,7 @@ build=${BUILD:-build}
 work=$build/fuzz/qemu
 mkdir -p "$work/artifacts"
 
+scripts/ensure-packages.sh llvm	# llvm-symbolizer, for -print_coverage
 bin=$(TMEM_QEMU_VARIANT=fuzz scripts/build-qemu.sh) || {
 	echo "qemu-fuzz: cannot build QEMU's fuzzer"
 	exec tests/suite-result.sh qemu-fuzz 0 1
@@ -23,15 +28,25 @@ pass=0 fail=0
 for target in virtio-tmem-fuzz generic-fuzz-virtio-tmem; do
 	log=$work/$target.log
 	mkdir -p "$work/corpus/$target"
+	seeds=qemu-device/tests/fuzz-corpus/$target
+	[ -d "$seeds" ] || seeds=
 	"$bin" --fuzz-target="$target" -max_total_time="$secs" \
 		-rss_limit_mb=4096 -artifact_prefix="$work/artifacts/$target-" \
-		"$work/corpus/$target" >"$log" 2>&1
+		-print_coverage=1 "$work/corpus/$target" $seeds >"$log" 2>&1
 	rc=$?
 	runs=$(grep -o 'Done [0-9]* runs' "$log" | tail -n 1)
-	funcs=$(grep -o 'NEW_FUNC.* in virtio_tmem[a-z_]*' "$log" | sort -u | wc -l)
+	funcs=$(grep -c '^COVERED_FUNC: .* virtio_tmem' "$log")
+	decoder=$(grep -o '^COVERED_FUNC: .* virtio_tmem_handle_request ' "$log" |
+		  grep -o 'edges: [0-9/]*')
+	if [ $rc -eq 0 ] && [ "$target" = virtio-tmem-fuzz ] && [ -z "$decoder" ]; then
+		echo "FAIL qemu-fuzz/$target: the request decoder was never reached"
+		fail=$((fail + 1))
+		continue
+	fi
 	if [ $rc -eq 0 ]; then
 		echo "PASS qemu-fuzz/$target (${secs}s, ${runs:-no summary}," \
-		     "$funcs virtio-tmem functions reached)"
+		     "$funcs virtio-tmem functions covered," \
+		     "decoder ${decoder:-not reached})"
 		pass=$((pass + 1))
 		continue
 	fi
