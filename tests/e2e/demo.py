@@ -128,8 +128,9 @@ While it runs, QMP is yours at {user_sock}:
                  tmem=f"budget={budget},spill={wd}/spill,spill-max=1G", timeout=1800,
                  extra=["-qmp", f"unix:{user_sock},server=on,wait=off"])
 
-    def on_line(guest):
-        live(guest)
+    def on_line(guest, poll=True):
+        if poll:
+            live(guest)
         for ln in guest.lines[getattr(on_line, "seen", 0):]:
             if "E2E-PASS" in ln or "E2E-RESULT prog" in ln:
                 print("  guest: " + ln[ln.index("E2E-") + 4:], flush=True)
@@ -148,7 +149,7 @@ While it runs, QMP is yours at {user_sock}:
     if args.hold:
         print("--hold: at the end the guest waits for you to press Enter.")
     g.run(on_sync=on_sync, on_tick=on_line, tick=2.0)
-    on_line(g)
+    on_line(g, poll=False)      # QMP is closed by now
 
     h = g.host.get("end#1") or {}
     print("\n== Summary")
