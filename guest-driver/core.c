@@ -258,6 +258,7 @@ static void virtio_tmem_remove(struct virtio_device *vdev)
 
 	/* Refuse new pages, then fetch the swap pages the host holds. */
 	WRITE_ONCE(vt->draining, true);
+	virtio_tmem_events_stop(vt);	/* which alone queue reclaim work */
 	cancel_work_sync(&vt->reclaim_work);
 	virtio_tmem_quiesce(vt);
 	virtio_tmem_frontswap_drain(vt);
@@ -275,8 +276,6 @@ static void virtio_tmem_remove(struct virtio_device *vdev)
 	mutex_unlock(&virtio_tmem_pools_mutex);
 
 	vdev->config->reset(vdev);
-	cancel_work_sync(&vt->event_work);
-	cancel_work_sync(&vt->reclaim_work);
 	vdev->config->del_vqs(vdev);
 	virtio_tmem_queues_free(vt);
 	virtio_tmem_events_free(vt);

@@ -50,7 +50,8 @@ static void virtio_tmem_event_handle(struct virtio_tmem *vt, const void *buf,
 
 	switch (le16_to_cpu(ev->type)) {
 	case VIRTIO_TMEM_EVENT_CREDITS:
-		atomic_add(min_t(u64, value, vt->max_credits), &vt->credits);
+		value = min_t(u64, value, vt->max_credits);
+		atomic_add(value, &vt->credits);
 		virtio_tmem_count(VIRTIO_TMEM_CREDITS_GRANTED, value);
 		return;
 	case VIRTIO_TMEM_EVENT_RECLAIM:
@@ -110,8 +111,23 @@ static void virtio_tmem_event_work(struct work_struct *work)
 void virtio_tmem_event_done(struct virtqueue *vq)
 {
 	struct virtio_tmem *vt = vq->vdev->priv;
+	unsigned long flags;
 
-	schedule_work(&vt->event_work);
+	spin_lock_irqsave(&vt->event_lock, flags);
+	if (!vt->events_stopped)
+		schedule_work(&vt->event_work);
+	spin_unlock_irqrestore(&vt->event_lock, flags);
+}
+
+/* Before remove tears down: no event work runs or is queued after this. */
+void virtio_tmem_events_stop(struct virtio_tmem *vt)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&vt->event_lock, flags);
+	vt->events_stopped = true;
+	spin_unlock_irqrestore(&vt->event_lock, flags);
+	cancel_work_sync(&vt->event_work);
 }
 
 /* Fill the eventq; the caller kicks it once the device is ready. */

@@ -172,8 +172,9 @@ struct virtio_tmem {
 	atomic_t credits;		/* held, not spent */
 	atomic_t credits_asked;		/* asked for in requests in flight */
 
-	/* Protects eventq. */
+	/* Protects eventq and events_stopped. */
 	spinlock_t event_lock;
+	bool events_stopped;		/* being removed: handle no more */
 	struct virtqueue *eventq;
 	void *event_bufs[VIRTIO_TMEM_EVENT_BUFS];
 	struct work_struct event_work;
@@ -216,6 +217,7 @@ bool virtio_tmem_take_credit(struct virtio_tmem *vt);
 
 /* events.c */
 int virtio_tmem_events_init(struct virtio_tmem *vt);
+void virtio_tmem_events_stop(struct virtio_tmem *vt);
 void virtio_tmem_events_free(struct virtio_tmem *vt);
 void virtio_tmem_event_done(struct virtqueue *vq);
 
