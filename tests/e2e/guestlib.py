@@ -178,7 +178,7 @@ class Guest:
                  echo=False, extra=()):
         self.name, self.workdir, self.timeout = name, workdir, timeout
         self.echo = echo
-        self.qmp_path = os.path.join(workdir, "qmp.sock")
+        self.qmp_path = os.path.join(workdir, "harness-qmp.sock")
         self.console_path = os.path.join(workdir, "console.log")
         if os.path.exists(self.qmp_path):
             os.unlink(self.qmp_path)
