@@ -206,6 +206,7 @@ static int virtio_tmem_probe(struct virtio_device *vdev)
 			&vt->max_credits);
 	vt->has_credits = virtio_has_feature(vdev, VIRTIO_TMEM_F_CREDITS);
 	vt->has_ephemeral = virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL);
+	vt->store_backoff = jiffies;	/* none: jiffies start near wrapping */
 	INIT_WORK(&vt->reclaim_work, virtio_tmem_reclaim);
 	INIT_WORK(&vt->repair_work, virtio_tmem_repair);
 

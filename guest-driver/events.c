@@ -52,6 +52,7 @@ static void virtio_tmem_event_handle(struct virtio_tmem *vt, const void *buf,
 	case VIRTIO_TMEM_EVENT_CREDITS:
 		value = min_t(u64, value, vt->max_credits);
 		atomic_add(value, &vt->credits);
+		WRITE_ONCE(vt->store_backoff, jiffies);
 		virtio_tmem_count(VIRTIO_TMEM_CREDITS_GRANTED, value);
 		return;
 	case VIRTIO_TMEM_EVENT_RECLAIM:

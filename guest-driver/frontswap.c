@@ -10,14 +10,21 @@
  * kernel invalidates the key.  A store without credit is a synchronous
  * put.  Spec section 6.9 has the argument that no stored page is lost.
  */
+#include <linux/bio.h>
+#include <linux/blkdev.h>
 #include <linux/frontswap.h>
 #include <linux/hash.h>
 #include <linux/highmem.h>
+#include <linux/jiffies.h>
+#include <linux/mm.h>
+#include <linux/swapops.h>
 
 #include "virtio_tmem_drv.h"
 
 #define VIRTIO_TMEM_COPY_BITS	8
 #define VIRTIO_TMEM_COPY_KEPT	BIT(31)	/* in page_private(): kept for good */
+/* In a pool's held xarray: the drain wrote the page to its swap slot. */
+#define VIRTIO_TMEM_ON_DISK	xa_mk_value(2)
 
 /*
  * The copies table: staging pages of puts in flight, and pages kept after
@@ -28,6 +35,28 @@
  */
 static struct list_head virtio_tmem_copies[1 << VIRTIO_TMEM_COPY_BITS];
 static DEFINE_SPINLOCK(virtio_tmem_copies_lock);
+
+/*
+ * The slot the drain is writing to the swap disk, if any (type -1: none).
+ * A store of that slot waits for it: the kernel writes the slot's new
+ * page to disk only after the store hook refused it, so the new page
+ * lands after the old one.  Under virtio_tmem_copies_lock.
+ */
+static int virtio_tmem_drain_type = -1;
+static pgoff_t virtio_tmem_drain_offset;
+static DECLARE_WAIT_QUEUE_HEAD(virtio_tmem_drain_wq);
+
+static bool virtio_tmem_draining_slot(unsigned int type, pgoff_t offset)
+{
+	unsigned long flags;
+	bool busy;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	busy = virtio_tmem_drain_type == type &&
+	       virtio_tmem_drain_offset == offset;
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	return busy;
+}
 
 static struct list_head *virtio_tmem_bucket(unsigned int type, pgoff_t offset)
 {
@@ -119,6 +148,28 @@ static struct virtio_tmem_queue *virtio_tmem_fs_queue(struct virtio_tmem *vt,
 	return virtio_tmem_queue_of(vt, (u64)type << 56 ^ offset >> 9);
 }
 
+/* A store the host must answer before the kernel is told. */
+static int virtio_tmem_fs_sync_put(struct virtio_tmem *vt,
+				   struct virtio_tmem_queue *q,
+				   struct virtio_tmem_pool *pool,
+				   const struct virtio_tmem_op *put,
+				   struct page *page)
+{
+	int st;
+
+	if (!READ_ONCE(virtio_tmem_sync) &&
+	    time_before(jiffies, READ_ONCE(vt->store_backoff))) {
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_STORE_BACKOFFS, 1);
+		return -1;
+	}
+	st = virtio_tmem_sync_op(vt, q, put, VIRTIO_TMEM_FS_STORE, pool, page,
+				 NULL);
+	if (st == VIRTIO_TMEM_S_NOSPACE || st == VIRTIO_TMEM_S_NOMEM)
+		WRITE_ONCE(vt->store_backoff,
+			   jiffies + msecs_to_jiffies(VIRTIO_TMEM_BACKOFF_MS));
+	return st ? -1 : 0;
+}
+
 static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 			      struct virtio_tmem_pool *pool,
 			      unsigned int type, pgoff_t offset,
@@ -133,8 +184,7 @@ static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 	put.arg = cpu_to_le32(PAGE_SHIFT);
 	virtio_tmem_fs_key(&put, pool, offset);
 	if (READ_ONCE(virtio_tmem_sync) || !virtio_tmem_take_credit(vt))
-		return virtio_tmem_sync_op(vt, q, &put, VIRTIO_TMEM_FS_STORE,
-					   pool, page, NULL) ? -1 : 0;
+		return virtio_tmem_fs_sync_put(vt, q, pool, &put, page);
 
 	spin_lock_irqsave(&q->lock, flags);
 	op = virtio_tmem_add_op(q, &s, true, true, &flags);
@@ -142,8 +192,7 @@ static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 		/* Every staging page is kept for a refused put. */
 		spin_unlock_irqrestore(&q->lock, flags);
 		atomic_inc(&vt->credits);
-		return virtio_tmem_sync_op(vt, q, &put, VIRTIO_TMEM_FS_STORE,
-					   pool, page, NULL) ? -1 : 0;
+		return virtio_tmem_fs_sync_put(vt, q, pool, &put, page);
 	}
 	*op = put;
 	op->flags = VIRTIO_TMEM_OP_F_CREDIT;
@@ -169,6 +218,8 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 	struct virtio_tmem *vt;
 	int idx, ret = -1;
 
+	wait_event(virtio_tmem_drain_wq,
+		   !virtio_tmem_draining_slot(type, offset));
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(virtio_tmem_frontswap_on) &&
@@ -226,15 +277,44 @@ static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
 		return 0;
 	}
 
+	/* Written to its swap slot by a drain: the kernel reads it there. */
+	if (xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_DISK)
+		goto out;
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(pool->on_device))
 		ret = virtio_tmem_fs_get(vt, pool, type, offset, page);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
+out:
 
 	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES :
 				VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
 	return ret;
+}
+
+/* Queue a FLUSH_PAGE; nothing here sleeps. */
+static void virtio_tmem_fs_flush(struct virtio_tmem *vt,
+				 struct virtio_tmem_pool *pool,
+				 unsigned int type, pgoff_t offset)
+{
+	struct virtio_tmem_queue *q = virtio_tmem_fs_queue(vt, type, offset);
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *op;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	op = virtio_tmem_add_op(q, &s, false, false, &flags);
+	if (op) {
+		op->type = VIRTIO_TMEM_OP_FLUSH_PAGE;
+		virtio_tmem_fs_key(op, pool, offset);
+		s->class = VIRTIO_TMEM_FLUSH;
+		s->pool = pool;
+		virtio_tmem_op_added(q);
+	} else {
+		/* The host keeps a dead page until swapoff. */
+		virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
 }
 
 /* May be called with a spinlock held: nothing here sleeps. */
@@ -242,9 +322,6 @@ static void virtio_tmem_frontswap_invalidate_page(unsigned int type,
 						  pgoff_t offset)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
-	struct virtio_tmem_queue *q;
-	struct virtio_tmem_slot *s;
-	struct virtio_tmem_op *op;
 	struct virtio_tmem *vt;
 	struct page *copy;
 	unsigned long flags;
@@ -268,22 +345,8 @@ static void virtio_tmem_frontswap_invalidate_page(unsigned int type,
 
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
-	if (vt && READ_ONCE(pool->on_device)) {
-		q = virtio_tmem_fs_queue(vt, type, offset);
-		spin_lock_irqsave(&q->lock, flags);
-		op = virtio_tmem_add_op(q, &s, false, false, &flags);
-		if (op) {
-			op->type = VIRTIO_TMEM_OP_FLUSH_PAGE;
-			virtio_tmem_fs_key(op, pool, offset);
-			s->class = VIRTIO_TMEM_FLUSH;
-			s->pool = pool;
-			virtio_tmem_op_added(q);
-		} else {
-			/* The host keeps a dead page until swapoff. */
-			virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
-		}
-		spin_unlock_irqrestore(&q->lock, flags);
-	}
+	if (vt && READ_ONCE(pool->on_device))
+		virtio_tmem_fs_flush(vt, pool, type, offset);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 }
 
@@ -361,24 +424,6 @@ void virtio_tmem_frontswap_setup(void)
 }
 
 /*
- * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
- * swap some in.  Never all of a swap type: in 5.10, try_to_unuse() asked
- * to unuse every frontswap page loops for as long as any page of the
- * type is on the swap disk, so at most half are asked for.
- */
-void virtio_tmem_reclaim(struct work_struct *work)
-{
-	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
-					      reclaim_work);
-	unsigned long want = atomic_long_xchg(&vt->reclaim_target, 0);
-	unsigned long held = frontswap_curr_pages();
-
-	want = min(want, held / 2);
-	if (want)
-		frontswap_shrink(held - want);
-}
-
-/*
  * Fetch one swap page the device holds into a kept copy.  It is kept only
  * if the key is still held: an invalidation clears held first and then
  * looks in the copies table, so it either stops the insertion or finds
@@ -415,22 +460,143 @@ static bool virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
 }
 
 /*
- * Before the device goes away, bring every swap page it holds back into
- * guest memory, as kept copies that serve later loads.  Stores are
- * refused meanwhile, so the allocations push other pages to the swap
- * disk.  (frontswap_shrink() cannot do this job in 5.10: see above.)
+ * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
+ * fetch up to that many into kept copies and flush them on the host, as
+ * far as half of the guest's available memory allows.  Not through
+ * frontswap_shrink(): see virtio_tmem_frontswap_drain().
+ */
+void virtio_tmem_reclaim(struct work_struct *work)
+{
+	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
+					      reclaim_work);
+	long want = atomic_long_xchg(&vt->reclaim_target, 0);
+	unsigned long offset, flags;
+	unsigned int type;
+	void *entry;
+	bool copied;
+
+	want = min(want, si_mem_available() / 2);
+	for (type = 0; type < MAX_SWAPFILES && want > 0; type++) {
+		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+
+		if (!READ_ONCE(pool->on_device))
+			continue;
+		xa_for_each(&pool->held, offset, entry) {
+			if (want <= 0 || READ_ONCE(vt->draining))
+				return;
+			spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+			copied = virtio_tmem_copy_find(type, offset);
+			spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+			if (copied)
+				continue;
+			if (!virtio_tmem_fetch(vt, type, offset))
+				return;
+			virtio_tmem_held_clear(pool, offset);
+			virtio_tmem_fs_flush(vt, pool, type, offset);
+			virtio_tmem_count(VIRTIO_TMEM_RECLAIMED, 1);
+			want--;
+			cond_resched();
+		}
+	}
+}
+
+/*
+ * The swap device of @type, if it is a block device.  5.10 exports no way
+ * to reach it but __page_file_mapping(), which reads only page_private().
+ */
+static struct block_device *virtio_tmem_swap_bdev(struct page *page,
+						  unsigned int type)
+{
+	unsigned long saved = page_private(page);
+	struct address_space *mapping;
+
+	set_page_private(page, swp_entry(type, 1).val);
+	mapping = __page_file_mapping(page);
+	set_page_private(page, saved);
+	if (!mapping || !S_ISBLK(mapping->host->i_mode))
+		return NULL;
+	return I_BDEV(mapping->host);
+}
+
+/* A block-device swap area maps offset n to its nth page. */
+static int virtio_tmem_write_slot(struct block_device *bdev, pgoff_t offset,
+				  struct page *page)
+{
+	struct bio *bio = bio_alloc(GFP_KERNEL, 1);
+	int err;
+
+	bio_set_dev(bio, bdev);
+	bio->bi_iter.bi_sector = (sector_t)offset << (PAGE_SHIFT - SECTOR_SHIFT);
+	bio->bi_opf = REQ_OP_WRITE | REQ_SYNC;
+	bio_add_page(bio, page, PAGE_SIZE, 0);
+	err = submit_bio_wait(bio);
+	bio_put(bio);
+	return err;
+}
+
+/*
+ * Write one held page to its own slot on the swap disk.  The kernel still
+ * thinks the page is in frontswap; once the device is gone, its load
+ * misses and swap_readpage() reads the slot instead.
+ */
+static bool virtio_tmem_spill_to_disk(struct virtio_tmem *vt,
+				      struct block_device *bdev,
+				      unsigned int type, pgoff_t offset,
+				      struct page *buf)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	unsigned long flags;
+	bool ok = false;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	if (xa_load(&pool->held, offset) && !virtio_tmem_copy_find(type, offset)) {
+		virtio_tmem_drain_type = type;
+		virtio_tmem_drain_offset = offset;
+		ok = true;
+	}
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	if (!ok)
+		return true;	/* invalidated meanwhile: nothing to save */
+
+	ok = !virtio_tmem_fs_get(vt, pool, type, offset, buf) &&
+	     !virtio_tmem_write_slot(bdev, offset, buf);
+	if (ok) {
+		/* Replacing an entry allocates nothing. */
+		xa_lock_irqsave(&pool->held, flags);
+		__xa_store(&pool->held, offset, VIRTIO_TMEM_ON_DISK, GFP_NOWAIT);
+		xa_unlock_irqrestore(&pool->held, flags);
+	}
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	virtio_tmem_drain_type = -1;
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	wake_up_all(&virtio_tmem_drain_wq);
+	return ok;
+}
+
+/*
+ * Before the device goes away, bring every swap page it holds back: to
+ * its slot on the swap disk when the swap area is a block device, else
+ * into guest memory as a kept copy that serves later loads.
+ * frontswap_shrink() cannot do this in 5.10: asked for every page, its
+ * try_to_unuse() loops while any page of the area is on disk, and asked
+ * for part of them it still waited for the owner to exit in our tests.
  */
 void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 {
-	unsigned long offset, lost = 0, fetched = 0;
+	unsigned long offset, lost = 0, kept = 0, written = 0;
+	struct block_device *bdev;
 	unsigned int type;
+	struct page *buf;
 	void *entry;
 
+	buf = alloc_page(GFP_KERNEL);
 	for (type = 0; type < MAX_SWAPFILES; type++) {
 		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 
 		if (!READ_ONCE(pool->on_device))
 			continue;
+		bdev = buf ? virtio_tmem_swap_bdev(buf, type) : NULL;
 		xa_for_each(&pool->held, offset, entry) {
 			unsigned long flags;
 			bool copied;
@@ -440,16 +606,26 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 			spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
 			if (copied)
 				continue;
-			if (virtio_tmem_fetch(vt, type, offset))
-				fetched++;
+			if (bdev && virtio_tmem_spill_to_disk(vt, bdev, type,
+							      offset, buf))
+				written++;
+			else if (virtio_tmem_fetch(vt, type, offset))
+				kept++;
 			else if (xa_load(&pool->held, offset))
 				lost++;
 			cond_resched();
 		}
-		xa_destroy(&pool->held);
+		/* Only what went to disk stays, for virtio_tmem_frontswap_load. */
+		xa_for_each(&pool->held, offset, entry) {
+			if (entry != VIRTIO_TMEM_ON_DISK)
+				virtio_tmem_held_clear(pool, offset);
+		}
 	}
-	dev_info(&vt->vdev->dev, "%lu swap pages brought back from the host\n",
-		 fetched);
+	if (buf)
+		__free_page(buf);
+	dev_info(&vt->vdev->dev,
+		 "swap pages brought back from the host: %lu to the swap disk, %lu to guest memory\n",
+		 written, kept);
 	if (lost)
 		dev_err(&vt->vdev->dev, "%lu swap pages could not be brought back\n",
 			lost);

@@ -11,6 +11,7 @@
  */
 #include <linux/highmem.h>
 #include <linux/jiffies.h>
+#include <linux/mm.h>
 #include <linux/slab.h>
 
 #include "virtio_tmem_drv.h"
@@ -111,9 +112,10 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 				virtio_tmem_pool_poison(vt, s->pool);
 			break;
 		case VIRTIO_TMEM_OP_CREDITS:
-			if (st == VIRTIO_TMEM_S_OK) {
+			if (st == VIRTIO_TMEM_S_OK && val) {
 				atomic_add(val, &vt->credits);
 				virtio_tmem_count(VIRTIO_TMEM_CREDITS_GRANTED, val);
+				WRITE_ONCE(vt->store_backoff, jiffies);
 			}
 			break;
 		}
@@ -511,11 +513,12 @@ int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
 
 		q->batches = kcalloc(VIRTIO_TMEM_BATCHES, sizeof(*q->batches),
 				     GFP_KERNEL);
-		q->deferred = kcalloc(VIRTIO_TMEM_DEFERRED,
-				      sizeof(*q->deferred), GFP_KERNEL);
-		q->deferred_slots = kcalloc(VIRTIO_TMEM_DEFERRED,
-					    sizeof(*q->deferred_slots),
-					    GFP_KERNEL);
+		/* Hundreds of KiB: fragmented memory must not fail a rebind. */
+		q->deferred = kvcalloc(VIRTIO_TMEM_DEFERRED,
+				       sizeof(*q->deferred), GFP_KERNEL);
+		q->deferred_slots = kvcalloc(VIRTIO_TMEM_DEFERRED,
+					     sizeof(*q->deferred_slots),
+					     GFP_KERNEL);
 		q->pages = kcalloc(vt->batch * VIRTIO_TMEM_STAGING,
 				   sizeof(*q->pages), GFP_KERNEL);
 		if (!q->batches || !q->deferred || !q->deferred_slots ||
@@ -549,8 +552,8 @@ void virtio_tmem_queues_free(struct virtio_tmem *vt)
 		for (j = 0; q->batches && j < VIRTIO_TMEM_BATCHES; j++)
 			virtio_tmem_batch_free(&q->batches[j]);
 		kfree(q->batches);
-		kfree(q->deferred);
-		kfree(q->deferred_slots);
+		kvfree(q->deferred);
+		kvfree(q->deferred_slots);
 		while (q->nfree)
 			__free_page(q->pages[--q->nfree]);
 		kfree(q->pages);

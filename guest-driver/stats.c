@@ -22,6 +22,7 @@ atomic64_t virtio_tmem_class_irqs[VIRTIO_TMEM_NR_CLASSES];
 static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_FRONTSWAP_STORES] = "frontswap_stores",
 	[VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS] = "frontswap_store_rejects",
+	[VIRTIO_TMEM_FRONTSWAP_STORE_BACKOFFS] = "frontswap_store_backoffs",
 	[VIRTIO_TMEM_FRONTSWAP_STORES_BATCHED] = "frontswap_stores_batched",
 	[VIRTIO_TMEM_FRONTSWAP_LOADS] = "frontswap_loads",
 	[VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES] = "frontswap_load_misses",
@@ -44,6 +45,7 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_EVENTS] = "events",
 	[VIRTIO_TMEM_EVICTED_KEYS] = "evicted_keys",
 	[VIRTIO_TMEM_RECLAIM_REQUESTS] = "reclaim_requests",
+	[VIRTIO_TMEM_RECLAIMED] = "reclaimed_pages",
 	[VIRTIO_TMEM_HINTS] = "hints",
 };
 

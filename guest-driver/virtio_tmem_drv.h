@@ -41,6 +41,7 @@
 #define VIRTIO_TMEM_MAX_BATCH		256	/* pages per batch */
 #define VIRTIO_TMEM_EVENT_BUFS		8
 #define VIRTIO_TMEM_FLUSH_MS		10	/* a batch waits at most this long */
+#define VIRTIO_TMEM_BACKOFF_MS		100	/* after a refused synchronous store */
 #define VIRTIO_TMEM_DEFERRED		4096	/* flushes waiting for a batch */
 #define VIRTIO_TMEM_CC_POOLS		32
 #define VIRTIO_TMEM_FILTER_BITS		16
@@ -170,6 +171,12 @@ struct virtio_tmem {
 	bool draining;			/* being removed: refuse new pages */
 
 	atomic_t credits;		/* held, not spent */
+	/*
+	 * Until then (jiffies), stores without credit are refused in the
+	 * guest: the host just refused one, so another would cost an exit
+	 * for nothing.  Credits bring batching back sooner.
+	 */
+	unsigned long store_backoff;
 	atomic_t credits_asked;		/* asked for in requests in flight */
 
 	/* Protects eventq and events_stopped. */
@@ -241,6 +248,7 @@ void virtio_tmem_repair(struct work_struct *work);
 enum virtio_tmem_stat {
 	VIRTIO_TMEM_FRONTSWAP_STORES,
 	VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS,
+	VIRTIO_TMEM_FRONTSWAP_STORE_BACKOFFS,
 	VIRTIO_TMEM_FRONTSWAP_STORES_BATCHED,
 	VIRTIO_TMEM_FRONTSWAP_LOADS,
 	VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES,
@@ -263,6 +271,7 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_EVENTS,
 	VIRTIO_TMEM_EVICTED_KEYS,
 	VIRTIO_TMEM_RECLAIM_REQUESTS,
+	VIRTIO_TMEM_RECLAIMED,
 	VIRTIO_TMEM_HINTS,
 	VIRTIO_TMEM_NR_STATS,
 };
