@@ -222,6 +222,7 @@ def t_pagecache(res):
     boot(res, plan, "budget=512M,hint-window=0")
     g = res.guest
     common_checks(res, {"pagecache": ("pagecache-verify", 4 * PC_FILES * PC_MB * MiB)})
+    debug_kernel_check(res)
     puts = g.delta("pc.write", "pc.read1", "cleancache_puts")
     res.check("drop_caches puts clean pages to cleancache", (puts or 0) > 0,
               f"cleancache_puts={puts} across the drop", needs_module=True)
@@ -319,9 +320,19 @@ def t_spill(res):
               f"write {hend.get('spill_write_errors')}, read {hend.get('spill_read_errors')}")
 
 
+def debug_kernel_check(res):
+    """On the debug kernel, make sure lockdep and KASAN were really on."""
+    if res.variant != "debug":
+        return
+    banner = [ln for ln in res.guest.lines
+              if "KernelAddressSanitizer" in ln or "Lock dependency validator" in ln]
+    res.check("the debug kernel runs lockdep and KASAN", bool(banner),
+              banner[0].strip() if banner else "no lockdep or KASAN banner on the console")
+
+
 def t_lifecycle(res):
     """Load after swapon+mount, savevm/loadvm, unbind/rebind; debug kernel."""
-    passes, mb = 5, 128     # the debug kernel leaves ~70 MiB: still ~2x RAM
+    passes, mb = 5, 192     # ~2x the plain guest's free memory
     plan = swap_plan("lifecycle", mb, passes,
                      pre=f"run pcl pagecache-verify --files 2 --mb-per-file 16 --stats {STATS}\n")
     seen = {}
@@ -344,11 +355,7 @@ def t_lifecycle(res):
     g = res.guest
     common_checks(res, {"pcl": ("pagecache-verify", 4 * 2 * 16 * MiB),
                         "lifecycle": ("swap-verify", swap_bytes(mb, passes))})
-    if res.variant == "debug":
-        banner = [ln for ln in g.lines
-                  if "KernelAddressSanitizer" in ln or "Lock dependency validator" in ln]
-        res.check("the debug kernel runs lockdep and KASAN", bool(banner),
-                  banner[0].strip() if banner else "no lockdep or KASAN banner on the console")
+    debug_kernel_check(res)
     sw, sw_i = g.init_result("swapon")
     mnt, mnt_i = g.init_result("mount")
     mod, mod_i = g.init_result("module")
@@ -403,13 +410,17 @@ def t_selfcheck(res):
                       f"exit {p.returncode}: {p.stdout.strip().splitlines()[-1:]}")
 
 
+# Lockdep and KASAN (the debug kernel) watch the page-cache test.  The
+# lifecycle test runs on the plain kernel: on the debug kernel, whose
+# guest keeps only ~70 MiB, its swap-verify was OOM-killed after the
+# rebind (docs/guest-driver.md, "Known limits").
 TESTS = {
     "selfcheck": (t_selfcheck, "plain"),
     "swap": (t_swap, "plain"),
-    "pagecache": (t_pagecache, "plain"),
+    "pagecache": (t_pagecache, "debug"),
     "budget": (t_budget, "plain"),
     "spill": (t_spill, "plain"),
-    "lifecycle": (t_lifecycle, "debug"),
+    "lifecycle": (t_lifecycle, "plain"),
 }
 
 
