@@ -78,6 +78,18 @@ static struct page *virtio_tmem_copy_find(unsigned int type, pgoff_t offset)
 	return NULL;
 }
 
+/* Whether the guest holds a copy of the page: then the device's is moot. */
+static bool virtio_tmem_has_copy(unsigned int type, pgoff_t offset)
+{
+	unsigned long flags;
+	bool found;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	found = virtio_tmem_copy_find(type, offset);
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	return found;
+}
+
 /*
  * A batched put completed.  Give the staging page back to the queue, or
  * keep it if the put was refused and the key is still live.  Caller must
@@ -470,10 +482,9 @@ void virtio_tmem_reclaim(struct work_struct *work)
 	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
 					      reclaim_work);
 	long want = atomic_long_xchg(&vt->reclaim_target, 0);
-	unsigned long offset, flags;
+	unsigned long offset;
 	unsigned int type;
 	void *entry;
-	bool copied;
 
 	want = min(want, si_mem_available() / 2);
 	for (type = 0; type < MAX_SWAPFILES && want > 0; type++) {
@@ -484,10 +495,7 @@ void virtio_tmem_reclaim(struct work_struct *work)
 		xa_for_each(&pool->held, offset, entry) {
 			if (want <= 0 || READ_ONCE(vt->draining))
 				return;
-			spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-			copied = virtio_tmem_copy_find(type, offset);
-			spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-			if (copied)
+			if (virtio_tmem_has_copy(type, offset))
 				continue;
 			if (!virtio_tmem_fetch(vt, type, offset))
 				return;
@@ -598,13 +606,7 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 			continue;
 		bdev = buf ? virtio_tmem_swap_bdev(buf, type) : NULL;
 		xa_for_each(&pool->held, offset, entry) {
-			unsigned long flags;
-			bool copied;
-
-			spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-			copied = virtio_tmem_copy_find(type, offset);
-			spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-			if (copied)
+			if (virtio_tmem_has_copy(type, offset))
 				continue;
 			if (bdev && virtio_tmem_spill_to_disk(vt, bdev, type,
 							      offset, buf))
