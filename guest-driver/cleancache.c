@@ -132,6 +132,7 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 	struct virtio_tmem_queue *q;
 	struct virtio_tmem_slot *s;
 	struct virtio_tmem_op *op = NULL;
+	enum virtio_tmem_stat outcome = VIRTIO_TMEM_CLEANCACHE_PUT_DROPS;
 	struct virtio_tmem *vt;
 	unsigned long flags;
 	int idx;
@@ -139,9 +140,13 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = virtio_tmem_cc_dev(pool);
 	if (!vt || !READ_ONCE(virtio_tmem_cleancache_on) ||
-	    READ_ONCE(vt->draining) || READ_ONCE(pool->hint_off) ||
+	    READ_ONCE(vt->draining) ||
 	    !virtio_tmem_cc_key(&put, pool, &key, index))
 		goto out;
+	if (READ_ONCE(pool->hint_off)) {
+		outcome = VIRTIO_TMEM_CLEANCACHE_PUT_HINTED_OFF;
+		goto out;
+	}
 	put.arg = cpu_to_le32(PAGE_SHIFT);
 	q = virtio_tmem_cc_queue(vt, &put);
 	spin_lock_irqsave(&q->lock, flags);
@@ -153,12 +158,12 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 		copy_highpage(s->copy, page);
 		virtio_tmem_filter_add(pool, op, 1);
 		virtio_tmem_op_added(q);
+		outcome = VIRTIO_TMEM_CLEANCACHE_PUTS;
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 out:
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
-	virtio_tmem_count(op ? VIRTIO_TMEM_CLEANCACHE_PUTS :
-			       VIRTIO_TMEM_CLEANCACHE_PUT_DROPS, 1);
+	virtio_tmem_count(outcome, 1);
 }
 
 static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,

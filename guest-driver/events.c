@@ -42,6 +42,7 @@ static void virtio_tmem_event_handle(struct virtio_tmem *vt, const void *buf,
 	const struct virtio_tmem_event *ev = buf;
 	struct virtio_tmem_pool *pool;
 	u64 value;
+	bool off;
 
 	if (len < sizeof(*ev))
 		return;
@@ -69,9 +70,10 @@ static void virtio_tmem_event_handle(struct virtio_tmem *vt, const void *buf,
 	if (pool && pool->kind == VIRTIO_TMEM_POOL_EPHEMERAL) {
 		switch (le16_to_cpu(ev->type)) {
 		case VIRTIO_TMEM_EVENT_HINT:
-			virtio_tmem_count(VIRTIO_TMEM_HINTS, 1);
-			WRITE_ONCE(pool->hint_off,
-				   value == VIRTIO_TMEM_HINT_CLEANCACHE_OFF);
+			off = value == VIRTIO_TMEM_HINT_CLEANCACHE_OFF;
+			virtio_tmem_count(off ? VIRTIO_TMEM_HINTS_OFF :
+						VIRTIO_TMEM_HINTS_ON, 1);
+			WRITE_ONCE(pool->hint_off, off);
 			break;
 		case VIRTIO_TMEM_EVENT_EVICTED:
 			virtio_tmem_evicted(pool, buf + sizeof(*ev),

@@ -23,8 +23,9 @@
 
 #define VIRTIO_TMEM_COPY_BITS	8
 #define VIRTIO_TMEM_COPY_KEPT	BIT(31)	/* in page_private(): kept for good */
-/* In a pool's held xarray: the drain wrote the page to its swap slot. */
-#define VIRTIO_TMEM_ON_DISK	xa_mk_value(2)
+/* A pool's held xarray maps each offset to where its page is. */
+#define VIRTIO_TMEM_ON_HOST	xa_mk_value(1)
+#define VIRTIO_TMEM_ON_DISK	xa_mk_value(2)	/* in its swap slot */
 
 /*
  * The copies table: staging pages of puts in flight, and pages kept after
@@ -37,23 +38,42 @@ static struct list_head virtio_tmem_copies[1 << VIRTIO_TMEM_COPY_BITS];
 static DEFINE_SPINLOCK(virtio_tmem_copies_lock);
 
 /*
- * The slot the drain is writing to the swap disk, if any (type -1: none).
- * A store of that slot waits for it: the kernel writes the slot's new
- * page to disk only after the store hook refused it, so the new page
- * lands after the old one.  Under virtio_tmem_copies_lock.
+ * The slot whose page is being brought back from the host (type -1:
+ * none), by reclaim or by the drain, one at a time.  A store of that slot
+ * waits for it: the kernel writes the slot's next page to disk, or stores
+ * it on the host, only after that, so neither our disk write nor our
+ * flush can overtake the new page.  Under virtio_tmem_copies_lock.
  */
-static int virtio_tmem_drain_type = -1;
-static pgoff_t virtio_tmem_drain_offset;
-static DECLARE_WAIT_QUEUE_HEAD(virtio_tmem_drain_wq);
+static int virtio_tmem_busy_type = -1;
+static pgoff_t virtio_tmem_busy_offset;
+static DECLARE_WAIT_QUEUE_HEAD(virtio_tmem_busy_wq);
 
-static bool virtio_tmem_draining_slot(unsigned int type, pgoff_t offset)
+/*
+ * Serializes bringing pages back with swapoff, which clears a pool's
+ * swap_bdev and swap_file under it before it closes the swap file.
+ */
+static DEFINE_MUTEX(virtio_tmem_swap_disk_mutex);
+
+static void virtio_tmem_set_busy_slot(int type, pgoff_t offset)
+{
+	unsigned long flags;
+
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	virtio_tmem_busy_type = type;
+	virtio_tmem_busy_offset = offset;
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	if (type < 0)
+		wake_up_all(&virtio_tmem_busy_wq);
+}
+
+static bool virtio_tmem_busy_slot(unsigned int type, pgoff_t offset)
 {
 	unsigned long flags;
 	bool busy;
 
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-	busy = virtio_tmem_drain_type == type &&
-	       virtio_tmem_drain_offset == offset;
+	busy = virtio_tmem_busy_type == type &&
+	       virtio_tmem_busy_offset == offset;
 	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
 	return busy;
 }
@@ -127,7 +147,7 @@ static int virtio_tmem_held_set(struct virtio_tmem_pool *pool, pgoff_t offset)
 	void *old;
 
 	xa_lock_irqsave(&pool->held, flags);
-	old = __xa_store(&pool->held, offset, xa_mk_value(1),
+	old = __xa_store(&pool->held, offset, VIRTIO_TMEM_ON_HOST,
 			 GFP_NOWAIT | __GFP_NOWARN);
 	xa_unlock_irqrestore(&pool->held, flags);
 	return xa_err(old);
@@ -230,8 +250,7 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 	struct virtio_tmem *vt;
 	int idx, ret = -1;
 
-	wait_event(virtio_tmem_drain_wq,
-		   !virtio_tmem_draining_slot(type, offset));
+	wait_event(virtio_tmem_busy_wq, !virtio_tmem_busy_slot(type, offset));
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(virtio_tmem_frontswap_on) &&
@@ -251,7 +270,7 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 static int virtio_tmem_fs_get(struct virtio_tmem *vt,
 			      struct virtio_tmem_pool *pool,
 			      unsigned int type, pgoff_t offset,
-			      struct page *page)
+			      struct page *page, u8 class)
 {
 	struct virtio_tmem_queue *q = virtio_tmem_fs_queue(vt, type, offset);
 	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
@@ -261,8 +280,7 @@ static int virtio_tmem_fs_get(struct virtio_tmem *vt,
 	virtio_tmem_fs_key(&get, pool, offset);
 	/* S_IO: the host could not read its spilled copy yet; it still has it. */
 	for (tries = 0; tries < 3 && st == VIRTIO_TMEM_S_IO; tries++)
-		st = virtio_tmem_sync_op(vt, q, &get, VIRTIO_TMEM_FS_LOAD,
-					 pool, page, NULL);
+		st = virtio_tmem_sync_op(vt, q, &get, class, pool, page, NULL);
 	if (st != VIRTIO_TMEM_S_OK)
 		pr_err_ratelimited("virtio_tmem: swap page %u:%lu not returned: status %d\n",
 				   type, offset, st);
@@ -289,13 +307,14 @@ static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
 		return 0;
 	}
 
-	/* Written to its swap slot by a drain: the kernel reads it there. */
+	/* Written to its swap slot: the kernel reads it there. */
 	if (xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_DISK)
 		goto out;
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(pool->on_device))
-		ret = virtio_tmem_fs_get(vt, pool, type, offset, page);
+		ret = virtio_tmem_fs_get(vt, pool, type, offset, page,
+					 VIRTIO_TMEM_FS_LOAD);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 out:
 
@@ -371,6 +390,11 @@ static void virtio_tmem_frontswap_invalidate_area(unsigned int type)
 	LIST_HEAD(kept);
 	unsigned int i;
 
+	/* Wait for a page being brought back; bring no more to this area. */
+	mutex_lock(&virtio_tmem_swap_disk_mutex);
+	pool->swap_bdev = NULL;
+	pool->swap_file = NULL;
+
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
 	for (i = 0; i < ARRAY_SIZE(virtio_tmem_copies); i++) {
 		list_for_each_entry_safe(page, next, &virtio_tmem_copies[i],
@@ -396,12 +420,53 @@ static void virtio_tmem_frontswap_invalidate_area(unsigned int type)
 	pool->in_use = false;
 	xa_destroy(&pool->held);
 	mutex_unlock(&virtio_tmem_pools_mutex);
+	mutex_unlock(&virtio_tmem_swap_disk_mutex);
+}
+
+/*
+ * Where swap area @type keeps its pages, so that they can be written back
+ * to it: a block device, or a swap file on one.  5.10 exports no way to
+ * reach the area's file but __page_file_mapping(), which reads only
+ * page_private(), so a scratch page stands in for a swap cache page.  The
+ * file is open from swapon until after swapoff's invalidate_area.
+ */
+static void virtio_tmem_find_swap_disk(struct virtio_tmem_pool *pool,
+				       unsigned int type)
+{
+	struct address_space *mapping;
+	struct page *scratch;
+	struct inode *inode;
+
+	pool->swap_bdev = NULL;
+	pool->swap_file = NULL;
+	scratch = alloc_page(GFP_KERNEL);
+	if (!scratch)
+		return;		/* pages come back to guest memory then */
+	set_page_private(scratch, swp_entry(type, 1).val);
+	mapping = __page_file_mapping(scratch);
+	set_page_private(scratch, 0);
+	__free_page(scratch);
+
+	inode = mapping ? mapping->host : NULL;
+	if (!inode)
+		return;
+	if (S_ISBLK(inode->i_mode)) {
+		pool->swap_bdev = I_BDEV(inode);
+	} else if (S_ISREG(inode->i_mode) && inode->i_sb->s_bdev &&
+		   inode->i_blkbits <= PAGE_SHIFT) {
+		pool->swap_bdev = inode->i_sb->s_bdev;
+		pool->swap_file = inode;
+	}
 }
 
 static void virtio_tmem_frontswap_init(unsigned int type)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	struct virtio_tmem *vt;
+
+	mutex_lock(&virtio_tmem_swap_disk_mutex);
+	virtio_tmem_find_swap_disk(pool, type);
+	mutex_unlock(&virtio_tmem_swap_disk_mutex);
 
 	mutex_lock(&virtio_tmem_pools_mutex);
 	pool->kind = VIRTIO_TMEM_POOL_PERSISTENT;
@@ -439,10 +504,10 @@ void virtio_tmem_frontswap_setup(void)
  * Fetch one swap page the device holds into a kept copy.  It is kept only
  * if the key is still held: an invalidation clears held first and then
  * looks in the copies table, so it either stops the insertion or finds
- * and frees the copy.
+ * and frees the copy.  Returns 1 if kept, 0 if no longer held.
  */
-static bool virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
-			      pgoff_t offset)
+static int virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
+			     pgoff_t offset)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	unsigned long flags;
@@ -451,10 +516,11 @@ static bool virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
 
 	page = alloc_page(GFP_KERNEL | __GFP_NOWARN);
 	if (!page)
-		return false;
-	if (virtio_tmem_fs_get(vt, pool, type, offset, page)) {
+		return -ENOMEM;
+	if (virtio_tmem_fs_get(vt, pool, type, offset, page,
+			       VIRTIO_TMEM_BRING_BACK)) {
 		__free_page(page);
-		return false;
+		return -EIO;
 	}
 	set_page_private(page, type | VIRTIO_TMEM_COPY_KEPT);
 	page->index = offset;
@@ -464,77 +530,44 @@ static bool virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
 		kept = true;
 	}
 	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-	if (kept)
-		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
-	else
+	if (!kept) {
 		__free_page(page);
-	return true;
-}
-
-/*
- * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
- * fetch up to that many into kept copies and flush them on the host, as
- * far as half of the guest's available memory allows.  Not through
- * frontswap_shrink(): see virtio_tmem_frontswap_drain().
- */
-void virtio_tmem_reclaim(struct work_struct *work)
-{
-	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
-					      reclaim_work);
-	long want = atomic_long_xchg(&vt->reclaim_target, 0);
-	unsigned long offset;
-	unsigned int type;
-	void *entry;
-
-	want = min(want, si_mem_available() / 2);
-	for (type = 0; type < MAX_SWAPFILES && want > 0; type++) {
-		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
-
-		if (!READ_ONCE(pool->on_device))
-			continue;
-		xa_for_each(&pool->held, offset, entry) {
-			if (want <= 0 || READ_ONCE(vt->draining))
-				return;
-			if (virtio_tmem_has_copy(type, offset))
-				continue;
-			if (!virtio_tmem_fetch(vt, type, offset))
-				return;
-			virtio_tmem_held_clear(pool, offset);
-			virtio_tmem_fs_flush(vt, pool, type, offset);
-			virtio_tmem_count(VIRTIO_TMEM_RECLAIMED, 1);
-			want--;
-			cond_resched();
-		}
+		return 0;
 	}
+	virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
+	return 1;
 }
 
 /*
- * The swap device of @type, if it is a block device.  5.10 exports no way
- * to reach it but __page_file_mapping(), which reads only page_private().
+ * The sector of swap slot @offset.  A swap file's blocks cannot move while
+ * it is on (S_SWAPFILE): swapon itself mapped them with bmap().
  */
-static struct block_device *virtio_tmem_swap_bdev(struct page *page,
-						  unsigned int type)
+static int virtio_tmem_slot_sector(const struct virtio_tmem_pool *pool,
+				   pgoff_t offset, sector_t *sector)
 {
-	unsigned long saved = page_private(page);
-	struct address_space *mapping;
+	struct inode *file = pool->swap_file;
+	unsigned int bits = file ? file->i_blkbits : PAGE_SHIFT;
+	sector_t block = (sector_t)offset << (PAGE_SHIFT - bits);
 
-	set_page_private(page, swp_entry(type, 1).val);
-	mapping = __page_file_mapping(page);
-	set_page_private(page, saved);
-	if (!mapping || !S_ISBLK(mapping->host->i_mode))
-		return NULL;
-	return I_BDEV(mapping->host);
+	if (file && (bmap(file, &block) || !block))
+		return -EIO;
+	*sector = block << (bits - SECTOR_SHIFT);
+	return 0;
 }
 
-/* A block-device swap area maps offset n to its nth page. */
-static int virtio_tmem_write_slot(struct block_device *bdev, pgoff_t offset,
-				  struct page *page)
+static int virtio_tmem_write_slot(const struct virtio_tmem_pool *pool,
+				  pgoff_t offset, struct page *page)
 {
-	struct bio *bio = bio_alloc(GFP_KERNEL, 1);
+	struct bio *bio;
+	sector_t sector;
 	int err;
 
-	bio_set_dev(bio, bdev);
-	bio->bi_iter.bi_sector = (sector_t)offset << (PAGE_SHIFT - SECTOR_SHIFT);
+	err = virtio_tmem_slot_sector(pool, offset, &sector);
+	if (err)
+		return err;
+	bio = bio_alloc(GFP_KERNEL, 1);
+	bio_set_dev(bio, pool->swap_bdev);
+	bio->bi_iter.bi_sector = sector;
 	bio->bi_opf = REQ_OP_WRITE | REQ_SYNC;
 	bio_add_page(bio, page, PAGE_SIZE, 0);
 	err = submit_bio_wait(bio);
@@ -544,59 +577,146 @@ static int virtio_tmem_write_slot(struct block_device *bdev, pgoff_t offset,
 
 /*
  * Write one held page to its own slot on the swap disk.  The kernel still
- * thinks the page is in frontswap; once the device is gone, its load
- * misses and swap_readpage() reads the slot instead.
+ * thinks the page is in frontswap; our load misses from now on, and
+ * swap_readpage() reads the slot instead.  Returns 1 if written, 0 if no
+ * longer held.
  */
-static bool virtio_tmem_spill_to_disk(struct virtio_tmem *vt,
-				      struct block_device *bdev,
-				      unsigned int type, pgoff_t offset,
-				      struct page *buf)
+static int virtio_tmem_write_back(struct virtio_tmem *vt, unsigned int type,
+				  pgoff_t offset, struct page *buf)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	unsigned long flags;
-	bool ok = false;
+	void *old;
+	int err;
 
-	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-	if (xa_load(&pool->held, offset) && !virtio_tmem_copy_find(type, offset)) {
-		virtio_tmem_drain_type = type;
-		virtio_tmem_drain_offset = offset;
-		ok = true;
+	if (!pool->swap_bdev || !buf)
+		return -ENODEV;
+	if (xa_load(&pool->held, offset) != VIRTIO_TMEM_ON_HOST)
+		return 0;
+	if (virtio_tmem_fs_get(vt, pool, type, offset, buf,
+			       VIRTIO_TMEM_BRING_BACK))
+		return -EIO;
+	err = virtio_tmem_write_slot(pool, offset, buf);
+	if (err)
+		return err;
+	/* Only if not invalidated meanwhile; replacing allocates nothing. */
+	xa_lock_irqsave(&pool->held, flags);
+	old = __xa_cmpxchg(&pool->held, offset, VIRTIO_TMEM_ON_HOST,
+			   VIRTIO_TMEM_ON_DISK, GFP_NOWAIT);
+	xa_unlock_irqrestore(&pool->held, flags);
+	return old == VIRTIO_TMEM_ON_HOST;
+}
+
+enum virtio_tmem_dest { VIRTIO_TMEM_TO_MEMORY, VIRTIO_TMEM_TO_DISK };
+
+/*
+ * Bring the page at @offset back from the host, to guest memory as a kept
+ * copy or to its slot on the swap disk, and with @release flush it on the
+ * host.  The slot is busy meanwhile (see virtio_tmem_busy_type).  Returns
+ * 1 if the page moved, 0 if it was no longer held, or an error if it is
+ * still on the host alone.  Caller holds virtio_tmem_swap_disk_mutex.
+ */
+static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
+				  pgoff_t offset, enum virtio_tmem_dest dest,
+				  bool release, struct page *buf)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	int ret;
+
+	lockdep_assert_held(&virtio_tmem_swap_disk_mutex);
+	virtio_tmem_set_busy_slot(type, offset);
+	if (dest == VIRTIO_TMEM_TO_MEMORY)
+		ret = virtio_tmem_fetch(vt, type, offset);
+	else
+		ret = virtio_tmem_write_back(vt, type, offset, buf);
+	if (ret > 0)
+		virtio_tmem_count(VIRTIO_TMEM_BROUGHT_BACK, 1);
+	if (ret > 0 && release) {
+		if (dest == VIRTIO_TMEM_TO_MEMORY)
+			virtio_tmem_held_clear(pool, offset);
+		virtio_tmem_fs_flush(vt, pool, type, offset);
 	}
-	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-	if (!ok)
-		return true;	/* invalidated meanwhile: nothing to save */
+	virtio_tmem_set_busy_slot(-1, 0);
+	return ret;
+}
 
-	ok = !virtio_tmem_fs_get(vt, pool, type, offset, buf) &&
-	     !virtio_tmem_write_slot(bdev, offset, buf);
-	if (ok) {
-		/* Replacing an entry allocates nothing. */
-		xa_lock_irqsave(&pool->held, flags);
-		__xa_store(&pool->held, offset, VIRTIO_TMEM_ON_DISK, GFP_NOWAIT);
-		xa_unlock_irqrestore(&pool->held, flags);
+/*
+ * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
+ * bring up to that many back and flush them on the host.  They go into
+ * kept copies as far as half of the guest's available memory allows, and
+ * the rest to their slots on the swap disk.  Not through
+ * frontswap_shrink(): see virtio_tmem_frontswap_drain().
+ */
+void virtio_tmem_reclaim(struct work_struct *work)
+{
+	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
+					      reclaim_work);
+	long want = atomic_long_xchg(&vt->reclaim_target, 0);
+	long room = si_mem_available() / 2;
+	unsigned long offset;
+	struct page *buf;
+	unsigned int type;
+	void *entry;
+	int ret;
+
+	buf = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+	for (type = 0; type < MAX_SWAPFILES && want > 0; type++) {
+		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+
+		if (!READ_ONCE(pool->on_device))
+			continue;
+		xa_for_each(&pool->held, offset, entry) {
+			if (want <= 0 || READ_ONCE(vt->draining))
+				goto out;
+			if (entry != VIRTIO_TMEM_ON_HOST ||
+			    virtio_tmem_has_copy(type, offset))
+				continue;
+			mutex_lock(&virtio_tmem_swap_disk_mutex);
+			ret = -ENOMEM;
+			if (room > 0)
+				ret = virtio_tmem_bring_back(vt, type, offset,
+							     VIRTIO_TMEM_TO_MEMORY,
+							     true, buf);
+			if (ret > 0)
+				room--;
+			if (ret < 0) {
+				ret = virtio_tmem_bring_back(vt, type, offset,
+							     VIRTIO_TMEM_TO_DISK,
+							     true, buf);
+				if (ret > 0)
+					virtio_tmem_count(VIRTIO_TMEM_RECLAIMED_TO_DISK, 1);
+			}
+			mutex_unlock(&virtio_tmem_swap_disk_mutex);
+			if (ret < 0)
+				goto out;
+			if (ret > 0) {
+				virtio_tmem_count(VIRTIO_TMEM_RECLAIMED, 1);
+				want--;
+			}
+			cond_resched();
+		}
 	}
-
-	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-	virtio_tmem_drain_type = -1;
-	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-	wake_up_all(&virtio_tmem_drain_wq);
-	return ok;
+out:
+	if (buf)
+		__free_page(buf);
 }
 
 /*
  * Before the device goes away, bring every swap page it holds back: to
- * its slot on the swap disk when the swap area is a block device, else
- * into guest memory as a kept copy that serves later loads.
- * frontswap_shrink() cannot do this in 5.10: asked for every page, its
- * try_to_unuse() loops while any page of the area is on disk, and asked
- * for part of them it still waited for the owner to exit in our tests.
+ * its slot on the swap disk when the swap area is a block device or a
+ * swap file on one, else into guest memory as a kept copy that serves
+ * later loads.  frontswap_shrink() cannot do this in 5.10: asked for every
+ * page, its try_to_unuse() loops while any page of the area is on disk,
+ * and asked for part of them it still waited for the owner to exit in our
+ * tests.
  */
 void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 {
 	unsigned long offset, lost = 0, kept = 0, written = 0;
-	struct block_device *bdev;
 	unsigned int type;
 	struct page *buf;
 	void *entry;
+	int ret;
 
 	buf = alloc_page(GFP_KERNEL);
 	for (type = 0; type < MAX_SWAPFILES; type++) {
@@ -604,16 +724,25 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 
 		if (!READ_ONCE(pool->on_device))
 			continue;
-		bdev = buf ? virtio_tmem_swap_bdev(buf, type) : NULL;
 		xa_for_each(&pool->held, offset, entry) {
-			if (virtio_tmem_has_copy(type, offset))
+			if (entry != VIRTIO_TMEM_ON_HOST ||
+			    virtio_tmem_has_copy(type, offset))
 				continue;
-			if (bdev && virtio_tmem_spill_to_disk(vt, bdev, type,
-							      offset, buf))
+			mutex_lock(&virtio_tmem_swap_disk_mutex);
+			ret = virtio_tmem_bring_back(vt, type, offset,
+						     VIRTIO_TMEM_TO_DISK,
+						     false, buf);
+			if (ret > 0)
 				written++;
-			else if (virtio_tmem_fetch(vt, type, offset))
-				kept++;
-			else if (xa_load(&pool->held, offset))
+			if (ret < 0) {
+				ret = virtio_tmem_bring_back(vt, type, offset,
+							     VIRTIO_TMEM_TO_MEMORY,
+							     false, buf);
+				if (ret > 0)
+					kept++;
+			}
+			mutex_unlock(&virtio_tmem_swap_disk_mutex);
+			if (ret < 0 && xa_load(&pool->held, offset))
 				lost++;
 			cond_resched();
 		}

@@ -32,6 +32,7 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_CLEANCACHE_PUTS] = "cleancache_puts",
 	[VIRTIO_TMEM_CLEANCACHE_PUT_DROPS] = "cleancache_put_drops",
 	[VIRTIO_TMEM_CLEANCACHE_PUT_REFUSED] = "cleancache_put_refused",
+	[VIRTIO_TMEM_CLEANCACHE_PUT_HINTED_OFF] = "cleancache_puts_hinted_off",
 	[VIRTIO_TMEM_CLEANCACHE_GETS] = "cleancache_gets",
 	[VIRTIO_TMEM_CLEANCACHE_HITS] = "cleancache_hits",
 	[VIRTIO_TMEM_CLEANCACHE_MISSES] = "cleancache_misses",
@@ -46,7 +47,10 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_EVICTED_KEYS] = "evicted_keys",
 	[VIRTIO_TMEM_RECLAIM_REQUESTS] = "reclaim_requests",
 	[VIRTIO_TMEM_RECLAIMED] = "reclaimed_pages",
-	[VIRTIO_TMEM_HINTS] = "hints",
+	[VIRTIO_TMEM_RECLAIMED_TO_DISK] = "reclaimed_to_disk",
+	[VIRTIO_TMEM_BROUGHT_BACK] = "brought_back_pages",
+	[VIRTIO_TMEM_HINTS_OFF] = "hints_off",
+	[VIRTIO_TMEM_HINTS_ON] = "hints_on",
 };
 
 static const char * const virtio_tmem_class_names[] = {
@@ -56,6 +60,7 @@ static const char * const virtio_tmem_class_names[] = {
 	[VIRTIO_TMEM_CC_GET] = "cleancache_get",
 	[VIRTIO_TMEM_FLUSH] = "flush",
 	[VIRTIO_TMEM_CONTROL] = "control",
+	[VIRTIO_TMEM_BRING_BACK] = "bring_back",
 };
 
 /* Pages (or ops) of each class, the denominator of its kicks per page. */
@@ -66,6 +71,7 @@ static const enum virtio_tmem_stat virtio_tmem_class_pages[] = {
 	[VIRTIO_TMEM_CC_GET] = VIRTIO_TMEM_CLEANCACHE_GETS,
 	[VIRTIO_TMEM_FLUSH] = VIRTIO_TMEM_CLEANCACHE_INVALIDATES,
 	[VIRTIO_TMEM_CONTROL] = VIRTIO_TMEM_REQUESTS,
+	[VIRTIO_TMEM_BRING_BACK] = VIRTIO_TMEM_BROUGHT_BACK,
 };
 
 static_assert(ARRAY_SIZE(virtio_tmem_stat_names) == VIRTIO_TMEM_NR_STATS);

@@ -11,6 +11,7 @@
  *   stats.c      counters and debugfs
  *
  * Lock order, outermost first (docs/guest-driver.md has the argument):
+ *   swap disk mutex           frontswap.c: bringing pages back, swapoff
  *   virtio_tmem_pools_mutex   process context only
  *   queue->lock               irqsave; may be taken with interrupts off
  *   virtio_tmem_copies_lock   irqsave; a leaf
@@ -54,6 +55,7 @@ enum virtio_tmem_class {
 	VIRTIO_TMEM_CC_GET,
 	VIRTIO_TMEM_FLUSH,
 	VIRTIO_TMEM_CONTROL,
+	VIRTIO_TMEM_BRING_BACK,		/* gets of reclaim and the drain */
 	VIRTIO_TMEM_NR_CLASSES,
 };
 
@@ -84,6 +86,13 @@ struct virtio_tmem_pool {
 	 * invalidated, so that they can be fetched before it goes away.
 	 */
 	struct xarray held;
+	/*
+	 * Persistent pools: where the swap area keeps its pages, so that
+	 * they can be written back to it.  Under the swap disk mutex of
+	 * frontswap.c.
+	 */
+	struct block_device *swap_bdev;	/* NULL: nowhere we can write */
+	struct inode *swap_file;	/* a swap file on swap_bdev, or NULL */
 };
 
 /* A process waiting for the status of one op. */
@@ -258,6 +267,7 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_CLEANCACHE_PUTS,
 	VIRTIO_TMEM_CLEANCACHE_PUT_DROPS,
 	VIRTIO_TMEM_CLEANCACHE_PUT_REFUSED,
+	VIRTIO_TMEM_CLEANCACHE_PUT_HINTED_OFF,
 	VIRTIO_TMEM_CLEANCACHE_GETS,
 	VIRTIO_TMEM_CLEANCACHE_HITS,
 	VIRTIO_TMEM_CLEANCACHE_MISSES,
@@ -272,7 +282,10 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_EVICTED_KEYS,
 	VIRTIO_TMEM_RECLAIM_REQUESTS,
 	VIRTIO_TMEM_RECLAIMED,
-	VIRTIO_TMEM_HINTS,
+	VIRTIO_TMEM_RECLAIMED_TO_DISK,
+	VIRTIO_TMEM_BROUGHT_BACK,
+	VIRTIO_TMEM_HINTS_OFF,
+	VIRTIO_TMEM_HINTS_ON,
 	VIRTIO_TMEM_NR_STATS,
 };
 

@@ -18,8 +18,10 @@ that is a baseline run of the harness, not a test of the driver.
 QEMU is $QEMU if set, else what scripts/build-qemu.sh prints.
 """
 import argparse
+import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -104,15 +106,24 @@ def ratio(a, b):
 
 # -- booting and the checks every guest gets --
 
-def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300):
-    ctx = res.ctx
-    wd = os.path.join(ctx.out, res.name)
+def workdir(res):
+    wd = os.path.join(res.ctx.out, res.name)
     shutil.rmtree(wd, ignore_errors=True)
     os.makedirs(wd)
-    drives = gl.make_disks(wd, fmt)
+    return wd
+
+
+def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
+         wd=None, drives=(), files=None):
+    """wd: the test's workdir if it made one already (workdir());
+    drives: more -drive/-device arguments; files: {name: path}, more files
+    for /e2e in the initramfs."""
+    ctx = res.ctx
+    wd = wd or workdir(res)
+    drives = gl.make_disks(wd, fmt) + list(drives)
     ko, _ = ctx.module(res.variant)
     initrd = os.path.join(wd, "initrd.cpio")
-    gl.make_initrd(initrd, plan, ctx.programs, ko)
+    gl.make_initrd(initrd, plan, {**ctx.programs, **(files or {})}, ko)
     if "{wd}" in tmem:
         os.makedirs(os.path.join(wd, "spill"), exist_ok=True)
         tmem = tmem.replace("{wd}", wd)
@@ -390,6 +401,131 @@ def t_lifecycle(res):
               f"sync point pass1 seen {g.syncs.get('pass1')} times, want 2")
 
 
+RECLAIM_BUDGET = 4 * MiB
+DRAINED = re.compile(r"swap pages brought back from the host: (\d+) to the swap disk, "
+                     r"(\d+) to guest memory")
+
+
+def t_reclaim(res):
+    """RECLAIM honoured and unbind drained, with swap on a swap file."""
+    passes, mb = 5, 192
+    plan = ("swapfile_on 320\nmodule_load\n"
+            f"run reclaim swap-verify --mb {mb} --passes {passes} --seed 7 "
+            f"--stats {STATS} --sync\n")
+
+    def on_sync(g, name, n):
+        if name == "pass0":       # pages are out: a budget the host cannot keep them in
+            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget",
+                                  "value": RECLAIM_BUDGET})
+            # no spill file: only the guest's reclaim can bring ram_used down
+            for _ in range(300):
+                time.sleep(0.2)
+                if g.host_stats().get("ram_used", RECLAIM_BUDGET + 1) <= RECLAIM_BUDGET:
+                    break
+            g.host["cut"] = g.host_stats()
+            return ["sh . /e2e/lib.sh; stats reclaim.cut", "go"]
+        if name == "pass1":
+            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": BUDGET})
+        elif name == "pass2":     # pages are out again: unbind, which drains them
+            return ["sh . /e2e/lib.sh; unbind", "go"]
+        elif name == "pass3":
+            return ["sh . /e2e/lib.sh; bind", "go"]
+        return ["go"]
+
+    boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, timeout=600)
+    g = res.guest
+    common_checks(res, {"reclaim": ("swap-verify", swap_bytes(mb, passes))})
+    sw, _ = g.init_result("swapon")
+    res.check("swap is on a swap file", sw == "/mnt/data/swapfile", f"swapon={sw}")
+    for what in ("reclaim_requests", "reclaimed_pages", "reclaimed_to_disk"):
+        d = g.delta("swap.pass0", "reclaim.cut", what)
+        res.check(f"the guest honoured RECLAIM: {what} grew", (d or 0) > 0,
+                  f"{what} +{d} after the budget cut", needs_module=True)
+    before, cut = host_at(g, "pass0#1"), host_at(g, "cut")
+    res.check("the host held pages before the cut", before.get("pages_persistent", 0) > 0,
+              f"pages_persistent={before.get('pages_persistent')}", needs_module=True)
+    res.check("the guest took them back: the host is within budget, without spilling",
+              cut.get("ram_used", RECLAIM_BUDGET + 1) <= RECLAIM_BUDGET and
+              cut.get("spills", 0) == 0,
+              f"ram_used={cut.get('ram_used')} budget={RECLAIM_BUDGET} "
+              f"spills={cut.get('spills')} pages_persistent "
+              f"{before.get('pages_persistent')} -> {cut.get('pages_persistent')}",
+              needs_module=True)
+    ub, _ = g.init_result("unbind")
+    bd, _ = g.init_result("bind")
+    res.check("driver unbind and rebind", ub not in (None, "failed", "no-device") and
+              bd not in (None, "failed", "no-device"), f"unbind={ub} bind={bd}",
+              needs_module=True)
+    drained = [m for m in map(DRAINED.search, g.lines) if m]
+    written = int(drained[-1].group(1)) if drained else None
+    res.check("unbind wrote the host's pages to the swap file's blocks", (written or 0) > 0,
+              drained[-1].group(0) if drained else "no drain report in dmesg",
+              needs_module=True)
+    # pass3#1 is after the unbind reset the host's counters, before the bind
+    st = g.delta("swap.pass3", "swap.pass4", "frontswap_stores")
+    put = host_at(g, "end#1").get("operations.put.pages", 0) - \
+        host_at(g, "pass3#1").get("operations.put.pages", 0)
+    res.check("pages go to the host again after the rebind", (st or 0) > 0 and put > 0,
+              f"guest frontswap_stores +{st}, host put pages +{put} after bind",
+              needs_module=True)
+
+
+STREAM_FILES, STREAM_MB = 4, 64
+
+
+def stream_disk(wd):
+    """A read-only ext4 disk (label e2estream) of random files made here,
+    never written by the guest, and their md5sum -c list."""
+    src = os.path.join(wd, "stream")
+    os.makedirs(src)
+    sums = []
+    for i in range(STREAM_FILES):
+        h = hashlib.md5()
+        with open(os.path.join(src, f"f{i}"), "wb") as f:
+            for _ in range(STREAM_MB):
+                blk = os.urandom(MiB)
+                f.write(blk)
+                h.update(blk)
+        sums.append(f"{h.hexdigest()}  /mnt/stream/f{i}\n")
+    manifest = os.path.join(wd, "stream.md5")
+    with open(manifest, "w") as f:
+        f.writelines(sums)
+    img = os.path.join(wd, "stream.img")
+    with open(img, "wb") as f:
+        f.truncate((STREAM_FILES * STREAM_MB + 64) * MiB)
+    gl.run(["mkfs.ext4", "-q", "-F", "-b", "4096", "-L", "e2estream", "-d", src, img],
+           "mkfs.ext4 -d")
+    shutil.rmtree(src)
+    drives = ["-drive", f"if=none,id=stream,file={img},format=raw,readonly=on",
+              "-device", "virtio-blk-pci,drive=stream"]
+    return drives, manifest
+
+
+def t_hints(res):
+    """HINT honoured: cleancache off for a pool that misses, then on again."""
+    wd = workdir(res)
+    drives, manifest = stream_disk(wd)
+    nbytes = STREAM_FILES * STREAM_MB * MiB
+    plan = ("disks_up\nmodule_load\nmkdir -p /mnt/stream\n"
+            'mount -t ext4 -o ro "$(findfs LABEL=e2estream)" /mnt/stream && '
+            "result stream=mounted || result stream=failed\n"
+            f"run stream1 verify_sums stream1 /e2e/stream.md5 {nbytes}\n"
+            "sleep 3\n"
+            f"run stream2 verify_sums stream2 /e2e/stream.md5 {nbytes}\n")
+    # A short window and retry, so that both turns happen within the run.
+    boot(res, plan, f"budget={BUDGET},hint-window=256,hint-retry=2000", wd=wd,
+         drives=drives, files={"stream.md5": manifest})
+    g = res.guest
+    common_checks(res, {"stream1": ("stream1", nbytes), "stream2": ("stream2", nbytes)})
+    for what in ("hints_off", "hints_on", "cleancache_puts_hinted_off", "cleancache_puts"):
+        d = g.delta("stream1.before", "stream2.after", what)
+        res.check(f"{what} grew while the files streamed", (d or 0) > 0, f"{what} +{d}",
+                  needs_module=True)
+    sent = host_at(g, "end#1").get("events.hint", 0)
+    res.check("the host sent the hints (QMP events.hint)", sent >= 2, f"events.hint={sent}",
+              needs_module=True)
+
+
 def t_selfcheck(res):
     """Negative controls on the host: the verifiers do catch corruption."""
     ctx = res.ctx
@@ -421,6 +557,8 @@ TESTS = {
     "budget": (t_budget, "plain"),
     "spill": (t_spill, "plain"),
     "lifecycle": (t_lifecycle, "plain"),
+    "reclaim": (t_reclaim, "plain"),
+    "hints": (t_hints, "plain"),
 }
 
 
@@ -485,6 +623,8 @@ def main():
     ap.add_argument("--no-module", action="store_true",
                     help="baseline: run without the driver; module checks are skipped")
     ap.add_argument("-v", "--verbose", action="store_true", help="echo guest consoles")
+    ap.add_argument("--kernel", choices=("plain", "debug"),
+                    help="run every test on this kernel instead of its own")
     args = ap.parse_args()
     names = [t for t in args.tests.split(",") if t]
     bad = [t for t in names if t not in TESTS]
@@ -497,7 +637,7 @@ def main():
     except RuntimeError as e:
         print(f"e2e: setup failed: {e}")
         return subprocess.call(["tests/suite-result.sh", "e2e", "0", "1"], cwd=gl.TOP)
-    for v in sorted({TESTS[n][1] for n in names if n != "selfcheck"}):
+    for v in sorted({args.kernel or TESTS[n][1] for n in names if n != "selfcheck"}):
         ko, why = ctx.module(v)
         print(f"e2e: {v} kernel module: {ko or 'MISSING (' + why.splitlines()[0] + ')'}")
 
@@ -505,6 +645,7 @@ def main():
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
     for name in names:
         fn, variant = TESTS[name]
+        variant = args.kernel or variant
         res = Result(ctx, name, variant)
         print(f"e2e: {name} ({variant} kernel) ...", flush=True)
         try:

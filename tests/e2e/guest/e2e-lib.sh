@@ -87,3 +87,28 @@ run() {
 	stats "$name.after"
 	return $rc
 }
+
+# swapfile_on MB: swap on a file of MB MiB on /mnt/data instead of the
+# swap disk, so that pages go back to a swap file's blocks.
+swapfile_on() {
+	mkdir -p /mnt/data
+	mount -t ext4 "$(findfs LABEL=e2edata)" /mnt/data &&
+		result mount=/mnt/data || { result mount=failed; return 1; }
+	f=/mnt/data/swapfile
+	dd if=/dev/zero of=$f bs=1M count="$1" 2>/dev/null && chmod 600 $f &&
+		mkswap $f >/dev/null && swapon $f &&
+		result swapon=$f || result swapon=failed
+}
+
+# verify_sums NAME LIST BYTES: md5sum -c over the files LIST names (made on
+# the host); reported like the test programs report what they verified.
+verify_sums() {
+	bad=$(md5sum -c "$2" 2>&1 | grep -vc ': OK$')
+	if [ "$bad" -eq 0 ]; then
+		result prog="$1" bytes_verified="$3" corruptions=0
+	else
+		say "E2E-CORRUPT prog=$1 files_failed=$bad"
+		result prog="$1" bytes_verified=0 corruptions="$bad"
+		return 1
+	fi
+}
