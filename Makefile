@@ -3,7 +3,7 @@
 #
 #   make           build the host library (release)
 #   make test      every test the tree has; ends with "N passed, N failed"
-#   make bench     benchmarks: a table on stdout, JSON under build/bench/
+#   make bench     benchmarks: host library and guests; JSON under build/bench/
 #
 # Variables: BUILD (output root), FUZZ_SECONDS (fuzzer time per target),
 # TEST_SCALE (multiplies randomized test lengths; 1 in CI).
@@ -88,9 +88,13 @@ $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(BUILD)/release/libtmem.a
 	@mkdir -p $(@D)
 	$(CC) $(CSTD) $(WARN) -O2 -g $(INCS) $(BENCH_SRCS) \
 		$(BUILD)/release/libtmem.a $(LIBS) -o $@
+# The host library first; then the guest benchmarks (tests/guest-bench/,
+# docs/benchmarks.md): TCG guests, ~20 minutes, build/bench/guest.json,
+# docs/bench/*.png.  BENCH_REPS sets the repetitions of each guest run.
 bench: deps $(BENCH_BIN)
 	@mkdir -p $(BUILD)/bench
 	$(BENCH_BIN) --json $(BUILD)/bench/host-lib.json
+	@tests/guest-bench/run-bench.py $(if $(BENCH_REPS),--reps $(BENCH_REPS))
 
 clean:
 	rm -rf $(BUILD)

@@ -1,0 +1,60 @@
+# Helpers of the benchmark guests (busybox sh), installed as
+# /e2e/bench-lib.sh next to the e2e guests' /e2e/lib.sh, whose say,
+# result, stats, sync_point and module_load they use.  The plan that
+# tests/guest-bench/run-bench.py writes sources this file, sets up one
+# configuration (swap on the disk, on zram or none; the module or not) and
+# runs one workload between two sync points, which the host times.
+
+# swap_disk: swap on the virtio-blk disk labelled e2eswap.
+swap_disk() {
+	dev=$(findfs LABEL=e2eswap) && swapon "$dev" &&
+		result swapon="$dev" || { result swapon=failed; return 1; }
+}
+
+# swap_zram BYTES: in-guest compressed swap, LZ4 like the host's store.
+swap_zram() {
+	z=/sys/block/zram0
+	[ -d $z ] || { result swapon=no-zram; return 1; }
+	echo lz4 >$z/comp_algorithm && echo "$1" >$z/disksize &&
+		mkswap /dev/zram0 >/dev/null && swapon /dev/zram0 &&
+		result swapon=/dev/zram0 comp="$(cat $z/comp_algorithm | tr ' ' ,)" ||
+		{ result swapon=failed; return 1; }
+}
+
+# data_ro: the benchmark's file set, ext4 on the disk labelled e2edata,
+# read-only: every guest reads the same image, which the host made once.
+data_ro() {
+	mkdir -p /mnt/data
+	dev=$(findfs LABEL=e2edata) && mount -t ext4 -o ro "$dev" /mnt/data &&
+		result mount="$dev" || { result mount=failed; return 1; }
+}
+
+# snap LABEL: the guest's own counters as E2E-STATS lines: zram.LABEL
+# (zram's mm_stat and its sectors read and written, if zram is the swap)
+# and LABEL (the driver's debugfs stats, or "missing").  Interrupts are
+# counted on the host: without PCI_MSI the virtio devices share INTx lines,
+# so the guest's /proc/interrupts cannot tell them apart.
+snap() {
+	if grep -q zram0 /proc/swaps; then
+		say "E2E-STATS zram.$1 $(awk '{ printf "orig_data_size=%s compr_data_size=%s mem_used_total=%s mem_used_max=%s", $1, $2, $3, $5 }' /sys/block/zram0/mm_stat) $(awk '{ printf "sectors_read=%s sectors_written=%s", $3, $7 }' /sys/block/zram0/stat)"
+	fi
+	stats "$1"
+}
+
+# bench NAME CMD...: one timed workload, under bench-run (its faults).
+# The host times it from its answer at NAME.begin to NAME.end; the
+# snapshots are outside that window.
+bench() {
+	name=$1
+	shift
+	sync
+	snap "$name.before"
+	sync_point "$name.begin"
+	say "E2E-BEGIN $name"
+	bench-run "$@"
+	rc=$?
+	sync_point "$name.end"
+	say "E2E-END $name rc=$rc"
+	snap "$name.after"
+	return $rc
+}
