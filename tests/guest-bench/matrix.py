@@ -84,7 +84,7 @@ def workloads(quick=False):
     anon_mb, anon_passes = (160, 2) if quick else (192, 3)
     stream_files, stream_mb = (2, 80) if quick else (8, 64)
     reread_files, reread_mb, reread_passes = (9, 16, 2) if quick else (9, 16, 4)
-    rw = 128    # a quarter of each page random: LZ4 gets ~3.5x, as in make run
+    rw = 128    # a quarter of each page random, the rest repeats: as in make run
     return [
         Workload("anon", "anonymous memory, pattern-verified",
                  f"swap-verify --mb {anon_mb} --passes {anon_passes} --seed 5 "
@@ -92,7 +92,7 @@ def workloads(quick=False):
                  anon_mb * MiB * (anon_passes - 1), True,
                  f"swap-verify: {anon_mb} MiB of anonymous memory in the 128 MiB guest, "
                  f"filled, then {anon_passes - 1} passes in mixed orders that verify "
-                 "every page and rewrite a quarter of them"),
+                 "every page (all but the last also rewrite a quarter of them)"),
         Workload("stream", "use-once streaming read",
                  f"bench-files read --dir /mnt/data --name stream --files {stream_files} "
                  f"--mb {stream_mb} --random-words {rw}",
