@@ -196,6 +196,7 @@ def summarize(records, reference):
                 "pages_moved": median([r["notify"]["pages"] for r in good]),
                 "kicks": median([r["notify"]["kicks"] for r in good]),
                 "kicks_tmem": median([r["notify"]["kicks_tmem"] for r in good]),
+                "pages_tmem": median([r["notify"]["pages_tmem"] for r in good]),
             })
         out.setdefault(cfg, {})[wl] = m
     for cfg, wls in out.items():

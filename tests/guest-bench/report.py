@@ -75,6 +75,15 @@ def exits_tables(exits, configs, workloads):
                 row.append(f"{g3(o['kicks_per_page'])} / {g3(o['interrupts_per_page'])} "
                            f"({round(o['pages'])})")
             rows.append(row)
+        if "cleancache_put" in ops:
+            row = ["cleancache puts dropped in the guest"]
+            for c in cols:
+                e = exits[c.key]["workloads"].get(w.name)
+                cn = e["counters"] if e else {}
+                put, drop = cn.get("cleancache_puts", 0), cn.get("cleancache_put_drops", 0)
+                row.append(f"{drop} of {put + drop} ({100 * drop / (put + drop):.0f} %)"
+                           if put + drop else "–")
+            rows.append(row)
         out += [f"**{w.name}** ({w.title}): kicks / interrupts per page (pages):", ""]
         out += table(["op"] + heads, rows) + [""]
     return out
@@ -145,6 +154,11 @@ def marginal(summary, wl, many="tmem-sync", few="tmem-default"):
     differ only in batching: (t_many - t_few) / (kicks_many - kicks_few)."""
     a, b = summary.get(many, {}).get(wl.name, {}), summary.get(few, {}).get(wl.name, {})
     if not a.get("ok") or not b.get("ok"):
+        return None
+    # only where both moved about the same pages through tmem: otherwise
+    # the difference is in the work done, not in the notifications
+    pa, pb = a.get("pages_tmem") or 0, b.get("pages_tmem") or 0
+    if not pa or not pb or abs(pa - pb) > 0.1 * max(pa, pb):
         return None
     dk = (a["kicks_tmem"] or 0) - (b["kicks_tmem"] or 0)
     return (a["seconds"] - b["seconds"]) / dk if dk > 0 else None
