@@ -507,14 +507,14 @@ void virtio_tmem_frontswap_setup(void)
  * and frees the copy.  Returns 1 if kept, 0 if no longer held.
  */
 static int virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
-			     pgoff_t offset)
+			     pgoff_t offset, gfp_t gfp)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	unsigned long flags;
 	struct page *page;
 	bool kept = false;
 
-	page = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+	page = alloc_page(gfp | __GFP_NOWARN);
 	if (!page)
 		return -ENOMEM;
 	if (virtio_tmem_fs_get(vt, pool, type, offset, page,
@@ -611,27 +611,30 @@ enum virtio_tmem_dest { VIRTIO_TMEM_TO_MEMORY, VIRTIO_TMEM_TO_DISK };
 
 /*
  * Bring the page at @offset back from the host, to guest memory as a kept
- * copy or to its slot on the swap disk, and with @release flush it on the
- * host.  The slot is busy meanwhile (see virtio_tmem_busy_type).  Returns
- * 1 if the page moved, 0 if it was no longer held, or an error if it is
- * still on the host alone.  Caller holds virtio_tmem_swap_disk_mutex.
+ * copy or to its slot on the swap disk.  For @reclaim, flush it on the
+ * host afterwards, and take only memory that is free: neither the OOM
+ * killer nor kswapd should push other pages out to make room for it.  The
+ * slot is busy meanwhile (see virtio_tmem_busy_type).  Returns 1 if the
+ * page moved, 0 if it was no longer held, or an error if it is still on
+ * the host alone.  Caller holds virtio_tmem_swap_disk_mutex.
  */
 static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
 				  pgoff_t offset, enum virtio_tmem_dest dest,
-				  bool release, struct page *buf)
+				  bool reclaim, struct page *buf)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	gfp_t gfp = reclaim ? GFP_NOWAIT & ~__GFP_KSWAPD_RECLAIM : GFP_KERNEL;
 	int ret;
 
 	lockdep_assert_held(&virtio_tmem_swap_disk_mutex);
 	virtio_tmem_set_busy_slot(type, offset);
 	if (dest == VIRTIO_TMEM_TO_MEMORY)
-		ret = virtio_tmem_fetch(vt, type, offset);
+		ret = virtio_tmem_fetch(vt, type, offset, gfp);
 	else
 		ret = virtio_tmem_write_back(vt, type, offset, buf);
 	if (ret > 0)
 		virtio_tmem_count(VIRTIO_TMEM_BROUGHT_BACK, 1);
-	if (ret > 0 && release) {
+	if (ret > 0 && reclaim) {
 		if (dest == VIRTIO_TMEM_TO_MEMORY)
 			virtio_tmem_held_clear(pool, offset);
 		virtio_tmem_fs_flush(vt, pool, type, offset);
@@ -642,9 +645,10 @@ static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
 
 /*
  * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
- * bring up to that many back and flush them on the host.  They go into
- * kept copies as far as half of the guest's available memory allows, and
- * the rest to their slots on the swap disk.  Not through
+ * bring up to that many back and flush them on the host.  They go to
+ * their slots on the swap disk; kept copies are the fallback only, within
+ * half of the guest's available memory, because the kernel cannot reclaim
+ * them: a guest that swaps is short of memory already.  Not through
  * frontswap_shrink(): see virtio_tmem_frontswap_drain().
  */
 void virtio_tmem_reclaim(struct work_struct *work)
@@ -672,19 +676,17 @@ void virtio_tmem_reclaim(struct work_struct *work)
 			    virtio_tmem_has_copy(type, offset))
 				continue;
 			mutex_lock(&virtio_tmem_swap_disk_mutex);
-			ret = -ENOMEM;
-			if (room > 0)
+			ret = virtio_tmem_bring_back(vt, type, offset,
+						     VIRTIO_TMEM_TO_DISK, true,
+						     buf);
+			if (ret > 0)
+				virtio_tmem_count(VIRTIO_TMEM_RECLAIMED_TO_DISK, 1);
+			if (ret < 0 && room > 0) {
 				ret = virtio_tmem_bring_back(vt, type, offset,
 							     VIRTIO_TMEM_TO_MEMORY,
 							     true, buf);
-			if (ret > 0)
-				room--;
-			if (ret < 0) {
-				ret = virtio_tmem_bring_back(vt, type, offset,
-							     VIRTIO_TMEM_TO_DISK,
-							     true, buf);
 				if (ret > 0)
-					virtio_tmem_count(VIRTIO_TMEM_RECLAIMED_TO_DISK, 1);
+					room--;
 			}
 			mutex_unlock(&virtio_tmem_swap_disk_mutex);
 			if (ret < 0)
