@@ -51,6 +51,7 @@ static DECLARE_WAIT_QUEUE_HEAD(virtio_tmem_busy_wq);
 /*
  * Serializes bringing pages back with swapoff, which clears a pool's
  * swap_bdev and swap_file under it before it closes the swap file.
+ * Taken before a swap file's inode lock (bmap()), never inside it.
  */
 static DEFINE_MUTEX(virtio_tmem_swap_disk_mutex);
 
@@ -464,9 +465,12 @@ static void virtio_tmem_frontswap_init(unsigned int type)
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	struct virtio_tmem *vt;
 
-	mutex_lock(&virtio_tmem_swap_disk_mutex);
+	/*
+	 * Without the swap disk mutex: swapon holds the swap file's inode
+	 * lock here, and reclaim takes that lock (bmap()) under the mutex.
+	 * No page of this area is held yet, so nothing reads these fields.
+	 */
 	virtio_tmem_find_swap_disk(pool, type);
-	mutex_unlock(&virtio_tmem_swap_disk_mutex);
 
 	mutex_lock(&virtio_tmem_pools_mutex);
 	pool->kind = VIRTIO_TMEM_POOL_PERSISTENT;

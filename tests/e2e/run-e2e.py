@@ -230,7 +230,7 @@ def t_pagecache(res):
     # off for a pool that misses a lot (read1 misses everything), so the
     # rewritten files do go through cleancache and stale pages get their
     # chance to come back.
-    boot(res, plan, "budget=512M,hint-window=0")
+    boot(res, plan, "budget=512M,hint-window=0", timeout=600)   # debug kernel: slow
     g = res.guest
     common_checks(res, {"pagecache": ("pagecache-verify", 4 * PC_FILES * PC_MB * MiB)})
     debug_kernel_check(res)
@@ -410,7 +410,9 @@ def t_reclaim(res):
     """RECLAIM honoured and unbind drained, with swap on a swap file."""
     # about twice what the guest can use: 120 MiB plain, 70 MiB debug
     passes, mb = 5, 192 if res.variant == "plain" else 128
-    plan = ("swapfile_on 320\nmodule_load\n"
+    # swapon after the load: frontswap_init under the swap file's inode
+    # lock, which reclaim's bmap() takes too, for lockdep to check
+    plan = ("module_load\nswapfile_on 320\n"
             f"run reclaim swap-verify --mb {mb} --passes {passes} --seed 7 "
             f"--stats {STATS} --sync\n")
 
