@@ -4,7 +4,7 @@ import os
 import subprocess
 
 from figures import MiB, PRIMARY
-from report import OP_TITLES
+from report import OP_TITLES, ref_config
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 
@@ -55,18 +55,22 @@ def write_data(data, configs, workloads, d):
 
 
 def render(data, configs, workloads, datadir, outdir):
-    """Draw the three PNGs into outdir; returns their paths."""
+    """Draw the PNGs into outdir; returns their paths.  The alternatives'
+    plots are ratios to the reference, so they need it in the run."""
     nalt = write_data(data, configs, workloads, datadir)
     os.makedirs(outdir, exist_ok=True)
-    ref = next(f"({c.alt}) {c.title}" for c in configs if c.key == data["reference"])
+    rc = ref_config(data["reference"])
+    ref = f"({rc.alt}) {rc.title}"
+    jobs = [("exits.gp", f"nops={len(PRIMARY)}; ", ["exits-per-page.png"])]
+    if data["summary"].get(rc.key):
+        jobs.append(("alternatives.gp", f"nalt={nalt}; ref='{ref}'; ",
+                     ["alternatives-time.png", "alternatives-ram.png"]))
     made = []
-    for script, extra in (("exits.gp", f"nops={len(PRIMARY)}; "), ("alternatives.gp",
-                                             f"nalt={nalt}; ref='{ref}'; ")):
+    for script, extra, pngs in jobs:
         p = subprocess.run(["gnuplot", "-e", f"datadir='{datadir}'; outdir='{outdir}'; {extra}",
                             os.path.join(HERE, script)],
                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
         if p.returncode != 0:
             raise RuntimeError(f"gnuplot {script} failed:\n{p.stderr[-2000:]}")
-    for png in ("exits-per-page.png", "alternatives-time.png", "alternatives-ram.png"):
-        made.append(os.path.join(outdir, png))
+        made += [os.path.join(outdir, png) for png in pngs]
     return made
