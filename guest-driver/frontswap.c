@@ -583,19 +583,25 @@ static int virtio_tmem_write_slot(const struct virtio_tmem_pool *pool,
  * Write one held page to its own slot on the swap disk.  The kernel still
  * thinks the page is in frontswap; our load misses from now on, and
  * swap_readpage() reads the slot instead.  Returns 1 if written, 0 if no
- * longer held.
+ * longer held or a put of it is in flight.
  */
 static int virtio_tmem_write_back(struct virtio_tmem *vt, unsigned int type,
 				  pgoff_t offset, struct page *buf)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	unsigned long flags;
+	bool held;
 	void *old;
 	int err;
 
 	if (!pool->swap_bdev || !buf)
 		return -ENODEV;
-	if (xa_load(&pool->held, offset) != VIRTIO_TMEM_ON_HOST)
+	/* The slot is busy: no new put of it can start while we write. */
+	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
+	held = xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_HOST &&
+	       !virtio_tmem_copy_find(type, offset);
+	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
+	if (!held)
 		return 0;
 	if (virtio_tmem_fs_get(vt, pool, type, offset, buf,
 			       VIRTIO_TMEM_BRING_BACK))

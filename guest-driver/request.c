@@ -346,9 +346,11 @@ void virtio_tmem_op_added(struct virtio_tmem_queue *q)
  * The op joins the open batch, which is sent at once: the puts queued
  * before it travel in the same notification, and the device runs them
  * first.  A frontswap load needs no such order (a key with a put in
- * flight is served from its copy, and a flushed key is not loaded), so
- * for it @class VIRTIO_TMEM_FS_LOAD leaves the open batch to fill up and
- * sends the op alone.  Process context only.
+ * flight is served from its copy, and a flushed key is not loaded), and
+ * neither does bringing a page back (it skips keys with a put in flight,
+ * and holds off new ones), so for @class VIRTIO_TMEM_FS_LOAD and
+ * VIRTIO_TMEM_BRING_BACK the open batch is left to fill up and the op
+ * goes alone.  Process context only.
  *
  * Return: the VIRTIO_TMEM_S_* status.
  */
@@ -365,7 +367,8 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 
 	might_sleep();
 	spin_lock_irqsave(&q->lock, flags);
-	if (class == VIRTIO_TMEM_FS_LOAD && q->open && !q->ndeferred) {
+	if ((class == VIRTIO_TMEM_FS_LOAD || class == VIRTIO_TMEM_BRING_BACK) &&
+	    q->open && !q->ndeferred) {
 		held = q->open;
 		q->open = NULL;
 	}
