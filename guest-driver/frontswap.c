@@ -617,39 +617,42 @@ static int virtio_tmem_write_back(struct virtio_tmem *vt, unsigned int type,
 	return old == VIRTIO_TMEM_ON_HOST;
 }
 
-enum virtio_tmem_dest { VIRTIO_TMEM_TO_MEMORY, VIRTIO_TMEM_TO_DISK };
+enum virtio_tmem_dest { VIRTIO_TMEM_TO_DISK, VIRTIO_TMEM_TO_MEMORY };
 
 /*
- * Bring the page at @offset back from the host, to guest memory as a kept
- * copy or to its slot on the swap disk.  For @reclaim, flush it on the
- * host afterwards, and take only memory that is free: neither the OOM
- * killer nor kswapd should push other pages out to make room for it.  The
- * slot is busy meanwhile (see virtio_tmem_busy_type).  Returns 1 if the
- * page moved, 0 if it was no longer held, or an error if it is still on
- * the host alone.  Caller holds virtio_tmem_swap_disk_mutex.
+ * Bring the page at @offset back from the host: to its slot on the swap
+ * disk, or else, if @memory allows, to guest memory as a kept copy;
+ * *@dest says which.  For @reclaim, flush it on the host afterwards, and
+ * take only memory that is free: neither the OOM killer nor kswapd should
+ * push other pages out to make room for it.  The slot is busy meanwhile
+ * (see virtio_tmem_busy_type).  Returns 1 if the page moved, 0 if it was
+ * no longer held, or an error if it is still on the host alone.
  */
 static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
-				  pgoff_t offset, enum virtio_tmem_dest dest,
-				  bool reclaim, struct page *buf)
+				  pgoff_t offset, bool reclaim, bool memory,
+				  struct page *buf, enum virtio_tmem_dest *dest)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	gfp_t gfp = reclaim ? GFP_NOWAIT & ~__GFP_KSWAPD_RECLAIM : GFP_KERNEL;
 	int ret;
 
-	lockdep_assert_held(&virtio_tmem_swap_disk_mutex);
+	mutex_lock(&virtio_tmem_swap_disk_mutex);
 	virtio_tmem_set_busy_slot(type, offset);
-	if (dest == VIRTIO_TMEM_TO_MEMORY)
+	*dest = VIRTIO_TMEM_TO_DISK;
+	ret = virtio_tmem_write_back(vt, type, offset, buf);
+	if (ret < 0 && memory) {
+		*dest = VIRTIO_TMEM_TO_MEMORY;
 		ret = virtio_tmem_fetch(vt, type, offset, gfp);
-	else
-		ret = virtio_tmem_write_back(vt, type, offset, buf);
+	}
 	if (ret > 0)
 		virtio_tmem_count(VIRTIO_TMEM_BROUGHT_BACK, 1);
 	if (ret > 0 && reclaim) {
-		if (dest == VIRTIO_TMEM_TO_MEMORY)
+		if (*dest == VIRTIO_TMEM_TO_MEMORY)
 			virtio_tmem_held_clear(pool, offset);
 		virtio_tmem_fs_flush(vt, pool, type, offset);
 	}
 	virtio_tmem_set_busy_slot(-1, 0);
+	mutex_unlock(&virtio_tmem_swap_disk_mutex);
 	return ret;
 }
 
@@ -667,6 +670,7 @@ void virtio_tmem_reclaim(struct work_struct *work)
 					      reclaim_work);
 	long want = atomic_long_xchg(&vt->reclaim_target, 0);
 	long room = si_mem_available() / 2;
+	enum virtio_tmem_dest dest;
 	unsigned long offset;
 	struct page *buf;
 	unsigned int type;
@@ -685,24 +689,16 @@ void virtio_tmem_reclaim(struct work_struct *work)
 			if (entry != VIRTIO_TMEM_ON_HOST ||
 			    virtio_tmem_has_copy(type, offset))
 				continue;
-			mutex_lock(&virtio_tmem_swap_disk_mutex);
-			ret = virtio_tmem_bring_back(vt, type, offset,
-						     VIRTIO_TMEM_TO_DISK, true,
-						     buf);
-			if (ret > 0)
-				virtio_tmem_count(VIRTIO_TMEM_RECLAIMED_TO_DISK, 1);
-			if (ret < 0 && room > 0) {
-				ret = virtio_tmem_bring_back(vt, type, offset,
-							     VIRTIO_TMEM_TO_MEMORY,
-							     true, buf);
-				if (ret > 0)
-					room--;
-			}
-			mutex_unlock(&virtio_tmem_swap_disk_mutex);
+			ret = virtio_tmem_bring_back(vt, type, offset, true,
+						     room > 0, buf, &dest);
 			if (ret < 0)
 				goto out;
 			if (ret > 0) {
 				virtio_tmem_count(VIRTIO_TMEM_RECLAIMED, 1);
+				if (dest == VIRTIO_TMEM_TO_DISK)
+					virtio_tmem_count(VIRTIO_TMEM_RECLAIMED_TO_DISK, 1);
+				else
+					room--;
 				want--;
 			}
 			cond_resched();
@@ -725,6 +721,7 @@ out:
 void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 {
 	unsigned long offset, lost = 0, kept = 0, written = 0;
+	enum virtio_tmem_dest dest;
 	unsigned int type;
 	struct page *buf;
 	void *entry;
@@ -740,21 +737,13 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 			if (entry != VIRTIO_TMEM_ON_HOST ||
 			    virtio_tmem_has_copy(type, offset))
 				continue;
-			mutex_lock(&virtio_tmem_swap_disk_mutex);
-			ret = virtio_tmem_bring_back(vt, type, offset,
-						     VIRTIO_TMEM_TO_DISK,
-						     false, buf);
-			if (ret > 0)
+			ret = virtio_tmem_bring_back(vt, type, offset, false,
+						     true, buf, &dest);
+			if (ret > 0 && dest == VIRTIO_TMEM_TO_DISK)
 				written++;
-			if (ret < 0) {
-				ret = virtio_tmem_bring_back(vt, type, offset,
-							     VIRTIO_TMEM_TO_MEMORY,
-							     false, buf);
-				if (ret > 0)
-					kept++;
-			}
-			mutex_unlock(&virtio_tmem_swap_disk_mutex);
-			if (ret < 0 && xa_load(&pool->held, offset))
+			else if (ret > 0)
+				kept++;
+			else if (ret < 0 && xa_load(&pool->held, offset))
 				lost++;
 			cond_resched();
 		}
