@@ -311,6 +311,7 @@ static struct virtio_driver virtio_tmem_driver = {
  */
 static int __init virtio_tmem_init(void)
 {
+	struct dentry *dir;
 	int err;
 
 	virtio_tmem_frontswap_setup();
@@ -327,7 +328,9 @@ static int __init virtio_tmem_init(void)
 	}
 	frontswap_register_ops(&virtio_tmem_frontswap_ops);
 	__module_get(THIS_MODULE);
-	virtio_tmem_debugfs_init();
+	dir = virtio_tmem_debugfs_init();
+	virtio_tmem_fault_debugfs(dir);
+	virtio_tmem_torture_debugfs(dir);
 	pr_info("virtio_tmem: frontswap and cleancache backend; Linux 5.10 cannot unregister them, so this module stays loaded\n");
 	return 0;
 

@@ -46,6 +46,7 @@ static DEFINE_SPINLOCK(virtio_tmem_copies_lock);
  */
 static int virtio_tmem_busy_type = -1;
 static pgoff_t virtio_tmem_busy_offset;
+static struct task_struct *virtio_tmem_busy_task;	/* bringing it back */
 static DECLARE_WAIT_QUEUE_HEAD(virtio_tmem_busy_wq);
 
 /*
@@ -62,6 +63,7 @@ static void virtio_tmem_set_busy_slot(int type, pgoff_t offset)
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
 	virtio_tmem_busy_type = type;
 	virtio_tmem_busy_offset = offset;
+	WRITE_ONCE(virtio_tmem_busy_task, type < 0 ? NULL : current);
 	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
 	if (type < 0)
 		wake_up_all(&virtio_tmem_busy_wq);
@@ -251,12 +253,19 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 	struct virtio_tmem *vt;
 	int idx, ret = -1;
 
+	/*
+	 * Reclaim entered from the task bringing a page back would wait on
+	 * its own busy slot, or write the slot before the task does.
+	 */
+	if (WARN_ON_ONCE(READ_ONCE(virtio_tmem_busy_task) == current))
+		return -1;
 	wait_event(virtio_tmem_busy_wq, !virtio_tmem_busy_slot(type, offset));
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(virtio_tmem_frontswap_on) &&
 	    !READ_ONCE(vt->draining) && READ_ONCE(pool->on_device) &&
 	    !virtio_tmem_held_set(pool, offset)) {
+		virtio_tmem_fault_store_delay();
 		ret = virtio_tmem_fs_put(vt, pool, type, offset, page);
 		if (ret)
 			virtio_tmem_held_clear(pool, offset);
@@ -438,8 +447,6 @@ static void virtio_tmem_find_swap_disk(struct virtio_tmem_pool *pool,
 	struct page *scratch;
 	struct inode *inode;
 
-	pool->swap_bdev = NULL;
-	pool->swap_file = NULL;
 	scratch = alloc_page(GFP_KERNEL);
 	if (!scratch)
 		return;		/* pages come back to guest memory then */
@@ -460,7 +467,13 @@ static void virtio_tmem_find_swap_disk(struct virtio_tmem_pool *pool,
 	}
 }
 
-static void virtio_tmem_frontswap_init(unsigned int type)
+/**
+ * virtio_tmem_frontswap_pool_init - make swap type @type's pool usable
+ * @type: the swap type
+ * @find_disk: look up where the swap area keeps its pages; false for a
+ *	type with no swap area behind it (the torture test's)
+ */
+void virtio_tmem_frontswap_pool_init(unsigned int type, bool find_disk)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	struct virtio_tmem *vt;
@@ -470,7 +483,10 @@ static void virtio_tmem_frontswap_init(unsigned int type)
 	 * lock here, and reclaim takes that lock (bmap()) under the mutex.
 	 * No page of this area is held yet, so nothing reads these fields.
 	 */
-	virtio_tmem_find_swap_disk(pool, type);
+	pool->swap_bdev = NULL;
+	pool->swap_file = NULL;
+	if (find_disk)
+		virtio_tmem_find_swap_disk(pool, type);
 
 	mutex_lock(&virtio_tmem_pools_mutex);
 	pool->kind = VIRTIO_TMEM_POOL_PERSISTENT;
@@ -480,6 +496,11 @@ static void virtio_tmem_frontswap_init(unsigned int type)
 	if (vt && !pool->on_device)
 		virtio_tmem_pool_attach(vt, pool);
 	mutex_unlock(&virtio_tmem_pools_mutex);
+}
+
+static void virtio_tmem_frontswap_init(unsigned int type)
+{
+	virtio_tmem_frontswap_pool_init(type, true);
 }
 
 /*

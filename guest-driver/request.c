@@ -22,6 +22,20 @@ static unsigned int virtio_tmem_ops_cap(const struct virtio_tmem *vt)
 	return min(vt->max_ops, vt->batch + 2);
 }
 
+/* Batches a queue may have out of its idle list at once. */
+static unsigned int virtio_tmem_batches(void)
+{
+	unsigned int n = READ_ONCE(virtio_tmem_faults.batches);
+
+	return n && n < VIRTIO_TMEM_BATCHES ? n : VIRTIO_TMEM_BATCHES;
+}
+
+/* Whether a batch can be taken: exact under q->lock, a hint without it. */
+static bool virtio_tmem_can_take(const struct virtio_tmem_queue *q)
+{
+	return READ_ONCE(q->nbusy) < virtio_tmem_batches();
+}
+
 struct virtio_tmem_queue *virtio_tmem_queue_of(struct virtio_tmem *vt,
 					       u64 hash)
 {
@@ -134,6 +148,7 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 	}
 	atomic_sub(b->credits_asked, &vt->credits_asked);
 	list_add(&b->node, &q->idle);
+	q->nbusy--;
 }
 
 /* Send the open batch.  Caller must hold q->lock. */
@@ -150,6 +165,7 @@ static void virtio_tmem_submit(struct virtio_tmem_queue *q)
 	q->open = NULL;
 	if (!b->nops) {
 		list_add(&b->node, &q->idle);
+		q->nbusy--;
 		return;
 	}
 	virtio_tmem_ask_credits(q->vt, b);
@@ -174,7 +190,8 @@ static void virtio_tmem_submit(struct virtio_tmem_queue *q)
 	}
 	sgs[0] = b->sg_out;
 	sgs[1] = b->sg_in;
-	err = virtqueue_add_sgs(q->vq, sgs, 1, 1, b, GFP_ATOMIC);
+	err = virtio_tmem_fault_add_fails() ? -ENOSPC :
+	      virtqueue_add_sgs(q->vq, sgs, 1, 1, b, GFP_ATOMIC);
 	if (err) {
 		/* Ring full or no memory for indirect descriptors. */
 		virtio_tmem_complete(q, b, false);
@@ -206,9 +223,10 @@ static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
 	unsigned int i, n;
 
 	b = list_first_entry_or_null(&q->idle, struct virtio_tmem_batch, node);
-	if (!b)
+	if (!b || !virtio_tmem_can_take(q))
 		return NULL;
 	list_del(&b->node);
+	q->nbusy++;
 	b->nops = 0;
 	b->nputs = 0;
 	b->ngets = 0;
@@ -297,7 +315,7 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 		if (!can_wait || (need_page && !q->nfree && !q->inflight))
 			return need_page ? NULL : virtio_tmem_defer(q, slot);
 		spin_unlock_irqrestore(&q->lock, *flags);
-		wait_event(q->wait, !list_empty_careful(&q->idle) &&
+		wait_event(q->wait, virtio_tmem_can_take(q) &&
 			   (!need_page || READ_ONCE(q->nfree) ||
 			    !READ_ONCE(q->inflight)));
 		spin_lock_irqsave(&q->lock, *flags);
@@ -417,7 +435,7 @@ void virtio_tmem_quiesce(struct virtio_tmem *vt)
 		spin_lock_irqsave(&q->lock, flags);
 		while (q->ndeferred && !q->open && !virtio_tmem_open(q)) {
 			spin_unlock_irqrestore(&q->lock, flags);
-			wait_event(q->wait, !list_empty_careful(&q->idle));
+			wait_event(q->wait, virtio_tmem_can_take(q));
 			spin_lock_irqsave(&q->lock, flags);
 		}
 		virtio_tmem_submit(q);

@@ -134,9 +134,10 @@ DEFINE_SHOW_ATTRIBUTE(virtio_tmem_stats);
 
 static struct dentry *virtio_tmem_debugfs;
 
-void virtio_tmem_debugfs_init(void)
+struct dentry *virtio_tmem_debugfs_init(void)
 {
 	virtio_tmem_debugfs = debugfs_create_dir(KBUILD_MODNAME, NULL);
 	debugfs_create_file("stats", 0444, virtio_tmem_debugfs, NULL,
 			    &virtio_tmem_stats_fops);
+	return virtio_tmem_debugfs;
 }

@@ -9,6 +9,8 @@
  *   cleancache.c the cleancache backend and its presence filter
  *   core.c       probe/remove, pools, module init, parameters
  *   stats.c      counters and debugfs
+ *   fault.c      fault injection for the tests (debugfs)
+ *   torture.c    a stress test of both backends, run from debugfs
  *
  * Lock order, outermost first (docs/guest-driver.md has the argument):
  *   swap disk mutex           frontswap.c: bringing pages back, swapoff
@@ -145,6 +147,7 @@ struct virtio_tmem_queue {
 	struct virtio_tmem *vt;
 	struct virtio_tmem_batch *open;	/* being filled */
 	struct list_head idle;
+	unsigned int nbusy;		/* batches not idle */
 	unsigned int inflight;
 	unsigned long submitted, completed;	/* requests, ever */
 	unsigned long kick_classes;	/* carried since the last kick */
@@ -244,6 +247,7 @@ void virtio_tmem_fs_put_done(struct page *copy, u8 status,
 			     struct virtio_tmem_queue *q);
 void virtio_tmem_reclaim(struct work_struct *work);
 void virtio_tmem_frontswap_drain(struct virtio_tmem *vt);
+void virtio_tmem_frontswap_pool_init(unsigned int type, bool find_disk);
 
 /* cleancache.c */
 extern const struct cleancache_ops virtio_tmem_cleancache_ops;
@@ -299,6 +303,23 @@ static inline void virtio_tmem_count(enum virtio_tmem_stat s, long n)
 }
 
 void virtio_tmem_count_classes(atomic64_t *counters, unsigned long classes);
-void virtio_tmem_debugfs_init(void);
+struct dentry *virtio_tmem_debugfs_init(void);
+
+/* fault.c: knobs for the tests, in debugfs virtio_tmem/fault/ */
+struct virtio_tmem_faults {
+	u32 batches;		/* request structures a queue uses; 0: all */
+	u32 fail_add_interval;	/* of every this many virtqueue adds, */
+	u32 fail_add_burst;	/* the first this many fail (-ENOSPC) */
+	u32 store_delay_us;	/* stall stores past the device check, */
+	u32 store_delay_every;	/* one in this many (0: all) */
+};
+
+extern struct virtio_tmem_faults virtio_tmem_faults;
+bool virtio_tmem_fault_add_fails(void);
+void virtio_tmem_fault_store_delay(void);
+void virtio_tmem_fault_debugfs(struct dentry *dir);
+
+/* torture.c */
+void virtio_tmem_torture_debugfs(struct dentry *dir);
 
 #endif /* _VIRTIO_TMEM_DRV_H */

@@ -200,14 +200,23 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     s->dataplane_started = false;
 }
 
+/*
+ * The features the properties leave on.  Eviction reports are about
+ * ephemeral pages, so the spec (section 3) forbids offering them alone;
+ * x-unchecked-features lets a test offer them anyway, to see a driver
+ * refuse them.
+ */
 static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t f,
                                          Error **errp)
 {
-    virtio_add_feature(&f, VIRTIO_TMEM_F_EPHEMERAL);
-    virtio_add_feature(&f, VIRTIO_TMEM_F_PAGE_64K);
-    virtio_add_feature(&f, VIRTIO_TMEM_F_CREDITS);
-    virtio_add_feature(&f, VIRTIO_TMEM_F_EVICT_REPORT);
-    return f;
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    uint64_t mine = s->host_features;
+
+    if (!virtio_has_feature(mine, VIRTIO_TMEM_F_EPHEMERAL) &&
+        !s->unchecked_features) {
+        virtio_clear_feature(&mine, VIRTIO_TMEM_F_EVICT_REPORT);
+    }
+    return f | mine;
 }
 
 /* Eviction reports only while a driver that asked for them runs. */
@@ -230,7 +239,10 @@ static void virtio_tmem_get_config(VirtIODevice *vdev, uint8_t *config)
     struct virtio_tmem_config cfg = {
         .num_queues = cpu_to_le16(s->num_queues),
         .max_ops = cpu_to_le16(s->max_ops),
-        .max_credits = cpu_to_le32(s->max_credits),
+        /* spec 4: 0 without credits */
+        .max_credits = cpu_to_le32(virtio_has_feature(s->host_features,
+                                                      VIRTIO_TMEM_F_CREDITS) ?
+                                   s->max_credits : 0),
         .budget = cpu_to_le64(s->budget),
     };
 
@@ -574,6 +586,16 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_UINT32("hint-retry", VirtIOTmem, hint_retry_ms, 30000),
     DEFINE_PROP_LINK("iothread", VirtIOTmem, iothread, TYPE_IOTHREAD,
                      IOThread *),
+    DEFINE_PROP_BIT64("ephemeral", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_EPHEMERAL, true),
+    DEFINE_PROP_BIT64("page-64k", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_PAGE_64K, true),
+    DEFINE_PROP_BIT64("evict-report", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_EVICT_REPORT, true),
+    DEFINE_PROP_BIT64("credits", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_CREDITS, true),
+    DEFINE_PROP_BOOL("x-unchecked-features", VirtIOTmem, unchecked_features,
+                     false),
 };
 
 static void virtio_tmem_instance_init(Object *obj)

@@ -524,6 +524,66 @@ static void test_custom(void *obj, void *data, QGuestAllocator *alloc)
 }
 
 /*
+ * Feature properties: ephemeral=off and credits=off take the bits away
+ * (eviction reports with ephemeral pools), and the device then refuses
+ * ephemeral pools and has no credits to give.
+ */
+
+static void *tmem_features_off_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line,
+                    " -global virtio-tmem-pci.ephemeral=off"
+                    " -global virtio-tmem-pci.credits=off");
+    return arg;
+}
+
+static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx ctx, *c = &ctx;
+    uint64_t host;
+    TmemOp op;
+    uint32_t pp;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES_ALL);
+    host = qvirtio_get_features(c->vdev);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EPHEMERAL), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_CREDITS), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_PAGE_64K), !=, 0);
+    g_assert_cmpuint(qvirtio_config_readl(c->vdev,
+                     offsetof(struct virtio_tmem_config, max_credits)), ==, 0);
+
+    op = tmem_op_arg(VIRTIO_TMEM_OP_POOL_NEW, POOL_E4K);
+    tmem_run(c, &op, 1);
+    tmem_assert_status(&op, VIRTIO_TMEM_S_UNSUPPORTED);
+    pp = tmem_pool_new(c, POOL_P4K);
+    tmem_check_put_get(c, pp, PAGE_4K, 80);
+    tmem_stop(c);
+}
+
+/* x-unchecked-features lets the device break spec 3, for drivers' tests. */
+static void *tmem_features_unchecked_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line,
+                    " -global virtio-tmem-pci.ephemeral=off"
+                    " -global virtio-tmem-pci.x-unchecked-features=on");
+    return arg;
+}
+
+static void test_features_unchecked(void *obj, void *data,
+                                    QGuestAllocator *alloc)
+{
+    TmemCtx ctx, *c = &ctx;
+    uint64_t host;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    host = qvirtio_get_features(c->vdev);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EPHEMERAL), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), !=, 0);
+    tmem_stop(c);
+}
+
+/*
  * Test: query-tmem lists the device with the same stats as its "stats"
  * property, and HMP info tmem shows them, kicks per page included.
  */
@@ -568,12 +628,22 @@ static void register_virtio_tmem_test(void)
     QOSGraphTestOptions custom = {
         .before = tmem_custom_setup,
     };
+    QOSGraphTestOptions features_off = {
+        .before = tmem_features_off_setup,
+    };
+    QOSGraphTestOptions features_unchecked = {
+        .before = tmem_features_unchecked_setup,
+    };
 
     qos_add_test("config", "virtio-tmem", test_config, NULL);
     qos_add_test("put-get", "virtio-tmem", test_put_get, NULL);
     qos_add_test("batch", "virtio-tmem", test_batch, NULL);
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("query", "virtio-tmem", test_query, NULL);
+    qos_add_test("features-off", "virtio-tmem", test_features_off,
+                 &features_off);
+    qos_add_test("features-unchecked", "virtio-tmem", test_features_unchecked,
+                 &features_unchecked);
 }
 
 libqos_init(register_virtio_tmem_test);

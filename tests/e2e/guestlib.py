@@ -29,7 +29,8 @@ SPLAT = re.compile(r"BUG:|WARNING:|KASAN|possible circular locking|"
                    r"possible recursive locking|inconsistent lock state|"
                    r"INFO: possible|lock held when returning|"
                    r"Kernel panic|Oops|general protection fault|Call Trace:|"
-                   r"Out of memory")
+                   r"Out of memory|not returned: status|could not be brought back|"
+                   r"torture: thread")
 MARK = re.compile(r"E2E-([A-Z-]+)(?: (.*))?$")
 KV = re.compile(r"([A-Za-z_][\w.-]*)=(\S*)")
 
@@ -100,16 +101,17 @@ def build_programs(outdir):
         exe = os.path.join(outdir, name)
         if (not os.path.exists(exe) or
                 os.path.getmtime(exe) < max(os.path.getmtime(src), os.path.getmtime(hdr))):
-            run(["gcc", "-static", "-O2", "-std=gnu11", "-Wall", "-Wextra", "-Werror",
-                 "-o", exe, src], f"compiling {name}")
+            run(["gcc", "-static", "-pthread", "-O2", "-std=gnu11", "-Wall", "-Wextra",
+                 "-Werror", "-o", exe, src], f"compiling {name}")
         out[name] = exe
     return out
 
 
-def make_disks(workdir, fmt="raw", swap_mb=512, data_mb=512):
-    """A swap disk (label e2eswap) and an ext4 disk (label e2edata), made
-    fresh; with fmt="qcow2" both are qcow2 and a third, empty qcow2 disk
-    holds savevm's VM state.  Returns -drive/-device arguments."""
+def make_disks(workdir, fmt="raw", swap_mb=512, data_mb=512, data_block=4096):
+    """A swap disk (label e2eswap) and an ext4 disk (label e2edata, of
+    data_block-byte blocks), made fresh; with fmt="qcow2" both are qcow2
+    and a third, empty qcow2 disk holds savevm's VM state.  Returns
+    -drive/-device arguments."""
     os.makedirs(workdir, exist_ok=True)
     swap = os.path.join(workdir, "swap.img")
     data = os.path.join(workdir, "data.img")
@@ -122,7 +124,8 @@ def make_disks(workdir, fmt="raw", swap_mb=512, data_mb=512):
     run(["mkswap", "-L", "e2eswap", swap], "mkswap")
     with open(data, "wb") as f:
         f.truncate(data_mb << 20)
-    run(["mkfs.ext4", "-q", "-F", "-L", "e2edata", data], "mkfs.ext4")
+    run(["mkfs.ext4", "-q", "-F", "-b", str(data_block), "-L", "e2edata", data],
+        "mkfs.ext4")
     disks = [("swap", swap), ("data", data)]
     if fmt == "qcow2":
         conv = []

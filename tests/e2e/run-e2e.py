@@ -114,13 +114,14 @@ def workdir(res):
 
 
 def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
-         wd=None, drives=(), files=None):
+         wd=None, drives=(), files=None, on_tick=None, data_block=4096):
     """wd: the test's workdir if it made one already (workdir());
     drives: more -drive/-device arguments; files: {name: path}, more files
-    for /e2e in the initramfs."""
+    for /e2e in the initramfs; on_tick(guest): called every 2 s;
+    data_block: the block size of the data disk's ext4."""
     ctx = res.ctx
     wd = wd or workdir(res)
-    drives = gl.make_disks(wd, fmt) + list(drives)
+    drives = gl.make_disks(wd, fmt, data_block=data_block) + list(drives)
     ko, _ = ctx.module(res.variant)
     initrd = os.path.join(wd, "initrd.cpio")
     gl.make_initrd(initrd, plan, {**ctx.programs, **(files or {})}, ko)
@@ -129,7 +130,7 @@ def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
         tmem = tmem.replace("{wd}", wd)
     g = gl.Guest(res.name, wd, ctx.qemu, ctx.kernel(res.variant), initrd, drives,
                  tmem=tmem, smp=smp, timeout=timeout, echo=ctx.args.verbose)
-    res.guest = g.run(on_sync)
+    res.guest = g.run(on_sync, on_tick=on_tick)
     res.seconds = g.seconds
     return g
 
@@ -309,6 +310,12 @@ def t_budget(res):
     res.check("no spill I/O errors",
               h_end.get("spill_write_errors", 0) == 0 and h_end.get("spill_read_errors", 0) == 0,
               f"write {h_end.get('spill_write_errors')}, read {h_end.get('spill_read_errors')}")
+    # The device signals a budget change in its config space; the driver
+    # reads it there (.config_changed) and shows it in its stats.
+    for label, want in (("swap.pass1", 0), ("swap.pass3", BUDGET)):
+        got = (g.stats.get(label) or {}).get("host_budget")
+        res.check(f"the driver read the new budget from config space ({label})",
+                  got == want, f"host_budget={got}, want {want}", needs_module=True)
 
 
 def t_spill(res):
@@ -551,6 +558,227 @@ def t_selfcheck(res):
                       f"exit {p.returncode}: {p.stdout.strip().splitlines()[-1:]}")
 
 
+def budget_flipper(low, high, every=2):
+    """An on_tick that cuts the budget to low and gives high back, in turn,
+    every `every` ticks; with no spill file the host then asks the guest to
+    take pages back (RECLAIM).  Returns (on_tick, its count of cuts)."""
+    state = {"ticks": 0, "cuts": 0}
+
+    def tick(g):
+        state["ticks"] += 1
+        if state["ticks"] % every:
+            return
+        cut = (state["ticks"] // every) % 2 == 1
+        g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget",
+                              "value": low if cut else high})
+        state["cuts"] += cut
+    return tick, state
+
+
+def grew(res, what, a, b, key, needs_module=True):
+    d = res.guest.delta(a, b, key)
+    return res.check(f"{what}: {key} grew", (d or 0) > 0, f"{key} +{d}",
+                     needs_module=needs_module)
+
+
+TORTURE_SECONDS = 25
+TORTURE_ARGS = f"threads=16 seconds={TORTURE_SECONDS} keys=64 cleancache=1 toggle=1"
+
+
+def t_torture(res):
+    """The driver's torture test, then again with one batch per queue and
+    failing adds; budget cuts meanwhile."""
+    plan = ("disks_up\nmodule_load\n"
+            f"torture torture {TORTURE_ARGS}\n"
+            "fault batches 1\nfault fail_add_interval 61\nfault fail_add_burst 3\n"
+            f"torture torture-faults {TORTURE_ARGS}\n")
+    tick, flips = budget_flipper(1 * MiB, BUDGET)
+    # A short hint window, so that the host turns cleancache off and on
+    # while the threads run: puts then go unsent, which must not leave an
+    # older page behind.
+    boot(res, plan, f"budget={BUDGET},hint-window=64,hint-retry=500", smp=2,
+         on_tick=tick, timeout=900)
+    g = res.guest
+    common_checks(res, {})
+    debug_kernel_check(res)
+    for name in ("torture", "torture-faults"):
+        r = g.results.get(name, {})
+        res.check(f"{name}: every load and get returned what was stored",
+                  g.ends.get(name) == 0 and r.get("failures") == "0" and r.get("error") == "0",
+                  f"rc={g.ends.get(name)} {r}", needs_module=True)
+        for k in ("stored", "loads", "hits", "cycles", "toggles"):
+            res.check(f"{name}: {k} > 0", (num(r.get(k)) or 0) > 0, f"{k}={r.get(k)}",
+                      needs_module=True)
+        grew(res, name, f"{name}.before", f"{name}.after", "reclaim_requests")
+    res.check("the host cut the budget while it ran", flips["cuts"] > 0,
+              f"{flips['cuts']} cuts")
+    grew(res, "torture-faults", "torture-faults.before", "torture-faults.after",
+         "add_failures")
+
+
+def t_contention(res):
+    """16 threads fault on one queue of one vCPU with one batch; budget cuts."""
+    passes, mb = 4, 192 if res.variant == "plain" else 112
+    plan = ("disks_up\nmodule_load\nfault batches 1\n"
+            f"run contention swap-verify --mb {mb} --passes {passes} --threads 16 "
+            f"--seed 16 --stats {STATS}\n")
+    tick, flips = budget_flipper(2 * MiB, BUDGET)
+    boot(res, plan, f"budget={BUDGET}", on_tick=tick, timeout=1800)
+    g = res.guest
+    common_checks(res, {"contention": ("swap-verify", swap_bytes(mb, passes))})
+    debug_kernel_check(res)
+    res.check("the host cut the budget while it ran", flips["cuts"] > 0,
+              f"{flips['cuts']} cuts")
+    for k in ("frontswap_stores", "frontswap_loads", "reclaim_requests", "reclaimed_pages"):
+        grew(res, "contention", "contention.before", "contention.after", k)
+
+
+def t_unbind_load(res):
+    """Unbind and rebind, again and again, while stores are in flight."""
+    passes, mb = 6, 160
+    # One store in 500 stalls for 3 s after it found the device usable:
+    # unbinds then start while stores are on their way.
+    plan = ("disks_up\nmodule_load\n"
+            "fault store_delay_us 3000000\nfault store_delay_every 500\n"
+            f"run unbindload swap-verify --mb {mb} --passes {passes} --threads 4 "
+            f"--seed 21 --stats {STATS} &\n"
+            "sv=$!\n"
+            "torture torture threads=8 seconds=120 keys=256 &\n"
+            "n=0\n"
+            "while kill -0 $sv 2>/dev/null; do\n"
+            "\tsleep 3; unbind; sleep 1; bind; n=$((n + 1))\n"
+            "done\n"
+            "result unbind_cycles=$n\n"
+            "wait\n")
+    boot(res, plan, f"budget={BUDGET}", timeout=1500)
+    g = res.guest
+    common_checks(res, {"unbindload": ("swap-verify", swap_bytes(mb, passes))})
+    cycles, _ = g.init_result("unbind_cycles")
+    res.check("unbound and rebound at least 3 times under load", (num(cycles) or 0) >= 3,
+              f"unbind_cycles={cycles}", needs_module=True)
+    r = g.results.get("torture", {})
+    res.check("torture: every load returned what was stored",
+              g.ends.get("torture") == 0 and r.get("failures") == "0",
+              f"rc={g.ends.get('torture')} {r}", needs_module=True)
+    drained = [m for m in map(DRAINED.search, g.lines) if m]
+    res.check("every unbind drained the host", len(drained) >= (num(cycles) or 1),
+              f"{len(drained)} drain reports for {cycles} unbinds", needs_module=True)
+
+
+def t_suspend(res):
+    """Suspend to idle and hibernation (test_resume) with pages on the host."""
+    passes, mb = 4, 192
+    plan = swap_plan("suspend", mb, passes)
+
+    def on_sync(g, name, n):
+        if name == "pass0":
+            g.host["pm.before"] = g.host_stats()
+            return ["sh . /e2e/lib.sh; suspend_devices; stats pm.suspended", "go"]
+        if name == "pass1":
+            return ["sh . /e2e/lib.sh; hibernate_test; stats pm.hibernated", "go"]
+        return ["go"]
+
+    boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, timeout=1200)
+    g = res.guest
+    common_checks(res, {"suspend": ("swap-verify", swap_bytes(mb, passes))})
+    sus, _ = g.init_result("suspend")
+    hib, _ = g.init_result("hibernate")
+    res.check("suspend to idle and resume", sus == "resumed", f"suspend={sus}")
+    res.check("hibernation and test_resume", hib == "resumed", f"hibernate={hib}")
+    res.check("the host held pages when the guest suspended",
+              host_at(g, "pm.before").get("pages_persistent", 0) > 0,
+              f"pages_persistent={host_at(g, 'pm.before').get('pages_persistent')}",
+              needs_module=True)
+    grew(res, "suspend", "swap.pass0", "pm.suspended", "suspends")
+    grew(res, "hibernation", "pm.suspended", "pm.hibernated", "suspends")
+    grew(res, "after both", "swap.pass2", "swap.pass3", "frontswap_stores")
+    put = host_at(g, "end#1").get("operations.put.pages", 0) - \
+        host_at(g, "pass2#1").get("operations.put.pages", 0)
+    res.check("pages go to the host again after resume", put > 0,
+              f"host put pages +{put} in the last pass", needs_module=True)
+
+
+EXTENT = re.compile(r"\s(\d+)\s*-\s*(\d+)\s+(\d+)\s*-\s*(\d+)\s+(\d+)")
+
+
+def misaligned_extents(img, path):
+    """Extents of an ext4 file (in 1 KiB blocks) whose disk offset differs
+    from their file offset by other than whole pages: swapon numbers the
+    pages of such a file differently from its file pages."""
+    p = subprocess.run(["debugfs", "-R", f"ex {path}", img], stdout=subprocess.PIPE,
+                       stderr=subprocess.DEVNULL, text=True)
+    out = []
+    for ln in p.stdout.splitlines():
+        m = EXTENT.search(ln)
+        if m and (int(m.group(3)) - int(m.group(1))) % 4:
+            out.append(ln.strip())
+    return out, p.stdout.count("\n")
+
+
+def t_swapfile_1k(res):
+    """RECLAIM and unbind with a swap file whose blocks are not page-aligned."""
+    passes, mb = 5, 144
+    plan = ("module_load\nswapfile_pad_on 320\n"
+            f"run swapfile1k swap-verify --mb {mb} --passes {passes} --seed 9 "
+            f"--stats {STATS} --sync\n")
+
+    def on_sync(g, name, n):
+        if name == "pass0":
+            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget",
+                                  "value": RECLAIM_BUDGET})
+            for _ in range(300):
+                time.sleep(0.2)
+                if g.host_stats().get("ram_used", RECLAIM_BUDGET + 1) <= RECLAIM_BUDGET:
+                    break
+            return ["sh . /e2e/lib.sh; stats swapfile1k.cut", "go"]
+        if name == "pass1":
+            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": BUDGET})
+        elif name == "pass2":
+            return ["sh . /e2e/lib.sh; unbind", "go"]
+        elif name == "pass3":
+            return ["sh . /e2e/lib.sh; bind", "go"]
+        return ["go"]
+
+    boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, timeout=1200, data_block=1024)
+    g = res.guest
+    common_checks(res, {"swapfile1k": ("swap-verify", swap_bytes(mb, passes))})
+    sw, _ = g.init_result("swapon")
+    res.check("swap is on the swap file", sw == "/mnt/data/swapfile", f"swapon={sw}")
+    bad, lines = misaligned_extents(os.path.join(res.ctx.out, res.name, "data.img"),
+                                    "/swapfile")
+    res.check("the swap file has extents that are not page-aligned", bool(bad),
+              bad[0] if bad else f"none in {lines} lines of debugfs output")
+    grew(res, "RECLAIM", "swap.pass0", "swapfile1k.cut", "reclaimed_pages")
+    d = g.delta("swap.pass0", "swapfile1k.cut", "reclaimed_to_disk")
+    res.check("nothing was written to a swap file the driver cannot map", d == 0,
+              f"reclaimed_to_disk +{d}", needs_module=True)
+    ub, _ = g.init_result("unbind")
+    res.check("driver unbind", ub not in (None, "failed", "no-device"), f"unbind={ub}",
+              needs_module=True)
+
+
+
+def t_features(res):
+    """A device that offers eviction reports without ephemeral pools."""
+    passes, mb = 3, 160
+    plan = swap_plan("features", mb, passes,
+                     pre="for d in /sys/bus/virtio/drivers/virtio_tmem/virtio*; do "
+                         "result features=$(cat $d/features); done\n")
+    # x-unchecked-features: the device breaks spec 3 on purpose
+    boot(res, plan, f"budget={BUDGET},ephemeral=off,x-unchecked-features=on")
+    g = res.guest
+    common_checks(res, {"features": ("swap-verify", swap_bytes(mb, passes))})
+    feats, _ = g.init_result("features")
+    bit = (lambda i: feats[i] if feats and len(feats) > i else None)
+    res.check("the driver did not accept EVICT_REPORT without EPHEMERAL",
+              bit(0) == "0" and bit(2) == "0" and bit(3) == "1",
+              f"features={feats}", needs_module=True)
+    warned = [ln for ln in g.lines if "eviction reports without ephemeral" in ln]
+    res.check("and said so", bool(warned), warned[0].strip() if warned else "no warning",
+              needs_module=True)
+    swap_checks(res, "features", mb, "features.before", "features.after")
+
+
 # Lockdep and KASAN (the debug kernel) watch the page-cache and reclaim
 # tests: cleancache, and RECLAIM, unbind, the drain and rebind.  The
 # lifecycle test runs on the plain kernel: its third disk leaves the debug
@@ -564,6 +792,14 @@ TESTS = {
     "lifecycle": (t_lifecycle, "plain"),
     "reclaim": (t_reclaim, "debug"),
     "hints": (t_hints, "plain"),
+    "torture": (t_torture, "plain"),
+    "torture-debug": (t_torture, "debug"),
+    "contention": (t_contention, "plain"),
+    "contention-debug": (t_contention, "debug"),
+    "unbind-load": (t_unbind_load, "plain"),
+    "suspend": (t_suspend, "plain"),
+    "swapfile-1k": (t_swapfile_1k, "plain"),
+    "features": (t_features, "plain"),
 }
 
 

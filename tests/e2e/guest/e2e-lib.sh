@@ -94,6 +94,9 @@ swapfile_on() {
 	mkdir -p /mnt/data
 	mount -t ext4 "$(findfs LABEL=e2edata)" /mnt/data &&
 		result mount=/mnt/data || { result mount=failed; return 1; }
+	swapfile_on_mounted "$1"
+}
+swapfile_on_mounted() {
 	f=/mnt/data/swapfile
 	dd if=/dev/zero of=$f bs=1M count="$1" 2>/dev/null && chmod 600 $f &&
 		mkswap $f >/dev/null && swapon $f &&
@@ -111,4 +114,56 @@ verify_sums() {
 		result prog="$1" bytes_verified=0 corruptions="$bad"
 		return 1
 	fi
+}
+
+# fault NAME VALUE: set one of the driver's fault-injection knobs
+# (guest-driver/fault.c).
+fault() {
+	echo "$2" >"/sys/kernel/debug/virtio_tmem/fault/$1" &&
+		result "fault_$1=$2" || result "fault_$1=failed"
+}
+
+# torture NAME ARGS...: the driver's torture test (guest-driver/torture.c);
+# its figures are reported like a test program's.
+torture() {
+	name=$1
+	shift
+	stats "$name.before"
+	say "E2E-BEGIN $name"
+	echo "$*" >/sys/kernel/debug/virtio_tmem/torture
+	rc=$?
+	say "E2E-RESULT prog=$name $(cat /sys/kernel/debug/virtio_tmem/torture)"
+	say "E2E-END $name rc=$rc"
+	stats "$name.after"
+	return $rc
+}
+
+# suspend_devices: suspend to idle with pm_test=devices, so that every
+# driver's freeze and restore run, and resume 5 s later.
+suspend_devices() {
+	echo devices >/sys/power/pm_test &&
+		echo freeze >/sys/power/state && result suspend=resumed ||
+		result suspend=failed
+	echo none >/sys/power/pm_test
+}
+
+# hibernate_test: hibernate to the swap disk, then read the image back and
+# restore it at once (test_resume): freeze, thaw, freeze and restore.
+hibernate_test() {
+	dev=$(findfs LABEL=e2eswap) || { result hibernate=no-swap; return 1; }
+	set -- $(stat -L -c '%t %T' "$dev")
+	printf '%d:%d\n' "0x$1" "0x$2" >/sys/power/resume &&
+		echo test_resume >/sys/power/disk &&
+		echo disk >/sys/power/state && result hibernate=resumed ||
+		result hibernate=failed
+}
+
+# swapfile_pad_on MB: like swapfile_on, after a 1 KiB file, so that on a
+# filesystem of 1 KiB blocks the swap file's blocks are not page-aligned.
+swapfile_pad_on() {
+	mkdir -p /mnt/data
+	mount -t ext4 "$(findfs LABEL=e2edata)" /mnt/data &&
+		result mount=/mnt/data || { result mount=failed; return 1; }
+	dd if=/dev/zero of=/mnt/data/pad bs=1k count=1 2>/dev/null && sync
+	swapfile_on_mounted "$1"
 }

@@ -12,7 +12,10 @@
  * pages.
  *
  *   swap-verify [--mb N] [--seed S] [--passes P] [--random-words W]
- *               [--stats FILE] [--sync] [--inject-corruption]
+ *               [--threads T] [--stats FILE] [--sync] [--inject-corruption]
+ *
+ * --threads splits the region between T threads (seeds S, S+1, ...), which
+ * fault on their parts at once and meet after every pass.
  *
  * --sync stops at E2E-SYNC pass<k> after every pass, so the host harness
  * can act (change the budget, savevm, unbind the driver) while the pages
@@ -23,6 +26,7 @@
  * Prints "E2E-RESULT prog=swap-verify bytes_verified=N corruptions=M ..."
  * and exits 1 if any page was wrong, 2 on usage or setup errors.
  */
+#include <pthread.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +41,7 @@ static const char *const order_name[] = { "sequential", "reverse", "random", "st
 
 struct run {
 	uint64_t seed;
+	uint64_t rng;		/* a small PRNG for orders and rewrites */
 	size_t npages;
 	unsigned int random_words;
 	unsigned char *mem;	/* the region that must swap */
@@ -46,12 +51,10 @@ struct run {
 	uint64_t corruptions;	/* pages that did not verify */
 };
 
-/* A small PRNG for the orders and for choosing pages to rewrite. */
-static uint64_t rng_state;
-static uint64_t rng(void)
+static uint64_t rng(struct run *r)
 {
-	rng_state = e2e_mix(rng_state);
-	return rng_state;
+	r->rng = e2e_mix(r->rng);
+	return r->rng;
 }
 
 static size_t gcd(size_t a, size_t b)
@@ -83,7 +86,7 @@ static void make_order(struct run *r, enum order o)
 		for (i = 0; i < n; i++)
 			r->perm[i] = i;
 		for (i = n - 1; i > 0; i--) {
-			size_t j = rng() % (i + 1);
+			size_t j = rng(r) % (i + 1);
 			uint32_t t = r->perm[i];
 
 			r->perm[i] = r->perm[j];
@@ -107,8 +110,8 @@ static void report_bad(struct run *r, size_t page, size_t off)
 	const uint64_t *w = (const uint64_t *)(r->mem + page * E2E_PAGE);
 
 	if (r->corruptions <= 10)
-		e2e_say("E2E-CORRUPT page=%zu gen=%u first_bad_byte=%zu word0=%016llx",
-			page, r->gen[page], off,
+		e2e_say("E2E-CORRUPT seed=%llu page=%zu gen=%u first_bad_byte=%zu word0=%016llx",
+			(unsigned long long)r->seed, page, r->gen[page], off,
 			(unsigned long long)w[0]);
 }
 
@@ -134,7 +137,7 @@ static void pass(struct run *r, enum order o, int rewrite, unsigned int newgen)
 			r->corruptions++;
 			report_bad(r, p, bad - 1);
 		}
-		if (rewrite && rng() % 4 == 0) {
+		if (rewrite && rng(r) % 4 == 0) {
 			r->gen[p] = newgen;
 			e2e_fill((uint64_t *)page, r->seed, p, newgen, r->random_words);
 		}
@@ -144,23 +147,66 @@ static void pass(struct run *r, enum order o, int rewrite, unsigned int newgen)
 static void usage(void)
 {
 	fprintf(stderr, "usage: swap-verify [--mb N] [--seed S] [--passes P] "
-		"[--random-words W] [--stats FILE] [--sync] [--inject-corruption]\n");
+		"[--random-words W] [--threads T] [--stats FILE] [--sync] "
+		"[--inject-corruption]\n");
 	exit(2);
+}
+
+/* What every thread shares: the passes, and where they meet. */
+static struct {
+	unsigned long long passes;
+	const char *stats;
+	int sync;
+	pthread_barrier_t done, go;	/* a pass ended; the next may start */
+} shared;
+
+/* A thread's part: the fill, then the passes, meeting the others after each. */
+static void *worker(void *arg)
+{
+	struct run *r = arg;
+	unsigned long long i;
+	size_t p;
+
+	for (p = 0; p < r->npages; p++)
+		e2e_fill((uint64_t *)(r->mem + p * E2E_PAGE), r->seed, p, 0,
+			 r->random_words);
+	pthread_barrier_wait(&shared.done);
+	pthread_barrier_wait(&shared.go);
+	for (i = 1; i < shared.passes; i++) {
+		enum order o = (enum order)((i - 1) % NORDERS + 1) % NORDERS;
+
+		pass(r, o, i != shared.passes - 1, i);
+		pthread_barrier_wait(&shared.done);
+		pthread_barrier_wait(&shared.go);
+	}
+	return NULL;
+}
+
+static uint64_t total(const struct run *runs, unsigned int n, int bytes)
+{
+	uint64_t sum = 0;
+	unsigned int i;
+
+	for (i = 0; i < n; i++)
+		sum += bytes ? runs[i].bytes_verified : runs[i].corruptions;
+	return sum;
 }
 
 int main(int argc, char **argv)
 {
-	unsigned long long mb = 224, passes = 5;
-	const char *stats = NULL;
-	int sync = 0, inject = 0, i;
-	struct run r = { .seed = 1, .random_words = E2E_WORDS / 2 };
+	unsigned long long mb = 224, threads = 1, seed = 1, words = E2E_WORDS / 2;
+	int inject = 0, i;
+	struct run *runs;
+	pthread_t *tids;
 	double t0, t;
 	char label[64];
-	size_t p;
+	unsigned int k;
+	size_t npages;
 
+	shared.passes = 5;
 	for (i = 1; i < argc; i++) {
 		if (!strcmp(argv[i], "--sync"))
-			sync = 1;
+			shared.sync = 1;
 		else if (!strcmp(argv[i], "--inject-corruption"))
 			inject = 1;
 		else if (i + 1 >= argc)
@@ -168,64 +214,94 @@ int main(int argc, char **argv)
 		else if (!strcmp(argv[i], "--mb"))
 			mb = e2e_num(argv[++i], "--mb");
 		else if (!strcmp(argv[i], "--seed"))
-			r.seed = e2e_num(argv[++i], "--seed");
+			seed = e2e_num(argv[++i], "--seed");
 		else if (!strcmp(argv[i], "--passes"))
-			passes = e2e_num(argv[++i], "--passes");
+			shared.passes = e2e_num(argv[++i], "--passes");
 		else if (!strcmp(argv[i], "--random-words"))
-			r.random_words = e2e_num(argv[++i], "--random-words");
+			words = e2e_num(argv[++i], "--random-words");
+		else if (!strcmp(argv[i], "--threads"))
+			threads = e2e_num(argv[++i], "--threads");
 		else if (!strcmp(argv[i], "--stats"))
-			stats = argv[++i];
+			shared.stats = argv[++i];
 		else
 			usage();
 	}
-	if (mb == 0 || passes < 2 || passes > 250 || r.random_words > E2E_WORDS)
+	npages = mb * (1 << 20) / E2E_PAGE;
+	if (mb == 0 || shared.passes < 2 || shared.passes > 250 ||
+	    words > E2E_WORDS || threads == 0 || threads > 256 ||
+	    npages / threads == 0)
 		usage();
-	rng_state = r.seed;
-	r.npages = mb * (1 << 20) / E2E_PAGE;
-	r.mem = mmap(NULL, r.npages * E2E_PAGE, PROT_READ | PROT_WRITE,
-		     MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	r.gen = calloc(r.npages, 1);
-	r.perm = calloc(r.npages, sizeof(*r.perm));
-	if (r.mem == MAP_FAILED || !r.gen || !r.perm) {
-		perror("swap-verify: allocating");
+	runs = calloc(threads, sizeof(*runs));
+	tids = calloc(threads, sizeof(*tids));
+	if (!runs || !tids)
 		return 2;
+	for (k = 0; k < threads; k++) {
+		struct run *r = &runs[k];
+
+		r->seed = seed + k;
+		r->rng = seed + k;
+		r->random_words = words;
+		r->npages = npages / threads;
+		r->mem = mmap(NULL, r->npages * E2E_PAGE, PROT_READ | PROT_WRITE,
+			      MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+		r->gen = calloc(r->npages, 1);
+		r->perm = calloc(r->npages, sizeof(*r->perm));
+		if (r->mem == MAP_FAILED || !r->gen || !r->perm) {
+			perror("swap-verify: allocating");
+			return 2;
+		}
 	}
-	e2e_say("E2E-INFO prog=swap-verify mb=%llu pages=%zu seed=%llu passes=%llu",
-		mb, r.npages, (unsigned long long)r.seed, passes);
+	npages = runs[0].npages * threads;
+	e2e_say("E2E-INFO prog=swap-verify mb=%llu pages=%zu seed=%llu passes=%llu threads=%llu",
+		mb, npages, seed, shared.passes, threads);
+	if (pthread_barrier_init(&shared.done, NULL, threads + 1) ||
+	    pthread_barrier_init(&shared.go, NULL, threads + 1))
+		return 2;
+	t0 = e2e_now();
+	for (k = 0; k < threads; k++) {
+		if (pthread_create(&tids[k], NULL, worker, &runs[k])) {
+			perror("swap-verify: pthread_create");
+			return 2;
+		}
+	}
 
 	/* Pass 0: the first fill, generation 0, in order. */
-	t0 = e2e_now();
-	for (p = 0; p < r.npages; p++)
-		e2e_fill((uint64_t *)(r.mem + p * E2E_PAGE), r.seed, p, 0,
-			 r.random_words);
+	pthread_barrier_wait(&shared.done);
 	t = e2e_now();
 	e2e_say("E2E-PASS prog=swap-verify pass=0 order=fill seconds=%.2f", t - t0);
-	if (inject)
-		r.mem[(rng() % r.npages) * E2E_PAGE + rng() % E2E_PAGE] ^= 0x20;
-	e2e_stats(stats, "swap.pass0");
-	if (sync)
+	if (inject) {
+		struct run *r = &runs[0];
+
+		r->mem[(rng(r) % r->npages) * E2E_PAGE + rng(r) % E2E_PAGE] ^= 0x20;
+	}
+	e2e_stats(shared.stats, "swap.pass0");
+	if (shared.sync)
 		e2e_sync("pass0");
+	pthread_barrier_wait(&shared.go);
 
 	/* Passes 1..P-1 in rotating orders; the last one only verifies. */
-	for (i = 1; i < (int)passes; i++) {
+	for (i = 1; i < (int)shared.passes; i++) {
 		enum order o = (enum order)((i - 1) % NORDERS + 1) % NORDERS;
-		int last = i == (int)passes - 1;
+		int last = i == (int)shared.passes - 1;
 		double ts = e2e_now();
 
-		pass(&r, o, !last, i);
+		pthread_barrier_wait(&shared.done);
 		t = e2e_now();
 		e2e_say("E2E-PASS prog=swap-verify pass=%d order=%s rewrite=%d seconds=%.2f corruptions=%llu",
 			i, order_name[o], !last, t - ts,
-			(unsigned long long)r.corruptions);
+			(unsigned long long)total(runs, threads, 0));
 		snprintf(label, sizeof(label), "swap.pass%d", i);
-		e2e_stats(stats, label);
-		if (sync && !last) {
+		e2e_stats(shared.stats, label);
+		if (shared.sync && !last) {
 			snprintf(label, sizeof(label), "pass%d", i);
 			e2e_sync(label);
 		}
+		pthread_barrier_wait(&shared.go);
 	}
-	e2e_say("E2E-RESULT prog=swap-verify mb=%llu pages=%zu bytes_verified=%llu corruptions=%llu seconds=%.2f",
-		mb, r.npages, (unsigned long long)r.bytes_verified,
-		(unsigned long long)r.corruptions, e2e_now() - t0);
-	return r.corruptions ? 1 : 0;
+	for (k = 0; k < threads; k++)
+		pthread_join(tids[k], NULL);
+	e2e_say("E2E-RESULT prog=swap-verify mb=%llu pages=%zu threads=%llu bytes_verified=%llu corruptions=%llu seconds=%.2f",
+		mb, npages, threads, (unsigned long long)total(runs, threads, 1),
+		(unsigned long long)total(runs, threads, 0), e2e_now() - t0);
+	return total(runs, threads, 0) ? 1 : 0;
 }

@@ -1,0 +1,66 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * fault.c - fault injection for the tests, in debugfs virtio_tmem/fault/.
+ *
+ * Each knob widens a window the driver must survive, so that the
+ * end-to-end tests reach it on every run instead of once in a while:
+ *
+ *   batches            request structures each queue may use, 1-16 (0:
+ *                      all 16): fewer makes ops wait for a batch
+ *   fail_add_interval  of every this many attempts to add a request to
+ *   fail_add_burst     the ring, the first this many fail with -ENOSPC,
+ *                      as when the ring is full and GFP_NOWAIT finds no
+ *                      memory for indirect descriptors
+ *   store_delay_us     one frontswap store in store_delay_every (0: each)
+ *   store_delay_every  sleeps this long after it found the device usable,
+ *                      before it queues its put
+ *
+ * All are 0 (off) at load.  They cost a load and a branch when off.
+ */
+#include <linux/atomic.h>
+#include <linux/debugfs.h>
+#include <linux/delay.h>
+
+#include "virtio_tmem_drv.h"
+
+struct virtio_tmem_faults virtio_tmem_faults;
+static atomic_t virtio_tmem_adds = ATOMIC_INIT(0);
+
+/* Whether this attempt to add a request to a ring should fail. */
+bool virtio_tmem_fault_add_fails(void)
+{
+	u32 interval = READ_ONCE(virtio_tmem_faults.fail_add_interval);
+	u32 burst = READ_ONCE(virtio_tmem_faults.fail_add_burst);
+
+	if (!interval)
+		return false;
+	return (u32)atomic_inc_return(&virtio_tmem_adds) % interval <
+	       max(burst, 1U);
+}
+
+void virtio_tmem_fault_debugfs(struct dentry *dir)
+{
+	struct dentry *d = debugfs_create_dir("fault", dir);
+
+	debugfs_create_u32("batches", 0600, d, &virtio_tmem_faults.batches);
+	debugfs_create_u32("fail_add_interval", 0600, d,
+			   &virtio_tmem_faults.fail_add_interval);
+	debugfs_create_u32("fail_add_burst", 0600, d,
+			   &virtio_tmem_faults.fail_add_burst);
+	debugfs_create_u32("store_delay_us", 0600, d,
+			   &virtio_tmem_faults.store_delay_us);
+	debugfs_create_u32("store_delay_every", 0600, d,
+			   &virtio_tmem_faults.store_delay_every);
+}
+
+/* Stall this store, if the knobs say so. */
+void virtio_tmem_fault_store_delay(void)
+{
+	static atomic_t stores = ATOMIC_INIT(0);
+	u32 us = READ_ONCE(virtio_tmem_faults.store_delay_us);
+	u32 every = READ_ONCE(virtio_tmem_faults.store_delay_every);
+
+	if (us && (every <= 1 ||
+		   !((u32)atomic_inc_return(&stores) % every)))
+		fsleep(us);
+}
