@@ -317,6 +317,7 @@ struct virtio_tmem_faults {
 extern struct virtio_tmem_faults virtio_tmem_faults;
 bool virtio_tmem_fault_add_fails(void);
 void virtio_tmem_fault_store_delay(void);
+void virtio_tmem_fault_store_delay(void);
 void virtio_tmem_fault_debugfs(struct dentry *dir);
 
 /* torture.c */
