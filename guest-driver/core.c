@@ -108,6 +108,24 @@ struct virtio_tmem_pool *virtio_tmem_pool_by_dev_id(u32 dev_id)
 	return NULL;
 }
 
+/**
+ * virtio_tmem_alloc_page - a page for the driver's own use
+ * @gfp: allocation flags
+ *
+ * Every page the driver keeps (staging pages, kept copies, bounce pages)
+ * comes from here, never from the emergency reserves: those are for the
+ * kernel's own progress under memory pressure, and the driver runs exactly
+ * then, often in reclaim (PF_MEMALLOC) or with interrupts off.  Warns if a
+ * caller asks for them.
+ */
+struct page *virtio_tmem_alloc_page(gfp_t gfp)
+{
+	WARN_ON_ONCE((gfp & (__GFP_HIGH | __GFP_MEMALLOC)) ||
+		     (in_task() && (current->flags & PF_MEMALLOC) &&
+		      !(gfp & __GFP_NOMEMALLOC)));
+	return alloc_page(gfp);
+}
+
 static void virtio_tmem_attach_all(struct virtio_tmem *vt)
 {
 	unsigned int i;

@@ -14,6 +14,9 @@
  *   store_delay_us     one frontswap store in store_delay_every (0: each)
  *   store_delay_every  sleeps this long after it found the device usable,
  *                      before it queues its put
+ *   busy_alloc_pages   bringing a page back allocates (and frees) this many
+ *                      pages while its slot is busy, as an allocation there
+ *                      that found memory short would reclaim
  *
  * All are 0 (off) at load.  They cost a load and a branch when off.
  */
@@ -51,6 +54,8 @@ void virtio_tmem_fault_debugfs(struct dentry *dir)
 			   &virtio_tmem_faults.store_delay_us);
 	debugfs_create_u32("store_delay_every", 0600, d,
 			   &virtio_tmem_faults.store_delay_every);
+	debugfs_create_u32("busy_alloc_pages", 0600, d,
+			   &virtio_tmem_faults.busy_alloc_pages);
 }
 
 /* Stall this store, if the knobs say so. */
@@ -63,4 +68,24 @@ void virtio_tmem_fault_store_delay(void)
 	if (us && (every <= 1 ||
 		   !((u32)atomic_inc_return(&stores) % every)))
 		fsleep(us);
+}
+
+/*
+ * Allocate and free busy_alloc_pages pages, with the flags any allocation
+ * of the caller's would get: reclaim, unless the caller forbade I/O.
+ */
+void virtio_tmem_fault_busy_alloc(void)
+{
+	u32 n = READ_ONCE(virtio_tmem_faults.busy_alloc_pages);
+	LIST_HEAD(pages);
+	struct page *page, *next;
+
+	while (n--) {
+		page = alloc_page(GFP_KERNEL | __GFP_NORETRY | __GFP_NOWARN);
+		if (!page)
+			break;
+		list_add(&page->lru, &pages);
+	}
+	list_for_each_entry_safe(page, next, &pages, lru)
+		__free_page(page);
 }

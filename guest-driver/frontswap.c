@@ -447,7 +447,7 @@ static void virtio_tmem_find_swap_disk(struct virtio_tmem_pool *pool,
 	struct page *scratch;
 	struct inode *inode;
 
-	scratch = alloc_page(GFP_KERNEL);
+	scratch = virtio_tmem_alloc_page(GFP_KERNEL);
 	if (!scratch)
 		return;		/* pages come back to guest memory then */
 	set_page_private(scratch, swp_entry(type, 1).val);
@@ -539,7 +539,7 @@ static int virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
 	struct page *page;
 	bool kept = false;
 
-	page = alloc_page(gfp | __GFP_NOWARN);
+	page = virtio_tmem_alloc_page(gfp | __GFP_NOWARN);
 	if (!page)
 		return -ENOMEM;
 	if (virtio_tmem_fs_get(vt, pool, type, offset, page,
@@ -659,6 +659,7 @@ static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
 
 	mutex_lock(&virtio_tmem_swap_disk_mutex);
 	virtio_tmem_set_busy_slot(type, offset);
+	virtio_tmem_fault_busy_alloc();
 	*dest = VIRTIO_TMEM_TO_DISK;
 	ret = virtio_tmem_write_back(vt, type, offset, buf);
 	if (ret < 0 && memory) {
@@ -698,7 +699,7 @@ void virtio_tmem_reclaim(struct work_struct *work)
 	void *entry;
 	int ret;
 
-	buf = alloc_page(GFP_KERNEL | __GFP_NOWARN);
+	buf = virtio_tmem_alloc_page(GFP_KERNEL | __GFP_NOWARN);
 	for (type = 0; type < MAX_SWAPFILES && want > 0; type++) {
 		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 
@@ -748,7 +749,7 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 	void *entry;
 	int ret;
 
-	buf = alloc_page(GFP_KERNEL);
+	buf = virtio_tmem_alloc_page(GFP_KERNEL);
 	for (type = 0; type < MAX_SWAPFILES; type++) {
 		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 

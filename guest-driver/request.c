@@ -235,7 +235,7 @@ static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
 	b->credits_asked = 0;
 	/* Replace staging pages given away to refused frontswap stores. */
 	while (q->npages < q->vt->batch * VIRTIO_TMEM_STAGING) {
-		struct page *page = alloc_page(GFP_ATOMIC | __GFP_NOWARN);
+		struct page *page = virtio_tmem_alloc_page(GFP_ATOMIC | __GFP_NOWARN);
 
 		if (!page)
 			break;
@@ -546,7 +546,7 @@ int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
 		    !q->pages)
 			return -ENOMEM;
 		for (; q->npages < vt->batch * VIRTIO_TMEM_STAGING; q->npages++) {
-			q->pages[q->nfree] = alloc_page(GFP_KERNEL);
+			q->pages[q->nfree] = virtio_tmem_alloc_page(GFP_KERNEL);
 			if (!q->pages[q->nfree])
 				return -ENOMEM;
 			q->nfree++;

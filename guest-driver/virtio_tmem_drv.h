@@ -215,6 +215,7 @@ int virtio_tmem_pool_attach(struct virtio_tmem *vt,
 void virtio_tmem_pool_detach(struct virtio_tmem *vt,
 			     struct virtio_tmem_pool *pool);
 struct virtio_tmem_pool *virtio_tmem_pool_by_dev_id(u32 dev_id);
+struct page *virtio_tmem_alloc_page(gfp_t gfp);
 
 /* request.c */
 int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs);
@@ -312,12 +313,15 @@ struct virtio_tmem_faults {
 	u32 fail_add_burst;	/* the first this many fail (-ENOSPC) */
 	u32 store_delay_us;	/* stall stores past the device check, */
 	u32 store_delay_every;	/* one in this many (0: all) */
+	u32 busy_alloc_pages;	/* pages to allocate with a slot busy */
 };
 
 extern struct virtio_tmem_faults virtio_tmem_faults;
 bool virtio_tmem_fault_add_fails(void);
 void virtio_tmem_fault_store_delay(void);
+void virtio_tmem_fault_busy_alloc(void);
 void virtio_tmem_fault_store_delay(void);
+void virtio_tmem_fault_busy_alloc(void);
 void virtio_tmem_fault_debugfs(struct dentry *dir);
 
 /* torture.c */

@@ -27,7 +27,7 @@ GUEST_MB = 128
 # Kernel console lines that mean the kernel found a bug in itself or in us.
 SPLAT = re.compile(r"BUG:|WARNING:|KASAN|possible circular locking|"
                    r"possible recursive locking|inconsistent lock state|"
-                   r"INFO: possible|lock held when returning|"
+                   r"INFO: possible|lock held when returning|blocked for more than|"
                    r"Kernel panic|Oops|general protection fault|Call Trace:|"
                    r"Out of memory|not returned: status|could not be brought back|"
                    r"torture: thread")
@@ -209,6 +209,10 @@ class Guest:
         self.error = None
         self.seconds = 0.0
         self.qmp = None
+        self.proc = None
+        self.boots = 0           # QEMU processes started
+        self.reboots_expected = 0
+        self.after_sh = []       # lines to send at the next E2E-SH line
 
     # -- the host side of the console protocol --
 
@@ -224,9 +228,28 @@ class Guest:
             self.host[label] = s
         return s
 
-    def _reader(self, q):
-        with open(self.console_path, "wb") as log_f:
-            for raw in iter(self.proc.stdout.readline, b""):
+    def expect_reboot(self, then=("go",)):
+        """The guest is about to take its machine down and must come back
+        on the same disks (hibernation): when QEMU exits, start it again
+        with the same command line, and send `then` once the guest reports
+        its shell command's end (E2E-SH)."""
+        self.reboots_expected += 1
+        self.after_sh = list(then)
+
+    def _start(self, q):
+        if os.path.exists(self.qmp_path):
+            os.unlink(self.qmp_path)
+        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE,
+                                     stderr=subprocess.STDOUT)
+        threading.Thread(target=self._reader, args=(q, self.proc, self.boots > 0),
+                         daemon=True).start()
+        self.boots += 1
+        self.qmp = QMP(self.qmp_path, timeout=30)
+
+    def _reader(self, q, proc, append):
+        with open(self.console_path, "ab" if append else "wb") as log_f:
+            for raw in iter(proc.stdout.readline, b""):
                 log_f.write(raw)
                 log_f.flush()
                 q.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
@@ -259,6 +282,10 @@ class Guest:
             self.done = True
         elif kind == "SYNC":
             return rest.strip()
+        elif kind == "SH" and self.after_sh:
+            for a in self.after_sh:
+                self.send(a)
+            self.after_sh = []
         return None
 
     def run(self, on_sync=None, on_tick=None, tick=2.0):
@@ -267,15 +294,11 @@ class Guest:
         default is ["go"].  Host stats are recorded at every sync point.
         on_tick(guest), if given, runs about every `tick` seconds."""
         t0 = time.monotonic()
-        self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE,
-                                     stderr=subprocess.STDOUT)
         q = queue.Queue()
-        threading.Thread(target=self._reader, args=(q,), daemon=True).start()
         deadline = t0 + self.timeout
         next_tick = t0 + tick
         try:
-            self.qmp = QMP(self.qmp_path, timeout=30)
+            self._start(q)
             while True:
                 now = time.monotonic()
                 if now >= deadline:
@@ -286,6 +309,12 @@ class Guest:
                 try:
                     line = q.get(timeout=max(0.01, min(deadline, next_tick) - now))
                 except queue.Empty:
+                    continue
+                if line is None and self.reboots_expected:
+                    self.reboots_expected -= 1
+                    self.proc.wait(timeout=60)
+                    self.qmp.close()
+                    self._start(q)
                     continue
                 if line is None:
                     break

@@ -114,11 +114,13 @@ def workdir(res):
 
 
 def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
-         wd=None, drives=(), files=None, on_tick=None, data_block=4096):
+         wd=None, drives=(), files=None, on_tick=None, data_block=4096,
+         append=""):
     """wd: the test's workdir if it made one already (workdir());
     drives: more -drive/-device arguments; files: {name: path}, more files
     for /e2e in the initramfs; on_tick(guest): called every 2 s;
-    data_block: the block size of the data disk's ext4."""
+    data_block: the block size of the data disk's ext4; append: more of
+    the kernel's command line."""
     ctx = res.ctx
     wd = wd or workdir(res)
     drives = gl.make_disks(wd, fmt, data_block=data_block) + list(drives)
@@ -129,7 +131,8 @@ def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
         os.makedirs(os.path.join(wd, "spill"), exist_ok=True)
         tmem = tmem.replace("{wd}", wd)
     g = gl.Guest(res.name, wd, ctx.qemu, ctx.kernel(res.variant), initrd, drives,
-                 tmem=tmem, smp=smp, timeout=timeout, echo=ctx.args.verbose)
+                 tmem=tmem, smp=smp, timeout=timeout, echo=ctx.args.verbose,
+                 append=append)
     res.guest = g.run(on_sync, on_tick=on_tick)
     res.seconds = g.seconds
     return g
@@ -588,10 +591,14 @@ TORTURE_ARGS = f"threads=16 seconds={TORTURE_SECONDS} keys=64 cleancache=1 toggl
 def t_torture(res):
     """The driver's torture test, then again with one batch per queue and
     failing adds; budget cuts meanwhile."""
+    # The knobs go on once the second run has set its pools up, so that its
+    # stores, loads and gets meet them, not only its pool creation.
     plan = ("disks_up\nmodule_load\n"
             f"torture torture {TORTURE_ARGS}\n"
+            f"torture torture-faults {TORTURE_ARGS} &\n"
+            "sleep 3\n"
             "fault batches 1\nfault fail_add_interval 61\nfault fail_add_burst 3\n"
-            f"torture torture-faults {TORTURE_ARGS}\n")
+            "wait\n")
     tick, flips = budget_flipper(1 * MiB, BUDGET)
     # A short hint window, so that the host turns cleancache off and on
     # while the threads run: puts then go unsent, which must not leave an
@@ -609,7 +616,8 @@ def t_torture(res):
         for k in ("stored", "loads", "hits", "cycles", "toggles"):
             res.check(f"{name}: {k} > 0", (num(r.get(k)) or 0) > 0, f"{k}={r.get(k)}",
                       needs_module=True)
-        grew(res, name, f"{name}.before", f"{name}.after", "reclaim_requests")
+        for k in ("reclaim_requests", "reclaimed_pages"):
+            grew(res, name, f"{name}.before", f"{name}.after", k)
     res.check("the host cut the budget while it ran", flips["cuts"] > 0,
               f"{flips['cuts']} cuts")
     grew(res, "torture-faults", "torture-faults.before", "torture-faults.after",
@@ -637,9 +645,13 @@ def t_unbind_load(res):
     """Unbind and rebind, again and again, while stores are in flight."""
     passes, mb = 6, 160
     # One store in 500 stalls for 3 s after it found the device usable:
-    # unbinds then start while stores are on their way.
+    # unbinds then start while stores are on their way.  Each page brought
+    # back allocates 1 MiB while its slot is busy, as an allocation there
+    # under memory pressure would, to see whether reclaim then stores pages
+    # from the task that holds the slot.
     plan = ("disks_up\nmodule_load\n"
             "fault store_delay_us 3000000\nfault store_delay_every 500\n"
+            "fault busy_alloc_pages 256\n"
             f"run unbindload swap-verify --mb {mb} --passes {passes} --threads 4 "
             f"--seed 21 --stats {STATS} &\n"
             "sv=$!\n"
@@ -666,7 +678,7 @@ def t_unbind_load(res):
 
 
 def t_suspend(res):
-    """Suspend to idle and hibernation (test_resume) with pages on the host."""
+    """Suspend to idle, then hibernation and resume, with pages on the host."""
     passes, mb = 4, 192
     plan = swap_plan("suspend", mb, passes)
 
@@ -675,27 +687,32 @@ def t_suspend(res):
             g.host["pm.before"] = g.host_stats()
             return ["sh . /e2e/lib.sh; suspend_devices; stats pm.suspended", "go"]
         if name == "pass1":
-            return ["sh . /e2e/lib.sh; hibernate_test; stats pm.hibernated", "go"]
+            g.host["hibernate.before"] = g.host_stats()
+            # QEMU exits with the machine; the harness boots it again,
+            # and answers "go" once the restored guest is back.
+            g.expect_reboot()
+            return ["sh . /e2e/lib.sh; hibernate; stats pm.hibernated"]
         return ["go"]
 
-    boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, timeout=1200)
+    # The swap disk is vda (gl.make_disks): hibernation's image goes there.
+    boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, timeout=1200,
+         append="resume=/dev/vda")
     g = res.guest
     common_checks(res, {"suspend": ("swap-verify", swap_bytes(mb, passes))})
     sus, _ = g.init_result("suspend")
     hib, _ = g.init_result("hibernate")
     res.check("suspend to idle and resume", sus == "resumed", f"suspend={sus}")
-    res.check("hibernation and test_resume", hib == "resumed", f"hibernate={hib}")
-    res.check("the host held pages when the guest suspended",
-              host_at(g, "pm.before").get("pages_persistent", 0) > 0,
-              f"pages_persistent={host_at(g, 'pm.before').get('pages_persistent')}",
-              needs_module=True)
+    res.check("hibernation: image written, machine down, image restored",
+              hib == "resumed" and g.boots == 2, f"hibernate={hib}, QEMU started {g.boots} times")
+    for label in ("pm.before", "hibernate.before"):
+        held = host_at(g, label).get("pages_persistent", 0)
+        res.check(f"the host held swap pages when the guest went to sleep ({label})",
+                  held > 0, f"pages_persistent={held}", needs_module=True)
     grew(res, "suspend", "swap.pass0", "pm.suspended", "suspends")
-    grew(res, "hibernation", "pm.suspended", "pm.hibernated", "suspends")
     grew(res, "after both", "swap.pass2", "swap.pass3", "frontswap_stores")
-    put = host_at(g, "end#1").get("operations.put.pages", 0) - \
-        host_at(g, "pass2#1").get("operations.put.pages", 0)
-    res.check("pages go to the host again after resume", put > 0,
-              f"host put pages +{put} in the last pass", needs_module=True)
+    put = host_at(g, "end#1").get("operations.put.pages", 0)
+    res.check("pages go to the host again after the restore", put > 0,
+              f"host put pages {put} since the restore", needs_module=True)
 
 
 EXTENT = re.compile(r"\s(\d+)\s*-\s*(\d+)\s+(\d+)\s*-\s*(\d+)\s+(\d+)")
@@ -716,8 +733,8 @@ def misaligned_extents(img, path):
 
 
 def t_swapfile_1k(res):
-    """RECLAIM and unbind with a swap file whose blocks are not page-aligned."""
-    passes, mb = 5, 144
+    """RECLAIM with a swap file whose blocks are not page-aligned."""
+    passes, mb = 4, 144
     plan = ("module_load\nswapfile_pad_on 320\n"
             f"run swapfile1k swap-verify --mb {mb} --passes {passes} --seed 9 "
             f"--stats {STATS} --sync\n")
@@ -733,12 +750,11 @@ def t_swapfile_1k(res):
             return ["sh . /e2e/lib.sh; stats swapfile1k.cut", "go"]
         if name == "pass1":
             g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": BUDGET})
-        elif name == "pass2":
-            return ["sh . /e2e/lib.sh; unbind", "go"]
-        elif name == "pass3":
-            return ["sh . /e2e/lib.sh; bind", "go"]
         return ["go"]
 
+    # No unbind: with no swap slot to write to, a drain needs guest memory
+    # for every page the host holds, more than this guest has
+    # (docs/guest-driver.md, Known limits).
     boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, timeout=1200, data_block=1024)
     g = res.guest
     common_checks(res, {"swapfile1k": ("swap-verify", swap_bytes(mb, passes))})
@@ -752,10 +768,6 @@ def t_swapfile_1k(res):
     d = g.delta("swap.pass0", "swapfile1k.cut", "reclaimed_to_disk")
     res.check("nothing was written to a swap file the driver cannot map", d == 0,
               f"reclaimed_to_disk +{d}", needs_module=True)
-    ub, _ = g.init_result("unbind")
-    res.check("driver unbind", ub not in (None, "failed", "no-device"), f"unbind={ub}",
-              needs_module=True)
-
 
 
 def t_features(res):

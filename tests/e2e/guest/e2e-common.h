@@ -106,14 +106,16 @@ static inline void e2e_say(const char *fmt, ...)
 
 /*
  * Print the driver's debugfs stats as one E2E-STATS line.  The file has one
- * "name value" pair per line; it is copied through without interpretation.
- * A missing file (no module) is reported as such, not as an error.
+ * "name value" pair per line; those with whole-number values are copied
+ * through without interpretation (the ratios are left out).  A missing file
+ * (no module) is reported as such, not as an error.
  */
 static inline void e2e_stats(const char *path, const char *label)
 {
-	char name[128], line[4096];
+	char name[128], in[256], line[16384];
 	unsigned long long v;
 	size_t n = 0;
+	char end;
 	FILE *f;
 
 	if (!path)
@@ -124,8 +126,10 @@ static inline void e2e_stats(const char *path, const char *label)
 		return;
 	}
 	n = snprintf(line, sizeof(line), "E2E-STATS %s", label);
-	while (fscanf(f, "%127s %llu", name, &v) == 2 && n < sizeof(line) - 160)
-		n += snprintf(line + n, sizeof(line) - n, " %s=%llu", name, v);
+	while (fgets(in, sizeof(in), f) && n < sizeof(line) - 160) {
+		if (sscanf(in, "%127s %llu%c", name, &v, &end) == 3 && end == '\n')
+			n += snprintf(line + n, sizeof(line) - n, " %s=%llu", name, v);
+	}
 	fclose(f);
 	e2e_say("%s", line);
 }

@@ -147,13 +147,12 @@ suspend_devices() {
 	echo none >/sys/power/pm_test
 }
 
-# hibernate_test: hibernate to the swap disk, then read the image back and
-# restore it at once (test_resume): freeze, thaw, freeze and restore.
-hibernate_test() {
-	dev=$(findfs LABEL=e2eswap) || { result hibernate=no-swap; return 1; }
-	set -- $(stat -L -c '%t %T' "$dev")
-	printf '%d:%d\n' "0x$1" "0x$2" >/sys/power/resume &&
-		echo test_resume >/sys/power/disk &&
+# hibernate: hibernate to the swap disk and take the machine down.  The
+# harness starts QEMU again on the same disks; the kernel's command line
+# has resume=, so it restores the image, and the write returns then.
+# (5.10's test_resume cannot read the image back while swap is on.)
+hibernate() {
+	echo reboot >/sys/power/disk &&
 		echo disk >/sys/power/state && result hibernate=resumed ||
 		result hibernate=failed
 }
