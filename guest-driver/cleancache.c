@@ -4,10 +4,14 @@
  * filesystem.
  *
  * Puts run with interrupts off: they copy the page into a staging page of
- * the open batch, or drop it when there is none, which an ephemeral pool
- * allows.  Gets are synchronous, but a get for a key the presence filter
- * says the host cannot hold misses without an exit (Avi Kivity's "one
- * exit per cache miss").  Flushes are batched and never skipped, so
+ * the open batch.  A put that is not sent (no staging page is free, the
+ * host hinted that puts do not pay off, or cleancache=0) is turned into a
+ * flush of its key instead: the kernel does not invalidate a page it
+ * overwrites, it only puts it again at eviction, so a put that vanished
+ * would leave the older page on the host for a later get to return
+ * (put-put-get coherency, spec 6.6).  Gets are synchronous, but a get for
+ * a key the presence filter says the host cannot hold misses without an
+ * exit (Avi Kivity's "one exit per cache miss").  Flushes are batched and never skipped, so
  * coherency never rests on the filter.  A flush that cannot be sent
  * poisons its pool: every get misses and every put is dropped until a
  * FLUSH_POOL has emptied the pool on the host.
@@ -123,44 +127,60 @@ void virtio_tmem_repair(struct work_struct *work)
 	mutex_unlock(&virtio_tmem_pools_mutex);
 }
 
+/* Queue @flush; one that cannot be queued poisons the pool. */
+static void virtio_tmem_cc_send_flush(struct virtio_tmem *vt,
+				      struct virtio_tmem_pool *pool,
+				      const struct virtio_tmem_op *flush)
+{
+	if (!virtio_tmem_queue_flush(virtio_tmem_cc_queue(vt, flush), flush,
+				     pool))
+		virtio_tmem_pool_poison(vt, pool);
+}
+
 /* Called with interrupts off: no sleeping, no allocation. */
 static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 				       pgoff_t index, struct page *page)
 {
 	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
 	struct virtio_tmem_op put = { .type = VIRTIO_TMEM_OP_PUT };
+	enum virtio_tmem_stat outcome = VIRTIO_TMEM_CLEANCACHE_PUT_DROPS;
+	struct virtio_tmem_op *op = NULL;
 	struct virtio_tmem_queue *q;
 	struct virtio_tmem_slot *s;
-	struct virtio_tmem_op *op = NULL;
-	enum virtio_tmem_stat outcome = VIRTIO_TMEM_CLEANCACHE_PUT_DROPS;
 	struct virtio_tmem *vt;
 	unsigned long flags;
 	int idx;
 
 	idx = srcu_read_lock(&virtio_tmem_srcu);
+	/* No device, or nothing of the pool's on it to go stale. */
 	vt = virtio_tmem_cc_dev(pool);
-	if (!vt || !READ_ONCE(virtio_tmem_cleancache_on) ||
-	    READ_ONCE(vt->draining) ||
-	    !virtio_tmem_cc_key(&put, pool, &key, index))
+	if (!vt || !virtio_tmem_cc_key(&put, pool, &key, index))
 		goto out;
-	if (READ_ONCE(pool->hint_off)) {
-		outcome = VIRTIO_TMEM_CLEANCACHE_PUT_HINTED_OFF;
-		goto out;
-	}
 	put.arg = cpu_to_le32(PAGE_SHIFT);
 	q = virtio_tmem_cc_queue(vt, &put);
-	spin_lock_irqsave(&q->lock, flags);
-	op = virtio_tmem_add_op(q, &s, true, false, &flags);
-	if (op) {
-		*op = put;
-		s->class = VIRTIO_TMEM_CC_PUT;
-		s->pool = pool;
-		copy_highpage(s->copy, page);
-		virtio_tmem_filter_add(pool, op, 1);
-		virtio_tmem_op_added(q);
-		outcome = VIRTIO_TMEM_CLEANCACHE_PUTS;
+	if (READ_ONCE(pool->hint_off)) {
+		outcome = VIRTIO_TMEM_CLEANCACHE_PUT_HINTED_OFF;
+	} else if (READ_ONCE(virtio_tmem_cleancache_on) &&
+		   !READ_ONCE(vt->draining)) {
+		spin_lock_irqsave(&q->lock, flags);
+		op = virtio_tmem_add_op(q, &s, true, false, &flags);
+		if (op) {
+			*op = put;
+			s->class = VIRTIO_TMEM_CC_PUT;
+			s->pool = pool;
+			copy_highpage(s->copy, page);
+			virtio_tmem_filter_add(pool, op, 1);
+			virtio_tmem_op_added(q);
+			outcome = VIRTIO_TMEM_CLEANCACHE_PUTS;
+		}
+		spin_unlock_irqrestore(&q->lock, flags);
 	}
-	spin_unlock_irqrestore(&q->lock, flags);
+	if (!op) {
+		put.type = VIRTIO_TMEM_OP_FLUSH_PAGE;
+		put.arg = 0;
+		virtio_tmem_cc_send_flush(vt, pool, &put);
+		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_PUTS_FLUSHED, 1);
+	}
 out:
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 	virtio_tmem_count(outcome, 1);
@@ -201,11 +221,7 @@ static void virtio_tmem_cc_flush(int id, struct cleancache_filekey *key,
 {
 	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
 	struct virtio_tmem_op flush = { .type = type };
-	struct virtio_tmem_queue *q;
-	struct virtio_tmem_slot *s;
-	struct virtio_tmem_op *op;
 	struct virtio_tmem *vt;
-	unsigned long flags;
 	int idx;
 
 	virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_INVALIDATES, 1);
@@ -219,20 +235,7 @@ static void virtio_tmem_cc_flush(int id, struct cleancache_filekey *key,
 	}
 	if (type == VIRTIO_TMEM_OP_FLUSH_OBJECT)
 		flush.index = 0;
-	q = virtio_tmem_cc_queue(vt, &flush);
-	spin_lock_irqsave(&q->lock, flags);
-	op = virtio_tmem_add_op(q, &s, false, false, &flags);
-	if (op) {
-		*op = flush;
-		s->class = VIRTIO_TMEM_FLUSH;
-		s->pool = pool;
-		virtio_tmem_op_added(q);
-	}
-	spin_unlock_irqrestore(&q->lock, flags);
-	if (!op) {
-		virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
-		virtio_tmem_pool_poison(vt, pool);
-	}
+	virtio_tmem_cc_send_flush(vt, pool, &flush);
 out:
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 }
@@ -262,6 +265,11 @@ static void virtio_tmem_cleancache_invalidate_fs(int id)
 				       lockdep_is_held(&virtio_tmem_pools_mutex));
 	if (vt)
 		virtio_tmem_pool_detach(vt, pool);
+	/*
+	 * The hooks read the filter under SRCU, after they saw on_device;
+	 * detach cleared it, waited for them and for the device.  Without a
+	 * device, on_device was false all along.
+	 */
 	vfree(pool->filter);
 	pool->filter = NULL;
 	pool->in_use = false;

@@ -34,6 +34,11 @@ static unsigned int virtio_tmem_batch = 64;
 module_param_named(batch, virtio_tmem_batch, uint, 0444);
 MODULE_PARM_DESC(batch, "Pages per request, 1-256, read at probe (default: 64)");
 
+/*
+ * Serializes binding, unbinding, suspend and resume of the device: held
+ * across probe, remove, freeze, restore and the PM notifier's work.
+ */
+DEFINE_MUTEX(virtio_tmem_dev_mutex);
 /* Serializes pool creation and destruction, and the device pointer's writers. */
 DEFINE_MUTEX(virtio_tmem_pools_mutex);
 struct srcu_struct virtio_tmem_srcu;
@@ -82,7 +87,12 @@ void virtio_tmem_pool_detach(struct virtio_tmem *vt,
 	if (!pool->on_device)
 		return;
 	WRITE_ONCE(pool->on_device, false);
-	/* POOL_DESTROY spans queues: order it after what each one has sent. */
+	/*
+	 * Hooks that saw on_device set queue their ops under SRCU: wait for
+	 * them, then for their ops.  POOL_DESTROY spans queues: it is ordered
+	 * after what each one has sent.
+	 */
+	synchronize_srcu(&virtio_tmem_srcu);
 	virtio_tmem_quiesce(vt);
 	op.pool = cpu_to_le32(pool->dev_id);
 	virtio_tmem_sync_op(vt, &vt->queues[0], &op, VIRTIO_TMEM_CONTROL,
@@ -182,8 +192,10 @@ static int virtio_tmem_find_vqs(struct virtio_tmem *vt)
 		goto out;
 	vt->eventq = vqs[0];
 	err = virtio_tmem_queues_init(vt, vqs + 1);
-	if (err)
+	if (err) {
+		virtio_tmem_queues_free(vt);
 		vt->vdev->config->del_vqs(vt->vdev);
+	}
 out:
 	kfree(names);
 	kfree(callbacks);
@@ -191,9 +203,126 @@ out:
 	return err;
 }
 
-static int virtio_tmem_probe(struct virtio_device *vdev)
+static void virtio_tmem_read_budget(struct virtio_tmem *vt)
+{
+	u64 budget;
+
+	virtio_cread_le(vt->vdev, struct virtio_tmem_config, budget, &budget);
+	WRITE_ONCE(vt->host_budget, budget);
+}
+
+static void virtio_tmem_config_work(struct work_struct *work)
+{
+	virtio_tmem_read_budget(container_of(work, struct virtio_tmem,
+					     config_work));
+}
+
+/**
+ * virtio_tmem_setup - bring the device up and give it the kernel's pools
+ * @vt: the device, reset, its features negotiated
+ *
+ * For probe and for restore after sleep.  Caller must hold
+ * virtio_tmem_dev_mutex.  Publishes the device: the hooks use it from then
+ * on.
+ */
+int virtio_tmem_setup(struct virtio_tmem *vt)
 {
 	struct virtio_tmem_op credits = { .type = VIRTIO_TMEM_OP_CREDITS };
+	struct virtio_device *vdev = vt->vdev;
+	int err;
+
+	lockdep_assert_held(&virtio_tmem_dev_mutex);
+	atomic_set(&vt->credits, 0);
+	atomic_set(&vt->credits_asked, 0);
+	atomic_long_set(&vt->reclaim_target, 0);
+	vt->store_backoff = jiffies;	/* none: jiffies start near wrapping */
+	err = virtio_tmem_find_vqs(vt);
+	if (err)
+		return err;
+	err = virtio_tmem_events_init(vt);
+	if (err)
+		goto out_del_vqs;
+	virtio_tmem_read_budget(vt);
+	virtio_device_ready(vdev);
+	virtqueue_kick(vt->eventq);
+
+	if (vt->has_credits) {
+		credits.arg = cpu_to_le32(vt->max_credits);
+		atomic_add(vt->max_credits, &vt->credits_asked);
+		virtio_tmem_sync_op(vt, &vt->queues[0], &credits,
+				    VIRTIO_TMEM_CONTROL, NULL, NULL, NULL);
+		atomic_sub(vt->max_credits, &vt->credits_asked);
+	}
+	mutex_lock(&virtio_tmem_pools_mutex);
+	virtio_tmem_attach_all(vt);
+	rcu_assign_pointer(virtio_tmem_dev, vt);
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	return 0;
+
+out_del_vqs:
+	vdev->config->reset(vdev);
+	vdev->config->del_vqs(vdev);
+	virtio_tmem_events_free(vt);
+	virtio_tmem_queues_free(vt);
+	return err;
+}
+
+/**
+ * virtio_tmem_stop_stores - refuse new pages, and wait for those accepted
+ * @vt: the device
+ * @why: VIRTIO_TMEM_DRAIN_REMOVE or VIRTIO_TMEM_DRAIN_SLEEP
+ *
+ * A store that saw the device usable before the bit was set may still be
+ * queueing its put; the SRCU grace period waits for it, and the quiesce
+ * for the put.  Afterwards no put is pending, and every swap page the host
+ * has is ON_HOST in its pool's held xarray.
+ */
+void virtio_tmem_stop_stores(struct virtio_tmem *vt, unsigned int why)
+{
+	set_bit(why, &vt->draining);
+	synchronize_srcu(&virtio_tmem_srcu);
+	virtio_tmem_quiesce(vt);
+}
+
+/**
+ * virtio_tmem_teardown - unpublish the device and take its queues down
+ * @vt: the device
+ *
+ * For remove and for freeze, after virtio_tmem_stop_stores().  Caller must
+ * hold virtio_tmem_dev_mutex.  What the device held is forgotten: its
+ * pools go with the reset.
+ */
+void virtio_tmem_teardown(struct virtio_tmem *vt)
+{
+	struct virtio_device *vdev = vt->vdev;
+
+	lockdep_assert_held(&virtio_tmem_dev_mutex);
+	virtio_tmem_events_stop(vt);	/* which alone queue reclaim work */
+	cancel_work_sync(&vt->reclaim_work);
+	/* Config changes stopped before remove and freeze were called. */
+	cancel_work_sync(&vt->config_work);
+
+	mutex_lock(&virtio_tmem_pools_mutex);
+	RCU_INIT_POINTER(virtio_tmem_dev, NULL);
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	synchronize_srcu(&virtio_tmem_srcu);
+
+	/* No hook reaches the device now; finish what it was sent. */
+	virtio_tmem_quiesce(vt);
+	cancel_work_sync(&vt->repair_work);
+	mutex_lock(&virtio_tmem_pools_mutex);
+	virtio_tmem_forget_all();
+	mutex_unlock(&virtio_tmem_pools_mutex);
+	virtio_tmem_frontswap_forget();
+
+	vdev->config->reset(vdev);
+	vdev->config->del_vqs(vdev);
+	virtio_tmem_queues_free(vt);
+	virtio_tmem_events_free(vt);
+}
+
+static int virtio_tmem_probe(struct virtio_device *vdev)
+{
 	struct virtio_tmem *vt;
 	u16 nqueues, max_ops;
 	int err;
@@ -224,81 +353,74 @@ static int virtio_tmem_probe(struct virtio_device *vdev)
 			&vt->max_credits);
 	vt->has_credits = virtio_has_feature(vdev, VIRTIO_TMEM_F_CREDITS);
 	vt->has_ephemeral = virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL);
-	vt->store_backoff = jiffies;	/* none: jiffies start near wrapping */
 	INIT_WORK(&vt->reclaim_work, virtio_tmem_reclaim);
 	INIT_WORK(&vt->repair_work, virtio_tmem_repair);
+	INIT_WORK(&vt->config_work, virtio_tmem_config_work);
 
-	mutex_lock(&virtio_tmem_pools_mutex);
+	mutex_lock(&virtio_tmem_dev_mutex);
 	if (rcu_access_pointer(virtio_tmem_dev)) {
 		dev_err(&vdev->dev, "only one virtio-tmem device is supported\n");
 		err = -EBUSY;
-		goto out_unlock;
+	} else {
+		err = virtio_tmem_setup(vt);
 	}
-	err = virtio_tmem_find_vqs(vt);
-	if (err)
-		goto out_free_queues;
-	err = virtio_tmem_events_init(vt);
-	if (err)
-		goto out_del_vqs;
-	virtio_device_ready(vdev);
-	virtqueue_kick(vt->eventq);
-
-	if (vt->has_credits) {
-		credits.arg = cpu_to_le32(vt->max_credits);
-		atomic_add(vt->max_credits, &vt->credits_asked);
-		virtio_tmem_sync_op(vt, &vt->queues[0], &credits,
-				    VIRTIO_TMEM_CONTROL, NULL, NULL, NULL);
-		atomic_sub(vt->max_credits, &vt->credits_asked);
+	mutex_unlock(&virtio_tmem_dev_mutex);
+	if (err) {
+		kfree(vt);
+		return err;
 	}
-	virtio_tmem_attach_all(vt);
-	rcu_assign_pointer(virtio_tmem_dev, vt);
-	mutex_unlock(&virtio_tmem_pools_mutex);
-
 	dev_info(&vdev->dev, "%u request queues, %u pages per batch, %d credits%s\n",
 		 vt->nqueues, vt->batch, atomic_read(&vt->credits),
 		 vt->has_ephemeral ? ", cleancache" : "");
 	return 0;
-
-out_del_vqs:
-	vdev->config->reset(vdev);
-	vdev->config->del_vqs(vdev);
-	virtio_tmem_events_free(vt);
-out_free_queues:
-	virtio_tmem_queues_free(vt);
-out_unlock:
-	mutex_unlock(&virtio_tmem_pools_mutex);
-	kfree(vt);
-	return err;
 }
 
 static void virtio_tmem_remove(struct virtio_device *vdev)
 {
 	struct virtio_tmem *vt = vdev->priv;
+	unsigned long lost;
 
+	mutex_lock(&virtio_tmem_dev_mutex);
+	if (vt->frozen) {
+		/* restore failed: nothing is set up, nothing is held */
+		mutex_unlock(&virtio_tmem_dev_mutex);
+		kfree(vt);
+		return;
+	}
 	/* Refuse new pages, then fetch the swap pages the host holds. */
-	WRITE_ONCE(vt->draining, true);
-	virtio_tmem_events_stop(vt);	/* which alone queue reclaim work */
-	cancel_work_sync(&vt->reclaim_work);
-	virtio_tmem_quiesce(vt);
-	virtio_tmem_frontswap_drain(vt);
-
-	mutex_lock(&virtio_tmem_pools_mutex);
-	RCU_INIT_POINTER(virtio_tmem_dev, NULL);
-	mutex_unlock(&virtio_tmem_pools_mutex);
-	synchronize_srcu(&virtio_tmem_srcu);
-
-	/* No hook reaches the device now; finish what it was sent. */
-	virtio_tmem_quiesce(vt);
-	cancel_work_sync(&vt->repair_work);
-	mutex_lock(&virtio_tmem_pools_mutex);
-	virtio_tmem_forget_all();
-	mutex_unlock(&virtio_tmem_pools_mutex);
-
-	vdev->config->reset(vdev);
-	vdev->config->del_vqs(vdev);
-	virtio_tmem_queues_free(vt);
-	virtio_tmem_events_free(vt);
+	virtio_tmem_stop_stores(vt, VIRTIO_TMEM_DRAIN_REMOVE);
+	lost = virtio_tmem_frontswap_drain(vt);
+	if (lost)
+		dev_err(&vdev->dev, "%lu swap pages could not be brought back\n",
+			lost);
+	virtio_tmem_teardown(vt);
+	mutex_unlock(&virtio_tmem_dev_mutex);
 	kfree(vt);
+}
+
+/*
+ * Spec 3: eviction reports are about ephemeral pages, and a driver must not
+ * accept them without ephemeral pools.
+ */
+static int virtio_tmem_validate(struct virtio_device *vdev)
+{
+	if (virtio_has_feature(vdev, VIRTIO_TMEM_F_EVICT_REPORT) &&
+	    !virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL)) {
+		dev_warn(&vdev->dev, "device offers eviction reports without ephemeral pools: not accepted\n");
+		__virtio_clear_bit(vdev, VIRTIO_TMEM_F_EVICT_REPORT);
+	}
+	return 0;
+}
+
+/*
+ * The host changed the budget (spec 4): only the statistics show it.  In
+ * interrupt context, and reading the config space may sleep.
+ */
+static void virtio_tmem_config_changed(struct virtio_device *vdev)
+{
+	struct virtio_tmem *vt = vdev->priv;
+
+	schedule_work(&vt->config_work);
 }
 
 static unsigned int virtio_tmem_features[] = {
@@ -318,8 +440,14 @@ static struct virtio_driver virtio_tmem_driver = {
 	.driver.name = KBUILD_MODNAME,
 	.driver.owner = THIS_MODULE,
 	.id_table = virtio_tmem_id_table,
+	.validate = virtio_tmem_validate,
 	.probe = virtio_tmem_probe,
 	.remove = virtio_tmem_remove,
+	.config_changed = virtio_tmem_config_changed,
+#ifdef CONFIG_PM_SLEEP
+	.freeze = virtio_tmem_freeze,
+	.restore = virtio_tmem_restore,
+#endif
 };
 
 /*
@@ -336,9 +464,12 @@ static int __init virtio_tmem_init(void)
 	err = init_srcu_struct(&virtio_tmem_srcu);
 	if (err)
 		return err;
-	err = register_virtio_driver(&virtio_tmem_driver);
+	err = virtio_tmem_pm_init();
 	if (err)
 		goto out_srcu;
+	err = register_virtio_driver(&virtio_tmem_driver);
+	if (err)
+		goto out_pm;
 	err = cleancache_register_ops(&virtio_tmem_cleancache_ops);
 	if (err) {
 		pr_err("virtio_tmem: another cleancache backend is registered\n");
@@ -354,6 +485,8 @@ static int __init virtio_tmem_init(void)
 
 out_driver:
 	unregister_virtio_driver(&virtio_tmem_driver);
+out_pm:
+	virtio_tmem_pm_exit();
 out_srcu:
 	cleanup_srcu_struct(&virtio_tmem_srcu);
 	return err;

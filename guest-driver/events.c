@@ -142,6 +142,7 @@ int virtio_tmem_events_init(struct virtio_tmem *vt)
 
 	spin_lock_init(&vt->event_lock);
 	INIT_WORK(&vt->event_work, virtio_tmem_event_work);
+	vt->events_stopped = false;	/* again after a restore */
 	for (i = 0; i < VIRTIO_TMEM_EVENT_BUFS; i++) {
 		vt->event_bufs[i] = kmalloc(VIRTIO_TMEM_EVENT_MIN, GFP_KERNEL);
 		if (!vt->event_bufs[i])
@@ -160,6 +161,8 @@ void virtio_tmem_events_free(struct virtio_tmem *vt)
 {
 	unsigned int i;
 
-	for (i = 0; i < VIRTIO_TMEM_EVENT_BUFS; i++)
+	for (i = 0; i < VIRTIO_TMEM_EVENT_BUFS; i++) {
 		kfree(vt->event_bufs[i]);
+		vt->event_bufs[i] = NULL;
+	}
 }

@@ -12,20 +12,35 @@
  */
 #include <linux/bio.h>
 #include <linux/blkdev.h>
+#include <linux/delay.h>
 #include <linux/frontswap.h>
 #include <linux/hash.h>
 #include <linux/highmem.h>
 #include <linux/jiffies.h>
 #include <linux/mm.h>
+#include <linux/sched/mm.h>
 #include <linux/swapops.h>
 
 #include "virtio_tmem_drv.h"
 
 #define VIRTIO_TMEM_COPY_BITS	8
 #define VIRTIO_TMEM_COPY_KEPT	BIT(31)	/* in page_private(): kept for good */
-/* A pool's held xarray maps each offset to where its page is. */
+/*
+ * A pool's held xarray maps each offset stored and not invalidated to
+ * where its page is:
+ *   PENDING   a put of it is queued or in flight: the host may not have it
+ *             yet, and an older op on the key (the flush of the key's
+ *             previous page) may still be queued ahead of the put
+ *   ON_HOST   the put completed: the host has it, and no op on the key is
+ *             queued, so a GET of it needs no order with the open batch
+ *   ON_DISK   written to its own swap slot; loads miss, and the kernel
+ *             reads the slot
+ * Offsets with a kept copy have no entry: the host has nothing of theirs.
+ * Lock order: virtio_tmem_copies_lock, then the xarray's lock.
+ */
 #define VIRTIO_TMEM_ON_HOST	xa_mk_value(1)
-#define VIRTIO_TMEM_ON_DISK	xa_mk_value(2)	/* in its swap slot */
+#define VIRTIO_TMEM_ON_DISK	xa_mk_value(2)
+#define VIRTIO_TMEM_PENDING	xa_mk_value(3)
 
 /*
  * The copies table: staging pages of puts in flight, and pages kept after
@@ -42,7 +57,10 @@ static DEFINE_SPINLOCK(virtio_tmem_copies_lock);
  * none), by reclaim or by the drain, one at a time.  A store of that slot
  * waits for it: the kernel writes the slot's next page to disk, or stores
  * it on the host, only after that, so neither our disk write nor our
- * flush can overtake the new page.  Under virtio_tmem_copies_lock.
+ * flush can overtake the new page.  Under virtio_tmem_copies_lock.  The
+ * task bringing it back allocates nothing while the slot is busy, and
+ * runs under memalloc_noio_save(), so reclaim never makes it store a page
+ * itself (virtio_tmem_frontswap_store() warns if it does).
  */
 static int virtio_tmem_busy_type = -1;
 static pgoff_t virtio_tmem_busy_offset;
@@ -101,56 +119,68 @@ static struct page *virtio_tmem_copy_find(unsigned int type, pgoff_t offset)
 	return NULL;
 }
 
-/* Whether the guest holds a copy of the page: then the device's is moot. */
-static bool virtio_tmem_has_copy(unsigned int type, pgoff_t offset)
+static void virtio_tmem_held_move(struct virtio_tmem_pool *pool,
+				  pgoff_t offset, void *from, void *to)
 {
 	unsigned long flags;
-	bool found;
 
-	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-	found = virtio_tmem_copy_find(type, offset);
-	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-	return found;
+	/* Replacing or erasing an entry allocates nothing. */
+	xa_lock_irqsave(&pool->held, flags);
+	__xa_cmpxchg(&pool->held, offset, from, to, GFP_NOWAIT);
+	xa_unlock_irqrestore(&pool->held, flags);
 }
 
-/*
- * A batched put completed.  Give the staging page back to the queue, or
- * keep it if the put was refused and the key is still live.  Caller must
- * hold q->lock.
+/**
+ * virtio_tmem_fs_put_done - a batched frontswap put completed
+ * @s: its slot; s->copy is its staging page
+ * @status: how it ended
+ * @q: its queue; caller must hold q->lock
+ *
+ * If the key was not invalidated meanwhile (the copy is still in the
+ * table), the put was its newest op: on VIRTIO_TMEM_S_OK the page is on
+ * the host and the staging page goes back to the queue; on any other
+ * status the copy is kept for good and serves the key.
  */
-void virtio_tmem_fs_put_done(struct page *copy, u8 status,
+void virtio_tmem_fs_put_done(struct virtio_tmem_slot *s, u8 status,
 			     struct virtio_tmem_queue *q)
 {
+	struct page *copy = s->copy;
+	pgoff_t offset = copy->index;
 	bool keep = false;
 
 	spin_lock(&virtio_tmem_copies_lock);
 	if (!list_empty(&copy->lru)) {
 		if (status == VIRTIO_TMEM_S_OK) {
 			list_del_init(&copy->lru);
+			virtio_tmem_held_move(s->pool, offset,
+					      VIRTIO_TMEM_PENDING,
+					      VIRTIO_TMEM_ON_HOST);
 		} else {
 			set_page_private(copy, page_private(copy) |
 					 VIRTIO_TMEM_COPY_KEPT);
+			virtio_tmem_held_move(s->pool, offset,
+					      VIRTIO_TMEM_PENDING, NULL);
 			keep = true;
 		}
 	}
 	spin_unlock(&virtio_tmem_copies_lock);
 
 	if (keep) {
-		q->npages--;	/* replaced when a batch is next opened */
+		q->npages--;	/* refill_work replaces it */
 		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
 	} else {
 		q->pages[q->nfree++] = copy;
 	}
 }
 
-/* Record that @offset is (about to be) on the device; may fail. */
+/* Record that a put of @offset is about to be queued; may fail. */
 static int virtio_tmem_held_set(struct virtio_tmem_pool *pool, pgoff_t offset)
 {
 	unsigned long flags;
 	void *old;
 
 	xa_lock_irqsave(&pool->held, flags);
-	old = __xa_store(&pool->held, offset, VIRTIO_TMEM_ON_HOST,
+	old = __xa_store(&pool->held, offset, VIRTIO_TMEM_PENDING,
 			 GFP_NOWAIT | __GFP_NOWARN);
 	xa_unlock_irqrestore(&pool->held, flags);
 	return xa_err(old);
@@ -186,7 +216,7 @@ static struct virtio_tmem_queue *virtio_tmem_fs_queue(struct virtio_tmem *vt,
 /* A store the host must answer before the kernel is told. */
 static int virtio_tmem_fs_sync_put(struct virtio_tmem *vt,
 				   struct virtio_tmem_queue *q,
-				   struct virtio_tmem_pool *pool,
+				   struct virtio_tmem_pool *pool, pgoff_t offset,
 				   const struct virtio_tmem_op *put,
 				   struct page *page)
 {
@@ -202,7 +232,12 @@ static int virtio_tmem_fs_sync_put(struct virtio_tmem *vt,
 	if (st == VIRTIO_TMEM_S_NOSPACE || st == VIRTIO_TMEM_S_NOMEM)
 		WRITE_ONCE(vt->store_backoff,
 			   jiffies + msecs_to_jiffies(VIRTIO_TMEM_BACKOFF_MS));
-	return st ? -1 : 0;
+	if (st)
+		return -1;
+	/* No other op on the key can be queued: its store has not returned. */
+	virtio_tmem_held_move(pool, offset, VIRTIO_TMEM_PENDING,
+			      VIRTIO_TMEM_ON_HOST);
+	return 0;
 }
 
 static int virtio_tmem_fs_put(struct virtio_tmem *vt,
@@ -219,7 +254,7 @@ static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 	put.arg = cpu_to_le32(PAGE_SHIFT);
 	virtio_tmem_fs_key(&put, pool, offset);
 	if (READ_ONCE(virtio_tmem_sync) || !virtio_tmem_take_credit(vt))
-		return virtio_tmem_fs_sync_put(vt, q, pool, &put, page);
+		return virtio_tmem_fs_sync_put(vt, q, pool, offset, &put, page);
 
 	spin_lock_irqsave(&q->lock, flags);
 	op = virtio_tmem_add_op(q, &s, true, true, &flags);
@@ -227,7 +262,7 @@ static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 		/* Every staging page is kept for a refused put. */
 		spin_unlock_irqrestore(&q->lock, flags);
 		atomic_inc(&vt->credits);
-		return virtio_tmem_fs_sync_put(vt, q, pool, &put, page);
+		return virtio_tmem_fs_sync_put(vt, q, pool, offset, &put, page);
 	}
 	*op = put;
 	op->flags = VIRTIO_TMEM_OP_F_CREDIT;
@@ -277,6 +312,14 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 	return ret;
 }
 
+/*
+ * Fetch a page the host holds; return the VIRTIO_TMEM_S_* status.
+ * VIRTIO_TMEM_S_IO means the host could not read its spilled copy yet, and
+ * still has it (spec 6.6): for a load, the only copy, so it is asked again,
+ * backing off up to a second between tries, for as long as it takes.
+ * Bringing a page back gives up after a few tries: the page then simply
+ * stays on the host.
+ */
 static int virtio_tmem_fs_get(struct virtio_tmem *vt,
 			      struct virtio_tmem_pool *pool,
 			      unsigned int type, pgoff_t offset,
@@ -284,27 +327,31 @@ static int virtio_tmem_fs_get(struct virtio_tmem *vt,
 {
 	struct virtio_tmem_queue *q = virtio_tmem_fs_queue(vt, type, offset);
 	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
-	int tries, st = VIRTIO_TMEM_S_IO;
+	unsigned int tries;
+	int st;
 
 	get.arg = cpu_to_le32(PAGE_SHIFT);
 	virtio_tmem_fs_key(&get, pool, offset);
-	/* S_IO: the host could not read its spilled copy yet; it still has it. */
-	for (tries = 0; tries < 3 && st == VIRTIO_TMEM_S_IO; tries++)
+	for (tries = 0;; tries++) {
 		st = virtio_tmem_sync_op(vt, q, &get, class, pool, page, NULL);
-	if (st != VIRTIO_TMEM_S_OK)
-		pr_err_ratelimited("virtio_tmem: swap page %u:%lu not returned: status %d\n",
-				   type, offset, st);
-	return st == VIRTIO_TMEM_S_OK ? 0 : -1;
+		if (st != VIRTIO_TMEM_S_IO ||
+		    (class == VIRTIO_TMEM_BRING_BACK && tries >= 4))
+			break;
+		virtio_tmem_count(VIRTIO_TMEM_LOAD_RETRIES, 1);
+		if (tries == 4)
+			pr_warn_ratelimited("virtio_tmem: swap page %u:%lu: the host cannot read it back yet; retrying\n",
+					    type, offset);
+		msleep(1U << min(tries, 10U));
+	}
+	return st;
 }
 
-static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
-				      struct page *page)
+/* Load @offset's page from the copies table, if it has one there. */
+static bool virtio_tmem_load_copy(unsigned int type, pgoff_t offset,
+				  struct page *page)
 {
-	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
-	struct virtio_tmem *vt;
 	unsigned long flags;
 	struct page *copy;
-	int idx, ret = -1;
 
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
 	copy = virtio_tmem_copy_find(type, offset);
@@ -314,23 +361,45 @@ static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
 	if (copy) {
 		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
 		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS_FROM_COPY, 1);
-		return 0;
 	}
+	return copy;
+}
 
+static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
+				      struct page *page)
+{
+	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	int idx, st = -ENODEV;
+	struct virtio_tmem *vt;
+
+	if (virtio_tmem_load_copy(type, offset, page))
+		return 0;
 	/* Written to its swap slot: the kernel reads it there. */
 	if (xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_DISK)
-		goto out;
+		goto miss;
 	idx = srcu_read_lock(&virtio_tmem_srcu);
 	vt = srcu_dereference(virtio_tmem_dev, &virtio_tmem_srcu);
 	if (vt && READ_ONCE(pool->on_device))
-		ret = virtio_tmem_fs_get(vt, pool, type, offset, page,
-					 VIRTIO_TMEM_FS_LOAD);
+		st = virtio_tmem_fs_get(vt, pool, type, offset, page,
+					VIRTIO_TMEM_FS_LOAD);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
-out:
-
-	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES :
-				VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
-	return ret;
+	if (st == VIRTIO_TMEM_S_OK) {
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
+		return 0;
+	}
+	/*
+	 * Brought back while we asked: reclaim makes the page a kept copy,
+	 * or writes it to its slot, before it flushes it on the host.
+	 */
+	if (virtio_tmem_load_copy(type, offset, page))
+		return 0;
+	if (xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_DISK)
+		goto miss;
+	pr_err_ratelimited("virtio_tmem: swap page %u:%lu not returned: %s %d\n",
+			   type, offset, st < 0 ? "error" : "status", st);
+miss:
+	virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES, 1);
+	return -1;
 }
 
 /* Queue a FLUSH_PAGE; nothing here sleeps. */
@@ -338,24 +407,12 @@ static void virtio_tmem_fs_flush(struct virtio_tmem *vt,
 				 struct virtio_tmem_pool *pool,
 				 unsigned int type, pgoff_t offset)
 {
-	struct virtio_tmem_queue *q = virtio_tmem_fs_queue(vt, type, offset);
-	struct virtio_tmem_slot *s;
-	struct virtio_tmem_op *op;
-	unsigned long flags;
+	struct virtio_tmem_op flush = { .type = VIRTIO_TMEM_OP_FLUSH_PAGE };
 
-	spin_lock_irqsave(&q->lock, flags);
-	op = virtio_tmem_add_op(q, &s, false, false, &flags);
-	if (op) {
-		op->type = VIRTIO_TMEM_OP_FLUSH_PAGE;
-		virtio_tmem_fs_key(op, pool, offset);
-		s->class = VIRTIO_TMEM_FLUSH;
-		s->pool = pool;
-		virtio_tmem_op_added(q);
-	} else {
-		/* The host keeps a dead page until swapoff. */
-		virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
-	}
-	spin_unlock_irqrestore(&q->lock, flags);
+	virtio_tmem_fs_key(&flush, pool, offset);
+	/* Lost: the host keeps a dead page until swapoff. */
+	virtio_tmem_queue_flush(virtio_tmem_fs_queue(vt, type, offset), &flush,
+				pool);
 }
 
 /* May be called with a spinlock held: nothing here sleeps. */
@@ -458,10 +515,17 @@ static void virtio_tmem_find_swap_disk(struct virtio_tmem_pool *pool,
 	inode = mapping ? mapping->host : NULL;
 	if (!inode)
 		return;
+	/*
+	 * Swap slot n is the nth page of a block device.  In a swap file it
+	 * is the nth page swapon mapped, and swapon skips pages whose blocks
+	 * are not one aligned, contiguous run on the disk: with blocks
+	 * smaller than a page it may renumber them, so only files of
+	 * page-sized blocks, where slot n is file page n, are written to.
+	 */
 	if (S_ISBLK(inode->i_mode)) {
 		pool->swap_bdev = I_BDEV(inode);
 	} else if (S_ISREG(inode->i_mode) && inode->i_sb->s_bdev &&
-		   inode->i_blkbits <= PAGE_SHIFT) {
+		   inode->i_blkbits == PAGE_SHIFT) {
 		pool->swap_bdev = inode->i_sb->s_bdev;
 		pool->swap_file = inode;
 	}
@@ -526,39 +590,59 @@ void virtio_tmem_frontswap_setup(void)
 }
 
 /*
- * Fetch one swap page the device holds into a kept copy.  It is kept only
- * if the key is still held: an invalidation clears held first and then
- * looks in the copies table, so it either stops the insertion or finds
- * and frees the copy.  Returns 1 if kept, 0 if no longer held.
+ * A GET that brought no page back.  If the key was invalidated meanwhile,
+ * its flush may have gone first: nothing is lost.  Returns 0 then, else
+ * -EIO: the page stays on the host, or, if it missed, is lost.
+ */
+static int virtio_tmem_not_back(struct virtio_tmem_pool *pool,
+				unsigned int type, pgoff_t offset, int st)
+{
+	if (xa_load(&pool->held, offset) != VIRTIO_TMEM_ON_HOST)
+		return 0;
+	if (st == VIRTIO_TMEM_S_IO)
+		pr_warn_ratelimited("virtio_tmem: swap page %u:%lu stays on the host: it cannot read it back yet\n",
+				    type, offset);
+	else
+		pr_err_ratelimited("virtio_tmem: swap page %u:%lu not returned: status %d\n",
+				   type, offset, st);
+	return -EIO;
+}
+
+/*
+ * Fetch one swap page the host holds into @page, a kept copy.  It is
+ * kept only if the key is still held: an invalidation clears held first
+ * and then looks in the copies table, so it either stops the insertion or
+ * finds and frees the copy.  Returns 1 if kept (and @page taken), 0 if no
+ * longer held.
  */
 static int virtio_tmem_fetch(struct virtio_tmem *vt, unsigned int type,
-			     pgoff_t offset, gfp_t gfp)
+			     pgoff_t offset, struct page *page)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	unsigned long flags;
-	struct page *page;
 	bool kept = false;
+	int st;
 
-	page = virtio_tmem_alloc_page(gfp | __GFP_NOWARN);
-	if (!page)
-		return -ENOMEM;
-	if (virtio_tmem_fs_get(vt, pool, type, offset, page,
-			       VIRTIO_TMEM_BRING_BACK)) {
-		__free_page(page);
-		return -EIO;
-	}
+	/* As in virtio_tmem_write_back(): no op on the key is queued. */
+	if (xa_load(&pool->held, offset) != VIRTIO_TMEM_ON_HOST)
+		return 0;
+	st = virtio_tmem_fs_get(vt, pool, type, offset, page,
+				VIRTIO_TMEM_BRING_BACK);
+	if (st)
+		return virtio_tmem_not_back(pool, type, offset, st);
 	set_page_private(page, type | VIRTIO_TMEM_COPY_KEPT);
 	page->index = offset;
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-	if (xa_load(&pool->held, offset) && !virtio_tmem_copy_find(type, offset)) {
+	if (xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_HOST &&
+	    !virtio_tmem_copy_find(type, offset)) {
 		list_add(&page->lru, virtio_tmem_bucket(type, offset));
+		/* A kept copy's key has no entry: the host's page is moot. */
+		virtio_tmem_held_move(pool, offset, VIRTIO_TMEM_ON_HOST, NULL);
 		kept = true;
 	}
 	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-	if (!kept) {
-		__free_page(page);
+	if (!kept)
 		return 0;
-	}
 	virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_KEPT, 1);
 	return 1;
 }
@@ -571,63 +655,58 @@ static int virtio_tmem_slot_sector(const struct virtio_tmem_pool *pool,
 				   pgoff_t offset, sector_t *sector)
 {
 	struct inode *file = pool->swap_file;
-	unsigned int bits = file ? file->i_blkbits : PAGE_SHIFT;
-	sector_t block = (sector_t)offset << (PAGE_SHIFT - bits);
+	sector_t block = offset;
 
 	if (file && (bmap(file, &block) || !block))
 		return -EIO;
-	*sector = block << (bits - SECTOR_SHIFT);
+	*sector = block << (PAGE_SHIFT - SECTOR_SHIFT);
 	return 0;
 }
 
+/* Write @page to slot @offset with @bio, allocated beforehand. */
 static int virtio_tmem_write_slot(const struct virtio_tmem_pool *pool,
-				  pgoff_t offset, struct page *page)
+				  pgoff_t offset, struct page *page,
+				  struct bio *bio)
 {
-	struct bio *bio;
 	sector_t sector;
 	int err;
 
 	err = virtio_tmem_slot_sector(pool, offset, &sector);
 	if (err)
 		return err;
-	bio = bio_alloc(GFP_KERNEL, 1);
 	bio_set_dev(bio, pool->swap_bdev);
 	bio->bi_iter.bi_sector = sector;
 	bio->bi_opf = REQ_OP_WRITE | REQ_SYNC;
 	bio_add_page(bio, page, PAGE_SIZE, 0);
-	err = submit_bio_wait(bio);
-	bio_put(bio);
-	return err;
+	return submit_bio_wait(bio);
 }
 
 /*
- * Write one held page to its own slot on the swap disk.  The kernel still
- * thinks the page is in frontswap; our load misses from now on, and
- * swap_readpage() reads the slot instead.  Returns 1 if written, 0 if no
- * longer held or a put of it is in flight.
+ * Write one page the host holds to its own slot on the swap disk.  The
+ * kernel still thinks the page is in frontswap; our load misses from now
+ * on, and swap_readpage() reads the slot instead.  Returns 1 if written,
+ * 0 if no longer held or not on the host yet.
  */
 static int virtio_tmem_write_back(struct virtio_tmem *vt, unsigned int type,
-				  pgoff_t offset, struct page *buf)
+				  pgoff_t offset, struct page *buf,
+				  struct bio *bio)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	unsigned long flags;
-	bool held;
 	void *old;
-	int err;
+	int err, st;
 
-	if (!pool->swap_bdev || !buf)
-		return -ENODEV;
-	/* The slot is busy: no new put of it can start while we write. */
-	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
-	held = xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_HOST &&
-	       !virtio_tmem_copy_find(type, offset);
-	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
-	if (!held)
+	/*
+	 * The slot is busy: no new store of it can start.  ON_HOST: no op on
+	 * the key is queued, so the GET needs no order (spec 6.9).
+	 */
+	if (xa_load(&pool->held, offset) != VIRTIO_TMEM_ON_HOST)
 		return 0;
-	if (virtio_tmem_fs_get(vt, pool, type, offset, buf,
-			       VIRTIO_TMEM_BRING_BACK))
-		return -EIO;
-	err = virtio_tmem_write_slot(pool, offset, buf);
+	st = virtio_tmem_fs_get(vt, pool, type, offset, buf,
+				VIRTIO_TMEM_BRING_BACK);
+	if (st)
+		return virtio_tmem_not_back(pool, type, offset, st);
+	err = virtio_tmem_write_slot(pool, offset, buf, bio);
 	if (err)
 		return err;
 	/* Only if not invalidated meanwhile; replacing allocates nothing. */
@@ -641,39 +720,67 @@ static int virtio_tmem_write_back(struct virtio_tmem *vt, unsigned int type,
 enum virtio_tmem_dest { VIRTIO_TMEM_TO_DISK, VIRTIO_TMEM_TO_MEMORY };
 
 /*
- * Bring the page at @offset back from the host: to its slot on the swap
- * disk, or else, if @memory allows, to guest memory as a kept copy;
- * *@dest says which.  For @reclaim, flush it on the host afterwards, and
- * take only memory that is free: neither the OOM killer nor kswapd should
- * push other pages out to make room for it.  The slot is busy meanwhile
- * (see virtio_tmem_busy_type).  Returns 1 if the page moved, 0 if it was
- * no longer held, or an error if it is still on the host alone.
+ * One try at bringing the page at @offset back, with what was allocated
+ * for it: with @bio, to its swap slot; with @copy, into that page, kept.
+ * The slot is busy meanwhile, and nothing is allocated: reclaim must not
+ * make this task store a page while its slot is busy.
+ */
+static int virtio_tmem_bring_back_with(struct virtio_tmem *vt,
+				       unsigned int type, pgoff_t offset,
+				       struct page *buf, struct bio *bio,
+				       struct page *copy)
+{
+	unsigned int noio = memalloc_noio_save();
+	int ret;
+
+	virtio_tmem_set_busy_slot(type, offset);
+	virtio_tmem_fault_busy_alloc();
+	if (bio)
+		ret = virtio_tmem_write_back(vt, type, offset, buf, bio);
+	else
+		ret = virtio_tmem_fetch(vt, type, offset, copy);
+	if (ret > 0) {
+		virtio_tmem_count(VIRTIO_TMEM_BROUGHT_BACK, 1);
+		virtio_tmem_fs_flush(vt, &virtio_tmem_fs_pools[type], type,
+				     offset);
+	}
+	virtio_tmem_set_busy_slot(-1, 0);
+	memalloc_noio_restore(noio);
+	return ret;
+}
+
+/*
+ * Bring the page at @offset back from the host, and flush it there: to its
+ * slot on the swap disk, or else, if @memory, to guest memory as a kept
+ * copy allocated with @gfp; *@dest says which.  Returns 1 if the page
+ * moved, 0 if it was no longer on the host, or an error if it still is.
  */
 static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
-				  pgoff_t offset, bool reclaim, bool memory,
+				  pgoff_t offset, bool memory, gfp_t gfp,
 				  struct page *buf, enum virtio_tmem_dest *dest)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
-	gfp_t gfp = reclaim ? GFP_NOWAIT & ~__GFP_KSWAPD_RECLAIM : GFP_KERNEL;
-	int ret;
+	struct page *copy;
+	struct bio *bio;
+	int ret = -ENODEV;
 
 	mutex_lock(&virtio_tmem_swap_disk_mutex);
-	virtio_tmem_set_busy_slot(type, offset);
-	virtio_tmem_fault_busy_alloc();
 	*dest = VIRTIO_TMEM_TO_DISK;
-	ret = virtio_tmem_write_back(vt, type, offset, buf);
+	if (pool->swap_bdev && buf) {
+		bio = bio_alloc(GFP_NOIO, 1);
+		ret = virtio_tmem_bring_back_with(vt, type, offset, buf, bio,
+						  NULL);
+		bio_put(bio);
+	}
 	if (ret < 0 && memory) {
 		*dest = VIRTIO_TMEM_TO_MEMORY;
-		ret = virtio_tmem_fetch(vt, type, offset, gfp);
+		copy = virtio_tmem_alloc_page(gfp | __GFP_NOWARN);
+		ret = copy ? virtio_tmem_bring_back_with(vt, type, offset,
+							 NULL, NULL, copy) :
+			     -ENOMEM;
+		if (ret <= 0 && copy)
+			__free_page(copy);
 	}
-	if (ret > 0)
-		virtio_tmem_count(VIRTIO_TMEM_BROUGHT_BACK, 1);
-	if (ret > 0 && reclaim) {
-		if (*dest == VIRTIO_TMEM_TO_MEMORY)
-			virtio_tmem_held_clear(pool, offset);
-		virtio_tmem_fs_flush(vt, pool, type, offset);
-	}
-	virtio_tmem_set_busy_slot(-1, 0);
 	mutex_unlock(&virtio_tmem_swap_disk_mutex);
 	return ret;
 }
@@ -682,9 +789,10 @@ static int virtio_tmem_bring_back(struct virtio_tmem *vt, unsigned int type,
  * The host asked for persistent pages back (VIRTIO_TMEM_EVENT_RECLAIM):
  * bring up to that many back and flush them on the host.  They go to
  * their slots on the swap disk; kept copies are the fallback only, within
- * half of the guest's available memory, because the kernel cannot reclaim
- * them: a guest that swaps is short of memory already.  Not through
- * frontswap_shrink(): see virtio_tmem_frontswap_drain().
+ * half of the guest's available memory and taken from free memory alone,
+ * because the kernel cannot reclaim them: a guest that swaps is short of
+ * memory already.  Not through frontswap_shrink(): see
+ * virtio_tmem_frontswap_drain().
  */
 void virtio_tmem_reclaim(struct work_struct *work)
 {
@@ -692,6 +800,8 @@ void virtio_tmem_reclaim(struct work_struct *work)
 					      reclaim_work);
 	long want = atomic_long_xchg(&vt->reclaim_target, 0);
 	long room = si_mem_available() / 2;
+	/* free memory only: no direct reclaim, no kswapd, no OOM killer */
+	gfp_t gfp = GFP_NOWAIT & ~__GFP_KSWAPD_RECLAIM;
 	enum virtio_tmem_dest dest;
 	unsigned long offset;
 	struct page *buf;
@@ -708,11 +818,10 @@ void virtio_tmem_reclaim(struct work_struct *work)
 		xa_for_each(&pool->held, offset, entry) {
 			if (want <= 0 || READ_ONCE(vt->draining))
 				goto out;
-			if (entry != VIRTIO_TMEM_ON_HOST ||
-			    virtio_tmem_has_copy(type, offset))
+			if (entry != VIRTIO_TMEM_ON_HOST)
 				continue;
-			ret = virtio_tmem_bring_back(vt, type, offset, true,
-						     room > 0, buf, &dest);
+			ret = virtio_tmem_bring_back(vt, type, offset,
+						     room > 0, gfp, buf, &dest);
 			if (ret < 0)
 				goto out;
 			if (ret > 0) {
@@ -731,18 +840,41 @@ out:
 		__free_page(buf);
 }
 
-/*
- * Before the device goes away, bring every swap page it holds back: to
- * its slot on the swap disk when the swap area is a block device or a
- * swap file on one, else into guest memory as a kept copy that serves
- * later loads.  frontswap_shrink() cannot do this in 5.10: asked for every
- * page, its try_to_unuse() loops while any page of the area is on disk,
- * and asked for part of them it still waited for the owner to exit in our
- * tests.
- */
-void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
+/* Swap pages the host holds (or will, once their puts complete). */
+unsigned long virtio_tmem_frontswap_on_host(void)
 {
-	unsigned long offset, lost = 0, kept = 0, written = 0;
+	unsigned long offset, n = 0;
+	unsigned int type;
+	void *entry;
+
+	for (type = 0; type < MAX_SWAPFILES; type++) {
+		xa_for_each(&virtio_tmem_fs_pools[type].held, offset, entry) {
+			if (entry != VIRTIO_TMEM_ON_DISK)
+				n++;
+		}
+	}
+	return n;
+}
+
+/**
+ * virtio_tmem_frontswap_drain - bring every swap page back from the host
+ * @vt: the device; stores must be stopped (virtio_tmem_stop_stores())
+ *
+ * Before the device goes away or sleeps, bring every swap page it holds
+ * back: to its slot on the swap disk when the swap area is a block device
+ * or a swap file on one, else into guest memory as a kept copy that serves
+ * later loads.  Memory for copies may be reclaimed: the slot is not busy
+ * while it is taken, and stores are refused, so what reclaim pushes out
+ * goes to the swap disk.  frontswap_shrink() cannot do this in 5.10: asked
+ * for every page, its try_to_unuse() loops while any page of the area is
+ * on disk, and asked for part of them it still waited for the owner to
+ * exit in our tests.
+ *
+ * Return: the pages still on the host, which stay held.
+ */
+unsigned long virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
+{
+	unsigned long offset, kept = 0, written = 0;
 	enum virtio_tmem_dest dest;
 	unsigned int type;
 	struct page *buf;
@@ -756,23 +888,16 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 		if (!READ_ONCE(pool->on_device))
 			continue;
 		xa_for_each(&pool->held, offset, entry) {
-			if (entry != VIRTIO_TMEM_ON_HOST ||
-			    virtio_tmem_has_copy(type, offset))
+			if (WARN_ON_ONCE(entry == VIRTIO_TMEM_PENDING) ||
+			    entry != VIRTIO_TMEM_ON_HOST)
 				continue;
-			ret = virtio_tmem_bring_back(vt, type, offset, false,
-						     true, buf, &dest);
+			ret = virtio_tmem_bring_back(vt, type, offset, true,
+						     GFP_KERNEL, buf, &dest);
 			if (ret > 0 && dest == VIRTIO_TMEM_TO_DISK)
 				written++;
 			else if (ret > 0)
 				kept++;
-			else if (ret < 0 && xa_load(&pool->held, offset))
-				lost++;
 			cond_resched();
-		}
-		/* Only what went to disk stays, for virtio_tmem_frontswap_load. */
-		xa_for_each(&pool->held, offset, entry) {
-			if (entry != VIRTIO_TMEM_ON_DISK)
-				virtio_tmem_held_clear(pool, offset);
 		}
 	}
 	if (buf)
@@ -780,7 +905,25 @@ void virtio_tmem_frontswap_drain(struct virtio_tmem *vt)
 	dev_info(&vt->vdev->dev,
 		 "swap pages brought back from the host: %lu to the swap disk, %lu to guest memory\n",
 		 written, kept);
-	if (lost)
-		dev_err(&vt->vdev->dev, "%lu swap pages could not be brought back\n",
-			lost);
+	return virtio_tmem_frontswap_on_host();
+}
+
+/*
+ * The device is gone: forget what it held.  What went to disk stays, for
+ * virtio_tmem_frontswap_load().
+ */
+void virtio_tmem_frontswap_forget(void)
+{
+	unsigned long offset;
+	unsigned int type;
+	void *entry;
+
+	for (type = 0; type < MAX_SWAPFILES; type++) {
+		struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+
+		xa_for_each(&pool->held, offset, entry) {
+			if (entry != VIRTIO_TMEM_ON_DISK)
+				virtio_tmem_held_clear(pool, offset);
+		}
+	}
 }

@@ -3,11 +3,19 @@
  * request.c - batches of ops on the virtio-tmem request queues.
  *
  * Each queue fills one open batch.  Puts and flushes are appended and the
- * batch is sent when it is full, when a synchronous op (a get, a put
- * without credit, a pool op) joins it, or when its timer fires; so a
- * burst of puts costs one notification per batch, and a get carries the
- * puts queued before it.  Ops on one key always use one queue, which the
- * device runs in order (spec 6.6).
+ * batch is sent when it is full, when a synchronous op (a put without
+ * credit, a cleancache get, a pool op) joins it, or when its timer fires;
+ * so a burst of puts costs one notification per batch, and a get carries
+ * the puts queued before it.  Ops on one key always use one queue, which
+ * the device runs in order (spec 6.6).
+ *
+ * Ordering.  The ops of a queue reach the device in the order they joined
+ * its sequence: the batches sent (on the ring or stalled before it, in
+ * order), the open batch, then the flushes deferred for want of a batch.
+ * An op joins only at the tail, and nothing is ever taken out of the
+ * sequence to be sent later.  The one exception is a GET that needs no
+ * order (a frontswap load, or a page brought back, see spec 6.9), which
+ * may go alone in a batch of its own, ahead of the open batch.
  */
 #include <linux/highmem.h>
 #include <linux/jiffies.h>
@@ -34,6 +42,13 @@ static unsigned int virtio_tmem_batches(void)
 static bool virtio_tmem_can_take(const struct virtio_tmem_queue *q)
 {
 	return READ_ONCE(q->nbusy) < virtio_tmem_batches();
+}
+
+/* Whether a staging page is free, or will be once a request completes. */
+static bool virtio_tmem_pages_coming(const struct virtio_tmem_queue *q)
+{
+	return READ_ONCE(q->nfree) || READ_ONCE(q->inflight) ||
+	       !list_empty_careful(&q->stalled);
 }
 
 struct virtio_tmem_queue *virtio_tmem_queue_of(struct virtio_tmem *vt,
@@ -75,11 +90,47 @@ static void virtio_tmem_ask_credits(struct virtio_tmem *vt,
 	atomic_add(want, &vt->credits_asked);
 }
 
+/* Take an idle batch, empty.  Caller must hold q->lock. */
+static struct virtio_tmem_batch *virtio_tmem_batch_get(struct virtio_tmem_queue *q)
+{
+	struct virtio_tmem_batch *b;
+
+	lockdep_assert_held(&q->lock);
+	if (!virtio_tmem_can_take(q))
+		return NULL;
+	b = list_first_entry_or_null(&q->idle, struct virtio_tmem_batch, node);
+	if (WARN_ON_ONCE(!b))
+		return NULL;
+	list_del(&b->node);
+	q->nbusy++;
+	b->nops = 0;
+	b->nputs = 0;
+	b->ngets = 0;
+	b->classes = 0;
+	b->nstaged = 0;
+	b->credits_asked = 0;
+	return b;
+}
+
+static void virtio_tmem_batch_idle(struct virtio_tmem_queue *q,
+				   struct virtio_tmem_batch *b)
+{
+	list_add(&b->node, &q->idle);
+	q->nbusy--;
+}
+
+/* Ask for staging pages given away to refused stores to be replaced. */
+static void virtio_tmem_want_pages(struct virtio_tmem_queue *q)
+{
+	if (q->npages < q->vt->batch * VIRTIO_TMEM_STAGING)
+		schedule_work(&q->refill_work);
+}
+
 /*
  * Account for one used request.  Every op's guest-side state is settled
- * here, including for a request that never reached the device (@ran is
- * false): its ops count as failed with VIRTIO_TMEM_S_IO, which keeps
- * frontswap copies and poisons pools whose flushes were lost.
+ * here, including for a request the device could not run (@ran is false:
+ * its ops count as failed with VIRTIO_TMEM_S_IO, which keeps frontswap
+ * copies, makes loads retry, and poisons pools whose flushes were lost).
  * Caller must hold q->lock.
  */
 static void virtio_tmem_complete(struct virtio_tmem_queue *q,
@@ -104,7 +155,7 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 			if (s->waiter)
 				break;	/* the caller's own page */
 			if (!ephemeral) {
-				virtio_tmem_fs_put_done(s->copy, st, q);
+				virtio_tmem_fs_put_done(s, st, q);
 				break;
 			}
 			if (st != VIRTIO_TMEM_S_OK) {
@@ -147,29 +198,64 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 		virtio_tmem_count(VIRTIO_TMEM_CREDITS_GRANTED, granted);
 	}
 	atomic_sub(b->credits_asked, &vt->credits_asked);
-	list_add(&b->node, &q->idle);
-	q->nbusy--;
+	virtio_tmem_batch_idle(q, b);
+	virtio_tmem_want_pages(q);
 }
 
-/* Send the open batch.  Caller must hold q->lock. */
-static void virtio_tmem_submit(struct virtio_tmem_queue *q)
+/*
+ * Add the stalled batches to the ring, oldest first, and notify.  A batch
+ * the ring refuses stays, with those behind it, until a request completes
+ * (virtio-blk waits the same way); with none in flight the timer retries,
+ * backing off.  Nothing is failed for a local reason, so a load never
+ * misses because the guest was short of memory.  Caller must hold q->lock.
+ */
+static void virtio_tmem_add_stalled(struct virtio_tmem_queue *q)
 {
-	struct virtio_tmem_batch *b = q->open;
-	struct scatterlist *sgs[2];
-	unsigned int i, no = 1, ni = 1;
-	int err;
+	struct virtio_tmem_batch *b;
+	bool added = false;
 
 	lockdep_assert_held(&q->lock);
-	if (!b)
-		return;
-	q->open = NULL;
-	if (!b->nops) {
-		list_add(&b->node, &q->idle);
-		q->nbusy--;
-		return;
-	}
-	virtio_tmem_ask_credits(q->vt, b);
+	while ((b = list_first_entry_or_null(&q->stalled,
+					     struct virtio_tmem_batch, node))) {
+		struct scatterlist *sgs[] = { b->sg_out, b->sg_in };
+		int err = -ENOSPC;
 
+		/* No indirect table from the reserves: direct descriptors do. */
+		if (!virtio_tmem_fault_add_fails())
+			err = virtqueue_add_sgs(q->vq, sgs, 1, 1, b,
+						GFP_NOWAIT | __GFP_NOWARN);
+		if (err) {
+			virtio_tmem_count(VIRTIO_TMEM_ADD_FAILURES, 1);
+			break;
+		}
+		list_del(&b->node);
+		q->inflight++;
+		q->kick_classes |= b->classes;
+		added = true;
+	}
+	if (list_empty(&q->stalled)) {
+		q->retry_ms = 1;
+	} else if (!q->inflight) {
+		timer_reduce(&q->timer, jiffies + msecs_to_jiffies(q->retry_ms));
+		q->retry_ms = min_t(unsigned int, 2 * q->retry_ms,
+				    VIRTIO_TMEM_RETRY_MS);
+	}
+	if (added && virtqueue_kick_prepare(q->vq) && virtqueue_notify(q->vq)) {
+		virtio_tmem_count(VIRTIO_TMEM_KICKS, 1);
+		virtio_tmem_count_classes(virtio_tmem_class_kicks,
+					  q->kick_classes);
+		q->kick_classes = 0;
+	}
+}
+
+/* Send @b, which is off every list, after those sent before it. */
+static void virtio_tmem_send(struct virtio_tmem_queue *q,
+			     struct virtio_tmem_batch *b)
+{
+	unsigned int i, no = 1, ni = 1;
+
+	lockdep_assert_held(&q->lock);
+	virtio_tmem_ask_credits(q->vt, b);
 	b->out->req.nops = cpu_to_le16(b->nops);
 	sg_init_table(b->sg_out, 1 + b->nputs);
 	sg_set_buf(&b->sg_out[0], b->out, struct_size(b->out, ops, b->nops));
@@ -188,26 +274,25 @@ static void virtio_tmem_submit(struct virtio_tmem_queue *q)
 			break;
 		}
 	}
-	sgs[0] = b->sg_out;
-	sgs[1] = b->sg_in;
-	err = virtio_tmem_fault_add_fails() ? -ENOSPC :
-	      virtqueue_add_sgs(q->vq, sgs, 1, 1, b, GFP_ATOMIC);
-	if (err) {
-		/* Ring full or no memory for indirect descriptors. */
-		virtio_tmem_complete(q, b, false);
-		wake_up_all(&q->wait);
-		return;
-	}
-	q->inflight++;
 	q->submitted++;
-	q->kick_classes |= b->classes;
 	virtio_tmem_count(VIRTIO_TMEM_REQUESTS, 1);
-	if (virtqueue_kick_prepare(q->vq) && virtqueue_notify(q->vq)) {
-		virtio_tmem_count(VIRTIO_TMEM_KICKS, 1);
-		virtio_tmem_count_classes(virtio_tmem_class_kicks,
-					  q->kick_classes);
-		q->kick_classes = 0;
-	}
+	list_add_tail(&b->node, &q->stalled);
+	virtio_tmem_add_stalled(q);
+}
+
+/* Send the open batch.  Caller must hold q->lock. */
+static void virtio_tmem_submit(struct virtio_tmem_queue *q)
+{
+	struct virtio_tmem_batch *b = q->open;
+
+	lockdep_assert_held(&q->lock);
+	if (!b)
+		return;
+	q->open = NULL;
+	if (b->nops)
+		virtio_tmem_send(q, b);
+	else
+		virtio_tmem_batch_idle(q, b);
 }
 
 static bool virtio_tmem_batch_full(const struct virtio_tmem *vt,
@@ -216,32 +301,18 @@ static bool virtio_tmem_batch_full(const struct virtio_tmem *vt,
 	return b->nops + 1 >= virtio_tmem_ops_cap(vt) || b->nstaged >= vt->batch;
 }
 
-/* Make an idle batch the open one.  Caller must hold q->lock. */
+/*
+ * Make an idle batch the open one, led by as many deferred flushes as fit.
+ * Caller must hold q->lock.
+ */
 static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
 {
 	struct virtio_tmem_batch *b;
 	unsigned int i, n;
 
-	b = list_first_entry_or_null(&q->idle, struct virtio_tmem_batch, node);
-	if (!b || !virtio_tmem_can_take(q))
+	b = virtio_tmem_batch_get(q);
+	if (!b)
 		return NULL;
-	list_del(&b->node);
-	q->nbusy++;
-	b->nops = 0;
-	b->nputs = 0;
-	b->ngets = 0;
-	b->classes = 0;
-	b->nstaged = 0;
-	b->credits_asked = 0;
-	/* Replace staging pages given away to refused frontswap stores. */
-	while (q->npages < q->vt->batch * VIRTIO_TMEM_STAGING) {
-		struct page *page = virtio_tmem_alloc_page(GFP_ATOMIC | __GFP_NOWARN);
-
-		if (!page)
-			break;
-		q->pages[q->nfree++] = page;
-		q->npages++;
-	}
 	q->open = b;
 	mod_timer(&q->timer, jiffies + msecs_to_jiffies(VIRTIO_TMEM_FLUSH_MS));
 	n = min(q->ndeferred, virtio_tmem_ops_cap(q->vt) - 2);
@@ -259,12 +330,17 @@ static struct virtio_tmem_batch *virtio_tmem_open(struct virtio_tmem_queue *q)
 	return b;
 }
 
-/* Hold a flush for the next batch.  Caller must hold q->lock. */
+/*
+ * Hold a flush for the next batch, at the tail of the sequence.  Caller
+ * must hold q->lock, and there must be no open batch.
+ */
 static struct virtio_tmem_op *virtio_tmem_defer(struct virtio_tmem_queue *q,
 						struct virtio_tmem_slot **slot)
 {
 	unsigned int i = q->ndeferred;
 
+	lockdep_assert_held(&q->lock);
+	WARN_ON_ONCE(q->open);
 	if (i >= VIRTIO_TMEM_DEFERRED)
 		return NULL;
 	q->ndeferred++;
@@ -274,8 +350,25 @@ static struct virtio_tmem_op *virtio_tmem_defer(struct virtio_tmem_queue *q,
 	return &q->deferred[i];
 }
 
+/*
+ * Move deferred flushes into batches, sending each full one, while idle
+ * batches last.  The last one stays open for the timer to send, unless
+ * @all.  Caller must hold q->lock.
+ */
+static void virtio_tmem_undefer(struct virtio_tmem_queue *q, bool all)
+{
+	lockdep_assert_held(&q->lock);
+	while (q->ndeferred) {
+		virtio_tmem_submit(q);
+		if (!virtio_tmem_open(q))
+			return;
+	}
+	if (all)
+		virtio_tmem_submit(q);
+}
+
 /**
- * virtio_tmem_add_op - reserve an op in the queue's open batch
+ * virtio_tmem_add_op - reserve an op at the tail of the queue's sequence
  * @q: the queue; caller must hold q->lock, taken with irqsave into @flags
  * @slot: set to the op's guest-side state, zeroed
  * @need_page: reserve a staging page too, in (*slot)->copy
@@ -285,9 +378,11 @@ static struct virtio_tmem_op *virtio_tmem_defer(struct virtio_tmem_queue *q,
  * Return: the op, zeroed, or NULL if no batch has room and @can_wait is
  * false, or if @need_page and no staging page is free or on its way
  * back.  The caller fills the op and calls virtio_tmem_op_added() before
- * it drops q->lock.  A flush (!@need_page) that finds no batch is held
- * back for the next one instead; then q->open is NULL and
- * virtio_tmem_op_added() has nothing to account.
+ * it drops q->lock.  A flush (!@need_page) that cannot wait and finds no
+ * batch is deferred instead, behind the flushes deferred before it; then
+ * q->open is NULL and virtio_tmem_op_added() has nothing to account.
+ * While flushes are deferred, nothing else joins the open batch: the
+ * deferred ones are older.
  */
 struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 					  struct virtio_tmem_slot **slot,
@@ -299,25 +394,36 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 
 	lockdep_assert_held(&q->lock);
 	for (;;) {
+		if (q->ndeferred)
+			virtio_tmem_undefer(q, false);
 		b = q->open;
-		if (b && b->nops + 1 < virtio_tmem_ops_cap(q->vt) &&
-		    (!need_page || (q->nfree && b->nstaged < q->vt->batch)))
-			break;
-		if (b && b->nops) {
+		if (!q->ndeferred && !b)
+			b = virtio_tmem_open(q);
+		if (!b || q->ndeferred) {
+			/* Every batch is busy. */
+			if (!can_wait)
+				return need_page ? NULL :
+				       virtio_tmem_defer(q, slot);
+			spin_unlock_irqrestore(&q->lock, *flags);
+			wait_event(q->wait, virtio_tmem_can_take(q));
+			spin_lock_irqsave(&q->lock, *flags);
+			continue;
+		}
+		if (virtio_tmem_batch_full(q->vt, b) ||
+		    (need_page && !q->nfree && b->nstaged)) {
+			/* Send it; its staging pages come back with it. */
 			virtio_tmem_submit(q);
 			continue;
 		}
-		if (!b)
-			b = virtio_tmem_open(q);
-		if (b && (!need_page || q->nfree))
+		if (!need_page || q->nfree)
 			break;
-		/* Pages come back only from requests in flight. */
-		if (!can_wait || (need_page && !q->nfree && !q->inflight))
-			return need_page ? NULL : virtio_tmem_defer(q, slot);
+		/* Pages come back only from requests sent. */
+		virtio_tmem_want_pages(q);
+		if (!can_wait || !virtio_tmem_pages_coming(q))
+			return NULL;
 		spin_unlock_irqrestore(&q->lock, *flags);
-		wait_event(q->wait, virtio_tmem_can_take(q) &&
-			   (!need_page || READ_ONCE(q->nfree) ||
-			    !READ_ONCE(q->inflight)));
+		wait_event(q->wait, READ_ONCE(q->nfree) ||
+			   !virtio_tmem_pages_coming(q));
 		spin_lock_irqsave(&q->lock, *flags);
 	}
 	op = &b->out->ops[b->nops];
@@ -331,24 +437,64 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 	return op;
 }
 
-/* Account the op virtio_tmem_add_op() gave out; send the batch if full. */
-void virtio_tmem_op_added(struct virtio_tmem_queue *q)
+/* Count the op at b->nops into @b. */
+static void virtio_tmem_account(struct virtio_tmem_batch *b)
 {
-	struct virtio_tmem_batch *b = q->open;
-	u8 type;
+	u8 type = b->out->ops[b->nops].type;
 
-	lockdep_assert_held(&q->lock);
-	if (!b)
-		return;		/* a deferred flush */
-	type = b->out->ops[b->nops].type;
 	if (type == VIRTIO_TMEM_OP_PUT)
 		b->nputs++;
 	else if (type == VIRTIO_TMEM_OP_GET || type == VIRTIO_TMEM_OP_GET_EXCL)
 		b->ngets++;
 	b->classes |= BIT(b->slots[b->nops].class);
 	b->nops++;
+}
+
+/* Account the op virtio_tmem_add_op() gave out; send the batch if full. */
+void virtio_tmem_op_added(struct virtio_tmem_queue *q)
+{
+	struct virtio_tmem_batch *b = q->open;
+
+	lockdep_assert_held(&q->lock);
+	if (!b)
+		return;		/* a deferred flush */
+	virtio_tmem_account(b);
 	if (READ_ONCE(virtio_tmem_sync) || virtio_tmem_batch_full(q->vt, b))
 		virtio_tmem_submit(q);
+}
+
+/**
+ * virtio_tmem_queue_flush - queue a flush, never waiting
+ * @q: the queue of its key
+ * @flush: a FLUSH_PAGE or FLUSH_OBJECT; copied
+ * @pool: the pool it names
+ *
+ * It joins the open batch, or is deferred behind the flushes deferred
+ * before it.  May be called with interrupts off.
+ *
+ * Return: false if it could not be queued at all (counted in
+ * flushes_lost); the caller decides what that costs.
+ */
+bool virtio_tmem_queue_flush(struct virtio_tmem_queue *q,
+			     const struct virtio_tmem_op *flush,
+			     struct virtio_tmem_pool *pool)
+{
+	struct virtio_tmem_slot *s;
+	struct virtio_tmem_op *op;
+	unsigned long flags;
+
+	spin_lock_irqsave(&q->lock, flags);
+	op = virtio_tmem_add_op(q, &s, false, false, &flags);
+	if (op) {
+		*op = *flush;
+		s->class = VIRTIO_TMEM_FLUSH;
+		s->pool = pool;
+		virtio_tmem_op_added(q);
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (!op)
+		virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
+	return op;
 }
 
 /**
@@ -361,14 +507,14 @@ void virtio_tmem_op_added(struct virtio_tmem_queue *q)
  * @page: the data of a PUT or the buffer of a GET, else NULL
  * @value: set to the status value
  *
- * The op joins the open batch, which is sent at once: the puts queued
- * before it travel in the same notification, and the device runs them
- * first.  A frontswap load needs no such order (a key with a put in
- * flight is served from its copy, and a flushed key is not loaded), and
- * neither does bringing a page back (it skips keys with a put in flight,
- * and holds off new ones), so for @class VIRTIO_TMEM_FS_LOAD and
- * VIRTIO_TMEM_BRING_BACK the open batch is left to fill up and the op
- * goes alone.  Process context only.
+ * The op joins the tail of the queue's sequence, in the open batch, which
+ * is sent at once: the ops queued before it travel in the same
+ * notification, and the device runs them first.  A frontswap load and a
+ * GET that brings a page back need no such order (spec 6.9: no op on
+ * their key is queued), so for @class VIRTIO_TMEM_FS_LOAD and
+ * VIRTIO_TMEM_BRING_BACK the op goes alone when a batch is idle and
+ * nothing is deferred, and the open batch is left to fill up.  Otherwise
+ * it joins the open batch like any other.  Process context only.
  *
  * Return: the VIRTIO_TMEM_S_* status.
  */
@@ -378,7 +524,7 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 			u32 *value)
 {
 	struct virtio_tmem_waiter w = {};
-	struct virtio_tmem_batch *held = NULL;
+	struct virtio_tmem_batch *alone = NULL;
 	struct virtio_tmem_slot *s;
 	struct virtio_tmem_op *o;
 	unsigned long flags;
@@ -386,11 +532,15 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 	might_sleep();
 	spin_lock_irqsave(&q->lock, flags);
 	if ((class == VIRTIO_TMEM_FS_LOAD || class == VIRTIO_TMEM_BRING_BACK) &&
-	    q->open && !q->ndeferred) {
-		held = q->open;
-		q->open = NULL;
+	    !q->ndeferred && !READ_ONCE(virtio_tmem_sync))
+		alone = virtio_tmem_batch_get(q);
+	if (alone) {
+		o = &alone->out->ops[0];
+		s = &alone->slots[0];
+		memset(s, 0, sizeof(*s));
+	} else {
+		o = virtio_tmem_add_op(q, &s, false, true, &flags);
 	}
-	o = virtio_tmem_add_op(q, &s, false, true, &flags);
 	*o = *op;
 	s->class = class;
 	s->pool = pool;
@@ -399,17 +549,12 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 		s->copy = page;
 	else
 		s->target = page;
-	virtio_tmem_op_added(q);
-	virtio_tmem_submit(q);
-	if (held) {
-		/* Someone opened another batch meanwhile: send ours. */
-		if (q->open) {
-			swap(q->open, held);
-			virtio_tmem_submit(q);
-			q->open = held;
-		} else {
-			q->open = held;
-		}
+	if (alone) {
+		virtio_tmem_account(alone);
+		virtio_tmem_send(q, alone);
+	} else {
+		virtio_tmem_op_added(q);
+		virtio_tmem_submit(q);
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 
@@ -421,8 +566,9 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 }
 
 /*
- * Send every open batch and wait for all requests sent so far, so that an
- * op spanning queues (FLUSH_POOL, POOL_DESTROY) is ordered after them.
+ * Send every open batch and deferred flush, and wait for all requests sent
+ * so far, so that an op spanning queues (FLUSH_POOL, POOL_DESTROY) is
+ * ordered after them.
  */
 void virtio_tmem_quiesce(struct virtio_tmem *vt)
 {
@@ -433,12 +579,14 @@ void virtio_tmem_quiesce(struct virtio_tmem *vt)
 		unsigned long flags, target;
 
 		spin_lock_irqsave(&q->lock, flags);
-		while (q->ndeferred && !q->open && !virtio_tmem_open(q)) {
+		for (;;) {
+			virtio_tmem_undefer(q, true);
+			if (!q->ndeferred)
+				break;
 			spin_unlock_irqrestore(&q->lock, flags);
 			wait_event(q->wait, virtio_tmem_can_take(q));
 			spin_lock_irqsave(&q->lock, flags);
 		}
-		virtio_tmem_submit(q);
 		target = q->submitted;
 		spin_unlock_irqrestore(&q->lock, flags);
 		wait_event(q->wait, (long)(READ_ONCE(q->completed) - target) >= 0);
@@ -465,11 +613,10 @@ void virtio_tmem_request_done(struct virtqueue *vq)
 								b->nops));
 		}
 	} while (!virtqueue_enable_cb(vq));
+	/* The ring has room again: first what waited for it, in order. */
+	virtio_tmem_add_stalled(q);
 	/* Deferred flushes lead new batches; the timer sends the last. */
-	while (q->ndeferred && !q->open && virtio_tmem_open(q)) {
-		if (q->ndeferred)
-			virtio_tmem_submit(q);
-	}
+	virtio_tmem_undefer(q, false);
 	spin_unlock_irqrestore(&q->lock, flags);
 
 	virtio_tmem_count(VIRTIO_TMEM_INTERRUPTS, 1);
@@ -477,6 +624,7 @@ void virtio_tmem_request_done(struct virtqueue *vq)
 	wake_up_all(&q->wait);
 }
 
+/* Sends a batch left half full, and retries adding stalled ones. */
 static void virtio_tmem_timer(struct timer_list *t)
 {
 	struct virtio_tmem_queue *q = from_timer(q, t, timer);
@@ -484,7 +632,44 @@ static void virtio_tmem_timer(struct timer_list *t)
 
 	spin_lock_irqsave(&q->lock, flags);
 	virtio_tmem_submit(q);
+	virtio_tmem_add_stalled(q);
 	spin_unlock_irqrestore(&q->lock, flags);
+}
+
+/*
+ * Replace the staging pages refused stores kept, in process context and
+ * without dipping into the reserves: the paths that use staging pages run
+ * with interrupts off or under PF_MEMALLOC, and must not allocate.
+ */
+static void virtio_tmem_refill(struct work_struct *work)
+{
+	struct virtio_tmem_queue *q = container_of(work,
+						   struct virtio_tmem_queue,
+						   refill_work);
+	unsigned int want = q->vt->batch * VIRTIO_TMEM_STAGING;
+	unsigned long flags;
+	struct page *page;
+	bool more = true;
+
+	while (more) {
+		page = virtio_tmem_alloc_page(GFP_KERNEL | __GFP_NORETRY |
+					      __GFP_NOWARN);
+		if (!page)
+			break;
+		spin_lock_irqsave(&q->lock, flags);
+		if (q->npages < want) {
+			q->pages[q->nfree++] = page;
+			q->npages++;
+			page = NULL;
+		}
+		more = q->npages < want;
+		spin_unlock_irqrestore(&q->lock, flags);
+		if (page)
+			__free_page(page);
+		else
+			virtio_tmem_count(VIRTIO_TMEM_STAGING_REFILLS, 1);
+	}
+	wake_up_all(&q->wait);
 }
 
 static void virtio_tmem_batch_free(struct virtio_tmem_batch *b)
@@ -524,8 +709,11 @@ int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
 
 		spin_lock_init(&q->lock);
 		INIT_LIST_HEAD(&q->idle);
+		INIT_LIST_HEAD(&q->stalled);
 		init_waitqueue_head(&q->wait);
 		timer_setup(&q->timer, virtio_tmem_timer, 0);
+		INIT_WORK(&q->refill_work, virtio_tmem_refill);
+		q->retry_ms = 1;
 		q->vq = vqs[i];
 		q->vt = vt;
 	}
@@ -570,6 +758,7 @@ void virtio_tmem_queues_free(struct virtio_tmem *vt)
 		struct virtio_tmem_queue *q = &vt->queues[i];
 
 		del_timer_sync(&q->timer);
+		cancel_work_sync(&q->refill_work);
 		for (j = 0; q->batches && j < VIRTIO_TMEM_BATCHES; j++)
 			virtio_tmem_batch_free(&q->batches[j]);
 		kfree(q->batches);
@@ -580,4 +769,5 @@ void virtio_tmem_queues_free(struct virtio_tmem *vt)
 		kfree(q->pages);
 	}
 	kfree(vt->queues);
+	vt->queues = NULL;
 }

@@ -51,6 +51,11 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_BROUGHT_BACK] = "brought_back_pages",
 	[VIRTIO_TMEM_HINTS_OFF] = "hints_off",
 	[VIRTIO_TMEM_HINTS_ON] = "hints_on",
+	[VIRTIO_TMEM_ADD_FAILURES] = "add_failures",
+	[VIRTIO_TMEM_LOAD_RETRIES] = "load_retries",
+	[VIRTIO_TMEM_STAGING_REFILLS] = "staging_refills",
+	[VIRTIO_TMEM_CLEANCACHE_PUTS_FLUSHED] = "cleancache_puts_flushed",
+	[VIRTIO_TMEM_SUSPENDS] = "suspends",
 };
 
 static const char * const virtio_tmem_class_names[] = {
@@ -127,6 +132,7 @@ static int virtio_tmem_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "credits %d\n", vt ? atomic_read(&vt->credits) : 0);
 	seq_printf(m, "queues %u\n", vt ? vt->nqueues : 0);
 	seq_printf(m, "batch %u\n", vt ? vt->batch : 0);
+	seq_printf(m, "host_budget %llu\n", vt ? READ_ONCE(vt->host_budget) : 0);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 	return 0;
 }

@@ -8,15 +8,18 @@
  *   frontswap.c  the frontswap backend and its guest-held copies
  *   cleancache.c the cleancache backend and its presence filter
  *   core.c       probe/remove, pools, module init, parameters
+ *   pm.c         suspend and hibernation
  *   stats.c      counters and debugfs
  *   fault.c      fault injection for the tests (debugfs)
  *   torture.c    a stress test of both backends, run from debugfs
  *
  * Lock order, outermost first (docs/guest-driver.md has the argument):
+ *   virtio_tmem_dev_mutex     binding, unbinding, sleep and wakeup
  *   swap disk mutex           frontswap.c: bringing pages back, swapoff
  *   virtio_tmem_pools_mutex   process context only
  *   queue->lock               irqsave; may be taken with interrupts off
- *   virtio_tmem_copies_lock   irqsave; a leaf
+ *   virtio_tmem_copies_lock   irqsave
+ *   pool->held's xarray lock  irqsave; a leaf
  *   vt->event_lock            irqsave; a leaf
  * The device pointer is read under SRCU, which nests inside everything.
  */
@@ -44,6 +47,7 @@
 #define VIRTIO_TMEM_MAX_BATCH		256	/* pages per batch */
 #define VIRTIO_TMEM_EVENT_BUFS		8
 #define VIRTIO_TMEM_FLUSH_MS		10	/* a batch waits at most this long */
+#define VIRTIO_TMEM_RETRY_MS		100	/* longest wait to re-add a batch */
 #define VIRTIO_TMEM_BACKOFF_MS		100	/* after a refused synchronous store */
 #define VIRTIO_TMEM_DEFERRED		4096	/* flushes waiting for a batch */
 #define VIRTIO_TMEM_CC_POOLS		32
@@ -85,7 +89,9 @@ struct virtio_tmem_pool {
 	u8 *filter;
 	/*
 	 * Persistent pools: the offsets stored on the device and not yet
-	 * invalidated, so that they can be fetched before it goes away.
+	 * invalidated, so that they can be fetched before it goes away, and
+	 * where each page is (VIRTIO_TMEM_PENDING, _ON_HOST and _ON_DISK in
+	 * frontswap.c).  Written under its own irqsave lock.
 	 */
 	struct xarray held;
 	/*
@@ -125,7 +131,7 @@ struct virtio_tmem_in {
 	struct virtio_tmem_status status[];
 };
 
-/* One request being filled, in flight, or idle on its queue. */
+/* One request being filled, waiting to be added, in flight, or idle. */
 struct virtio_tmem_batch {
 	struct list_head node;
 	unsigned int nops, ngets, nputs;
@@ -141,35 +147,51 @@ struct virtio_tmem_batch {
 struct virtio_tmem;
 
 struct virtio_tmem_queue {
-	/* Protects everything below, the batches it owns, and vq. */
+	/*
+	 * Protects everything below, the batches it owns, and vq.  The
+	 * order in which ops reach the device is the order in which they
+	 * joined this queue's sequence: batches sent, then stalled, then
+	 * the open one, then the deferred flushes.  An op joins only at the
+	 * tail; docs/guest-driver.md ("Ordering") has the argument.
+	 */
 	spinlock_t lock;
 	struct virtqueue *vq;
 	struct virtio_tmem *vt;
 	struct virtio_tmem_batch *open;	/* being filled */
 	struct list_head idle;
 	unsigned int nbusy;		/* batches not idle */
-	unsigned int inflight;
+	/*
+	 * Sent, but not yet on the ring: the ring was full or had no memory
+	 * for indirect descriptors.  Added back, oldest first, when a
+	 * request completes or, with none in flight, from the timer.
+	 */
+	struct list_head stalled;
+	unsigned int retry_ms;		/* the timer's next retry delay */
+	unsigned int inflight;		/* on the ring */
 	unsigned long submitted, completed;	/* requests, ever */
 	unsigned long kick_classes;	/* carried since the last kick */
-	struct timer_list timer;	/* sends a batch left half full */
+	/* Sends a batch left half full; retries stalled batches. */
+	struct timer_list timer;
 	/*
-	 * Flushes issued in atomic context while every batch was busy; they
-	 * lead the next batch opened, so they keep their order.
+	 * Flushes issued in atomic context while every batch was busy.  They
+	 * are the tail of the sequence: while there are any, nothing joins
+	 * the open batch, which then holds only older ops.
 	 */
 	unsigned int ndeferred;
 	struct virtio_tmem_op *deferred;
 	struct virtio_tmem_slot *deferred_slots;
-	wait_queue_head_t wait;		/* a batch completed */
+	wait_queue_head_t wait;		/* a batch completed; pages came back */
 	struct virtio_tmem_batch *batches;
 	/*
 	 * Staging pages for put data: pages[0..nfree) are free, npages are
 	 * owned.  Far fewer than the batches could carry, so that flushes
 	 * always find a batch.  A frontswap put the host refused takes its
-	 * page away for good (frontswap.c); it is replaced when GFP_ATOMIC
-	 * allows.
+	 * page away for good (frontswap.c); refill_work replaces it, in
+	 * process context, never from the memory reserves.
 	 */
 	struct page **pages;
 	unsigned int nfree, npages;
+	struct work_struct refill_work;
 };
 
 struct virtio_tmem {
@@ -180,7 +202,14 @@ struct virtio_tmem {
 	unsigned int batch;		/* pages per request */
 	u32 max_credits;
 	bool has_credits, has_ephemeral;
-	bool draining;			/* being removed: refuse new pages */
+	/*
+	 * Why new pages are refused, a VIRTIO_TMEM_DRAIN_* bit each, or 0.
+	 * Set, then waited for with synchronize_srcu(), so that every store
+	 * that missed it has queued its put before the device is drained.
+	 */
+	unsigned long draining;
+	bool frozen;			/* asleep: queues torn down */
+	u64 host_budget;		/* config space, for the statistics */
 
 	atomic_t credits;		/* held, not spent */
 	/*
@@ -199,10 +228,14 @@ struct virtio_tmem {
 	struct work_struct event_work;
 	struct work_struct reclaim_work;
 	struct work_struct repair_work;
+	struct work_struct config_work;	/* reads the budget after a change */
 	atomic_long_t reclaim_target;
 };
 
+enum { VIRTIO_TMEM_DRAIN_REMOVE, VIRTIO_TMEM_DRAIN_SLEEP };
+
 /* core.c */
+extern struct mutex virtio_tmem_dev_mutex;
 extern struct mutex virtio_tmem_pools_mutex;
 extern struct srcu_struct virtio_tmem_srcu;
 extern struct virtio_tmem __rcu *virtio_tmem_dev;
@@ -216,6 +249,9 @@ void virtio_tmem_pool_detach(struct virtio_tmem *vt,
 			     struct virtio_tmem_pool *pool);
 struct virtio_tmem_pool *virtio_tmem_pool_by_dev_id(u32 dev_id);
 struct page *virtio_tmem_alloc_page(gfp_t gfp);
+int virtio_tmem_setup(struct virtio_tmem *vt);
+void virtio_tmem_teardown(struct virtio_tmem *vt);
+void virtio_tmem_stop_stores(struct virtio_tmem *vt, unsigned int why);
 
 /* request.c */
 int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs);
@@ -228,6 +264,9 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 					  bool need_page, bool can_wait,
 					  unsigned long *flags);
 void virtio_tmem_op_added(struct virtio_tmem_queue *q);
+bool virtio_tmem_queue_flush(struct virtio_tmem_queue *q,
+			     const struct virtio_tmem_op *flush,
+			     struct virtio_tmem_pool *pool);
 int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 			const struct virtio_tmem_op *op, u8 class,
 			struct virtio_tmem_pool *pool, struct page *page,
@@ -244,11 +283,19 @@ void virtio_tmem_event_done(struct virtqueue *vq);
 /* frontswap.c */
 extern struct frontswap_ops virtio_tmem_frontswap_ops;
 void virtio_tmem_frontswap_setup(void);
-void virtio_tmem_fs_put_done(struct page *copy, u8 status,
+void virtio_tmem_fs_put_done(struct virtio_tmem_slot *s, u8 status,
 			     struct virtio_tmem_queue *q);
 void virtio_tmem_reclaim(struct work_struct *work);
-void virtio_tmem_frontswap_drain(struct virtio_tmem *vt);
+unsigned long virtio_tmem_frontswap_drain(struct virtio_tmem *vt);
+unsigned long virtio_tmem_frontswap_on_host(void);
+void virtio_tmem_frontswap_forget(void);
 void virtio_tmem_frontswap_pool_init(unsigned int type, bool find_disk);
+
+/* pm.c */
+int virtio_tmem_pm_init(void);
+void virtio_tmem_pm_exit(void);
+int virtio_tmem_freeze(struct virtio_device *vdev);
+int virtio_tmem_restore(struct virtio_device *vdev);
 
 /* cleancache.c */
 extern const struct cleancache_ops virtio_tmem_cleancache_ops;
@@ -291,6 +338,11 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_BROUGHT_BACK,
 	VIRTIO_TMEM_HINTS_OFF,
 	VIRTIO_TMEM_HINTS_ON,
+	VIRTIO_TMEM_ADD_FAILURES,
+	VIRTIO_TMEM_LOAD_RETRIES,
+	VIRTIO_TMEM_STAGING_REFILLS,
+	VIRTIO_TMEM_CLEANCACHE_PUTS_FLUSHED,
+	VIRTIO_TMEM_SUSPENDS,
 	VIRTIO_TMEM_NR_STATS,
 };
 
@@ -318,8 +370,6 @@ struct virtio_tmem_faults {
 
 extern struct virtio_tmem_faults virtio_tmem_faults;
 bool virtio_tmem_fault_add_fails(void);
-void virtio_tmem_fault_store_delay(void);
-void virtio_tmem_fault_busy_alloc(void);
 void virtio_tmem_fault_store_delay(void);
 void virtio_tmem_fault_busy_alloc(void);
 void virtio_tmem_fault_debugfs(struct dentry *dir);

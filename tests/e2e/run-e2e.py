@@ -418,8 +418,11 @@ DRAINED = re.compile(r"swap pages brought back from the host: (\d+) to the swap 
 
 def t_reclaim(res):
     """RECLAIM honoured and unbind drained, with swap on a swap file."""
-    # about twice what the guest can use: 120 MiB plain, 70 MiB debug
-    passes, mb = 5, 192 if res.variant == "plain" else 128
+    # about twice what the guest can use: 120 MiB plain, 67 MiB debug.
+    # 128 MiB on the debug kernel ran it out of memory in pass 2 with the
+    # driver before and after issue 10: anonymous memory was all swapped
+    # out, the kernel's own (slab under KASAN) had the rest.
+    passes, mb = 5, 192 if res.variant == "plain" else 112
     # swapon after the load: frontswap_init under the swap file's inode
     # lock, which reclaim's bmap() takes too, for lockdep to check
     plan = ("module_load\nswapfile_on 320\n"
@@ -626,7 +629,8 @@ def t_torture(res):
 
 def t_contention(res):
     """16 threads fault on one queue of one vCPU with one batch; budget cuts."""
-    passes, mb = 4, 192 if res.variant == "plain" else 112
+    # the debug kernel is about 10 times slower: less, for fewer passes
+    passes, mb = (4, 192) if res.variant == "plain" else (3, 96)
     plan = ("disks_up\nmodule_load\nfault batches 1\n"
             f"run contention swap-verify --mb {mb} --passes {passes} --threads 16 "
             f"--seed 16 --stats {STATS}\n")
@@ -734,7 +738,7 @@ def misaligned_extents(img, path):
 
 def t_swapfile_1k(res):
     """RECLAIM with a swap file whose blocks are not page-aligned."""
-    passes, mb = 4, 144
+    passes, mb = 3, 144
     plan = ("module_load\nswapfile_pad_on 320\n"
             f"run swapfile1k swap-verify --mb {mb} --passes {passes} --seed 9 "
             f"--stats {STATS} --sync\n")
