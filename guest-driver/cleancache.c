@@ -199,6 +199,7 @@ static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
 	vt = virtio_tmem_cc_dev(pool);
 	if (!vt || !virtio_tmem_cc_key(&get, pool, &key, index))
 		goto out;
+	virtio_tmem_fault_get_delay();
 	if (!READ_ONCE(virtio_tmem_sync) &&
 	    !virtio_tmem_filter_maybe(pool, &get)) {
 		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_MISSES_NO_EXIT, 1);

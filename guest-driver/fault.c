@@ -14,6 +14,9 @@
  *   store_delay_us     one frontswap store in store_delay_every (0: each)
  *   store_delay_every  sleeps this long after it found the device usable,
  *                      before it queues its put
+ *   get_delay_us       one cleancache get in get_delay_every (0: each)
+ *   get_delay_every    sleeps this long after it found its pool on the
+ *                      device, before it reads the pool's filter
  *   busy_alloc_pages   bringing a page back allocates (and frees) this many
  *                      pages while its slot is busy, as an allocation there
  *                      that found memory short would reclaim
@@ -54,20 +57,39 @@ void virtio_tmem_fault_debugfs(struct dentry *dir)
 			   &virtio_tmem_faults.store_delay_us);
 	debugfs_create_u32("store_delay_every", 0600, d,
 			   &virtio_tmem_faults.store_delay_every);
+	debugfs_create_u32("get_delay_us", 0600, d,
+			   &virtio_tmem_faults.get_delay_us);
+	debugfs_create_u32("get_delay_every", 0600, d,
+			   &virtio_tmem_faults.get_delay_every);
 	debugfs_create_u32("busy_alloc_pages", 0600, d,
 			   &virtio_tmem_faults.busy_alloc_pages);
+}
+
+/* Sleep us microseconds once in every calls (0 or 1: each time). */
+static void virtio_tmem_fault_delay(atomic_t *calls, u32 us, u32 every)
+{
+	if (us && (every <= 1 || !((u32)atomic_inc_return(calls) % every)))
+		fsleep(us);
 }
 
 /* Stall this store, if the knobs say so. */
 void virtio_tmem_fault_store_delay(void)
 {
 	static atomic_t stores = ATOMIC_INIT(0);
-	u32 us = READ_ONCE(virtio_tmem_faults.store_delay_us);
-	u32 every = READ_ONCE(virtio_tmem_faults.store_delay_every);
 
-	if (us && (every <= 1 ||
-		   !((u32)atomic_inc_return(&stores) % every)))
-		fsleep(us);
+	virtio_tmem_fault_delay(&stores,
+				READ_ONCE(virtio_tmem_faults.store_delay_us),
+				READ_ONCE(virtio_tmem_faults.store_delay_every));
+}
+
+/* Stall this cleancache get, if the knobs say so. */
+void virtio_tmem_fault_get_delay(void)
+{
+	static atomic_t gets = ATOMIC_INIT(0);
+
+	virtio_tmem_fault_delay(&gets,
+				READ_ONCE(virtio_tmem_faults.get_delay_us),
+				READ_ONCE(virtio_tmem_faults.get_delay_every));
 }
 
 /*

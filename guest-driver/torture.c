@@ -255,6 +255,8 @@ static int torture_cycler(void *arg)
 		WRITE_ONCE(run->cc_id, -1);
 		virtio_tmem_cleancache_ops.invalidate_fs(id);
 		atomic_long_inc(&run->cycles);
+		/* unmounted for a while, as between a umount and a mount */
+		usleep_range(10000, 20000);
 	}
 	return 0;
 }

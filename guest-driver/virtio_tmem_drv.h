@@ -365,12 +365,15 @@ struct virtio_tmem_faults {
 	u32 fail_add_burst;	/* the first this many fail (-ENOSPC) */
 	u32 store_delay_us;	/* stall stores past the device check, */
 	u32 store_delay_every;	/* one in this many (0: all) */
+	u32 get_delay_us;	/* stall cleancache gets past the pool */
+	u32 get_delay_every;	/* check, one in this many (0: all) */
 	u32 busy_alloc_pages;	/* pages to allocate with a slot busy */
 };
 
 extern struct virtio_tmem_faults virtio_tmem_faults;
 bool virtio_tmem_fault_add_fails(void);
 void virtio_tmem_fault_store_delay(void);
+void virtio_tmem_fault_get_delay(void);
 void virtio_tmem_fault_busy_alloc(void);
 void virtio_tmem_fault_debugfs(struct dentry *dir);
 
