@@ -61,8 +61,14 @@ class Context:
         self._kernels, self._modules = {}, {}
 
     def kernel(self, variant):
+        """The bzImage; a failed build raises the same error for every test."""
         if variant not in self._kernels:
-            self._kernels[variant] = gl.find_kernel(variant)
+            try:
+                self._kernels[variant] = gl.find_kernel(variant)
+            except RuntimeError as e:
+                self._kernels[variant] = e
+        if isinstance(self._kernels[variant], RuntimeError):
+            raise self._kernels[variant]
         return self._kernels[variant]
 
     def module(self, variant):
@@ -934,8 +940,12 @@ def main():
         ko, why = ctx.module(v)
         print(f"e2e: {v} kernel module: {ko or 'MISSING (' + why.splitlines()[0] + ')'}")
 
+    # built (or found) once, before the guests start
     for v in sorted({args.kernel or TESTS[n][1] for n in names if n != "selfcheck"}):
-        ctx.kernel(v)            # built (or found) once, before the guests start
+        try:
+            print(f"e2e: {v} kernel: {ctx.kernel(v)}")
+        except RuntimeError as e:
+            print(f"e2e: {v} kernel: MISSING ({str(e).splitlines()[0]})")
 
     report = {"qemu": ctx.qemu, "tests": {}}
     counts = {"PASS": 0, "FAIL": 0, "SKIP": 0}
