@@ -430,10 +430,12 @@ DRAINED = re.compile(r"swap pages brought back from the host: (\d+) to the swap 
                      r"(\d+) to guest memory")
 
 
-def unbind_bind_checks(res):
-    """One unbind and one bind worked, and the unbind's drain wrote the
-    host's pages to their slots in the swap file."""
+def swapfile_drain_checks(res):
+    """Swap was on the swap file, one unbind and one bind worked, and the
+    unbind's drain wrote the host's pages to their slots in that file."""
     g = res.guest
+    sw, _ = g.init_result("swapon")
+    res.check("swap is on a swap file", sw == "/mnt/data/swapfile", f"swapon={sw}")
     ub, _ = g.init_result("unbind")
     bd, _ = g.init_result("bind")
     res.check("driver unbind and rebind", ub not in (None, "failed", "no-device") and
@@ -484,8 +486,6 @@ def t_reclaim(res):
     g = res.guest
     common_checks(res, {"reclaim": ("swap-verify", swap_bytes(mb, passes))})
     debug_kernel_check(res)
-    sw, _ = g.init_result("swapon")
-    res.check("swap is on a swap file", sw == "/mnt/data/swapfile", f"swapon={sw}")
     for what in ("reclaim_requests", "reclaimed_pages", "reclaimed_to_disk"):
         d = g.delta("swap.pass0", "reclaim.cut", what)
         res.check(f"the guest honoured RECLAIM: {what} grew", (d or 0) > 0,
@@ -500,7 +500,7 @@ def t_reclaim(res):
               f"spills={cut.get('spills')} pages_persistent "
               f"{before.get('pages_persistent')} -> {cut.get('pages_persistent')}",
               needs_module=True)
-    unbind_bind_checks(res)
+    swapfile_drain_checks(res)
     # pass3#1 is after the unbind reset the host's counters, before the bind
     st = g.delta("swap.pass3", "swap.pass4", "frontswap_stores")
     put = host_at(g, "end#1").get("operations.put.pages", 0) - \
@@ -672,16 +672,13 @@ def t_contention(res):
         return ["go"]
 
     boot(res, plan, f"budget={BUDGET}", on_sync=on_sync, on_tick=tick, timeout=1800)
-    g = res.guest
     common_checks(res, {"contention": ("swap-verify", swap_bytes(mb, passes))})
     debug_kernel_check(res)
-    sw, _ = g.init_result("swapon")
-    res.check("swap is on a swap file", sw == "/mnt/data/swapfile", f"swapon={sw}")
     res.check("the host cut the budget while it ran", flips["cuts"] > 0,
               f"{flips['cuts']} cuts")
     for k in ("frontswap_stores", "frontswap_loads", "reclaim_requests", "reclaimed_pages"):
         grew(res, "contention", "contention.before", "contention.after", k)
-    unbind_bind_checks(res)
+    swapfile_drain_checks(res)
 
 
 def t_unbind_load(res):
@@ -936,12 +933,13 @@ def main():
     except RuntimeError as e:
         print(f"e2e: setup failed: {e}")
         return subprocess.call(["tests/suite-result.sh", "e2e", "0", "1"], cwd=gl.TOP)
-    for v in sorted({args.kernel or TESTS[n][1] for n in names if n != "selfcheck"}):
+    def variant_of(name):
+        return args.kernel or TESTS[name][1]
+
+    # modules and kernels built (or found) once, before the guests start
+    for v in sorted({variant_of(n) for n in names if n != "selfcheck"}):
         ko, why = ctx.module(v)
         print(f"e2e: {v} kernel module: {ko or 'MISSING (' + why.splitlines()[0] + ')'}")
-
-    # built (or found) once, before the guests start
-    for v in sorted({args.kernel or TESTS[n][1] for n in names if n != "selfcheck"}):
         try:
             print(f"e2e: {v} kernel: {ctx.kernel(v)}")
         except RuntimeError as e:
@@ -952,8 +950,7 @@ def main():
     out_lock = threading.Lock()
 
     def run_one(name):
-        fn, variant = TESTS[name]
-        variant = args.kernel or variant
+        fn, variant = TESTS[name][0], variant_of(name)
         res = Result(ctx, name, variant)
         with out_lock:
             print(f"e2e: {name} ({variant} kernel) ...", flush=True)
@@ -980,7 +977,7 @@ def main():
         return name, entry
 
     # the debug kernel's tests take longest: start them first
-    order = sorted(names, key=lambda n: (args.kernel or TESTS[n][1]) != "debug")
+    order = sorted(names, key=lambda n: variant_of(n) != "debug")
     jobs = args.jobs or (2 if (os.cpu_count() or 1) > 1 else 1)
     with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
         entries = dict(f.result() for f in [pool.submit(run_one, n) for n in order])
