@@ -379,6 +379,32 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	return 0;
 }
 
+/* Bytes tm_table_get would have to charge for one more id in @t. */
+static size_t tm_table_need(const struct tm_table *t)
+{
+	if (t->free_head || (t->used + 1) / TM_TABLE_CHUNK < t->nchunks)
+		return 0;
+	return (size_t)TM_TABLE_CHUNK * t->item + 2 * sizeof(uint8_t *);
+}
+
+/*
+ * tm_ent_fits - whether @key could be indexed now within the budget:
+ * it already is, or the tables have room, or the charge for new chunks
+ * fits.  A hint for callers about to do work (spill I/O) that would be
+ * wasted on a refused insert; tm_ent_insert has the last word.
+ */
+bool tm_ent_fits(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
+		 const struct tmem_key *key)
+{
+	uint32_t obj = tm_obj_find(sh, pool, key->oid);
+	size_t need;
+
+	if (obj && tm_ent_find(sh, obj, key->index))
+		return true;
+	need = tm_table_need(&sh->ents) + (obj ? 0 : tm_table_need(&sh->objs));
+	return !need || tm_ram_used(s) + need <= atomic_load(&s->budget);
+}
+
 /* The gauges an entry shows in, and what it shows there. */
 enum { TM_G_PAGES, TM_G_BYTES, TM_G_SAME, TM_G_RAW, TM_G_SPILLED,
        TM_G_COMPRESSED, TM_G_RAM_PAGE_BYTES, TM_NG };

@@ -110,10 +110,12 @@ static int tm_put_ram(struct tmem_store *s, struct tm_pool *p, int pool,
 }
 
 /*
- * A persistent page with no room in RAM goes straight to the spill file.
- * Its index entry is charged even over budget, like the entries of any
- * spilled page: the index of the spill cannot itself be spilled.
- * Returns 0, -ENOSPC (spill full or failing) or -EBADF.
+ * A persistent page with no room in RAM for its data goes straight to
+ * the spill file.  Its index entry still needs RAM, and is charged to
+ * the budget like any other: otherwise pages that cost no data RAM
+ * (same-filled ones, or this) would let a guest grow the index, and the
+ * host's RAM, without limit.  Returns 0, -ENOSPC (no room for the entry,
+ * spill full or failing), -ENOMEM or -EBADF.
  */
 static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 			const struct tmem_key *key, const struct tm_packed *pk,
@@ -124,9 +126,18 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 	struct tm_spill_io io = { .bytes = pk->size };
 	int rc;
 
-	if (info & TM_E_SAME)
-		return tm_put_index(s, p, pool, key, info, pk->word,
-				    TM_CHARGE_FORCE);
+	if (info & TM_E_SAME) {
+		rc = tm_put_index(s, p, pool, key, info, pk->word,
+				  TM_CHARGE_STRICT);
+		return rc == TM_NEED_ROOM ? -ENOSPC : rc;
+	}
+
+	/* Write nothing for a page whose entry would be refused anyway. */
+	pthread_mutex_lock(&sh->lock);
+	rc = tm_ent_fits(s, sh, (uint32_t)pool, key) ? 0 : -ENOSPC;
+	pthread_mutex_unlock(&sh->lock);
+	if (rc)
+		return rc;
 
 	pthread_mutex_lock(&sp->ring_lock);
 	rc = tm_spill_alloc(sp, tm_spill_units(sp, pk->size), &io.unit);
@@ -145,10 +156,10 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 		return -ENOSPC;
 	}
 	rc = tm_put_index(s, p, pool, key, info | TM_E_SPILL, io.unit,
-			  TM_CHARGE_FORCE);
+			  TM_CHARGE_STRICT);
 	if (rc) {
 		tm_spill_free(sp, io.unit, io.bytes);
-		return rc;
+		return rc == TM_NEED_ROOM ? -ENOSPC : rc;
 	}
 	tm_stat_add(sh, TMEM_STAT_SPILLS, 1);
 	tm_stat_add(sh, TMEM_STAT_SPILL_DIRECT, 1);

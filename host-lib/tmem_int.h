@@ -200,6 +200,8 @@ struct tm_entry *tm_ent_ptr(struct tm_shard *sh, uint32_t id);
 int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 		  const struct tmem_key *key, enum tm_charge charge,
 		  uint32_t *eid);
+bool tm_ent_fits(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
+		 const struct tmem_key *key);
 void tm_ent_set(struct tm_shard *sh, struct tm_entry *e, uint32_t info,
 		uint64_t loc);
 void tm_ent_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t eid);

@@ -43,7 +43,10 @@ enum tmem_raw_policy {
 #define TMEM_SPILL_KEEP	(1u << 0)	/* do not unlink the spill file */
 
 struct tmem_config {
-	/* RAM budget in bytes: page data, allocator waste and index. */
+	/*
+	 * RAM budget in bytes: page data, allocator waste and the index,
+	 * including the index entries of spilled and same-filled pages.
+	 */
 	uint64_t budget;
 	/*
 	 * Spill target.  NULL or "" disables spilling.  An existing
@@ -116,7 +119,8 @@ struct tmem_key {
  * nothing is stored under @key any more (an old copy is flushed, so a
  * later get cannot return stale data), and the result says why:
  *   -ENOSPC  no room: RAM budget spent and (persistent pools) no spill
- *            space left or the spill file failing
+ *            space left, the spill file failing, or no room in the
+ *            budget even for the page's index entry
  *   -ENOMEM  the host could not allocate memory
  *   -E2BIG   the page does not compress and raw_policy is TMEM_RAW_REJECT
  *   -EBADF   no such pool

@@ -178,6 +178,59 @@ static void test_persistent_spill(uint32_t len)
 	t_store_free(s, dir);
 }
 
+/*
+ * The index is RAM too: with spill on, pages that need no RAM for their
+ * data (same-filled, or written straight to spill) must still fit their
+ * index entries in the budget.  A guest putting one zeroed page under
+ * ever new keys must be refused once the budget is spent, not grow the
+ * host's RAM without limit; and so must pages that go to spill.
+ */
+static void test_index_bounded(uint32_t len)
+{
+	const uint64_t budget = 1 * MIB;
+	char dir[T_PATH_MAX];
+	struct tmem_store *s = t_store_new(budget, dir, 256 * MIB);
+	int p = t_pool_new(s, TMEM_PERSISTENT, len);
+	uint32_t n = len == T_PAGE_4K ? 100000 : 30000, i, ok = 0, nospc = 0;
+	struct tmem_key k;
+	int kind, rc;
+
+	for (kind = 0; kind < 2; kind++) {
+		uint64_t tag0 = kind ? t_tag(T_COMP, 0) : t_tag(T_SAME, 0);
+
+		ok = nospc = 0;
+		for (i = 0; i < n; i++) {
+			k = t_key(10 + kind, i);
+			rc = t_put_tag(s, p, &k, tag0 + i % 7, len);
+			if (rc == 0)
+				ok++;
+			else if (rc == -ENOSPC)
+				nospc++;
+			else
+				t_fail("put %u: %s", i, t_errname(rc));
+			if (ram_used(s) > budget)
+				t_fail("%s put %u: RAM %llu over budget %llu",
+				       kind ? "spilled" : "same-filled", i,
+				       (unsigned long long)ram_used(s),
+				       (unsigned long long)budget);
+		}
+		printf("  %s: %u accepted, %u refused\n",
+		       kind ? "spilled" : "same-filled", ok, nospc);
+		t_assert(ok > 0);
+		t_assert(nospc > 0);
+		/* Whatever was accepted reads back. */
+		for (i = 0; i < n; i++) {
+			k = t_key(10 + kind, i);
+			rc = t_get_check(s, p, &k, tag0 + i % 7, len);
+			t_assert(rc == 0 || rc == -ENOENT);
+		}
+		t_eq(t_stats_get(s, TMEM_STAT_PAGES_PERSISTENT), ok);
+		t_assert(tmem_flush_pool(s, p) == ok);
+	}
+	drain(s, &p, 1);
+	t_store_free(s, dir);
+}
+
 #define NPAGES	400
 
 static uint64_t ptag(uint32_t i)
@@ -349,6 +402,7 @@ int main(int argc, char **argv)
 		test_ephemeral_evict(lens[i]);
 		test_ephemeral_first(lens[i]);
 		test_persistent_spill(lens[i]);
+		test_index_bounded(lens[i]);
 		test_budget_zero_spill(lens[i]);
 		test_budget_zero_nospill(lens[i]);
 	}

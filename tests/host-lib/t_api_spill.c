@@ -15,8 +15,10 @@
 #define LEN	T_PAGE_4K
 
 /*
- * Put @n incompressible pages at budget 0 so each goes to spill, check
- * they read back, then flush them.  Returns the number spilled.
+ * Put @n incompressible pages, then cut the budget to 0 so that reclaim
+ * spills each of them (their index entries stay in RAM, over the budget:
+ * budget 0 refuses new keys), check they read back, then flush them.
+ * Returns the number spilled.
  */
 static uint64_t spill_some(struct tmem_store *s, uint32_t n)
 {
@@ -24,11 +26,13 @@ static uint64_t spill_some(struct tmem_store *s, uint32_t n)
 	struct tmem_key k;
 	uint32_t i;
 
-	t_rc(tmem_set_budget(s, 0), 0);
+	t_rc(tmem_set_budget(s, 64 * MIB), 0);
 	for (i = 0; i < n; i++) {
 		k = t_key(1, i);
 		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), LEN), 0);
 	}
+	t_rc(tmem_set_budget(s, 0), 0);
+	t_wait_stat_or_fail(s, TMEM_STAT_PAGES_SPILLED, T_EQ, n, 10000);
 	for (i = 0; i < n; i++) {
 		k = t_key(1, i);
 		t_rc(t_get_check(s, p, &k, t_tag(T_RAND, i), LEN), 0);
