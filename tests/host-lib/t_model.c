@@ -75,7 +75,8 @@ static uint32_t nkeys(const struct mpool *p)
 	return NOBJ * p->nidx;
 }
 
-static bool may_nospc_eph(const struct model *m)
+/* Puts may be refused for want of room, but not at a huge budget. */
+static bool may_nospc(const struct model *m)
 {
 	return m->budget != HUGE_BUDGET;
 }
@@ -108,14 +109,20 @@ static void do_put(struct model *m, struct mpool *p, uint32_t k)
 	rc = tmem_put(m->s, p->id, &key, m->buf, p->len);
 	if (raw && m->raw == TMEM_RAW_REJECT) {
 		if (p->kind == TMEM_PERSISTENT ? rc != -E2BIG :
-		    rc != -E2BIG && !(rc == -ENOSPC && may_nospc_eph(m)))
+		    rc != -E2BIG && !(rc == -ENOSPC && may_nospc(m)))
 			mfail(m, "put of a random page under RAW_REJECT: %s",
 			      t_errname(rc));
 	} else if (p->kind == TMEM_PERSISTENT) {
-		if (rc)
-			mfail(m, "persistent put (%s) with spill room: %s",
-			      t_kind_name(t_tag_kind(tag)), t_errname(rc));
-	} else if (rc && !(rc == -ENOSPC && may_nospc_eph(m))) {
+		/*
+		 * With spill room only a new key's index entry can be
+		 * refused, and only under a budget that can run out.
+		 */
+		if (rc && !(rc == -ENOSPC && !p->tag[k] && may_nospc(m)))
+			mfail(m, "persistent put (%s) with spill room, %s key,"
+			      " budget %llu: %s", t_kind_name(t_tag_kind(tag)),
+			      p->tag[k] ? "stored" : "new",
+			      (unsigned long long)m->budget, t_errname(rc));
+	} else if (rc && !(rc == -ENOSPC && may_nospc(m))) {
 		mfail(m, "ephemeral put (%s), budget %llu: %s",
 		      t_kind_name(t_tag_kind(tag)),
 		      (unsigned long long)m->budget, t_errname(rc));
