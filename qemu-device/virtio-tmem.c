@@ -569,6 +569,7 @@ static const VMStateDescription vmstate_virtio_tmem = {
     .name = "virtio-tmem",
     .minimum_version_id = 1,
     .version_id = 1,
+    .post_load = virtio_tmem_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_VIRTIO_DEVICE,
         VMSTATE_END_OF_LIST()

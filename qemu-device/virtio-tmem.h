@@ -147,6 +147,8 @@ struct VirtIOTmem {
 };
 
 extern const VMStateDescription vmstate_virtio_tmem_device;
+/* After the whole section: is the state one the guest could have built? */
+int virtio_tmem_post_load(void *opaque, int version_id);
 
 /*
  * Decode and run one request; false after virtio_error() if the chain
