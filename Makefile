@@ -53,14 +53,19 @@ $(BUILD)/$(1)/libtmem.a: $(patsubst host-lib/%.c,$(BUILD)/$(1)/obj/%.o,$(LIB_SRC
 	@rm -f $$@
 	ar rcs $$@ $$^
 
-$(BUILD)/$(1)/libtmem.so: $(patsubst host-lib/%.c,$(BUILD)/$(1)/obj/%.o,$(LIB_SRCS)) host-lib/libtmem.map
+# The SONAME names the ABI: bump it only for a change that breaks callers
+# built against an older tmem.h (host-lib/libtmem.map versions the rest).
+$(BUILD)/$(1)/libtmem.so.1: $(patsubst host-lib/%.c,$(BUILD)/$(1)/obj/%.o,$(LIB_SRCS)) host-lib/libtmem.map
 	$$(CC) $(CFLAGS_$(1)) -shared -Wl,--version-script=host-lib/libtmem.map \
-		-o $$@ $$(filter %.o,$$^) $(LIBS)
+		-Wl,-soname,libtmem.so.1 -o $$@ $$(filter %.o,$$^) $(LIBS)
+
+$(BUILD)/$(1)/libtmem.so: $(BUILD)/$(1)/libtmem.so.1
+	ln -sf libtmem.so.1 $$@
 
 $(BUILD)/$(1)/tests/%: tests/host-lib/%.c $(TEST_HDRS) $(BUILD)/$(1)/libtmem.a
 	@mkdir -p $$(@D)
 	$$(CC) $(CSTD) $(WARN) $(CFLAGS_$(1)) $(INCS) -Itests/host-lib $$< \
-		$(BUILD)/$(1)/libtmem.a $(LIBS) -o $$@
+		$(BUILD)/$(1)/libtmem.a $(LIBS) -ldl -o $$@
 endef
 $(foreach v,$(VARIANTS),$(eval $(call variant_rules,$(v))))
 
@@ -71,8 +76,9 @@ test: deps
 
 # One suite of host-lib test programs: make test-host-lib VARIANT=asan
 VARIANT ?= release
-test-host-lib: $(call test-bins,$(VARIANT))
-	@TEST_SCALE=$(TEST_SCALE) tests/run-suite.sh host-lib-$(VARIANT) $^
+test-host-lib: $(call test-bins,$(VARIANT)) $(BUILD)/$(VARIANT)/libtmem.so
+	@TEST_SCALE=$(TEST_SCALE) tests/run-suite.sh host-lib-$(VARIANT) \
+		$(call test-bins,$(VARIANT))
 
 # libFuzzer targets, each run for FUZZ_SECONDS from its committed corpus.
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,$(BUILD)/fuzz/%,$(FUZZ_SRCS))

@@ -15,13 +15,17 @@
  *
  * O_DIRECT keeps spilled pages out of the host page cache, which would
  * otherwise hold a second copy of exactly the memory we are giving back.
- * Filesystems that refuse it (tmpfs) get buffered I/O instead.
+ * File systems that refuse it are refused in turn, and so are those that
+ * keep their data in RAM (tmpfs, ramfs), unless the caller passed
+ * TMEM_SPILL_BUFFERED: there a "spilled" page would still be in memory.
  */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -39,8 +43,11 @@ uint64_t tm_now_ns(void)
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
 }
 
-/* A new, unnamed (unless @keep) file in directory @dir. */
-static int tm_spill_create_in(const char *dir, bool keep)
+/*
+ * A new file in directory @dir: unnamed, or with @keep named and its
+ * name returned in *@made (the caller frees it).
+ */
+static int tm_spill_create_in(const char *dir, bool keep, char **made)
 {
 	char *tmpl;
 	int fd;
@@ -55,26 +62,45 @@ static int tm_spill_create_in(const char *dir, bool keep)
 		return -ENOMEM;
 	strcpy(tmpl, dir);
 	strcat(tmpl, "/tmem-spill-XXXXXX");
-	fd = mkostemp(tmpl, O_CLOEXEC);	/* mode 0600 */
-	if (fd < 0)
+	fd = mkostemp(tmpl, O_CLOEXEC);	/* mode 0600, O_EXCL */
+	if (fd < 0) {
 		fd = -errno;
-	else if (!keep)
-		unlink(tmpl);
+	} else if (keep) {
+		*made = tmpl;
+		return fd;
+	}
+	unlink(tmpl);
 	free(tmpl);
 	return fd;
 }
 
-static int tm_spill_create(const char *path, bool keep)
+/*
+ * Open the spill file @path names (see struct tmem_config).  Only ever a
+ * file this call creates: an existing file, or a symlink, at @path is
+ * -EEXIST, so a mistyped path cannot truncate, chmod or overwrite
+ * anyone's data.  With @keep the file stays and *@made gets its name.
+ */
+static int tm_spill_create(const char *path, bool keep, char **made)
 {
 	struct stat st;
 	int fd;
 
+	*made = NULL;
 	if (!stat(path, &st) && S_ISDIR(st.st_mode))
-		return tm_spill_create_in(path, keep);
-	fd = open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+		return tm_spill_create_in(path, keep, made);
+	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
+		  0600);
 	if (fd < 0)
 		return -errno;
-	if (fchmod(fd, 0600) || (!keep && unlink(path))) {
+	if (keep) {
+		*made = strdup(path);
+		if (*made)
+			return fd;
+		unlink(path);
+		close(fd);
+		return -ENOMEM;
+	}
+	if (unlink(path)) {
 		int err = -errno;
 
 		close(fd);
@@ -110,9 +136,23 @@ static uint32_t tm_spill_probe_direct(int fd, uint8_t *buf)
 	return 0;
 }
 
+/*
+ * Whether @fd's file system keeps its data in RAM: tmpfs (which takes
+ * O_DIRECT since Linux 6.6, so the probe cannot tell) or ramfs.
+ */
+static bool tm_spill_in_ram(int fd)
+{
+	struct statfs fs;
+
+	if (fstatfs(fd, &fs))
+		return false;
+	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
+}
+
 int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 		  uint32_t flags)
 {
+	char *made = NULL;
 	uint32_t shift;
 	void *buf;
 	int rc;
@@ -128,7 +168,7 @@ int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 		return -ENOMEM;
 	sp->buf = buf;
 	sp->buf_bytes = TM_SPILL_BUF;
-	rc = tm_spill_create(path, flags & TMEM_SPILL_KEEP);
+	rc = tm_spill_create(path, flags & TMEM_SPILL_KEEP, &made);
 	if (rc < 0)
 		goto err_buf;
 	sp->fd = rc;
@@ -137,6 +177,11 @@ int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 	sp->direct = shift != 0;
 	sp->unit_shift = shift ? shift : 9;
 	sp->nunits = max >> sp->unit_shift;
+	/* A "spill" that may stay in memory: only when asked for. */
+	sp->buffered = !sp->direct || tm_spill_in_ram(sp->fd);
+	rc = -EOPNOTSUPP;
+	if (sp->buffered && !(flags & TMEM_SPILL_BUFFERED))
+		goto err_fd;
 	rc = -EINVAL;
 	if (!sp->nunits)
 		goto err_fd;
@@ -147,6 +192,7 @@ int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 	rc = io_uring_queue_init(TM_SPILL_BATCH, &sp->ring, 0);
 	if (rc < 0)
 		goto err_map;
+	free(made);
 	return 0;
 
 err_map:
@@ -155,6 +201,9 @@ err_map:
 err_fd:
 	close(sp->fd);
 	sp->fd = -1;
+	if (made)
+		unlink(made);	/* ours: made by this call */
+	free(made);
 err_buf:
 	free(sp->buf);
 	sp->buf = NULL;

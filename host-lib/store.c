@@ -197,7 +197,8 @@ TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
 	struct tmem_store *s;
 	int rc;
 
-	if (!cfg || !out || cfg->flags & ~TMEM_SPILL_KEEP ||
+	if (!cfg || !out ||
+	    cfg->flags & ~(TMEM_SPILL_KEEP | TMEM_SPILL_BUFFERED) ||
 	    (cfg->raw_policy != TMEM_RAW_STORE &&
 	     cfg->raw_policy != TMEM_RAW_REJECT))
 		return -EINVAL;
@@ -325,6 +326,7 @@ static const char *const tm_stat_names[TMEM_STAT__COUNT] = {
 	[TMEM_STAT_SLABS] = "slabs",
 	[TMEM_STAT_RECLAIM_RUNS] = "reclaim_runs",
 	[TMEM_STAT_PUT_OVER_BUDGET] = "puts_over_budget",
+	[TMEM_STAT_SPILL_BUFFERED] = "spill_buffered",
 };
 
 TM_EXPORT const char *tmem_stat_name(unsigned int stat)
@@ -332,12 +334,10 @@ TM_EXPORT const char *tmem_stat_name(unsigned int stat)
 	return stat < TMEM_STAT__COUNT ? tm_stat_names[stat] : NULL;
 }
 
-TM_EXPORT int tmem_stats(struct tmem_store *s, struct tmem_stats *out)
+/* Every stat, public and private, as one snapshot. */
+static void tm_stats_read(struct tmem_store *s, uint64_t v[TM_NSTAT])
 {
-	uint64_t v[TM_NSTAT] = { 0 };
-
-	if (!s || !out)
-		return -EINVAL;
+	memset(v, 0, TM_NSTAT * sizeof(*v));
 	for (int i = 0; i < TM_NSHARD; i++)
 		for (int k = 0; k < TM_NSTAT; k++)
 			v[k] += atomic_load_explicit(&s->shard[i].stat[k],
@@ -352,7 +352,20 @@ TM_EXPORT int tmem_stats(struct tmem_store *s, struct tmem_stats *out)
 	v[TMEM_STAT_SPILL_MAX] = s->spill_max;
 	v[TMEM_STAT_SLABS] = atomic_load(&s->slabs_live);
 	v[TMEM_STAT_RECLAIM_RUNS] = atomic_load(&s->reclaim_runs);
+	v[TMEM_STAT_SPILL_BUFFERED] = s->spill.buffered ?
+				      v[TMEM_STAT_SPILL_USED] : 0;
+}
 
+_Static_assert(sizeof(struct tmem_stats) == 38 * 8 + 16,
+	       "struct tmem_stats is ABI: its size must not change");
+
+TM_EXPORT int tmem_stats(struct tmem_store *s, struct tmem_stats *out)
+{
+	uint64_t v[TM_NSTAT];
+
+	if (!s || !out)
+		return -EINVAL;
+	tm_stats_read(s, v);
 	memcpy(out->v, v, sizeof(out->v));
 	out->compression_ratio = v[TMEM_STAT_BYTES_COMPRESSED] ?
 		(double)v[TM_ISTAT_RAM_PAGE_BYTES] /
@@ -361,4 +374,19 @@ TM_EXPORT int tmem_stats(struct tmem_store *s, struct tmem_stats *out)
 		1.0 - (double)v[TMEM_STAT_BYTES_COMPRESSED] /
 		(double)v[TMEM_STAT_RAM_DATA] : 0.0;
 	return 0;
+}
+
+TM_EXPORT int tmem_stat_values(struct tmem_store *s, uint64_t *v,
+			       unsigned int n)
+{
+	uint64_t all[TM_NSTAT];
+
+	if (!s || (n && !v))
+		return -EINVAL;
+	if (n) {
+		tm_stats_read(s, all);
+		memcpy(v, all, (n < TMEM_STAT__COUNT ? n : TMEM_STAT__COUNT) *
+		       sizeof(*v));
+	}
+	return TMEM_STAT__COUNT;
 }

@@ -228,6 +228,7 @@ struct tm_spill_io {
 struct tm_spill {
 	int fd;			/* -1: spilling is off */
 	bool direct;		/* O_DIRECT worked */
+	bool buffered;		/* pages may stay in memory (no O_DIRECT, tmpfs) */
 	uint32_t unit_shift;	/* log2 of the allocation unit */
 	uint64_t nunits;
 	pthread_mutex_t ring_lock;	/* ring and buf */

@@ -41,6 +41,14 @@ enum tmem_raw_policy {
 
 /* tmem_config.flags */
 #define TMEM_SPILL_KEEP	(1u << 0)	/* do not unlink the spill file */
+/*
+ * Accept a spill file whose pages may stay in host memory: on a file
+ * system without O_DIRECT (in the page cache) or one that lives in RAM
+ * (tmpfs, ramfs).  Such spilled bytes are counted in
+ * TMEM_STAT_SPILL_BUFFERED.  Without this flag such a file system is
+ * refused with -EOPNOTSUPP.
+ */
+#define TMEM_SPILL_BUFFERED	(1u << 1)
 
 struct tmem_config {
 	/*
@@ -50,11 +58,13 @@ struct tmem_config {
 	uint64_t budget;
 	/*
 	 * Spill target.  NULL or "" disables spilling.  An existing
-	 * directory gets a fresh file in it; any other path is created
-	 * (or truncated) as the file itself.  Either way the file has mode
-	 * 0600 and is unlinked at once unless TMEM_SPILL_KEEP is set.  The
-	 * file is scratch: its contents mean nothing once the store is
-	 * destroyed.
+	 * directory gets a fresh file in it; any other path is created as
+	 * the file itself, and must not exist yet: an existing file or a
+	 * symlink there is -EEXIST, never truncated.  Either way the file
+	 * has mode 0600 and is unlinked at once unless TMEM_SPILL_KEEP is
+	 * set.  The file is scratch: its contents mean nothing once the
+	 * store is destroyed.  A file system without O_DIRECT, or in RAM
+	 * (tmpfs), is refused (-EOPNOTSUPP) unless TMEM_SPILL_BUFFERED.
 	 */
 	const char *spill_path;
 	/* Largest size the spill file may reach, in bytes. 0: no spill. */
@@ -217,8 +227,8 @@ typedef void (*tmem_evict_fn)(void *opaque, int pool,
  */
 int tmem_set_evict_cb(struct tmem_store *s, tmem_evict_fn fn, void *opaque);
 
-/* Counters and gauges.  Read them with tmem_stats(); name them with
- * tmem_stat_name(). */
+/* Counters and gauges.  Read them with tmem_stat_values() (or, those of
+ * ABI 1.0, tmem_stats()); name them with tmem_stat_name(). */
 enum tmem_stat {
 	TMEM_STAT_PUTS,			/* puts accepted */
 	TMEM_STAT_PUT_REJ_NOSPACE,	/* puts rejected: -ENOSPC */
@@ -258,11 +268,21 @@ enum tmem_stat {
 	TMEM_STAT_SLABS,		/* gauge: allocator slabs in use */
 	TMEM_STAT_RECLAIM_RUNS,		/* reclaim passes (thread or inline) */
 	TMEM_STAT_PUT_OVER_BUDGET,	/* reserved puts kept over budget */
+	/* ABI 1.1: read these with tmem_stat_values() */
+	TMEM_STAT_SPILL_BUFFERED,	/* gauge: spill bytes maybe in memory */
 	TMEM_STAT__COUNT
 };
 
+/* The stats of ABI 1.0, which struct tmem_stats holds. */
+#define TMEM_STATS_V1	38
+
+/*
+ * A snapshot of the ABI 1.0 stats.  Its size never changes, so a program
+ * built against any tmem.h may pass one; stats added since (from
+ * TMEM_STAT_SPILL_BUFFERED on) are read with tmem_stat_values().
+ */
 struct tmem_stats {
-	uint64_t v[TMEM_STAT__COUNT];
+	uint64_t v[TMEM_STATS_V1];
 	/* uncompressed bytes / compressed bytes, over pages held in RAM
 	 * with data (same-filled pages excluded); 0 when there are none. */
 	double compression_ratio;
@@ -276,6 +296,15 @@ struct tmem_stats {
  * instants; each value on its own is exact.  Returns 0 or -EINVAL.
  */
 int tmem_stats(struct tmem_store *s, struct tmem_stats *out);
+
+/*
+ * tmem_stat_values - every stat, indexed by enum tmem_stat: writes the
+ * first min(@n, count) of them to @v, where count is the number of stats
+ * this library has, and returns count (or -EINVAL).  A caller built
+ * against an older header passes its own TMEM_STAT__COUNT and gets what
+ * it knows; @v may be NULL when @n is 0.  Read as tmem_stats() does.
+ */
+int tmem_stat_values(struct tmem_store *s, uint64_t *v, unsigned int n);
 
 /* tmem_stat_name - a stable snake_case name, or NULL if out of range. */
 const char *tmem_stat_name(unsigned int stat);

@@ -548,12 +548,22 @@ static inline void t_stats(struct tmem_store *s, struct tmem_stats *st)
 		t_fail("tmem_stats: %s", t_errname(rc));
 }
 
+/* All stats, ABI 1.0's and later ones, indexed by enum tmem_stat. */
+static inline void t_stat_values(struct tmem_store *s,
+				 uint64_t v[TMEM_STAT__COUNT])
+{
+	int rc = tmem_stat_values(s, v, TMEM_STAT__COUNT);
+
+	if (rc != TMEM_STAT__COUNT)
+		t_fail("tmem_stat_values: %d", rc);
+}
+
 static inline uint64_t t_stats_get(struct tmem_store *s, enum tmem_stat stat)
 {
-	struct tmem_stats st;
+	uint64_t v[TMEM_STAT__COUNT];
 
-	t_stats(s, &st);
-	return st.v[stat];
+	t_stat_values(s, v);
+	return v[stat];
 }
 
 enum t_cmp { T_EQ, T_LE, T_GE };

@@ -2,7 +2,8 @@
 /*
  * t_api_spill: the spill file.  A directory gets a fresh file, unlinked at
  * once (the directory stays empty) unless TMEM_SPILL_KEEP, then mode 0600;
- * any other path is the file itself, created or truncated; the path is
+ * any other path is the file itself, created, never an existing file or a
+ * symlink; a file system without O_DIRECT only when asked; the path is
  * copied at create time; "" or spill_max 0 disable spilling; and once
  * spill_max is reached persistent puts are -ENOSPC while every accepted
  * page still reads back.
@@ -125,34 +126,121 @@ static void test_file_path(void)
 	t_dir_remove(dir);
 }
 
-/* ...or truncated: old contents are never taken for pages. */
-static void test_file_truncated(void)
+/*
+ * ...but never an existing file: it may be someone's data.  Nor a symlink,
+ * dangling or not.  The store is refused with -EEXIST and the file keeps
+ * its bytes and its mode.
+ */
+static void test_file_exists(void)
 {
-	char dir[T_PATH_MAX], path[T_PATH_MAX * 2];
-	static unsigned char junk[1 << 20], head[4096];
-	struct tmem_store *s;
-	ssize_t got;
-	int fd;
+	struct tmem_config cfg = {
+		.budget = 1 * MIB,
+		.spill_max = 64 * MIB,
+	};
+	char dir[T_PATH_MAX], path[T_PATH_MAX * 2], link[T_PATH_MAX * 2];
+	static unsigned char junk[1 << 16], head[sizeof(junk)];
+	struct tmem_store *s = NULL;
+	struct stat sb;
+	int fd, flags;
 
 	t_mkdtemp(dir);
 	snprintf(path, sizeof(path), "%s/old-file", dir);
+	snprintf(link, sizeof(link), "%s/link", dir);
 	memset(junk, 0xee, sizeof(junk));
 	fd = open(path, O_CREAT | O_WRONLY | O_TRUNC, 0644);
 	t_assert(fd >= 0);
 	t_rc(write(fd, junk, sizeof(junk)), sizeof(junk));
 	close(fd);
+	t_rc(symlink(path, link), 0);
 
-	s = file_store(path, TMEM_SPILL_KEEP);
-	fd = open(path, O_RDONLY);
-	t_assert(fd >= 0);
-	got = read(fd, head, sizeof(head));
-	close(fd);
-	t_assert(got >= 0);
-	/* Truncated, perhaps then re-extended with zeros. */
-	t_assert(got == 0 || memcmp(head, junk, got) != 0);
-	t_assert(spill_some(s, 16) >= 16);
-	tmem_store_destroy(s);
+	for (flags = 0; flags < 2; flags++) {
+		cfg.flags = flags ? TMEM_SPILL_KEEP : 0;
+		cfg.spill_path = path;
+		t_rc(tmem_store_create(&cfg, &s), -EEXIST);
+		cfg.spill_path = link;
+		t_rc(tmem_store_create(&cfg, &s), -EEXIST);
+		t_rc(lstat(link, &sb), 0);
+		t_assert(S_ISLNK(sb.st_mode));
+		t_rc(stat(path, &sb), 0);
+		if ((sb.st_mode & 07777) != 0644)
+			t_fail("existing file's mode changed to %o",
+			       (unsigned int)(sb.st_mode & 07777));
+		t_eq(sb.st_size, sizeof(junk));
+		fd = open(path, O_RDONLY);
+		t_assert(fd >= 0);
+		t_rc(read(fd, head, sizeof(head)), sizeof(head));
+		close(fd);
+		t_assert(!memcmp(head, junk, sizeof(junk)));
+	}
+	/* A dangling symlink is not followed to create its target. */
+	t_rc(unlink(path), 0);
+	cfg.spill_path = link;
+	t_rc(tmem_store_create(&cfg, &s), -EEXIST);
+	t_rc(access(path, F_OK), -1);
 	t_dir_remove(dir);
+}
+
+/*
+ * A file system in RAM (tmpfs), or without O_DIRECT, would keep "spilled"
+ * pages in host memory: refused with -EOPNOTSUPP, unless the caller asks for
+ * it with TMEM_SPILL_BUFFERED, and then every spilled byte shows in the
+ * spill_buffered gauge.
+ */
+static void test_no_direct(void)
+{
+	struct tmem_config cfg = {
+		.budget = 1 * MIB,
+		.spill_max = 64 * MIB,
+	};
+	struct tmem_store *s = NULL;
+	char dir[T_PATH_MAX];
+	uint64_t used;
+
+	if (access("/dev/shm", W_OK | X_OK)) {
+		printf("no writable /dev/shm: tmpfs case skipped\n");
+		return;
+	}
+	t_mkdtemp_in("/dev/shm", dir);
+	cfg.spill_path = dir;
+	t_rc(tmem_store_create(&cfg, &s), -EOPNOTSUPP);
+	t_rc(t_dir_count(dir), 0);
+	cfg.flags = TMEM_SPILL_BUFFERED;
+	t_rc(tmem_store_create(&cfg, &s), 0);
+	t_eq(t_stats_get(s, TMEM_STAT_SPILL_BUFFERED), 0);
+	t_assert(spill_some(s, 16) >= 16);
+	t_eq(t_stats_get(s, TMEM_STAT_SPILL_BUFFERED), 0);	/* flushed */
+	{
+		int p = t_pool_new(s, TMEM_PERSISTENT, LEN);
+		struct tmem_key k = t_key(2, 0);
+
+		t_rc(tmem_set_budget(s, 64 * MIB), 0);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, 5), LEN), 0);
+		t_rc(tmem_set_budget(s, 0), 0);
+		t_wait_stat_or_fail(s, TMEM_STAT_PAGES_SPILLED, T_EQ, 1,
+				    10000);
+		used = t_stats_get(s, TMEM_STAT_SPILL_USED);
+		t_assert(used > 0);
+		t_eq(t_stats_get(s, TMEM_STAT_SPILL_BUFFERED), used);
+	}
+	t_store_free(s, dir);
+
+	/* On a disk with O_DIRECT the flag changes nothing: 0 buffered. */
+	t_mkdtemp(dir);
+	cfg.spill_path = dir;
+	t_rc(tmem_store_create(&cfg, &s), 0);
+	t_assert(spill_some(s, 16) >= 16);
+	{
+		int p = t_pool_new(s, TMEM_PERSISTENT, LEN);
+		struct tmem_key k = t_key(2, 0);
+
+		t_rc(tmem_set_budget(s, 64 * MIB), 0);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, 5), LEN), 0);
+		t_rc(tmem_set_budget(s, 0), 0);
+		t_wait_stat_or_fail(s, TMEM_STAT_PAGES_SPILLED, T_EQ, 1,
+				    10000);
+		t_eq(t_stats_get(s, TMEM_STAT_SPILL_BUFFERED), 0);
+	}
+	t_store_free(s, dir);
 }
 
 /* The config and its string are copied: freeing them changes nothing. */
@@ -270,7 +358,8 @@ int main(int argc, char **argv)
 	test_dir_unlinked();
 	test_dir_keep();
 	test_file_path();
-	test_file_truncated();
+	test_file_exists();
+	test_no_direct();
 	test_path_copied();
 	test_no_spill();
 	test_cap();

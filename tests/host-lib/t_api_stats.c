@@ -17,11 +17,11 @@ struct delta {
 	int64_t delta;
 };
 
-static struct tmem_stats before;
+static uint64_t before[TMEM_STAT__COUNT];
 
 static void snap(struct tmem_store *s)
 {
-	t_stats(s, &before);
+	t_stat_values(s, before);
 }
 
 /* The counters: everything up to the gauges, reclaim runs aside. */
@@ -33,13 +33,13 @@ static bool is_counter(unsigned int i)
 static void check_at(int line, struct tmem_store *s, const struct delta *d,
 		     int n)
 {
-	struct tmem_stats after;
+	uint64_t after[TMEM_STAT__COUNT];
 	int64_t want[TMEM_STAT__COUNT] = { 0 };
 	bool any[TMEM_STAT__COUNT] = { false };
 	unsigned int i;
 	int j;
 
-	t_stats(s, &after);
+	t_stat_values(s, after);
 	for (j = 0; j < n; j++) {
 		if (d[j].delta == ANY)
 			any[d[j].stat] = true;
@@ -47,7 +47,7 @@ static void check_at(int line, struct tmem_store *s, const struct delta *d,
 			want[d[j].stat] = d[j].delta;
 	}
 	for (i = 0; i < TMEM_STAT__COUNT; i++) {
-		int64_t got = (int64_t)(after.v[i] - before.v[i]);
+		int64_t got = (int64_t)(after[i] - before[i]);
 		bool checked = is_counter(i) ||
 			       i == TMEM_STAT_PAGES_PERSISTENT ||
 			       i == TMEM_STAT_PAGES_EPHEMERAL ||

@@ -535,6 +535,7 @@ static void run(struct model *m, enum tmem_raw_policy raw, uint64_t nops)
 
 	/* The model spills a lot and re-reads it: keep it off the disk. */
 	t_mkdtemp_fast(m->dir, cfg.spill_max);
+	cfg.flags |= TMEM_SPILL_BUFFERED;	/* /dev/shm, if it has room */
 	cfg.spill_path = m->dir;
 	m->s = t_store_new_cfg(&cfg, NULL);
 	m->raw = raw;
