@@ -47,9 +47,13 @@ TmemInfoList *qmp_query_tmem(Error **errp)
     return list;
 }
 
+/* Unsigned, so that a value past INT64_MAX prints rather than reads 0 */
 static uint64_t virtio_tmem_stat(QDict *st, const char *name)
 {
-    return qdict_get_try_int(st, name, 0);
+    QNum *n = qobject_to(QNum, qdict_get(st, name));
+    uint64_t v;
+
+    return n && qnum_get_try_uint(n, &v) ? v : 0;
 }
 
 static double virtio_tmem_ratio(QDict *st, const char *name)

@@ -288,6 +288,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         .budget = s->budget,
         .spill_path = s->spill,
         .spill_max = s->spill_max,
+        .flags = s->spill_buffered ? TMEM_SPILL_BUFFERED : 0,
     };
     uint32_t i;
     int rc;
@@ -304,6 +305,23 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     if (s->max_pools < 1 || s->max_pools > 65536) {
         /* a driver pool id has 16 bits of slot */
         error_setg(errp, "max-pools must be 1 to 65536");
+        return;
+    }
+    if (virtio_has_feature(s->host_features, VIRTIO_TMEM_F_CREDITS) &&
+        (s->max_credits < 1 || s->max_credits > VIRTIO_TMEM_MAX_CREDITS)) {
+        /* spec 4: at least 1 while credits are offered */
+        error_setg(errp, "max-credits must be 1 to %u (or credits=off)",
+                   VIRTIO_TMEM_MAX_CREDITS);
+        return;
+    }
+    if (s->max_credits > VIRTIO_TMEM_MAX_CREDITS) {
+        error_setg(errp, "max-credits must be at most %u",
+                   VIRTIO_TMEM_MAX_CREDITS);
+        return;
+    }
+    if (s->hint_window > VIRTIO_TMEM_MAX_HINT_WINDOW) {
+        error_setg(errp, "hint-window must be 0 to %u",
+                   VIRTIO_TMEM_MAX_HINT_WINDOW);
         return;
     }
     if (s->spill && !s->spill_max) {
@@ -325,6 +343,14 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         error_setg_errno(errp, -rc, "cannot create the page store%s%s",
                          s->spill ? " with spill file in " : "",
                          s->spill ? s->spill : "");
+        if (rc == -EEXIST) {
+            error_append_hint(errp, "spill names an existing file; give a "
+                              "directory or a path that does not exist\n");
+        } else if (rc == -EOPNOTSUPP) {
+            error_append_hint(errp, "the spill file system keeps its data "
+                              "in RAM (tmpfs) or lacks O_DIRECT; use a disk, "
+                              "or spill-buffered=on to accept it\n");
+        }
         return;
     }
 
@@ -382,7 +408,11 @@ static void virtio_tmem_get_budget(Object *obj, Visitor *v, const char *name,
     visit_type_size(v, name, &s->budget, errp);
 }
 
-/* Before realize this sets the initial budget; after, it acts at once. */
+/*
+ * Before realize this sets the initial budget; after, it acts at once.
+ * 0 keeps nothing (every ephemeral page goes, persistent ones spill);
+ * otherwise at least one page, at most VIRTIO_TMEM_MAX_BUDGET.
+ */
 static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
                                    void *opaque, Error **errp)
 {
@@ -390,6 +420,13 @@ static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
     uint64_t value, old;
 
     if (!visit_type_size(v, name, &value, errp)) {
+        return;
+    }
+    if (value && (value < VIRTIO_TMEM_MIN_BUDGET ||
+                  value > VIRTIO_TMEM_MAX_BUDGET)) {
+        error_setg(errp, "budget must be 0 or %u to %" PRIu64 " bytes, "
+                   "not %" PRIu64, VIRTIO_TMEM_MIN_BUDGET,
+                   (uint64_t)VIRTIO_TMEM_MAX_BUDGET, value);
         return;
     }
     qemu_mutex_lock(&s->lock);
@@ -483,19 +520,21 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
 {
     VirtIOTmem *s = VIRTIO_TMEM(obj);
     VirtIOTmemStatsSnap sn = { 0 };
+    uint64_t vals[TMEM_STAT__COUNT] = { 0 };
     struct tmem_stats st = { 0 };
     unsigned i;
     bool ok = false;
 
     if (s->store) {
         tmem_stats(s->store, &st);
+        tmem_stat_values(s->store, vals, TMEM_STAT__COUNT);
     }
     virtio_tmem_snap(s, &sn);
     if (!visit_start_struct(v, name, NULL, 0, errp)) {
         return;
     }
     for (i = 0; i < TMEM_STAT__COUNT; i++) {
-        if (!visit_type_uint64(v, tmem_stat_name(i), &st.v[i], errp)) {
+        if (!visit_type_uint64(v, tmem_stat_name(i), &vals[i], errp)) {
             goto out;
         }
     }
@@ -579,6 +618,7 @@ static const VMStateDescription vmstate_virtio_tmem = {
 static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_STRING("spill", VirtIOTmem, spill),
     DEFINE_PROP_SIZE("spill-max", VirtIOTmem, spill_max, 0),
+    DEFINE_PROP_BOOL("spill-buffered", VirtIOTmem, spill_buffered, false),
     DEFINE_PROP_UINT16("num-queues", VirtIOTmem, num_queues, 1),
     DEFINE_PROP_UINT16("max-ops", VirtIOTmem, max_ops, 256),
     DEFINE_PROP_UINT32("max-credits", VirtIOTmem, max_credits, 1024),

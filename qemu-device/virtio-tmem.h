@@ -27,6 +27,21 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 #define VIRTIO_TMEM_MAX_OPS         4096
 #define VIRTIO_TMEM_QUEUE_SIZE      256
 
+/*
+ * Bounds on the properties.  A budget is 0 (store nothing) or at least
+ * one page, and at most 2^56 bytes: all that a process can address
+ * with 5-level paging, so no host can give one guest more.  Credits
+ * beyond the credited puts one request queue can carry at once (a ring
+ * of requests of the largest max-ops) buy a driver nothing but let it
+ * overrun the budget further; a hit-ratio window of more GETs than that
+ * judges too late to be of use.
+ */
+#define VIRTIO_TMEM_MIN_BUDGET      4096
+#define VIRTIO_TMEM_MAX_BUDGET      (1ULL << 56)
+#define VIRTIO_TMEM_RING_OPS    (VIRTIO_TMEM_QUEUE_SIZE * VIRTIO_TMEM_MAX_OPS)
+#define VIRTIO_TMEM_MAX_CREDITS     VIRTIO_TMEM_RING_OPS
+#define VIRTIO_TMEM_MAX_HINT_WINDOW VIRTIO_TMEM_RING_OPS
+
 /* Keys in one EVICTED event: as many as a minimum-size buffer holds. */
 #define VIRTIO_TMEM_EVICT_KEYS \
     ((VIRTIO_TMEM_EVENT_MIN - sizeof(struct virtio_tmem_event)) / \
@@ -76,6 +91,7 @@ struct VirtIOTmem {
     uint64_t budget;        /* host RAM budget in bytes; qom-set at will */
     char *spill;            /* spill directory or file; NULL: none */
     uint64_t spill_max;     /* cap on the spill file, bytes */
+    bool spill_buffered;    /* allow a spill file that may stay in RAM */
     uint16_t num_queues;    /* request queues */
     uint16_t max_ops;       /* operations per request */
     uint32_t max_credits;   /* credits a driver may hold */

@@ -14,6 +14,7 @@
 #include "qemu/module.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "qobject/qnum.h"
 #include "standard-headers/linux/pci_regs.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
@@ -158,14 +159,179 @@ static void test_spill(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * Properties: nonsense budgets and unbounded limits are refused with a
+ * message, at run time (qom-set) and on device_add; large values read
+ * back exactly over QMP and HMP, past the 2^53 where a double would
+ * round them.
+ */
+
+#define TMEM_MAX_BUDGET         ((uint64_t)1 << 56)
+#define TMEM_MAX_LIMIT          (256u * 4096u)  /* max-credits, hint-window */
+
+static void *tmem_props_setup(GString *cmd_line, void *arg)
+{
+    /* device_add leaves a device behind: no later test may reuse this */
+    g_string_append(cmd_line, " -name tmem-props");
+    return arg;
+}
+
+/* qom-set @prop to @value; NULL if it took, else the error's text. */
+static char *tmem_try_set(TmemCtx *c, const char *prop, uint64_t value)
+{
+    QDict *rsp = qtest_qmp(c->qts, "{'execute': 'qom-set', 'arguments': "
+                           "{'path': %s, 'property': %s, 'value': %" PRIu64
+                           "}}", c->tmem->qom_path, prop, value);
+    char *err = NULL;
+
+    if (qdict_haskey(rsp, "error")) {
+        err = g_strdup(qdict_get_str(qdict_get_qdict(rsp, "error"), "desc"));
+        g_test_message("qom-set %s %" PRIu64 ": %s", prop, value, err);
+    }
+    qobject_unref(rsp);
+    return err;
+}
+
+static void tmem_set_refused(TmemCtx *c, const char *prop, uint64_t value,
+                             const char *why)
+{
+    g_autofree char *err = tmem_try_set(c, prop, value);
+
+    g_assert_nonnull(err);
+    g_assert_nonnull(strstr(err ? err : "", why));
+}
+
+/* device_add with @prop = @value must fail, saying @why. */
+static void tmem_add_refused(TmemCtx *c, const char *prop, uint64_t value,
+                             const char *why)
+{
+    QDict *rsp = qtest_qmp(c->qts, "{'execute': 'device_add', 'arguments': "
+                           "{'driver': 'virtio-tmem-pci', 'id': 'bad', "
+                           "'addr': '05.0', %s: %" PRIu64 "}}", prop, value);
+    const char *err = "";
+
+    g_assert_true(qdict_haskey(rsp, "error"));
+    if (qdict_haskey(rsp, "error")) {
+        err = qdict_get_str(qdict_get_qdict(rsp, "error"), "desc");
+    }
+    g_test_message("device_add %s=%" PRIu64 ": %s", prop, value, err);
+    g_assert_nonnull(strstr(err, why));
+    qobject_unref(rsp);
+}
+
+static uint64_t tmem_get_budget(TmemCtx *c)
+{
+    /* qtest_qmp_assert_success_ref() only hands back an object */
+    QDict *rsp = qtest_qmp(c->qts, "{'execute': 'qom-get', 'arguments': "
+                           "{'path': %s, 'property': 'budget'}}",
+                           c->tmem->qom_path);
+    QNum *n = qobject_to(QNum, qdict_get(rsp, "return"));
+    uint64_t v = 0;
+
+    g_assert_nonnull(n);
+    g_assert_true(qnum_get_try_uint(n, &v));
+    qobject_unref(rsp);
+    return v;
+}
+
+/* The budget, exact, everywhere it is shown */
+static void tmem_check_budget(TmemCtx *c, uint64_t want)
+{
+    g_autofree char *dec = g_strdup_printf("%" PRIu64, want);
+    g_autofree char *line = g_strdup_printf("of budget %" PRIu64 " bytes",
+                                            want);
+    g_autofree char *cmd = g_strdup_printf("qom-get %s budget",
+                                           c->tmem->qom_path);
+    char *hmp;
+
+    g_assert_cmpuint(tmem_get_budget(c), ==, want);
+    g_assert_cmpuint(tmem_stat(c, "budget"), ==, want);
+    g_assert_cmpuint(qvirtio_config_readq(c->vdev,
+                     offsetof(struct virtio_tmem_config, budget)), ==, want);
+    hmp = qtest_hmp(c->qts, "%s", cmd);
+    g_strstrip(hmp);
+    g_assert_cmpstr(hmp, ==, dec);
+    g_free(hmp);
+    hmp = qtest_hmp(c->qts, "info tmem");
+    g_assert_nonnull(strstr(hmp, line));
+    g_free(hmp);
+}
+
+static void test_properties(void *obj, void *data, QGuestAllocator *alloc)
+{
+    /* 2^56 - 1 is no double: the nearest is 2^56 */
+    const uint64_t odd_big = TMEM_MAX_BUDGET - 1;
+    const uint64_t tib1 = (uint64_t)1 << 40 | 1;
+    TmemCtx ctx, *c = &ctx;
+    char *err;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    g_assert_cmpuint((double)odd_big, !=, odd_big);
+
+    /* budget: 0, or one page to 2^56 bytes */
+    tmem_set_refused(c, "budget", 1, "budget must be");
+    tmem_set_refused(c, "budget", 4095, "budget must be");
+    tmem_set_refused(c, "budget", TMEM_MAX_BUDGET + 1, "budget must be");
+    tmem_set_refused(c, "budget", UINT64_MAX, "budget must be");
+    tmem_check_budget(c, DEF_BUDGET);
+    tmem_set_budget(c, 0);
+    tmem_check_budget(c, 0);
+    tmem_set_budget(c, 4096);
+    tmem_check_budget(c, 4096);
+    tmem_set_budget(c, tib1);
+    tmem_check_budget(c, tib1);
+    tmem_set_budget(c, odd_big);
+    tmem_check_budget(c, odd_big);
+    tmem_set_budget(c, TMEM_MAX_BUDGET);
+    tmem_check_budget(c, TMEM_MAX_BUDGET);
+    tmem_set_budget(c, DEF_BUDGET);
+    tmem_check_budget(c, DEF_BUDGET);
+    tmem_check_put_get(c, tmem_pool_new(c, POOL_P4K), PAGE_4K, 410);
+
+    /* the limits are fixed once the device runs */
+    err = tmem_try_set(c, "max-credits", 16);
+    g_assert_nonnull(err);
+    g_free(err);
+    err = tmem_try_set(c, "hint-window", 16);
+    g_assert_nonnull(err);
+    g_free(err);
+
+    /* and a new device with them out of bounds is refused */
+    tmem_add_refused(c, "max-credits", TMEM_MAX_LIMIT + 1,
+                     "max-credits must be");
+    tmem_add_refused(c, "max-credits", UINT32_MAX, "max-credits must be");
+    tmem_add_refused(c, "max-credits", 0, "max-credits must be");
+    tmem_add_refused(c, "hint-window", TMEM_MAX_LIMIT + 1,
+                     "hint-window must be");
+    tmem_add_refused(c, "hint-window", UINT32_MAX, "hint-window must be");
+    tmem_add_refused(c, "budget", 100, "budget must be");
+    tmem_add_refused(c, "budget", TMEM_MAX_BUDGET + 1, "budget must be");
+    /* the bounds themselves are allowed */
+    qtest_qmp_assert_success(c->qts, "{'execute': 'device_add', 'arguments': "
+                             "{'driver': 'virtio-tmem-pci', 'id': 'big', "
+                             "'addr': '06.0', 'max-credits': %u, "
+                             "'hint-window': %u, 'budget': %" PRIu64 "}}",
+                             TMEM_MAX_LIMIT, TMEM_MAX_LIMIT,
+                             TMEM_MAX_BUDGET);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'device_add', 'arguments': "
+                             "{'driver': 'virtio-tmem-pci', 'id': 'nocred', "
+                             "'addr': '07.0', 'credits': false, "
+                             "'max-credits': 0, 'hint-window': 0}}");
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_budget_test(void)
 {
     QOSGraphTestOptions spill = {
         .before = tmem_spill_setup,
     };
+    QOSGraphTestOptions props = {
+        .before = tmem_props_setup,
+    };
 
     qos_add_test("budget", "virtio-tmem", test_budget, NULL);
     qos_add_test("spill", "virtio-tmem", test_spill, &spill);
+    qos_add_test("properties", "virtio-tmem", test_properties, &props);
 }
 
 libqos_init(register_virtio_tmem_budget_test);
