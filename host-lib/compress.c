@@ -18,13 +18,13 @@
 
 static pthread_key_t tm_scratch_key;
 static pthread_once_t tm_scratch_once = PTHREAD_ONCE_INIT;
+static bool tm_scratch_key_ok;
 static _Thread_local uint8_t *tm_scratch_buf;
 
 static void tm_scratch_key_init(void)
 {
 	/* A thread's scratch is freed when the thread exits. */
-	if (pthread_key_create(&tm_scratch_key, free))
-		abort();	/* only at first use: no key, no library */
+	tm_scratch_key_ok = !pthread_key_create(&tm_scratch_key, free);
 }
 
 /*
@@ -39,8 +39,9 @@ void *tm_scratch(size_t *size)
 	if (!tm_scratch_buf) {
 		void *p;
 
+		/* Without the key, every call that needs scratch is -ENOMEM. */
 		pthread_once(&tm_scratch_once, tm_scratch_key_init);
-		if (posix_memalign(&p, 4096, bytes))
+		if (!tm_scratch_key_ok || posix_memalign(&p, 4096, bytes))
 			return NULL;
 		if (pthread_setspecific(tm_scratch_key, p)) {
 			free(p);

@@ -19,6 +19,7 @@ enum tm_fault {
 	TM_FAULT_SPILL_ENOSPC,	/* a spill write completes with -ENOSPC */
 	TM_FAULT_SPILL_READ,	/* a spill read completes with -EIO */
 	TM_FAULT_SHORT_READ,	/* a spill read returns half of what was asked */
+	TM_FAULT_BUCKETS,	/* a hash table cannot grow (calloc fails) */
 	TM_FAULT__COUNT
 };
 

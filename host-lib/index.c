@@ -161,8 +161,10 @@ static void tm_table_free(struct tm_table *t)
 /*
  * Double @*bkt when the chains average over two.  Growing is optional:
  * under a strict charge that does not fit, chains just get longer.
+ * Returns 0, or why it could not grow: TM_NEED_ROOM (the charge did not
+ * fit) or -ENOMEM; that matters only when there is no table yet.
  */
-static void tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
+static int tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
 			    uint32_t **bkt, uint32_t *nb, uint32_t count,
 			    enum tm_charge mode,
 			    uint64_t (*hash)(struct tm_shard *, uint32_t),
@@ -172,13 +174,14 @@ static void tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
 	uint32_t *nbkt;
 
 	if (*nb && count <= 2 * *nb)
-		return;
+		return 0;
 	if (!tm_shard_charge(s, sh, n * sizeof(*nbkt), mode))
-		return;
-	nbkt = calloc(n, sizeof(*nbkt));
+		return TM_NEED_ROOM;
+	nbkt = tm_fault_fire(TM_FAULT_BUCKETS) ? NULL :
+	       calloc(n, sizeof(*nbkt));
 	if (!nbkt) {
 		tm_shard_uncharge(s, sh, n * sizeof(*nbkt));
-		return;
+		return -ENOMEM;
 	}
 	for (uint32_t b = 0; b < *nb; b++) {
 		uint32_t id = (*bkt)[b];
@@ -197,6 +200,7 @@ static void tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
 	free(*bkt);
 	*bkt = nbkt;
 	*nb = n;
+	return 0;
 }
 
 static uint64_t tm_obj_hash_id(struct tm_shard *sh, uint32_t id)
@@ -295,11 +299,11 @@ static int tm_obj_get(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 			  mode, &id);
 	if (rc)
 		return rc;
-	tm_buckets_grow(s, sh, &sh->obkt, &sh->obkt_n, sh->nobjs + 1, mode,
-			tm_obj_hash_id, tm_obj_link);
+	rc = tm_buckets_grow(s, sh, &sh->obkt, &sh->obkt_n, sh->nobjs + 1,
+			     mode, tm_obj_hash_id, tm_obj_link);
 	if (!sh->obkt_n) {
 		tm_table_put(&sh->objs, id, offsetof(struct tm_obj, hnext));
-		return TM_NEED_ROOM;
+		return rc ? rc : -ENOMEM;
 	}
 	o = tm_obj_ptr(sh, id);
 	memcpy(o->oid, oid, sizeof(o->oid));
@@ -348,13 +352,13 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	rc = tm_table_get(s, sh, &sh->ents, offsetof(struct tm_entry, hnext),
 			  mode, &id);
 	if (!rc) {
-		tm_buckets_grow(s, sh, &sh->ebkt, &sh->ebkt_n, sh->nents + 1,
-				mode, tm_ent_hash_id, tm_ent_link);
-		if (!sh->ebkt_n) {
+		rc = tm_buckets_grow(s, sh, &sh->ebkt, &sh->ebkt_n,
+				     sh->nents + 1, mode, tm_ent_hash_id,
+				     tm_ent_link);
+		if (!sh->ebkt_n)
 			tm_table_put(&sh->ents, id,
 				     offsetof(struct tm_entry, hnext));
-			rc = TM_NEED_ROOM;
-		}
+		rc = sh->ebkt_n ? 0 : rc ? rc : -ENOMEM;
 	}
 	o = tm_obj_ptr(sh, obj);
 	if (rc) {

@@ -259,6 +259,8 @@ TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
 	return 0;
 
 reject:
+	if (rc == TM_NEED_ROOM)		/* never seen outside the library */
+		rc = flags & TMEM_PUT_RESERVED ? -ENOMEM : -ENOSPC;
 	tm_put_reject(s, pool, key, rc);
 	return rc;
 }

@@ -37,6 +37,38 @@ static void test_alloc_first_put(enum tmem_pool_kind kind, uint32_t len)
 }
 
 /*
+ * No internal code reaches a caller: a put kept over the budget on its
+ * promise (TMEM_PUT_RESERVED), into a store that cannot even grow a hash
+ * table, fails with -ENOMEM, and a plain put with -ENOMEM or -ENOSPC.
+ */
+static void test_no_internal_code(void)
+{
+	struct tmem_store *s = t_store_new(0, NULL, 0);
+	int p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
+	unsigned char *buf = t_buf_alloc(T_PAGE_4K);
+	struct tmem_key k = t_key(1, 1);
+	int rc;
+
+	t_page_fill(buf, T_PAGE_4K, 7);
+	tm_fault_arm(TM_FAULT_BUCKETS, 0, ALWAYS);
+	rc = tmem_put_flags(s, p, &k, buf, T_PAGE_4K, TMEM_PUT_RESERVED);
+	if (rc != -ENOMEM)
+		t_fail("reserved put, no memory for buckets: %d (%s)", rc,
+		       t_errname(rc));
+	rc = tmem_put(s, p, &k, buf, T_PAGE_4K);
+	if (rc != -ENOMEM && rc != -ENOSPC)
+		t_fail("put, no memory for buckets: %d (%s)", rc,
+		       t_errname(rc));
+	t_assert(tm_fault_hits(TM_FAULT_BUCKETS) > 0);
+	tm_fault_reset();
+	t_rc(t_get_check(s, p, &k, 0, T_PAGE_4K), -ENOENT);
+	t_rc(tmem_put_flags(s, p, &k, buf, T_PAGE_4K, TMEM_PUT_RESERVED), 0);
+	t_rc(t_get_check(s, p, &k, 7, T_PAGE_4K), 0);
+	free(buf);
+	t_store_free(s, NULL);
+}
+
+/*
  * The sweep: the same run of puts, flushes and gets again and again, with
  * the Nth allocation failing in run N, until a run makes no more
  * allocations than the fault skips.  A put fails with -ENOMEM exactly
@@ -396,6 +428,7 @@ int main(int argc, char **argv)
 	test_alloc_first_put(TMEM_EPHEMERAL, T_PAGE_4K);
 	test_alloc_first_put(TMEM_PERSISTENT, T_PAGE_64K);
 	test_alloc_sweep();
+	test_no_internal_code();
 	test_spill_write(TM_FAULT_SPILL_WRITE);
 	test_spill_write(TM_FAULT_SPILL_ENOSPC);
 	test_short_read();
