@@ -18,6 +18,7 @@
 #include "qapi/visitor.h"
 #include "qemu/error-report.h"
 #include "qemu/iov.h"
+#include "qemu/main-loop.h"
 #include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/units.h"
@@ -41,35 +42,50 @@ static void virtio_tmem_handle_eventq(VirtIODevice *vdev, VirtQueue *vq)
 }
 
 /*
- * Drain a request queue: every chain, with notifications off while we
- * work, then one interrupt for the lot.  A kick is an exit on KVM and an
- * interrupt an injection, so both are counted for the exits-per-page
- * figures.  Runs in the iothread if there is one, else in the main
- * loop; s->lock is held for one request at a time, so QMP and the event
- * bottom half wait for at most one request.
+ * Drain a request queue: every chain, then one interrupt for the lot.
+ * Notifications are turned off while we work only if they were on: an
+ * iothread that polls the queue turned them off, and must find them off
+ * when we return, or the guest would notify it for nothing (as
+ * virtio-blk does).  @kicks is the guest notifications that brought us
+ * here, 0 when a poll or the device itself did: a kick is an exit on
+ * KVM and an interrupt an injection, so both are counted for the
+ * exits-per-page figures.  Runs in the iothread if there is one, else in
+ * the main loop; s->lock is held for one request at a time, so QMP and
+ * the event bottom half wait for at most one request.
  */
-static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
+static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
 {
-    VirtIOTmem *s = VIRTIO_TMEM(vdev);
-    VirtIOTmemQueueStats *qs = &s->qstats[virtio_get_queue_index(vq) - 1];
-    unsigned done = 0;
+    VirtIOTmem *s = rq->s;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    VirtQueue *vq = rq->vq;
+    bool suppress = virtio_queue_get_notification(vq);
     bool broken = false, notified;
+    unsigned done = 0;
 
-    qemu_mutex_lock(&s->lock);
-    qs->kicks++;
-    qemu_mutex_unlock(&s->lock);
+    if (kicks) {
+        qemu_mutex_lock(&s->lock);
+        rq->qs->kicks += kicks;
+        qemu_mutex_unlock(&s->lock);
+    }
+    /* as virtio_queue_notify_vq() would */
+    if (!virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(vq)) ||
+        vdev->broken) {
+        return;
+    }
     do {
         VirtQueueElement *elem;
 
-        virtio_queue_set_notification(vq, 0);
+        if (suppress) {
+            virtio_queue_set_notification(vq, 0);
+        }
         while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
             size_t written;
             bool ok;
 
             qemu_mutex_lock(&s->lock);
-            ok = virtio_tmem_handle_request(s, elem, qs, &written);
+            ok = virtio_tmem_handle_request(s, elem, rq->qs, &written);
             if (ok) {
-                qs->requests++;
+                rq->qs->requests++;
             }
             qemu_mutex_unlock(&s->lock);
             if (!ok) {
@@ -82,7 +98,9 @@ static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
             g_free(elem);
             done++;
         }
-        virtio_queue_set_notification(vq, 1);
+        if (suppress) {
+            virtio_queue_set_notification(vq, 1);
+        }
     } while (!broken && !virtio_queue_empty(vq));
 
     if (!done) {
@@ -93,18 +111,114 @@ static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
                                   : virtio_notify(vdev, vq);
     if (notified) {
         qemu_mutex_lock(&s->lock);
-        qs->interrupts++;
+        rq->qs->interrupts++;
         qemu_mutex_unlock(&s->lock);
     }
     virtio_tmem_events_kick(s);
 }
 
 /*
+ * The queue's handle_output, which QEMU calls only for a notification
+ * of the guest's: one that came without ioeventfd, or one that was
+ * still in the notifier when it was torn down.
+ */
+static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
+{
+    VirtIOTmem *s = VIRTIO_TMEM(vdev);
+
+    virtio_tmem_run_queue(&s->rq[virtio_get_queue_index(vq) - 1], 1);
+}
+
+/*
+ * The notifier's handlers, ours rather than virtio_queue_host_notifier_*
+ * so that kicks are counted where they are read: the notifier's eventfd
+ * holds how many came since the last read.
+ */
+static void virtio_tmem_reqq_read(void *opaque)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+    EventNotifier *n = virtio_queue_get_host_notifier(rq->vq);
+    uint64_t count = 0;
+    ssize_t len;
+
+    do {
+        len = read(event_notifier_get_fd(n), &count, sizeof(count));
+    } while (len < 0 && errno == EINTR);
+    if (len <= 0) {
+        return;     /* nothing there */
+    }
+    if (len != sizeof(count)) {
+        count = 1;  /* a pipe, not an eventfd: at least one */
+    }
+    if (rq->own_kick) {
+        rq->own_kick = false;
+        count--;
+    }
+    virtio_tmem_run_queue(rq, count);
+}
+
+static bool virtio_tmem_reqq_poll(void *opaque)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+    VirtIODevice *vdev = VIRTIO_DEVICE(rq->s);
+
+    return virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq)) &&
+           !virtio_queue_empty(rq->vq);
+}
+
+static void virtio_tmem_reqq_poll_ready(void *opaque)
+{
+    virtio_tmem_run_queue(opaque, 0);
+}
+
+static void virtio_tmem_reqq_poll_begin(void *opaque)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+
+    virtio_queue_set_notification(rq->vq, 0);
+}
+
+static void virtio_tmem_reqq_poll_end(void *opaque)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+
+    /* the AioContext polls once more after this, for racing requests */
+    virtio_queue_set_notification(rq->vq, 1);
+}
+
+/*
+ * Attach a request queue's notifier to @ctx, polled or not, as
+ * virtio_queue_aio_attach_host_notifier() does, with our handlers.  They
+ * get @rq as their opaque; aio_set_event_notifier_poll() hands its
+ * begin and end callbacks the same opaque (it finds the handler by fd),
+ * so ours go in cast to its type and are called as IOHandlers again.
+ * No extra event_notifier_set(): the notifier was created set.
+ */
+static void virtio_tmem_reqq_attach(VirtIOTmemReqQueue *rq, AioContext *ctx,
+                                    bool poll)
+{
+    EventNotifier *n = virtio_queue_get_host_notifier(rq->vq);
+
+    if (!virtio_queue_get_notification(rq->vq)) {
+        virtio_queue_set_notification(rq->vq, 1);
+    }
+    rq->own_kick = true;
+    aio_set_fd_handler(ctx, event_notifier_get_fd(n), virtio_tmem_reqq_read,
+                       NULL, poll ? virtio_tmem_reqq_poll : NULL,
+                       poll ? virtio_tmem_reqq_poll_ready : NULL, rq);
+    if (poll) {
+        aio_set_event_notifier_poll(ctx, n,
+            (EventNotifierHandler *)virtio_tmem_reqq_poll_begin,
+            (EventNotifierHandler *)virtio_tmem_reqq_poll_end);
+    }
+}
+
+/*
  * With an iothread, request queues are served there and the event queue
  * stays in the main loop, as virtio-scsi does with its queues.  Without
- * one, QEMU's own ioeventfd handling serves them all in the main loop.
+ * one, the main loop serves them all, as QEMU's own ioeventfd handling
+ * would, but with our handlers on the request queues.
  */
-static int (*virtio_tmem_parent_start_ioeventfd)(VirtIODevice *vdev);
 static void (*virtio_tmem_parent_stop_ioeventfd)(VirtIODevice *vdev);
 
 static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
@@ -116,13 +230,12 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
     AioContext *ctx;
     int rc;
 
-    if (!s->iothread) {
-        return virtio_tmem_parent_start_ioeventfd(vdev);
-    }
-    rc = k->set_guest_notifiers(qbus->parent, nvqs, true);
-    if (rc) {
-        error_report("virtio-tmem: cannot set guest notifiers (%d)", rc);
-        return rc;
+    if (s->iothread) {
+        rc = k->set_guest_notifiers(qbus->parent, nvqs, true);
+        if (rc) {
+            error_report("virtio-tmem: cannot set guest notifiers (%d)", rc);
+            return rc;
+        }
     }
     memory_region_transaction_begin();
     for (n = 0; n < nvqs; n++) {
@@ -139,23 +252,29 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
         for (i = 0; i < n; i++) {
             virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus), i);
         }
-        k->set_guest_notifiers(qbus->parent, nvqs, false);
+        if (s->iothread) {
+            k->set_guest_notifiers(qbus->parent, nvqs, false);
+        }
         error_report("virtio-tmem: cannot set host notifiers (%d)", rc);
         return rc;
     }
     memory_region_transaction_commit();
-    s->dataplane_started = true;
 
+    if (!s->iothread) {
+        event_notifier_set_handler(virtio_queue_get_host_notifier(s->eventq),
+                                   virtio_queue_host_notifier_read);
+        for (i = 0; i < s->num_queues; i++) {
+            virtio_tmem_reqq_attach(&s->rq[i], iohandler_get_aio_context(),
+                                    false);
+        }
+        return 0;
+    }
+    s->dataplane_started = true;
     virtio_queue_aio_attach_host_notifier_no_poll(s->eventq,
                                                   qemu_get_aio_context());
     ctx = iothread_get_aio_context(s->iothread);
     for (i = 0; i < s->num_queues; i++) {
-        virtio_queue_aio_attach_host_notifier(s->reqq[i], ctx);
-    }
-    /* requests queued before the handlers were attached */
-    for (i = 0; i < nvqs; i++) {
-        event_notifier_set(virtio_queue_get_host_notifier(
-                               virtio_get_queue(vdev, i)));
+        virtio_tmem_reqq_attach(&s->rq[i], ctx, true);
     }
     return 0;
 }
@@ -163,10 +282,11 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
 /* In the iothread: stop taking kicks, then serve any that came. */
 static void virtio_tmem_detach_bh(void *opaque)
 {
-    VirtQueue *vq = opaque;
+    VirtIOTmemReqQueue *rq = opaque;
 
-    virtio_queue_aio_detach_host_notifier(vq, qemu_get_current_aio_context());
-    virtio_queue_host_notifier_read(virtio_queue_get_host_notifier(vq));
+    virtio_queue_aio_detach_host_notifier(rq->vq,
+                                          qemu_get_current_aio_context());
+    virtio_tmem_reqq_read(rq);
 }
 
 static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
@@ -178,13 +298,20 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     AioContext *ctx;
 
     if (!s->dataplane_started) {
+        /*
+         * Serve and count what came, so that only a guest's kick can be
+         * left for the transport's last look; it detaches our handlers.
+         */
+        for (i = 0; i < s->num_queues; i++) {
+            virtio_tmem_reqq_read(&s->rq[i]);
+        }
         virtio_tmem_parent_stop_ioeventfd(vdev);
         return;
     }
     /* once these return, the iothread holds no request of ours */
     ctx = iothread_get_aio_context(s->iothread);
     for (i = 0; i < s->num_queues; i++) {
-        aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, s->reqq[i]);
+        aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, &s->rq[i]);
     }
     virtio_queue_aio_detach_host_notifier(s->eventq, qemu_get_aio_context());
 
@@ -358,16 +485,20 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     s->eventq = virtio_add_queue(vdev, VIRTIO_TMEM_QUEUE_SIZE,
                                  virtio_tmem_handle_eventq);
     s->reqq = g_new0(VirtQueue *, s->num_queues);
+    s->rq = g_new0(VirtIOTmemReqQueue, s->num_queues);
+    s->qstats = g_new0(VirtIOTmemQueueStats, s->num_queues);
     for (i = 0; i < s->num_queues; i++) {
         s->reqq[i] = virtio_add_queue(vdev, VIRTIO_TMEM_QUEUE_SIZE,
                                       virtio_tmem_handle_reqq);
+        s->rq[i].s = s;
+        s->rq[i].vq = s->reqq[i];
+        s->rq[i].qs = &s->qstats[i];
     }
     s->ops = g_new(struct virtio_tmem_op, s->max_ops);
     s->status = g_new(struct virtio_tmem_status, s->max_ops);
     s->page = qemu_memalign(4096, 65536);
     s->pools = g_new(int, s->max_pools);
     s->pool_gen = g_new0(uint16_t, s->max_pools);
-    s->qstats = g_new0(VirtIOTmemQueueStats, s->num_queues);
     virtio_tmem_events_init(s);
     if (s->iothread) {
         object_ref(OBJECT(s->iothread));
@@ -392,6 +523,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     tmem_store_destroy(s->store);
     s->store = NULL;
     g_free(s->reqq);
+    g_free(s->rq);
     g_free(s->ops);
     g_free(s->status);
     qemu_vfree(s->page);
@@ -666,7 +798,6 @@ static void virtio_tmem_class_init(ObjectClass *klass, void *data)
     vdc->get_config = virtio_tmem_get_config;
     vdc->set_status = virtio_tmem_set_status;
     vdc->reset = virtio_tmem_reset;
-    virtio_tmem_parent_start_ioeventfd = vdc->start_ioeventfd;
     virtio_tmem_parent_stop_ioeventfd = vdc->stop_ioeventfd;
     vdc->start_ioeventfd = virtio_tmem_start_ioeventfd;
     vdc->stop_ioeventfd = virtio_tmem_stop_ioeventfd;

@@ -71,12 +71,29 @@ typedef struct VirtIOTmemPoolState {
 
 /* Counters of one request queue; what QMP shows as exits per page. */
 typedef struct VirtIOTmemQueueStats {
-    uint64_t kicks;         /* notifications received: VM exits on KVM */
+    uint64_t kicks;         /* guest notifications: VM exits on KVM */
     uint64_t interrupts;    /* used-buffer notifications sent */
     uint64_t requests;      /* descriptor chains completed */
     uint64_t ops;           /* operations run */
     uint64_t pages;         /* pages moved by PUT, GET and GET_EXCL */
 } VirtIOTmemQueueStats;
+
+/*
+ * One request queue, as its host notifier's handlers see it: they are
+ * registered with this as their opaque, so that a kick (the notifier
+ * read) and a poll can be told apart.
+ */
+typedef struct VirtIOTmemReqQueue {
+    VirtIOTmem *s;
+    VirtQueue *vq;
+    VirtIOTmemQueueStats *qs;
+    /*
+     * virtio_bus_set_host_notifier() sets the notifier once itself, so
+     * that requests queued while no handler was attached are looked at;
+     * that one is not the guest's, and the first read discounts it.
+     */
+    bool own_kick;
+} VirtIOTmemReqQueue;
 
 /* Operations run and pages moved, per operation type. */
 typedef struct VirtIOTmemOpStats {
@@ -106,6 +123,7 @@ struct VirtIOTmem {
     struct tmem_store *store;   /* the pages; private to this device */
     VirtQueue *eventq;          /* always served in the main loop */
     VirtQueue **reqq;           /* num_queues request queues */
+    VirtIOTmemReqQueue *rq;     /* and their notifier handlers' view */
     bool dataplane_started;     /* reqq handlers attached to iothread */
     QEMUBH *event_bh;           /* main loop: work out and send events */
     QEMUTimer *event_timer;     /* main loop: watch budget, spill, hints */

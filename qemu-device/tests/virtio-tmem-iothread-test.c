@@ -141,14 +141,121 @@ static void test_no_iothread(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * Test: "kicks" is the notifications the driver sent on request queues,
+ * exactly.  Not the device's own look at its queues when their notifiers
+ * start (DRIVER_OK, cont after stop, reset), nor requests a polling
+ * iothread found by itself.  And while an iothread polls, the device
+ * leaves notifications off, so that the driver (EVENT_IDX) skips them:
+ * with a long poll-max-ns, some requests must go without one.
+ */
+
+static void *tmem_poll_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line, " -object iothread,id=io0,"
+                              "poll-max-ns=500000000,poll-grow=8"
+                              " -global virtio-tmem-pci.iothread=io0");
+    return arg;
+}
+
+/* The device's kicks, before a TmemCtx exists */
+static uint64_t tmem_kicks_of(QVirtioTmem *t)
+{
+    QDict *stats = qtest_qmp_assert_success_ref(t->qts,
+        "{'execute': 'qom-get', 'arguments': "
+        "{'path': %s, 'property': 'stats'}}", t->qom_path);
+    uint64_t kicks = tmem_stat_of(stats, "kicks");
+
+    qobject_unref(stats);
+    return kicks;
+}
+
+/*
+ * Are notifications off on request queue 1, with nothing pending?  With
+ * EVENT_IDX that is avail_event behind the avail index: the driver's
+ * next chain will not notify.
+ */
+static bool tmem_notify_off(TmemCtx *c)
+{
+    QVirtQueue *vq = c->vq[1];
+    uint16_t idx = qtest_readw(c->qts, vq->avail + 2);
+    uint16_t avail_event = qtest_readw(c->qts, vq->used + 4 +
+                                       sizeof(struct vring_used_elem) *
+                                       vq->size);
+
+    return avail_event != idx;
+}
+
+/* @n PUT and GET pairs; how many times notifications were left off */
+static unsigned tmem_kicks_round(TmemCtx *c, uint64_t kicks0, unsigned n,
+                                 uint64_t seed)
+{
+    uint32_t pp = tmem_pool_new(c, POOL_P4K);
+    unsigned i, off = 0;
+
+    for (i = 0; i < n; i++) {
+        tmem_check_put_get(c, pp, PAGE_4K, seed + i);
+        off += tmem_notify_off(c);
+    }
+    tmem_pool_destroy(c, pp);
+    /*
+     * A polling iothread may have served the chain before it reads the
+     * notification that came with it: wait for that, then for no more.
+     */
+    tmem_wait_stat(c, "kicks", false, kicks0 + c->kicks);
+    g_test_message("%" PRIu64 " chains, %" PRIu64 " notifications sent, "
+                   "%" PRIu64 " kicks counted; notifications left off "
+                   "after %u of %u GETs", c->chains, c->kicks,
+                   tmem_stat(c, "kicks") - kicks0, off, n);
+    g_assert_cmpuint(tmem_stat(c, "kicks") - kicks0, ==, c->kicks);
+    return off;
+}
+
+static void test_kicks(void *obj, void *data, QGuestAllocator *alloc)
+{
+    bool polling = data != NULL;
+    uint64_t kicks0 = tmem_kicks_of(obj);
+    TmemCtx ctx, *c = &ctx;
+    unsigned off;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    off = tmem_kicks_round(c, kicks0, 50, 1000);
+    /* the queues' notifiers stop and start again */
+    qtest_qmp_assert_success(c->qts, "{'execute': 'stop'}");
+    qtest_qmp_assert_success(c->qts, "{'execute': 'cont'}");
+    off += tmem_kicks_round(c, kicks0, 50, 2000);
+    tmem_reinit(c);
+    off += tmem_kicks_round(c, kicks0, 100, 3000);
+    if (polling) {
+        /* a request served left the poller's setting alone */
+        g_assert_cmpuint(off, >, 0);
+        g_assert_cmpuint(c->kicks, <, c->chains);
+    } else if (!tmem_iothread_active(c)) {
+        /* the main loop does not poll: a request served turns them on */
+        g_assert_cmpuint(off, ==, 0);
+    }
+    tmem_stop(c);
+    g_assert_cmpuint(tmem_kicks_of(obj) - kicks0, ==, c->kicks);
+}
+
 static void register_virtio_tmem_iothread_test(void)
 {
     QOSGraphTestOptions opts = {
         .before = tmem_iothread_setup,
     };
+    QOSGraphTestOptions kicks_io = {
+        .before = tmem_iothread_setup,
+    };
+    QOSGraphTestOptions kicks_poll = {
+        .before = tmem_poll_setup,
+        .arg = (void *)"polling",
+    };
 
     qos_add_test("iothread", "virtio-tmem", test_iothread, &opts);
     qos_add_test("no-iothread", "virtio-tmem", test_no_iothread, NULL);
+    qos_add_test("kicks", "virtio-tmem", test_kicks, NULL);
+    qos_add_test("kicks-iothread", "virtio-tmem", test_kicks, &kicks_io);
+    qos_add_test("kicks-poll", "virtio-tmem", test_kicks, &kicks_poll);
 }
 
 libqos_init(register_virtio_tmem_iothread_test);

@@ -73,6 +73,9 @@ typedef struct TmemCtx {
     uint32_t last_credits;
     /* a pool left alive before a ring-level error, or -1 */
     int64_t live_pool;
+    /* chains made available on request queues, and notifications sent */
+    uint64_t chains;
+    uint64_t kicks;
 } TmemCtx;
 
 /* One operation, its data and its result */
@@ -141,6 +144,7 @@ uint32_t tmem_add_chain(TmemCtx *c, QVirtQueue *vq,
                         const uint32_t *wseg, unsigned nw);
 uint64_t tmem_used_elem_addr(QVirtQueue *vq, uint16_t slot);
 uint16_t tmem_used_idx(TmemCtx *c, QVirtQueue *vq);
+/* Make @head available and notify, unless the device said not to. */
 void tmem_kick(TmemCtx *c, QVirtQueue *vq, uint32_t head);
 uint32_t tmem_kick_wait(TmemCtx *c, QVirtQueue *vq, uint32_t head);
 uint16_t tmem_run_hdr(TmemCtx *c, unsigned q, TmemOp *ops, unsigned nops,
