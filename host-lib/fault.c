@@ -3,6 +3,7 @@
  * fault.c - fault injection points for tests.  Process-wide, so that a
  * test can break the store it holds without a handle on its internals.
  */
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "fault.h"
@@ -25,8 +26,35 @@ void tm_fault_arm(enum tm_fault f, uint64_t skip, uint64_t count)
 	atomic_store(&tm_faults_armed, 1);
 }
 
+static pthread_mutex_t tm_gate_lock = PTHREAD_MUTEX_INITIALIZER;
+static pthread_cond_t tm_gate_cond = PTHREAD_COND_INITIALIZER;
+static uint64_t tm_gate_opened;	/* times the gate was opened */
+
+void tm_fault_park(enum tm_fault f)
+{
+	uint64_t seen;
+
+	if (!atomic_load_explicit(&tm_faults_armed, memory_order_relaxed))
+		return;
+	pthread_mutex_lock(&tm_gate_lock);
+	seen = tm_gate_opened;
+	if (tm_fault_fire(f))
+		while (tm_gate_opened == seen)
+			pthread_cond_wait(&tm_gate_cond, &tm_gate_lock);
+	pthread_mutex_unlock(&tm_gate_lock);
+}
+
+void tm_fault_gate_open(void)
+{
+	pthread_mutex_lock(&tm_gate_lock);
+	tm_gate_opened++;
+	pthread_cond_broadcast(&tm_gate_cond);
+	pthread_mutex_unlock(&tm_gate_lock);
+}
+
 void tm_fault_reset(void)
 {
+	tm_fault_gate_open();
 	atomic_store(&tm_faults_armed, 0);
 	for (int i = 0; i < TM_FAULT__COUNT; i++) {
 		atomic_store(&tm_faults[i].skip, 0);

@@ -20,6 +20,11 @@ enum tm_fault {
 	TM_FAULT_SPILL_READ,	/* a spill read completes with -EIO */
 	TM_FAULT_SHORT_READ,	/* a spill read returns half of what was asked */
 	TM_FAULT_BUCKETS,	/* a hash table cannot grow (calloc fails) */
+	TM_FAULT_SUBMIT,	/* io_uring_submit fails, submitting nothing */
+	TM_FAULT_SUBMIT_SHORT,	/* io_uring_submit takes half of the SQEs */
+	TM_FAULT_WAIT,		/* io_uring_wait_cqe fails, writes in flight */
+	TM_FAULT_SHORT_WRITE,	/* a spill write completes with half its bytes */
+	TM_FAULT_READ_STALL,	/* a spill read parks until the gate opens */
 	TM_FAULT__COUNT
 };
 
@@ -34,5 +39,13 @@ uint64_t tm_fault_hits(enum tm_fault f);
 
 /* Library side: true when this check of @f must fail. */
 bool tm_fault_fire(enum tm_fault f);
+
+/*
+ * The gate: a fault point that fires parks the calling thread in
+ * tm_fault_park() until a test calls tm_fault_gate_open().  The test sees
+ * it parked in tm_fault_hits().  tm_fault_reset() opens the gate too.
+ */
+void tm_fault_park(enum tm_fault f);
+void tm_fault_gate_open(void);
 
 #endif /* TMEM_FAULT_H */

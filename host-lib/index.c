@@ -468,6 +468,8 @@ static void tm_ent_account(struct tm_shard *sh, uint32_t old, uint32_t new)
 		if (gn[i])
 			tm_stat_add(sh, sn, gn[i]);
 	}
+	/* An unlocked spill read of the old extent must not trust it. */
+	sh->spill_seq += !!(old & TM_E_SPILL);
 	sh->n_eph_same -= (old & TM_E_EPHEMERAL) && go[TM_G_SAME];
 	sh->n_eph_same += (new & TM_E_EPHEMERAL) && gn[TM_G_SAME];
 }

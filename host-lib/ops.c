@@ -7,7 +7,8 @@
  * index at it, so the shard lock covers a few table updates and never
  * compression or allocation of a slab.  A get holds the shard lock while
  * it decompresses, which is what keeps a concurrent flush or reclaim from
- * freeing the data under it.
+ * freeing the data under it; but it drops the lock for the disk read of
+ * a spilled page, and then checks that nothing let that extent go.
  */
 #include <errno.h>
 #include <string.h>
@@ -151,7 +152,7 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
 			if (io.res == -ENOSPC)
 				tm_stat_add(sh, TMEM_STAT_SPILL_ENOSPC, 1);
-			tm_spill_free(sp, io.unit, io.bytes);
+			tm_spill_release(sp, &io);
 		}
 		return -ENOSPC;
 	}
@@ -271,32 +272,81 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 	return tmem_put_flags(s, pool, key, page, len, 0);
 }
 
-/* Rebuild the page of entry @e into @buf.  Caller holds the shard lock. */
-static int tm_read_entry(struct tmem_store *s, struct tm_shard *sh,
-			 struct tm_entry *e, void *buf, uint32_t len)
+/* Rebuild the page of in-RAM entry @e into @buf.  Caller holds the lock. */
+static int tm_read_ram(struct tmem_store *s, struct tm_entry *e, void *buf,
+		       uint32_t len)
 {
-	uint8_t *data;
-	int rc;
+	struct tm_slab *sb;
 
 	if (e->info & TM_E_SAME)
 		return tm_unpack(NULL, e->info, e->loc, buf, len);
-	if (e->info & TM_E_RAM) {
-		struct tm_slab *sb = tm_slab_of(s, e->loc);
+	sb = tm_slab_of(s, e->loc);
+	/* Read first: a store on every hit bounces the line. */
+	if (!atomic_load_explicit(&sb->referenced, memory_order_relaxed))
+		atomic_store_explicit(&sb->referenced, 1, memory_order_relaxed);
+	return tm_unpack(tm_slot_ptr(s, e->loc), e->info, 0, buf, len);
+}
 
-		/* Read first: a store on every hit bounces the line. */
-		if (!atomic_load_explicit(&sb->referenced,
-					  memory_order_relaxed))
-			atomic_store_explicit(&sb->referenced, 1,
-					      memory_order_relaxed);
-		return tm_unpack(tm_slot_ptr(s, e->loc), e->info, 0, buf, len);
+/* Unlocked spill reads that a racing change may void, before giving up. */
+#define TM_SPILL_READ_TRIES	4
+
+/*
+ * Read spilled entry *@eidp of @key into @buf.  Called and returns with
+ * the shard lock held, but drops it for the disk read, so that a slow
+ * disk stalls only this get, not every key of the shard.  The read is
+ * trusted only if no spilled extent of the shard was let go meanwhile
+ * (spill_seq), since only that could free or reuse ours.  Returns 0,
+ * -ENOENT (the page went while we read), -EBADF (so did the pool), -EIO,
+ * or 1: the page is no longer spilled, read it from RAM (*@eidp is
+ * current in either of those two cases).
+ */
+static int tm_read_spilled(struct tmem_store *s, struct tm_shard *sh,
+			   struct tm_pool *p, int pool,
+			   const struct tmem_key *key, uint32_t *eidp,
+			   void *buf, uint32_t len)
+{
+	uint8_t *data = tm_scratch(NULL);
+	int rc = -EIO;
+
+	if (!data)
+		return -EIO;
+	for (int tries = 0; tries < TM_SPILL_READ_TRIES; tries++) {
+		struct tm_entry *e = tm_ent_ptr(sh, *eidp);
+		uint32_t info = e->info;
+		uint64_t loc = e->loc, seq = sh->spill_seq;
+
+		if (!(info & TM_E_SPILL))
+			return 1;
+		pthread_mutex_unlock(&sh->lock);
+		rc = tm_spill_read(&s->spill, loc, info & TM_E_SIZE, data);
+		pthread_mutex_lock(&sh->lock);
+		if (sh->spill_seq == seq) {
+			if (!rc)
+				rc = tm_unpack(data, info, 0, buf, len);
+			tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
+				    TMEM_STAT_SPILL_READS, 1);
+			return rc;
+		}
+		/* Something spilled went meanwhile: look again. */
+		if (!tm_pool_alive(p, pool))
+			return -EBADF;
+		*eidp = tm_lookup(sh, pool, key);
+		if (!*eidp)
+			return -ENOENT;
 	}
-	data = tm_scratch(NULL);
-	rc = data ? tm_spill_read(&s->spill, e->loc, e->info & TM_E_SIZE, data)
-		  : -EIO;
-	if (!rc)
-		rc = tm_unpack(data, e->info, 0, buf, len);
-	tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
-		    TMEM_STAT_SPILL_READS, 1);
+	/* Still racing: read under the lock, as a last resort. */
+	{
+		struct tm_entry *e = tm_ent_ptr(sh, *eidp);
+
+		if (!(e->info & TM_E_SPILL))
+			return 1;
+		rc = tm_spill_read(&s->spill, e->loc, e->info & TM_E_SIZE,
+				   data);
+		if (!rc)
+			rc = tm_unpack(data, e->info, 0, buf, len);
+		tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
+			    TMEM_STAT_SPILL_READS, 1);
+	}
 	return rc;
 }
 
@@ -306,6 +356,7 @@ static int tm_get(struct tmem_store *s, int pool, const struct tmem_key *key,
 	struct tm_shard *sh;
 	struct tm_pool *p;
 	struct tm_entry *e;
+	bool spilled = false;
 	uint32_t eid;
 	int rc;
 
@@ -324,14 +375,25 @@ static int tm_get(struct tmem_store *s, int pool, const struct tmem_key *key,
 		rc = -ENOENT;
 		goto out;
 	}
+	if (tm_ent_ptr(sh, eid)->info & TM_E_SPILL) {
+		rc = tm_read_spilled(s, sh, p, pool, key, &eid, buf,
+				     (uint32_t)len);
+		spilled = rc != 1;
+		if (rc == -ENOENT || rc == -EBADF) {
+			if (rc == -ENOENT)
+				tm_stat_add(sh, TMEM_STAT_GET_MISSES, 1);
+			goto out;
+		}
+	}
 	e = tm_ent_ptr(sh, eid);
-	rc = tm_read_entry(s, sh, e, buf, (uint32_t)len);
+	if (!spilled)
+		rc = tm_read_ram(s, e, buf, (uint32_t)len);
 	if (rc) {
 		tm_stat_add(sh, TMEM_STAT_GET_ERRORS, 1);
 		rc = -EIO;
 		goto out;
 	}
-	tm_stat_add(sh, e->info & TM_E_SPILL ? TMEM_STAT_GET_HITS_SPILL :
+	tm_stat_add(sh, spilled ? TMEM_STAT_GET_HITS_SPILL :
 		    TMEM_STAT_GET_HITS_RAM, 1);
 	if (exclusive)
 		tm_ent_remove(s, sh, eid);

@@ -229,7 +229,7 @@ static uint64_t tm_spill_commit(struct tmem_store *s, struct tm_spill_io *io,
 			tm_stat_add(sh, TMEM_STAT_SPILLS, 1);
 			done++;
 		} else {
-			tm_spill_free(&s->spill, io[i].unit, io[i].bytes);
+			tm_spill_release(&s->spill, &io[i]);
 			if (!e)
 				continue;
 			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);

@@ -213,7 +213,8 @@ err_buf:
 void tm_spill_close(struct tm_spill *sp)
 {
 	if (sp->fd >= 0) {
-		io_uring_queue_exit(&sp->ring);
+		if (!atomic_load(&sp->dead))
+			io_uring_queue_exit(&sp->ring);
 		close(sp->fd);
 	}
 	free(sp->map);
@@ -223,10 +224,10 @@ void tm_spill_close(struct tm_spill *sp)
 	pthread_mutex_destroy(&sp->map_lock);
 }
 
-/* Spilling is on and has not failed in the last second. */
+/* Spilling is on, its ring works, and it has not failed in a second. */
 bool tm_spill_usable(struct tm_spill *sp)
 {
-	return sp->fd >= 0 &&
+	return sp->fd >= 0 && !atomic_load(&sp->dead) &&
 	       (int64_t)tm_now_ns() >= atomic_load(&sp->backoff_until);
 }
 
@@ -314,25 +315,112 @@ static int tm_spill_fault(int res)
 		return -ENOSPC;
 	if (tm_fault_fire(TM_FAULT_SPILL_WRITE))
 		return -EIO;
+	if (res > 1 && tm_fault_fire(TM_FAULT_SHORT_WRITE))
+		return res / 2;
 	return res;
+}
+
+/* io_uring_submit, with its fault points.  Returns SQEs taken or -errno. */
+static int tm_ring_submit(struct tm_spill *sp)
+{
+	struct io_uring_sq *sq = &sp->ring.sq;
+
+	if (tm_fault_fire(TM_FAULT_SUBMIT))
+		return -EBUSY;
+	if (sq->sqe_tail - sq->sqe_head > 1 &&
+	    tm_fault_fire(TM_FAULT_SUBMIT_SHORT)) {
+		/* As io_uring_enter may: take the first half, leave the rest. */
+		unsigned int tail = sq->sqe_tail;
+		int r;
+
+		sq->sqe_tail = sq->sqe_head + (tail - sq->sqe_head) / 2;
+		r = io_uring_submit(&sp->ring);
+		sq->sqe_tail = tail;
+		return r;
+	}
+	return io_uring_submit(&sp->ring);
+}
+
+static int tm_ring_wait(struct tm_spill *sp, struct io_uring_cqe **cqe)
+{
+	if (tm_fault_fire(TM_FAULT_WAIT))
+		return -EIO;
+	return io_uring_wait_cqe(&sp->ring, cqe);
+}
+
+/*
+ * The ring cannot be trusted any more: SQEs it would not take are still
+ * queued in it, or writes it took may still be in flight.  Throw it away
+ * (that drops the queued SQEs; what is in flight finishes on its own, into
+ * extents the caller never frees) and start a fresh one.  If that fails,
+ * spilling is off for good.  Caller holds the ring lock.
+ */
+static void tm_ring_reset(struct tm_spill *sp)
+{
+	io_uring_queue_exit(&sp->ring);
+	if (io_uring_queue_init(TM_SPILL_BATCH, &sp->ring, 0) < 0)
+		atomic_store(&sp->dead, true);
+	atomic_fetch_add(&sp->ring_resets, 1);
+}
+
+/* A run of neighbouring pages written with one SQE. */
+struct tm_spill_run {
+	int start, cnt;
+	uint32_t len;
+	bool seen;		/* its completion was reaped */
+};
+
+/*
+ * Submit every prepared SQE of @runs[0..@queued), retrying the kernel's
+ * transient refusals a few times.  Returns how many went out.
+ */
+static int tm_ring_submit_all(struct tm_spill *sp, int queued)
+{
+	int submitted = 0, tries = 0;
+
+	while (submitted < queued) {
+		int r = tm_ring_submit(sp);
+
+		if (r > 0) {
+			submitted += r;
+			continue;
+		}
+		if ((r == 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY) &&
+		    ++tries < 4)
+			continue;
+		break;
+	}
+	return submitted;
 }
 
 /*
  * tm_spill_write - write @n pages already laid out in the batch buffer,
  * merging neighbours in the file and the buffer into one write.  Sets
- * each io's res.  Returns 0 if every page was written, else the first
- * error; after an error spilling backs off for a second so that a
- * failing disk does not turn every put into a failed write.  Caller
- * holds the ring lock.
+ * each io's res (0 or -errno).  Returns 0 if every page was written, else
+ * the first error; after an error spilling backs off for a second so that
+ * a failing disk does not turn every put into a failed write.
+ *
+ * If the ring fails under us (submit refused, wait failed), pages whose
+ * write may still be in flight get res -EIO and lost = true: the caller
+ * keeps them in RAM and must not free their extents, which a late write
+ * could still land in.  Caller holds the ring lock.
  */
 int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 {
 	struct tm_spill *sp = &s->spill;
+	static _Thread_local struct tm_spill_run runs[TM_SPILL_BATCH];
 	uint32_t shift = sp->unit_shift;
 	int first = 0, err = 0;
 
+	for (int k = 0; k < n; k++) {
+		io[k].res = -EIO;
+		io[k].lost = false;
+	}
+	if (atomic_load(&sp->dead))
+		return -EIO;
 	while (first < n) {
-		int queued = 0, done = 0, i = first;
+		int queued = 0, submitted, done = 0, i = first;
+		bool broken = false;
 
 		while (i < n && queued < TM_SPILL_BATCH) {
 			struct io_uring_sqe *sqe = io_uring_get_sqe(&sp->ring);
@@ -353,60 +441,77 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 				j++;
 			}
 			io_uring_prep_write(sqe, sp->fd, sp->buf + io[i].buf_off,
-					    (unsigned)len, io[i].unit << shift);
-			/* user_data: first page and page count of the run */
-			io_uring_sqe_set_data64(sqe, (uint64_t)i << 32 |
-						(uint32_t)(j - i));
-			io[i].res = (int)len;	/* expected, until completion */
+					    (unsigned int)len,
+					    io[i].unit << shift);
+			io_uring_sqe_set_data64(sqe, (uint64_t)queued);
+			runs[queued] = (struct tm_spill_run){
+				.start = i, .cnt = j - i, .len = (uint32_t)len };
 			queued++;
 			i = j;
 		}
-		if (io_uring_submit(&sp->ring) < 0) {
-			/* Nothing went out: fail what we prepared. */
-			for (int k = first; k < i; k++)
-				io[k].res = -EIO;
-			err = -EIO;
-			break;
-		}
-		while (done < queued) {
+		submitted = tm_ring_submit_all(sp, queued);
+		broken = submitted < queued;
+		while (done < submitted) {
 			struct io_uring_cqe *cqe;
+			struct tm_spill_run *r;
 			uint64_t d;
-			int rc = io_uring_wait_cqe(&sp->ring, &cqe);
-			int start, cnt, res;
+			int rc = tm_ring_wait(sp, &cqe), res;
 
+			if (rc == -EINTR)
+				continue;
 			if (rc < 0) {
-				if (rc == -EINTR)
-					continue;
-				/*
-				 * The ring is broken; what is in flight may
-				 * still land, so report every page in this
-				 * wave as failed and keep their data in RAM.
-				 */
-				for (int k = first; k < i; k++)
-					io[k].res = -EIO;
-				err = -EIO;
-				goto out;
+				broken = true;
+				break;
 			}
 			d = io_uring_cqe_get_data64(cqe);
-			start = (int)(d >> 32);
-			cnt = (int)(uint32_t)d;
+			io_uring_cqe_seen(&sp->ring, cqe);
+			if (d >= (uint64_t)queued || runs[d].seen)
+				continue;	/* cannot happen: not ours */
+			r = &runs[d];
+			r->seen = true;
 			res = tm_spill_fault(cqe->res);
-			if (res >= 0 && res != io[start].res)
+			if (res >= 0 && (uint32_t)res != r->len)
 				res = -EIO;	/* short write */
-			for (int k = start; k < start + cnt; k++)
+			for (int k = r->start; k < r->start + r->cnt; k++)
 				io[k].res = res < 0 ? res : 0;
 			if (res < 0 && !err)
 				err = res;
-			io_uring_cqe_seen(&sp->ring, cqe);
 			done++;
+		}
+		if (broken) {
+			/* Unreaped runs: failed, and in flight if submitted. */
+			for (int q = 0; q < queued; q++) {
+				if (runs[q].seen)
+					continue;
+				for (int k = runs[q].start;
+				     k < runs[q].start + runs[q].cnt; k++)
+					io[k].lost = q < submitted;
+			}
+			tm_ring_reset(sp);
+			if (!err)
+				err = -EIO;
+			break;
 		}
 		first = i;
 	}
-out:
 	if (err)
 		atomic_store(&sp->backoff_until,
 			     (int64_t)tm_now_ns() + TM_SPILL_BACKOFF_NS);
 	return err;
+}
+
+/*
+ * tm_spill_release - give back the extent of a page whose write failed,
+ * unless that write may still land there (lost): then the extent stays
+ * allocated, and counted in spill_used, for the store's lifetime.
+ */
+void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io)
+{
+	if (io->lost)
+		atomic_fetch_add(&sp->lost_bytes, (uint64_t)tm_spill_units(sp,
+				 io->bytes) << sp->unit_shift);
+	else
+		tm_spill_free(sp, io->unit, io->bytes);
 }
 
 /*
@@ -425,6 +530,7 @@ int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 		size_t ask = want - got;
 		ssize_t r;
 
+		tm_fault_park(TM_FAULT_READ_STALL);
 		if (tm_fault_fire(TM_FAULT_SPILL_READ))
 			return -EIO;
 		if (ask > (1u << sp->unit_shift) &&

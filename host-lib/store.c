@@ -327,6 +327,8 @@ static const char *const tm_stat_names[TMEM_STAT__COUNT] = {
 	[TMEM_STAT_RECLAIM_RUNS] = "reclaim_runs",
 	[TMEM_STAT_PUT_OVER_BUDGET] = "puts_over_budget",
 	[TMEM_STAT_SPILL_BUFFERED] = "spill_buffered",
+	[TMEM_STAT_SPILL_RING_RESETS] = "spill_ring_resets",
+	[TMEM_STAT_SPILL_LOST] = "spill_lost",
 };
 
 TM_EXPORT const char *tmem_stat_name(unsigned int stat)
@@ -354,6 +356,8 @@ static void tm_stats_read(struct tmem_store *s, uint64_t v[TM_NSTAT])
 	v[TMEM_STAT_RECLAIM_RUNS] = atomic_load(&s->reclaim_runs);
 	v[TMEM_STAT_SPILL_BUFFERED] = s->spill.buffered ?
 				      v[TMEM_STAT_SPILL_USED] : 0;
+	v[TMEM_STAT_SPILL_RING_RESETS] = atomic_load(&s->spill.ring_resets);
+	v[TMEM_STAT_SPILL_LOST] = atomic_load(&s->spill.lost_bytes);
 }
 
 _Static_assert(sizeof(struct tmem_stats) == 38 * 8 + 16,

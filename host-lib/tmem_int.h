@@ -188,6 +188,7 @@ struct tm_shard {
 	uint32_t ebkt_n, obkt_n;	/* powers of two, or 0 */
 	uint32_t nents, nobjs;
 	uint32_t n_eph_same;	/* ephemeral entries with no slab */
+	uint64_t spill_seq;	/* bumped when a spilled page's extent goes */
 	uint64_t index_bytes;	/* what this shard charged */
 	_Atomic uint64_t stat[TM_NSTAT];	/* relaxed; sums are gauges */
 } __attribute__((aligned(64)));
@@ -223,6 +224,7 @@ struct tm_spill_io {
 	uint32_t bytes;		/* data bytes (extent rounds up) */
 	uint32_t buf_off;	/* where in the batch buffer */
 	int res;		/* 0 or -errno, after the write */
+	bool lost;		/* failed, but may still land: keep the extent */
 };
 
 struct tm_spill {
@@ -240,6 +242,9 @@ struct tm_spill {
 	uint64_t cursor;
 	uint64_t used;
 	_Atomic int64_t backoff_until;	/* ns; no spilling before then */
+	_Atomic bool dead;		/* no ring: spilling is off for good */
+	_Atomic uint64_t ring_resets;	/* rings thrown away after a failure */
+	_Atomic uint64_t lost_bytes;	/* extents kept for late writes */
 };
 
 #define TM_SPILL_BATCH	256	/* pages per spill submission at most */
@@ -252,6 +257,7 @@ uint32_t tm_spill_units(struct tm_spill *sp, uint32_t bytes);
 int tm_spill_alloc(struct tm_spill *sp, uint32_t nunits, uint64_t *unit);
 void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes);
 int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n);
+void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io);
 int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 		  uint8_t *dst);
 uint64_t tm_spill_used(struct tm_spill *sp);

@@ -270,6 +270,9 @@ enum tmem_stat {
 	TMEM_STAT_PUT_OVER_BUDGET,	/* reserved puts kept over budget */
 	/* ABI 1.1: read these with tmem_stat_values() */
 	TMEM_STAT_SPILL_BUFFERED,	/* gauge: spill bytes maybe in memory */
+	TMEM_STAT_SPILL_RING_RESETS,	/* io_uring rings replaced after failing */
+	TMEM_STAT_SPILL_LOST,		/* gauge: spill bytes a failed write may
+					 * still land in, never reused */
 	TMEM_STAT__COUNT
 };
 

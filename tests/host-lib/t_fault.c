@@ -8,6 +8,9 @@
  * accepted persistent page reads back byte for byte and the stats have
  * counted the errors.
  */
+#include <pthread.h>
+#include <signal.h>
+
 #include "fault.h"
 #include "helpers.h"
 
@@ -226,7 +229,9 @@ static void test_spill_write(enum tm_fault f)
 		refused += !ok[i];
 	}
 	printf("%s: %u accepted, %u refused\n",
-	       f == TM_FAULT_SPILL_WRITE ? "spill EIO" : "spill ENOSPC",
+	       f == TM_FAULT_SPILL_WRITE ? "spill EIO" :
+	       f == TM_FAULT_SPILL_ENOSPC ? "spill ENOSPC" :
+	       f == TM_FAULT_SHORT_WRITE ? "short writes" : "submit fails",
 	       accepted, refused);
 	t_assert(refused > 0);
 	t_assert(tm_fault_hits(f) > 0);
@@ -264,6 +269,107 @@ static void test_spill_write(enum tm_fault f)
 	k = t_key(2, 0);
 	t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, 77), T_PAGE_4K), 0);
 	t_rc(t_get_check(s, p, &k, t_tag(T_RAND, 77), T_PAGE_4K), 0);
+	t_store_free(s, dir);
+}
+
+/* ------------------------------------------------------------------ */
+/* The io_uring itself failing                                         */
+
+static void watchdog(int sig)
+{
+	static const char msg[] = "FAIL: spill I/O hung (watchdog)\n";
+
+	(void)sig;
+	if (write(2, msg, sizeof(msg) - 1) < 0)
+		_exit(T_EXIT_FAIL);
+	_exit(T_EXIT_FAIL);
+}
+
+/*
+ * Spill 2 * @n pages and flush every other one, so that the extents the
+ * next pages get are scattered and a batch takes several SQEs.
+ */
+static void spill_fragment(struct tmem_store *s, int p, uint32_t n)
+{
+	struct tmem_key k;
+	uint32_t i;
+
+	for (i = 0; i < 2 * n; i++) {
+		k = t_key(1, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K), 0);
+	}
+	t_rc(tmem_set_budget(s, 0), 0);
+	t_wait_stat_or_fail(s, TMEM_STAT_PAGES_SPILLED, T_EQ, 2 * n, 10000);
+	for (i = 1; i < 2 * n; i += 2) {
+		k = t_key(1, i);
+		t_rc(tmem_flush_page(s, p, &k), 0);
+	}
+}
+
+/*
+ * One failure of the ring (@f fires once) while reclaim spills a batch of
+ * scattered pages: nothing hangs, nothing is lost, and spilling goes on.
+ *  - TM_FAULT_SUBMIT_SHORT: the kernel takes half the SQEs; the rest
+ *    must be submitted too, not waited for forever.
+ *  - TM_FAULT_WAIT: waiting fails with the writes in flight; their pages
+ *    stay in RAM, their extents are never handed out again (a late write
+ *    could land there), and a fresh ring takes over.
+ */
+static void test_ring_once(enum tm_fault f)
+{
+	enum { N = 256 };
+	char dir[T_PATH_MAX];
+	/*
+	 * Short submit: just room for the fragment, so later extents fill
+	 * its holes and a batch needs many SQEs.  Failed wait: room for the
+	 * lost extents as well.
+	 */
+	struct tmem_store *s = t_store_new(64 * MIB, dir, (f == TM_FAULT_WAIT ?
+					   4 : 2) * N * T_PAGE_4K);
+	int p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
+	uint64_t v[TMEM_STAT__COUNT];
+	struct tmem_key k;
+	uint32_t i;
+
+	signal(SIGALRM, watchdog);
+	alarm(120);
+	spill_fragment(s, p, N);
+	t_rc(tmem_set_budget(s, 64 * MIB), 0);
+	for (i = 0; i < N; i++) {
+		k = t_key(2, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_HALF, i), T_PAGE_4K), 0);
+	}
+	tm_fault_arm(f, 0, 1);
+	drain_to_spill(s);
+	t_eq(tm_fault_hits(f), 1);
+	tm_fault_reset();
+	for (i = 0; i < 2 * N; i++) {
+		k = t_key(1, i);
+		t_rc(t_get_check(s, p, &k, i % 2 ? 0 : t_tag(T_RAND, i),
+				 T_PAGE_4K), i % 2 ? -ENOENT : 0);
+	}
+	for (i = 0; i < N; i++) {
+		k = t_key(2, i);
+		t_rc(t_get_check(s, p, &k, t_tag(T_HALF, i), T_PAGE_4K), 0);
+	}
+	t_stat_values(s, v);
+	printf("%s: %llu write errors, %llu ring resets, %llu bytes lost\n",
+	       f == TM_FAULT_WAIT ? "wait fails" : "short submit",
+	       (unsigned long long)v[TMEM_STAT_SPILL_WRITE_ERRORS],
+	       (unsigned long long)v[TMEM_STAT_SPILL_RING_RESETS],
+	       (unsigned long long)v[TMEM_STAT_SPILL_LOST]);
+	t_eq(v[TMEM_STAT_PAGES_SPILLED], 2 * N);
+	if (f == TM_FAULT_WAIT) {
+		t_eq(v[TMEM_STAT_SPILL_RING_RESETS], 1);
+		t_assert(v[TMEM_STAT_SPILL_WRITE_ERRORS] > 0);
+		t_assert(v[TMEM_STAT_SPILL_LOST] > 0);
+		t_assert(v[TMEM_STAT_SPILL_USED] >= v[TMEM_STAT_SPILL_LOST]);
+	} else {
+		t_eq(v[TMEM_STAT_SPILL_RING_RESETS], 0);
+		t_eq(v[TMEM_STAT_SPILL_WRITE_ERRORS], 0);
+		t_eq(v[TMEM_STAT_SPILL_LOST], 0);
+	}
+	alarm(0);
 	t_store_free(s, dir);
 }
 
@@ -421,6 +527,88 @@ static void test_read_error(void)
 	t_store_free(r.s, r.dir);
 }
 
+/*
+ * A slow spill disk stalls the get that reads from it, and nothing else:
+ * while one get is parked inside its read of a spilled page, the same
+ * key can be overwritten, read and flushed (same shard, same lock).  The
+ * parked get then returns a page that was really there, whole: the old
+ * one, the new one, or a miss if it was flushed.
+ */
+struct parked_get {
+	struct rstore *r;
+	struct tmem_key key;
+	unsigned char *buf;
+	int rc;
+};
+
+static void *parked_get_main(void *arg)
+{
+	struct parked_get *g = arg;
+
+	g->rc = tmem_get(g->r->s, g->r->pool[0], &g->key, g->buf, T_PAGE_4K);
+	return NULL;
+}
+
+static void park_get(struct parked_get *g, pthread_t *th)
+{
+	uint64_t end = t_now_ms() + 10000;
+
+	tm_fault_arm(TM_FAULT_READ_STALL, 0, 1);
+	t_rc(pthread_create(th, NULL, parked_get_main, g), 0);
+	while (tm_fault_hits(TM_FAULT_READ_STALL) == 0) {
+		if (t_now_ms() > end)
+			t_fail("the get never reached its spill read");
+		t_sleep_ms(1);
+	}
+}
+
+static void test_read_unlocked(void)
+{
+	struct parked_get g = { .buf = t_buf_alloc(T_PAGE_4K) };
+	uint64_t old, new = t_tag(T_COMP, 999);
+	struct rstore r;
+	pthread_t th;
+
+	signal(SIGALRM, watchdog);
+	alarm(60);
+	rstore_new(&r);
+	g.r = &r;
+
+	/* Overwritten while read: the reader sees old or new, whole. */
+	g.key = t_key(3, 1);
+	old = r.tag[0][1];
+	park_get(&g, &th);
+	t_rc(t_put_tag(r.s, r.pool[0], &g.key, new, T_PAGE_4K), 0);
+	t_rc(t_get_check(r.s, r.pool[0], &g.key, new, T_PAGE_4K), 0);
+	tm_fault_gate_open();
+	t_rc(pthread_join(th, NULL), 0);
+	t_rc(g.rc, 0);
+	if (t_page_check(g.buf, T_PAGE_4K, new) >= 0 &&
+	    t_page_check(g.buf, T_PAGE_4K, old) >= 0)
+		t_fail("a get racing an overwrite returned neither page");
+	r.tag[0][1] = new;
+
+	/* Flushed while read: a miss, or the old page, whole. */
+	g.key = t_key(3, 3);
+	old = r.tag[0][3];
+	park_get(&g, &th);
+	t_rc(tmem_flush_page(r.s, r.pool[0], &g.key), 0);
+	t_rc(t_get_check(r.s, r.pool[0], &g.key, 0, T_PAGE_4K), -ENOENT);
+	tm_fault_gate_open();
+	t_rc(pthread_join(th, NULL), 0);
+	if (g.rc == 0)
+		t_page_verify(g.buf, T_PAGE_4K, old);
+	else
+		t_rc(g.rc, -ENOENT);
+	r.tag[0][3] = 0;
+
+	tm_fault_reset();
+	alarm(0);
+	rstore_verify(&r);
+	free(g.buf);
+	t_store_free(r.s, r.dir);
+}
+
 int main(int argc, char **argv)
 {
 	tm_fault_reset();
@@ -431,7 +619,12 @@ int main(int argc, char **argv)
 	test_no_internal_code();
 	test_spill_write(TM_FAULT_SPILL_WRITE);
 	test_spill_write(TM_FAULT_SPILL_ENOSPC);
+	test_spill_write(TM_FAULT_SHORT_WRITE);
+	test_spill_write(TM_FAULT_SUBMIT);
+	test_ring_once(TM_FAULT_SUBMIT_SHORT);
+	test_ring_once(TM_FAULT_WAIT);
 	test_short_read();
 	test_read_error();
+	test_read_unlocked();
 	return T_EXIT_PASS;
 }
