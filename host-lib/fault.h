@@ -48,4 +48,9 @@ bool tm_fault_fire(enum tm_fault f);
 void tm_fault_park(enum tm_fault f);
 void tm_fault_gate_open(void);
 
+struct tmem_store;
+
+/* Probe: the longest hash chain (pages or objects) in any shard. */
+uint32_t tm_probe_chain_max(struct tmem_store *s);
+
 #endif /* TMEM_FAULT_H */

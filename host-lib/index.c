@@ -27,36 +27,36 @@
 
 _Static_assert(sizeof(struct tm_entry) == 32, "page entry grew");
 
-static uint64_t tm_mix(uint64_t x)
+static uint64_t tm_obj_hash(struct tm_shard *sh, uint32_t pool,
+			    const uint64_t oid[3])
 {
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
+	const uint64_t w[4] = { oid[0], oid[1], oid[2], pool };
 
-static uint64_t tm_obj_hash(uint32_t pool, const uint64_t oid[3])
-{
-	return tm_mix(oid[0] ^ tm_mix(oid[1] ^ tm_mix(oid[2] ^ pool)));
+	return tm_hash(&sh->hkey, w, 4);
 }
 
 /*
- * Runs of 16 neighbouring indices get 16 neighbouring buckets, one cache
- * line, so swap readahead and sequential reads stay in cache; where the
- * runs go is hashed, so strided indices cannot pile up in one chain.
+ * Runs of 16 neighbouring indices get 16 neighbouring buckets, so swap
+ * readahead and sequential reads stay in cache; where a run starts is
+ * hashed, with the store's secret, over every bucket, so no choice of
+ * indices (not even one per run) can pile them up in one chain.
  */
-static uint64_t tm_ent_hash(uint32_t obj, uint32_t index)
+static uint64_t tm_ent_hash(struct tm_shard *sh, uint32_t obj, uint32_t index)
 {
-	return tm_mix((uint64_t)obj << 32 | index >> 4) << 4 | (index & 15);
+	const uint64_t w = (uint64_t)obj << 32 | index >> 4;
+
+	return tm_hash(&sh->hkey, &w, 1) + (index & 15);
 }
 
-uint32_t tm_shard_of(int pool, const struct tmem_key *key)
+/* Runs of 16 indices of an object share a shard; which one is secret. */
+uint32_t tm_shard_of(struct tmem_store *s, int pool,
+		     const struct tmem_key *key)
 {
-	uint64_t h = tm_obj_hash((uint32_t)pool, key->oid);
+	struct tm_shard *sh = &s->shard[0];
+	const uint64_t w[2] = { tm_obj_hash(sh, (uint32_t)pool, key->oid),
+				key->index >> 4 };
 
-	return (uint32_t)(tm_mix(h ^ (key->index >> 4)) >> 60) % TM_NSHARD;
+	return (uint32_t)(tm_hash(&sh->hkey, w, 2) >> 60) % TM_NSHARD;
 }
 
 static void *tm_table_ptr(struct tm_table *t, uint32_t id)
@@ -207,7 +207,7 @@ static uint64_t tm_obj_hash_id(struct tm_shard *sh, uint32_t id)
 {
 	struct tm_obj *o = tm_obj_ptr(sh, id);
 
-	return tm_obj_hash(o->pool, o->oid);
+	return tm_obj_hash(sh, o->pool, o->oid);
 }
 
 static uint32_t *tm_obj_link(struct tm_shard *sh, uint32_t id)
@@ -219,7 +219,7 @@ static uint64_t tm_ent_hash_id(struct tm_shard *sh, uint32_t id)
 {
 	struct tm_entry *e = tm_ent_ptr(sh, id);
 
-	return tm_ent_hash(e->obj, e->index);
+	return tm_ent_hash(sh, e->obj, e->index);
 }
 
 static uint32_t *tm_ent_link(struct tm_shard *sh, uint32_t id)
@@ -233,7 +233,7 @@ uint32_t tm_obj_find(struct tm_shard *sh, uint32_t pool, const uint64_t oid[3])
 
 	if (!sh->obkt_n)
 		return 0;
-	id = sh->obkt[tm_obj_hash(pool, oid) & (sh->obkt_n - 1)];
+	id = sh->obkt[tm_obj_hash(sh, pool, oid) & (sh->obkt_n - 1)];
 	for (; id; id = tm_obj_ptr(sh, id)->hnext) {
 		struct tm_obj *o = tm_obj_ptr(sh, id);
 
@@ -249,7 +249,7 @@ uint32_t tm_ent_find(struct tm_shard *sh, uint32_t obj, uint32_t index)
 
 	if (!sh->ebkt_n)
 		return 0;
-	id = sh->ebkt[tm_ent_hash(obj, index) & (sh->ebkt_n - 1)];
+	id = sh->ebkt[tm_ent_hash(sh, obj, index) & (sh->ebkt_n - 1)];
 	for (; id; id = tm_ent_ptr(sh, id)->hnext) {
 		struct tm_entry *e = tm_ent_ptr(sh, id);
 
@@ -310,7 +310,7 @@ static int tm_obj_get(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	o->pool = pool;
 	o->head = 0;
 	o->npages = 0;
-	h = (uint32_t)(tm_obj_hash(pool, oid) & (sh->obkt_n - 1));
+	h = (uint32_t)(tm_obj_hash(sh, pool, oid) & (sh->obkt_n - 1));
 	o->hnext = sh->obkt[h];
 	sh->obkt[h] = id;
 	sh->nobjs++;
@@ -321,7 +321,7 @@ static int tm_obj_get(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 static void tm_obj_put(struct tmem_store *s, struct tm_shard *sh, uint32_t id)
 {
 	struct tm_obj *o = tm_obj_ptr(sh, id);
-	uint32_t h = (uint32_t)(tm_obj_hash(o->pool, o->oid) &
+	uint32_t h = (uint32_t)(tm_obj_hash(sh, o->pool, o->oid) &
 				(sh->obkt_n - 1));
 
 	tm_chain_del(&sh->obkt[h], id, tm_obj_link, sh);
@@ -370,7 +370,8 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	memset(e, 0, sizeof(*e));
 	e->obj = obj;
 	e->index = key->index;
-	h = (uint32_t)(tm_ent_hash(obj, key->index) & (sh->ebkt_n - 1));
+	h = (uint32_t)(tm_ent_hash(sh, obj, key->index) &
+		       (sh->ebkt_n - 1));
 	e->hnext = sh->ebkt[h];
 	sh->ebkt[h] = id;
 	e->onext = o->head;
@@ -488,7 +489,7 @@ void tm_ent_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t eid)
 {
 	struct tm_entry *e = tm_ent_ptr(sh, eid);
 	struct tm_obj *o = tm_obj_ptr(sh, e->obj);
-	uint32_t h = (uint32_t)(tm_ent_hash(e->obj, e->index) &
+	uint32_t h = (uint32_t)(tm_ent_hash(sh, e->obj, e->index) &
 				(sh->ebkt_n - 1));
 	uint32_t obj = e->obj;
 
@@ -539,4 +540,40 @@ void tm_shard_fini(struct tmem_store *s, struct tm_shard *sh)
 {
 	tm_shard_reset(s, sh);
 	pthread_mutex_destroy(&sh->lock);
+}
+
+/* Longest chain in @bkt; caller holds the shard lock. */
+static uint32_t tm_chain_max(struct tm_shard *sh, const uint32_t *bkt,
+			     uint32_t nb,
+			     uint32_t *(*link)(struct tm_shard *, uint32_t))
+{
+	uint32_t best = 0;
+
+	for (uint32_t b = 0; b < nb; b++) {
+		uint32_t len = 0;
+
+		for (uint32_t id = bkt[b]; id; id = *link(sh, id))
+			len++;
+		if (len > best)
+			best = len;
+	}
+	return best;
+}
+
+uint32_t tm_probe_chain_max(struct tmem_store *s)
+{
+	uint32_t best = 0;
+
+	for (int i = 0; i < TM_NSHARD; i++) {
+		struct tm_shard *sh = &s->shard[i];
+		uint32_t e, o;
+
+		pthread_mutex_lock(&sh->lock);
+		e = tm_chain_max(sh, sh->ebkt, sh->ebkt_n, tm_ent_link);
+		o = tm_chain_max(sh, sh->obkt, sh->obkt_n, tm_obj_link);
+		pthread_mutex_unlock(&sh->lock);
+		best = e > best ? e : best;
+		best = o > best ? o : best;
+	}
+	return best;
 }

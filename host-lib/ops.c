@@ -35,7 +35,7 @@ static int tm_args(struct tmem_store *s, int pool, const struct tmem_key *key,
 static struct tm_shard *tm_shard(struct tmem_store *s, int pool,
 				 const struct tmem_key *key)
 {
-	return &s->shard[tm_shard_of(pool, key)];
+	return &s->shard[tm_shard_of(s, pool, key)];
 }
 
 /* The entry for @key, or 0.  Caller holds the shard lock. */
@@ -56,7 +56,7 @@ static int tm_put_index(struct tmem_store *s, struct tm_pool *p, int pool,
 			const struct tmem_key *key, uint32_t info,
 			uint64_t loc, enum tm_charge mode)
 {
-	uint32_t si = tm_shard_of(pool, key);
+	uint32_t si = tm_shard_of(s, pool, key);
 	struct tm_shard *sh = &s->shard[si];
 	uint32_t eid;
 	int rc = 0;

@@ -206,8 +206,10 @@ TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
 	if (!s)
 		return -ENOMEM;
 	memset(s, 0, sizeof(*s));
+	tm_hkey_init(&s->shard[0].hkey);
 	for (int i = 0; i < TM_NSHARD; i++) {
 		pthread_mutex_init(&s->shard[i].lock, NULL);
+		s->shard[i].hkey = s->shard[0].hkey;
 		s->shard[i].ents.item = sizeof(struct tm_entry);
 		s->shard[i].objs.item = sizeof(struct tm_obj);
 	}

@@ -66,6 +66,15 @@ int tm_unpack(const uint8_t *data, uint32_t info, uint64_t word,
 	      void *page, uint32_t len);
 void *tm_scratch(size_t *size);
 
+/* ---- hash.c ---------------------------------------------------------- */
+
+struct tm_hkey {
+	uint64_t k[2];		/* the per-store secret */
+};
+
+uint64_t tm_hash(const struct tm_hkey *k, const uint64_t *w, unsigned int n);
+void tm_hkey_init(struct tm_hkey *k);
+
 /* ---- slab.c ---------------------------------------------------------- */
 
 #define TM_SLAB_MAX	(256u * 1024)
@@ -182,7 +191,8 @@ struct tm_table {
 };
 
 struct tm_shard {
-	pthread_mutex_t lock;	/* everything below */
+	pthread_mutex_t lock;	/* everything below but hkey */
+	struct tm_hkey hkey;	/* the store's, copied: set once at create */
 	struct tm_table ents, objs;
 	uint32_t *ebkt, *obkt;	/* hash heads */
 	uint32_t ebkt_n, obkt_n;	/* powers of two, or 0 */
@@ -193,7 +203,8 @@ struct tm_shard {
 	_Atomic uint64_t stat[TM_NSTAT];	/* relaxed; sums are gauges */
 } __attribute__((aligned(64)));
 
-uint32_t tm_shard_of(int pool, const struct tmem_key *key);
+uint32_t tm_shard_of(struct tmem_store *s, int pool,
+		     const struct tmem_key *key);
 uint32_t tm_obj_find(struct tm_shard *sh, uint32_t pool, const uint64_t oid[3]);
 struct tm_obj *tm_obj_ptr(struct tm_shard *sh, uint32_t id);
 uint32_t tm_ent_find(struct tm_shard *sh, uint32_t obj, uint32_t index);

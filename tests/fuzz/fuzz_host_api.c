@@ -130,6 +130,12 @@ static int fz_bad_id(uint8_t b)
 
 /* ------------------------------------------------------------------ */
 
+/* Allocation failures injected so far: the only excuse for -ENOMEM. */
+static uint64_t fz_nomem_hits(void)
+{
+	return tm_fault_hits(TM_FAULT_ALLOC) + tm_fault_hits(TM_FAULT_BUCKETS);
+}
+
 static void op_pool_create(void)
 {
 	static const uint32_t sizes[] = { 4096, 65536, 4096, 0, 8192, 65535 };
@@ -149,14 +155,14 @@ static void op_pool_create(void)
 			p = &fz.pools[i];
 	if (valid && !p)
 		return;		/* keep the model small */
-	nomem = tm_fault_hits(TM_FAULT_ALLOC);
+	nomem = fz_nomem_hits();
 	id = tmem_pool_create(fz.s, (enum tmem_pool_kind)kind, size);
 	if (!valid) {
 		FZ_CHECK(id == -EINVAL, "got %d", id);
 		return;
 	}
 	if (id == -ENOMEM) {
-		FZ_CHECK(tm_fault_hits(TM_FAULT_ALLOC) != nomem,
+		FZ_CHECK(fz_nomem_hits() != nomem,
 			 "pool_create -ENOMEM with no allocation failure");
 		return;
 	}
@@ -209,7 +215,7 @@ static void op_put(void)
 	enum t_kind kind = (enum t_kind)(b & 3);
 	uint64_t tag = t_tag(kind, (uint64_t)u16() + 1);
 	struct tmem_key key = fz_key(k);
-	uint64_t nomem = tm_fault_hits(TM_FAULT_ALLOC);
+	uint64_t nomem = fz_nomem_hits();
 	bool must_reject_raw;
 	int rc;
 
@@ -219,7 +225,7 @@ static void op_put(void)
 	rc = tmem_put(fz.s, p->id, &key, fz.buf, p->len);
 	must_reject_raw = fz.reject_raw && kind == T_RAND;
 	if (rc == -ENOMEM)
-		FZ_CHECK(tm_fault_hits(TM_FAULT_ALLOC) != nomem,
+		FZ_CHECK(fz_nomem_hits() != nomem,
 			 "-ENOMEM with no allocation failure");
 	else if (must_reject_raw)
 		FZ_CHECK(rc == -E2BIG || (!fz_persistent(p) && rc == -ENOSPC),
@@ -325,7 +331,7 @@ static void op_iter(void)
 {
 	struct fz_pool *p = fz_pool(u8());
 	uint64_t eio = tm_fault_hits(TM_FAULT_SPILL_READ);
-	uint64_t nomem = tm_fault_hits(TM_FAULT_ALLOC);
+	uint64_t nomem = fz_nomem_hits();
 	bool seen[FZ_KEYS] = { false };
 	uint32_t n = 0, errs = 0, k;
 	struct tmem_iter *it = NULL;
@@ -336,7 +342,7 @@ static void op_iter(void)
 		return;
 	rc = tmem_iter_begin(fz.s, p->id, &it);
 	if (rc == -ENOMEM) {
-		FZ_CHECK(tm_fault_hits(TM_FAULT_ALLOC) != nomem,
+		FZ_CHECK(fz_nomem_hits() != nomem,
 			 "iter_begin -ENOMEM with no allocation failure");
 		return;
 	}
@@ -491,13 +497,22 @@ static void op_invalid(void)
 	}
 }
 
+/* Every fault point but the read gate, which would park a get for good. */
+static const enum tm_fault fz_faults[] = {
+	TM_FAULT_ALLOC, TM_FAULT_SPILL_WRITE, TM_FAULT_SPILL_ENOSPC,
+	TM_FAULT_SPILL_READ, TM_FAULT_SHORT_READ, TM_FAULT_BUCKETS,
+	TM_FAULT_SUBMIT, TM_FAULT_SUBMIT_SHORT, TM_FAULT_WAIT,
+	TM_FAULT_SHORT_WRITE,
+};
+
 static void op_fault(void)
 {
 	uint8_t a = u8(), b = u8();
 
-	tm_fault_arm((enum tm_fault)(a % TM_FAULT__COUNT), b % 8,
-		     1 + (b >> 3) % 4);
+	tm_fault_arm(fz_faults[a % (sizeof(fz_faults) / sizeof(fz_faults[0]))],
+		     b % 8, 1 + (b >> 3) % 4);
 }
+
 
 /* ------------------------------------------------------------------ */
 

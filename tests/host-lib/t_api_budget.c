@@ -256,6 +256,7 @@ static void test_budget_zero_spill(uint32_t len)
 	uint32_t i, n = len == T_PAGE_4K ? NPAGES : NPAGES / 4, same = 0;
 	struct tmem_key k;
 	uint64_t t0;
+	int rc;
 
 	for (i = 0; i < n; i++) {
 		k = t_key(4, i);
@@ -280,14 +281,26 @@ static void test_budget_zero_spill(uint32_t len)
 		t_rc(t_get_check(s, e, &k, 0, len), -ENOENT);
 	}
 
-	/* At budget 0 a persistent page goes straight to spill. */
-	k = t_key(5, 0);
+	/*
+	 * At budget 0 an overwrite of a persistent page goes straight to
+	 * spill (its index entry exists); a new key needs index RAM, so it
+	 * may be refused (unless its shard has a free entry left).
+	 */
+	k = t_key(4, 0);
 	t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, 99), len), 0);
 	t_assert(t_stats_get(s, TMEM_STAT_SPILL_DIRECT) > 0);
 	t_eq(t_stats_get(s, TMEM_STAT_RAM_DATA), 0);
 	t_rc(t_get_check(s, p, &k, t_tag(T_RAND, 99), len), 0);
+	t_rc(t_put_tag(s, p, &k, ptag(0), len), 0);
 	t_rc(t_put_tag(s, e, &k, t_tag(T_COMP, 99), len), -ENOSPC);
 	t_rc(t_get_check(s, e, &k, 0, len), -ENOENT);
+	k = t_key(5, 0);
+	rc = t_put_tag(s, p, &k, t_tag(T_RAND, 98), len);
+	if (rc && rc != -ENOSPC)
+		t_fail("new key at budget 0: %s", t_errname(rc));
+	t_rc(t_get_check(s, p, &k, rc ? 0 : t_tag(T_RAND, 98), len),
+	     rc ? -ENOENT : 0);
+	t_eq(t_stats_get(s, TMEM_STAT_RAM_DATA), 0);
 
 	/* Budget back up: everything is still there, RAM fills again. */
 	t_rc(tmem_set_budget(s, 1ull << 32), 0);

@@ -267,6 +267,7 @@ static void test_spill_write(enum tm_fault f)
 		     ok[i] ? 0 : -ENOENT);
 	}
 	k = t_key(2, 0);
+	t_rc(tmem_set_budget(s, 1 * MIB), 0);	/* a new key needs index RAM */
 	t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, 77), T_PAGE_4K), 0);
 	t_rc(t_get_check(s, p, &k, t_tag(T_RAND, 77), T_PAGE_4K), 0);
 	t_store_free(s, dir);
