@@ -149,6 +149,32 @@ static bool tm_spill_in_ram(int fd)
 	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
 }
 
+/*
+ * A slow disk, for tests of the callers' responsiveness: with
+ * TMEM_TEST_SPILL_DELAY_MS set in the environment when the store is
+ * made, every spill write batch and every spill read first sleeps that
+ * long (at most 10 s).  Not part of the API; never set in production.
+ */
+static uint32_t tm_spill_test_delay_ms(void)
+{
+	const char *v = getenv("TMEM_TEST_SPILL_DELAY_MS");
+	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
+
+	return ms > 10000 ? 10000 : (uint32_t)ms;
+}
+
+static void tm_spill_test_delay(const struct tm_spill *sp)
+{
+	if (sp->delay_ms) {
+		struct timespec ts = { .tv_sec = sp->delay_ms / 1000,
+				       .tv_nsec = sp->delay_ms % 1000 *
+						  1000000l };
+
+		while (nanosleep(&ts, &ts) && errno == EINTR)
+			;
+	}
+}
+
 int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 		  uint32_t flags)
 {
@@ -163,6 +189,7 @@ int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 	pthread_mutex_init(&sp->map_lock, NULL);
 	if (!path || !*path || !max)
 		return 0;
+	sp->delay_ms = tm_spill_test_delay_ms();
 
 	if (posix_memalign(&buf, 4096, TM_SPILL_BUF))
 		return -ENOMEM;
@@ -418,6 +445,7 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 	}
 	if (atomic_load(&sp->dead))
 		return -EIO;
+	tm_spill_test_delay(sp);
 	while (first < n) {
 		int queued = 0, submitted, done = 0, i = first;
 		bool broken = false;
@@ -526,6 +554,7 @@ int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 	off_t off = (off_t)(unit << sp->unit_shift);
 	size_t got = 0;
 
+	tm_spill_test_delay(sp);
 	while (got < want) {
 		size_t ask = want - got;
 		ssize_t r;

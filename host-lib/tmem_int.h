@@ -256,6 +256,7 @@ struct tm_spill {
 	_Atomic bool dead;		/* no ring: spilling is off for good */
 	_Atomic uint64_t ring_resets;	/* rings thrown away after a failure */
 	_Atomic uint64_t lost_bytes;	/* extents kept for late writes */
+	uint32_t delay_ms;		/* TMEM_TEST_SPILL_DELAY_MS */
 };
 
 #define TM_SPILL_BATCH	256	/* pages per spill submission at most */
