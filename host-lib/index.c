@@ -27,6 +27,9 @@
 
 _Static_assert(sizeof(struct tm_entry) == 32, "page entry grew");
 
+#define TM_EBKT_FIRST	64	/* hash heads of a new page table */
+#define TM_OBKT_FIRST	8	/* ... of a new object table */
+
 static uint64_t tm_obj_hash(struct tm_shard *sh, uint32_t pool,
 			    const uint64_t oid[3])
 {
@@ -61,8 +64,15 @@ uint32_t tm_shard_of(struct tmem_store *s, int pool,
 
 static void *tm_table_ptr(struct tm_table *t, uint32_t id)
 {
-	return t->chunks[id / TM_TABLE_CHUNK] +
-	       (size_t)(id % TM_TABLE_CHUNK) * t->item;
+	return t->chunks[id >> t->shift] +
+	       (size_t)(id & ((1u << t->shift) - 1)) * t->item;
+}
+
+/* Bytes charged for one chunk of @t: its items and its directory share. */
+static size_t tm_chunk_bytes(const struct tm_table *t)
+{
+	/* The directory doubles; its share is charged per chunk. */
+	return ((size_t)t->item << t->shift) + 2 * sizeof(uint8_t *);
 }
 
 struct tm_entry *tm_ent_ptr(struct tm_shard *sh, uint32_t id)
@@ -92,6 +102,53 @@ static void tm_shard_uncharge(struct tmem_store *s, struct tm_shard *sh,
 }
 
 /*
+ * Pop a free id of @t, or 0.  While the table shrinks, ids above the
+ * cut are left off the list as they come up: the shrink truncates them.
+ */
+static uint32_t tm_table_pop(struct tm_table *t, size_t next_link)
+{
+	while (t->free_head) {
+		uint32_t id = t->free_head;
+
+		memcpy(&t->free_head, (uint8_t *)tm_table_ptr(t, id) +
+		       next_link, sizeof(uint32_t));
+		if (!t->limit || id <= t->limit)
+			return id;
+	}
+	return 0;
+}
+
+/*
+ * Thread every free item of ids 1 .. @t->used onto the free list, lowest
+ * first; an item is free when its 32-bit word at @live_off is 0.
+ */
+static void tm_table_refree(struct tm_table *t, size_t next_link,
+			    size_t live_off)
+{
+	uint32_t head = 0;
+
+	for (uint32_t id = t->used; id; id--) {
+		uint8_t *it = tm_table_ptr(t, id);
+		uint32_t live;
+
+		memcpy(&live, it + live_off, sizeof(live));
+		if (live)
+			continue;
+		memcpy(it + next_link, &head, sizeof(head));
+		head = id;
+	}
+	t->free_head = head;
+}
+
+/* Give up a shrink that ran out of room below its cut. */
+static void tm_table_unshrink(struct tm_table *t, size_t next_link,
+			      size_t live_off)
+{
+	t->limit = t->hi = 0;
+	tm_table_refree(t, next_link, live_off);
+}
+
+/*
  * A new id in @t.  The item at @next_link is where a free item keeps the
  * next free id.  Returns 0 and sets *@id, TM_NEED_ROOM or -ENOMEM.
  */
@@ -102,21 +159,24 @@ static int tm_table_get(struct tmem_store *s, struct tm_shard *sh,
 	uint32_t n = t->used + 1;
 	size_t bytes;
 
-	if (t->free_head) {
-		*id = t->free_head;
-		memcpy(&t->free_head, (uint8_t *)tm_table_ptr(t, *id) +
-		       next_link, sizeof(uint32_t));
+	*id = tm_table_pop(t, next_link);
+	if (*id)
 		return 0;
+	if (t->limit) {
+		/* Only the page table shrinks; see tm_shard_tidy. */
+		tm_table_unshrink(t, next_link, offsetof(struct tm_entry, obj));
+		*id = tm_table_pop(t, next_link);
+		if (*id)
+			return 0;
 	}
 	if (n >= TM_EID_MASK)
 		return -ENOMEM;
-	if (n / TM_TABLE_CHUNK >= t->nchunks) {
+	if (n >> t->shift >= t->nchunks) {
 		uint8_t **dir, *chunk;
 
 		if (tm_fault_fire(TM_FAULT_ALLOC))
 			return -ENOMEM;
-		/* The directory doubles; its share is charged per chunk. */
-		bytes = (size_t)TM_TABLE_CHUNK * t->item + 2 * sizeof(*dir);
+		bytes = tm_chunk_bytes(t);
 		if (!tm_shard_charge(s, sh, bytes, mode))
 			return TM_NEED_ROOM;
 		if (t->nchunks == t->cap) {
@@ -128,7 +188,7 @@ static int tm_table_get(struct tmem_store *s, struct tm_shard *sh,
 			t->chunks = dir;
 			t->cap = cap;
 		}
-		chunk = calloc(TM_TABLE_CHUNK, t->item);
+		chunk = calloc((size_t)1 << t->shift, t->item);
 		if (!chunk)
 			goto nomem;
 		t->chunks[t->nchunks++] = chunk;
@@ -156,25 +216,22 @@ static void tm_table_free(struct tm_table *t)
 	free(t->chunks);
 	t->chunks = NULL;
 	t->nchunks = t->cap = t->used = t->free_head = 0;
+	t->limit = t->hi = 0;
 }
 
 /*
- * Double @*bkt when the chains average over two.  Growing is optional:
- * under a strict charge that does not fit, chains just get longer.
- * Returns 0, or why it could not grow: TM_NEED_ROOM (the charge did not
- * fit) or -ENOMEM; that matters only when there is no table yet.
+ * Rehash @*bkt (@*nb heads, a power of two or 0) into @n heads.  Returns
+ * 0, TM_NEED_ROOM (the charge did not fit) or -ENOMEM; on error the old
+ * heads stay.
  */
-static int tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
-			    uint32_t **bkt, uint32_t *nb, uint32_t count,
-			    enum tm_charge mode,
-			    uint64_t (*hash)(struct tm_shard *, uint32_t),
-			    uint32_t *(*link)(struct tm_shard *, uint32_t))
+static int tm_buckets_resize(struct tmem_store *s, struct tm_shard *sh,
+			     uint32_t **bkt, uint32_t *nb, uint32_t n,
+			     enum tm_charge mode,
+			     uint64_t (*hash)(struct tm_shard *, uint32_t),
+			     uint32_t *(*link)(struct tm_shard *, uint32_t))
 {
-	uint32_t n = *nb ? *nb * 2 : 64;
 	uint32_t *nbkt;
 
-	if (*nb && count <= 2 * *nb)
-		return 0;
 	if (!tm_shard_charge(s, sh, n * sizeof(*nbkt), mode))
 		return TM_NEED_ROOM;
 	nbkt = tm_fault_fire(TM_FAULT_BUCKETS) ? NULL :
@@ -201,6 +258,25 @@ static int tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
 	*bkt = nbkt;
 	*nb = n;
 	return 0;
+}
+
+/*
+ * Double @*bkt when the chains average over two; a new table gets @first
+ * heads.  Growing is optional: under a strict charge that does not fit,
+ * chains just get longer.  Returns 0, or why it could not grow:
+ * TM_NEED_ROOM (the charge did not fit) or -ENOMEM; that matters only
+ * when there is no table yet.
+ */
+static int tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
+			    uint32_t **bkt, uint32_t *nb, uint32_t count,
+			    uint32_t first, enum tm_charge mode,
+			    uint64_t (*hash)(struct tm_shard *, uint32_t),
+			    uint32_t *(*link)(struct tm_shard *, uint32_t))
+{
+	if (*nb && count <= 2 * *nb)
+		return 0;
+	return tm_buckets_resize(s, sh, bkt, nb, *nb ? *nb * 2 : first, mode,
+				 hash, link);
 }
 
 static uint64_t tm_obj_hash_id(struct tm_shard *sh, uint32_t id)
@@ -300,7 +376,7 @@ static int tm_obj_get(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	if (rc)
 		return rc;
 	rc = tm_buckets_grow(s, sh, &sh->obkt, &sh->obkt_n, sh->nobjs + 1,
-			     mode, tm_obj_hash_id, tm_obj_link);
+			     TM_OBKT_FIRST, mode, tm_obj_hash_id, tm_obj_link);
 	if (!sh->obkt_n) {
 		tm_table_put(&sh->objs, id, offsetof(struct tm_obj, hnext));
 		return rc ? rc : -ENOMEM;
@@ -353,8 +429,8 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 			  mode, &id);
 	if (!rc) {
 		rc = tm_buckets_grow(s, sh, &sh->ebkt, &sh->ebkt_n,
-				     sh->nents + 1, mode, tm_ent_hash_id,
-				     tm_ent_link);
+				     sh->nents + 1, TM_EBKT_FIRST, mode,
+				     tm_ent_hash_id, tm_ent_link);
 		if (!sh->ebkt_n)
 			tm_table_put(&sh->ents, id,
 				     offsetof(struct tm_entry, hnext));
@@ -387,9 +463,9 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 /* Bytes tm_table_get would have to charge for one more id in @t. */
 static size_t tm_table_need(const struct tm_table *t)
 {
-	if (t->free_head || (t->used + 1) / TM_TABLE_CHUNK < t->nchunks)
+	if (t->free_head || (t->used + 1) >> t->shift < t->nchunks)
 		return 0;
-	return (size_t)TM_TABLE_CHUNK * t->item + 2 * sizeof(uint8_t *);
+	return tm_chunk_bytes(t);
 }
 
 /*
@@ -540,6 +616,132 @@ void tm_shard_fini(struct tmem_store *s, struct tm_shard *sh)
 {
 	tm_shard_reset(s, sh);
 	pthread_mutex_destroy(&sh->lock);
+}
+
+/*
+ * Shrinking.  A page table only grows while its shard fills, so after
+ * the guest flushes most of its pages the chunks and hash heads would
+ * stay, at several times the cost per live page.  When fewer than half
+ * of a table's ids are live (and that frees at least TM_TIDY_CHUNKS), the reclaim thread shrinks it, a
+ * bounded step at a time with the shard lock dropped between steps:
+ * live entries above a cut are moved to free ids below it (no id above
+ * the cut is handed out meanwhile), then the chunks above the cut are
+ * freed and the hash heads shrunk to fit.
+ *
+ * Moving an entry renumbers it, and an entry's id is known outside the
+ * tables: the slab owner word of its data (rewritten here), and the
+ * unlocked spill read of tm_read_spilled (which trusts its id only while
+ * spill_seq stands still, so a spilled entry's move bumps it).  Reclaim
+ * that read an owner word before the move finds the old id free, or
+ * pointing elsewhere, and skips the slot, as for a flushed page.  The
+ * object table is left alone: moving an object rehashes its pages.
+ */
+#define TM_TIDY_STEP	512	/* ids looked at per step, lock held */
+#define TM_TIDY_CHUNKS	2	/* tables this small are left alone */
+
+/* Move entry @from to free id @to; every link to it follows. */
+static void tm_ent_move(struct tmem_store *s, struct tm_shard *sh,
+			uint32_t from, uint32_t to)
+{
+	struct tm_entry *e = tm_ent_ptr(sh, from), *n = tm_ent_ptr(sh, to);
+	uint32_t h = (uint32_t)(tm_ent_hash(sh, e->obj, e->index) &
+				(sh->ebkt_n - 1));
+	uint32_t *p = &sh->ebkt[h];
+
+	while (*p != from)
+		p = &tm_ent_ptr(sh, *p)->hnext;
+	*n = *e;
+	*p = to;
+	if (n->oprev)
+		tm_ent_ptr(sh, n->oprev)->onext = to;
+	else
+		tm_obj_ptr(sh, n->obj)->head = to;
+	if (n->onext)
+		tm_ent_ptr(sh, n->onext)->oprev = to;
+	if (n->info & TM_E_RAM)
+		tm_slot_set_owner(s, n->loc, (uint32_t)(sh - s->shard) <<
+				  TM_SHARD_SHIFT | to);
+	sh->spill_seq += !!(n->info & TM_E_SPILL);
+	e->obj = 0;
+	e->info = 0;
+}
+
+/* The cut moves have emptied everything above: free it. */
+static void tm_ents_truncate(struct tmem_store *s, struct tm_shard *sh)
+{
+	struct tm_table *t = &sh->ents;
+	uint32_t keep = (t->limit + 1) >> t->shift, cap = t->cap;
+	uint32_t nb = TM_EBKT_FIRST;
+
+	while (t->nchunks > keep) {
+		free(t->chunks[--t->nchunks]);
+		tm_shard_uncharge(s, sh, tm_chunk_bytes(t));
+	}
+	while (cap > 8 && cap / 2 >= keep)
+		cap /= 2;
+	if (cap != t->cap) {
+		uint8_t **dir = realloc(t->chunks, cap * sizeof(*dir));
+
+		if (dir) {
+			t->chunks = dir;
+			t->cap = cap;
+		}
+	}
+	t->used = t->limit;
+	t->limit = t->hi = 0;
+	tm_table_refree(t, offsetof(struct tm_entry, hnext),
+			offsetof(struct tm_entry, obj));
+	/* As many heads as growth would have left: chains of one or two. */
+	while (2 * nb < sh->nents)
+		nb *= 2;
+	if (nb < sh->ebkt_n)
+		tm_buckets_resize(s, sh, &sh->ebkt, &sh->ebkt_n, nb,
+				  TM_CHARGE_FORCE, tm_ent_hash_id,
+				  tm_ent_link);
+}
+
+/*
+ * tm_shard_tidy - one bounded step of shrinking @sh's page table, if it
+ * is mostly free.  Caller holds the shard lock.  Returns true if there is
+ * more to do (call again, after letting others have the lock).
+ */
+bool tm_shard_tidy(struct tmem_store *s, struct tm_shard *sh)
+{
+	struct tm_table *t = &sh->ents;
+	const size_t link = offsetof(struct tm_entry, hnext);
+	uint32_t per = 1u << t->shift;
+
+	if (!t->limit) {
+		uint32_t keep = (sh->nents + per) / per;
+
+		if (t->nchunks <= TM_TIDY_CHUNKS ||
+		    (uint64_t)sh->nents * 2 >= (uint64_t)t->nchunks * per ||
+		    keep + TM_TIDY_CHUNKS > t->nchunks)
+			return false;
+		/* Keep the fewest chunks that hold every live entry. */
+		t->limit = keep * per - 1;
+		t->hi = t->used;
+	}
+	for (uint32_t n = 0; t->hi > t->limit && n < TM_TIDY_STEP; n++) {
+		uint32_t to;
+
+		if (!tm_ent_ptr(sh, t->hi)->obj) {
+			t->hi--;
+			continue;
+		}
+		to = tm_table_pop(t, link);
+		if (!to) {
+			/* Puts took the room below the cut: not now. */
+			tm_table_unshrink(t, link,
+					  offsetof(struct tm_entry, obj));
+			return false;
+		}
+		tm_ent_move(s, sh, t->hi--, to);
+	}
+	if (t->hi > t->limit)
+		return true;
+	tm_ents_truncate(s, sh);
+	return false;
 }
 
 /* Longest chain in @bkt; caller holds the shard lock. */

@@ -27,6 +27,8 @@
 
 #include "tmem_int.h"
 
+#define TM_COMPACT_SLACK	(256u << 10)	/* see tm_fragmented */
+
 void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc)
 {
 	if (info & TM_E_RAM)
@@ -141,6 +143,91 @@ static uint64_t tm_reclaim_drop_same(struct tmem_store *s)
 			return n;
 	}
 	return 0;
+}
+
+#define TM_COMPACT_BATCH	64	/* slots taken per class lock */
+
+/*
+ * Move the page in slot @h (owner word @o) to slot @to, which is
+ * PENDING.  Under the page's shard lock, and only if its entry still
+ * points at @h: then the bytes are copied, the entry and the owner word
+ * switched, and @h freed.  Otherwise (flushed or overwritten meanwhile)
+ * @to is freed instead.
+ */
+static void tm_compact_move(struct tmem_store *s, uint32_t o, uint64_t h,
+			    uint64_t to)
+{
+	struct tm_shard *sh;
+	struct tm_entry *e = tm_owner_lock(s, o, h, &sh);
+
+	if (!e) {
+		tm_slot_free(s, to);
+		return;
+	}
+	memcpy(tm_slot_ptr(s, to), tm_slot_ptr(s, h), e->info & TM_E_SIZE);
+	e->loc = to;
+	tm_slot_set_owner(s, to, o);
+	tm_slot_free(s, h);
+	pthread_mutex_unlock(&sh->lock);
+}
+
+/*
+ * Empty @src, picked by tm_compact_pick, into the other slabs of its
+ * class.  Returns true if it was emptied and freed.
+ */
+static bool tm_compact_slab(struct tmem_store *s, struct tm_slab *src)
+{
+	uint32_t nslots = tm_slab_nslots(s, src), i = 0;
+
+	while (i < nslots) {
+		uint64_t to[TM_COMPACT_BATCH];
+		uint32_t slot[TM_COMPACT_BATCH], n = 0, got;
+
+		for (; i < nslots && n < TM_COMPACT_BATCH; i++)
+			if (tm_owner_live(atomic_load(&src->owner[i])))
+				slot[n++] = i;
+		if (!n)
+			break;
+		got = tm_compact_alloc(s, src, to, n);
+		for (uint32_t j = 0; j < got; j++)
+			tm_compact_move(s, atomic_load(&src->owner[slot[j]]),
+					tm_handle(src->id, slot[j]), to[j]);
+		if (got < n)
+			break;		/* the class filled up meanwhile */
+	}
+	return tm_slab_unpick(s, src);
+}
+
+/*
+ * tm_compact - free one slab by compaction, from the class with the most
+ * slabs to spare.  Returns the bytes freed, 0 if none could be.
+ */
+uint64_t tm_compact(struct tmem_store *s)
+{
+	uint64_t best = 0;
+	uint32_t bcls = 0;
+	int bkind = 0;
+	struct tm_slab *src;
+
+	for (int k = 0; k < 2; k++) {
+		for (uint32_t c = 0; c < TM_NCLASS; c++) {
+			uint32_t x = tm_class_excess(s, k, c);
+			uint64_t bytes = (uint64_t)x *
+					 s->slabs.cls[k][c].slab_bytes;
+
+			if (x && bytes > best) {
+				best = bytes;
+				bkind = k;
+				bcls = c;
+			}
+		}
+	}
+	if (!best)
+		return 0;
+	src = tm_compact_pick(s, bkind, bcls);
+	if (!src || !tm_compact_slab(s, src))
+		return 0;
+	return s->slabs.cls[bkind][bcls].slab_bytes;
 }
 
 struct tm_spill_rec {
@@ -292,7 +379,7 @@ static uint64_t tm_reclaim_spill(struct tmem_store *s)
 bool tm_make_room(struct tmem_store *s, int kind, int *spills_left)
 {
 	atomic_fetch_add(&s->reclaim_runs, 1);
-	if (tm_slab_cache_drop(s) || tm_reclaim_drop(s) ||
+	if (tm_slab_cache_drop(s) || tm_compact(s) || tm_reclaim_drop(s) ||
 	    tm_reclaim_drop_same(s))
 		return true;
 	if (kind != 0 || *spills_left <= 0)
@@ -310,8 +397,62 @@ static bool tm_over_budget(struct tmem_store *s)
 static bool tm_reclaim_step(struct tmem_store *s)
 {
 	atomic_fetch_add(&s->reclaim_runs, 1);
-	return tm_slab_cache_drop(s) || tm_reclaim_drop(s) ||
+	return tm_slab_cache_drop(s) || tm_compact(s) || tm_reclaim_drop(s) ||
 	       tm_reclaim_drop_same(s) || tm_reclaim_spill(s);
+}
+
+/* Compressed bytes of the pages held in slabs. */
+static uint64_t tm_bytes_compressed(struct tmem_store *s)
+{
+	uint64_t n = 0;
+
+	for (int i = 0; i < TM_NSHARD; i++)
+		n += atomic_load_explicit(
+			&s->shard[i].stat[TMEM_STAT_BYTES_COMPRESSED],
+			memory_order_relaxed);
+	return n;
+}
+
+/*
+ * Whether the slabs hold too much beyond the data in them: more than
+ * 1.25 times the compressed bytes, plus a few slabs that a small store
+ * cannot avoid (every class in use keeps one partly filled).
+ */
+static bool tm_fragmented(struct tmem_store *s)
+{
+	uint64_t data = atomic_load(&s->ram_data);
+
+	return data * 4 > tm_bytes_compressed(s) * 5 + TM_COMPACT_SLACK;
+}
+
+/*
+ * Housekeeping while under the budget: compact fragmented slabs and
+ * shrink mostly free page tables, a bounded step at a time, leaving off
+ * as soon as the budget needs the thread or the store is stopping.
+ */
+static void tm_tidy(struct tmem_store *s)
+{
+	/*
+	 * Once started, compaction goes on while any class has a slab to
+	 * spare: stopping at the threshold would leave the store just under
+	 * it, to be compacted again by the next few flushes.
+	 */
+	if (tm_fragmented(s)) {
+		/* Memory kept for reuse is no use to a store this sparse. */
+		tm_slab_cache_drop(s);
+		while (!s->rc_stop && !tm_over_budget(s) && tm_compact(s))
+			;
+	}
+	for (int i = 0; i < TM_NSHARD && !s->rc_stop; i++) {
+		struct tm_shard *sh = &s->shard[i];
+		bool more = true;
+
+		while (more && !s->rc_stop && !tm_over_budget(s)) {
+			pthread_mutex_lock(&sh->lock);
+			more = tm_shard_tidy(s, sh);
+			pthread_mutex_unlock(&sh->lock);
+		}
+	}
 }
 
 static void *tm_reclaimer(void *arg)
@@ -326,6 +467,7 @@ static void *tm_reclaimer(void *arg)
 		pthread_mutex_unlock(&s->rc_lock);
 		while (!s->rc_stop && tm_over_budget(s) && tm_reclaim_step(s))
 			;
+		tm_tidy(s);
 		pthread_mutex_lock(&s->rc_lock);
 		if (s->rc_stop || s->rc_kick)
 			continue;

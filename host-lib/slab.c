@@ -502,6 +502,8 @@ static int tm_slab_new(struct tmem_store *s, struct tm_class *c, int kind,
 	l->nslabs++;
 	pthread_mutex_unlock(&l->lock);
 	tm_part_add(c, sb);
+	atomic_store_explicit(&c->nslabs, c->nslabs + 1,
+			      memory_order_relaxed);
 	atomic_fetch_add(&s->slabs_live, 1);
 	*out = sb;
 	return 0;
@@ -521,7 +523,15 @@ static void tm_slab_release(struct tmem_store *s, struct tm_class *c,
 			    struct tm_slab *sb)
 {
 	tm_part_del(c, sb);
-	tm_slab_mem_put(s, sb->mem, c->slab_bytes);
+	atomic_store_explicit(&c->nslabs, c->nslabs - 1,
+			      memory_order_relaxed);
+	if (sb->compacted) {
+		/* Compaction runs to give memory back, not to keep it. */
+		tm_slab_mem_unmap(&s->slabs, sb->mem, c->slab_bytes);
+		tm_uncharge(s, &s->ram_data, c->slab_bytes);
+	} else {
+		tm_slab_mem_put(s, sb->mem, c->slab_bytes);
+	}
 	free((void *)sb->owner);
 	sb->mem = NULL;
 	sb->owner = NULL;
@@ -557,6 +567,25 @@ static bool tm_slab_maybe_release(struct tmem_store *s, struct tm_class *c,
 	return gone;
 }
 
+/* Hand out a free slot of @sb, which has one.  Caller holds the class lock. */
+static uint32_t tm_slab_take(struct tm_class *c, struct tm_slab *sb)
+{
+	uint32_t slot;
+
+	if (sb->free_head != TM_OWNER_NONE) {
+		slot = sb->free_head;
+		sb->free_head = atomic_load(&sb->owner[slot]) & ~TM_OWNER_FREE;
+	} else {
+		slot = c->nslots - sb->nfresh--;
+	}
+	atomic_store(&sb->owner[slot], TM_OWNER_PENDING);
+	sb->nlive++;
+	atomic_store_explicit(&c->nlive, c->nlive + 1, memory_order_relaxed);
+	if (sb->free_head == TM_OWNER_NONE && !sb->nfresh)
+		tm_part_del(c, sb);
+	return slot;
+}
+
 /*
  * tm_slot_alloc - a slot of at least @size bytes in a @kind slab.  The
  * slot's owner is PENDING until tm_slot_set_owner, so reclaim leaves it
@@ -589,16 +618,7 @@ int tm_slot_alloc(struct tmem_store *s, int kind, uint32_t size,
 			return rc;
 		}
 	}
-	if (sb->free_head != TM_OWNER_NONE) {
-		slot = sb->free_head;
-		sb->free_head = atomic_load(&sb->owner[slot]) & ~TM_OWNER_FREE;
-	} else {
-		slot = c->nslots - sb->nfresh--;
-	}
-	atomic_store(&sb->owner[slot], TM_OWNER_PENDING);
-	sb->nlive++;
-	if (sb->free_head == TM_OWNER_NONE && !sb->nfresh)
-		tm_part_del(c, sb);
+	slot = tm_slab_take(c, sb);
 	pthread_mutex_unlock(&c->lock);
 
 	*handle = tm_handle(sb->id, slot);
@@ -623,6 +643,7 @@ void tm_slot_free(struct tmem_store *s, uint64_t handle)
 	atomic_store(&sb->owner[slot], TM_OWNER_FREE | sb->free_head);
 	sb->free_head = slot;
 	sb->nlive--;
+	atomic_store_explicit(&c->nlive, c->nlive - 1, memory_order_relaxed);
 	if (!sb->nlive)
 		tm_slab_maybe_release(s, c, sb);
 	else if (!sb->on_partial && !atomic_load(&sb->reclaiming))
@@ -683,6 +704,109 @@ bool tm_slab_unpick(struct tmem_store *s, struct tm_slab *sb)
 		tm_part_add(c, sb);
 	pthread_mutex_unlock(&c->lock);
 	return gone;
+}
+
+/*
+ * Compaction, as zsmalloc does it: when a class holds more slabs than its
+ * pages need, the pages of its sparsest slab move into the free slots of
+ * its fullest ones, and the emptied slab is freed.  Flushes free pages
+ * one by one and leave every slab partly used; reclaim of whole slabs
+ * cannot give that back, compaction can.  The mover is in reclaim.c; it
+ * needs the index.
+ */
+
+#define TM_COMPACT_SCAN	64	/* partial slabs looked at for a choice */
+
+/* tm_class_excess - slabs of the class that compaction could free. */
+uint32_t tm_class_excess(struct tmem_store *s, int kind, uint32_t cls)
+{
+	struct tm_class *c = &s->slabs.cls[kind][cls];
+	uint32_t nslabs = atomic_load_explicit(&c->nslabs,
+					       memory_order_relaxed);
+	uint32_t nlive = atomic_load_explicit(&c->nlive, memory_order_relaxed);
+	uint32_t need = (nlive + c->nslots - 1) / c->nslots;
+
+	return nslabs > need ? nslabs - need : 0;
+}
+
+/*
+ * tm_compact_pick - the sparsest partial slab of a class whose other
+ * slabs have room for its pages, marked reclaiming (no allocation goes
+ * into it, and it stays until tm_slab_unpick).  NULL if there is none.
+ */
+struct tm_slab *tm_compact_pick(struct tmem_store *s, int kind, uint32_t cls)
+{
+	struct tm_class *c = &s->slabs.cls[kind][cls];
+	struct tm_kind_lru *l = &s->slabs.lru[kind];
+	struct tm_slab *sb, *best = NULL;
+	uint32_t n = 0;
+	uint64_t room;
+
+	pthread_mutex_lock(&c->lock);
+	for (sb = c->partial; sb && n < TM_COMPACT_SCAN;
+	     sb = sb->part_next, n++)
+		if (!atomic_load(&sb->reclaiming) &&
+		    (!best || sb->nlive < best->nlive))
+			best = sb;
+	/* Free slots in the other slabs of the class. */
+	room = (uint64_t)(c->nslabs - 1) * c->nslots -
+	       (c->nlive - (best ? best->nlive : 0));
+	if (best && room >= best->nlive) {
+		pthread_mutex_lock(&l->lock);
+		if (atomic_load(&best->reclaiming))
+			best = NULL;
+		else
+			atomic_store(&best->reclaiming, 1);
+		pthread_mutex_unlock(&l->lock);
+		if (best)
+			best->compacted = 1;
+	} else {
+		best = NULL;
+	}
+	if (best)
+		tm_part_del(c, best);
+	pthread_mutex_unlock(&c->lock);
+	return best;
+}
+
+/* The fullest partial slab of @c other than @src, or NULL. */
+static struct tm_slab *tm_compact_target(struct tm_class *c,
+					 struct tm_slab *src)
+{
+	struct tm_slab *sb, *best = NULL;
+	uint32_t n = 0;
+
+	for (sb = c->partial; sb && n < TM_COMPACT_SCAN;
+	     sb = sb->part_next, n++)
+		if (sb != src && !atomic_load(&sb->reclaiming) &&
+		    (!best || sb->nlive > best->nlive))
+			best = sb;
+	return best;
+}
+
+/*
+ * tm_compact_alloc - up to @n slots for pages leaving @src, from the
+ * fullest partial slabs of its class; never from a new slab, so nothing
+ * is charged.  Owners are PENDING, as after tm_slot_alloc.  Returns how
+ * many it got.
+ */
+uint32_t tm_compact_alloc(struct tmem_store *s, struct tm_slab *src,
+			  uint64_t *handles, uint32_t n)
+{
+	struct tm_class *c = &s->slabs.cls[src->kind][src->cls];
+	struct tm_slab *t = NULL;
+	uint32_t got = 0;
+
+	pthread_mutex_lock(&c->lock);
+	while (got < n) {
+		if (!t || !t->on_partial)
+			t = tm_compact_target(c, src);
+		if (!t)
+			break;
+		handles[got++] = tm_handle(t->id, tm_slab_take(c, t));
+	}
+	pthread_mutex_unlock(&c->lock);
+	return got;
 }
 
 void tm_slabs_fini(struct tmem_store *s)

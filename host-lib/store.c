@@ -211,7 +211,9 @@ TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
 		pthread_mutex_init(&s->shard[i].lock, NULL);
 		s->shard[i].hkey = s->shard[0].hkey;
 		s->shard[i].ents.item = sizeof(struct tm_entry);
+		s->shard[i].ents.shift = TM_ENT_SHIFT;
 		s->shard[i].objs.item = sizeof(struct tm_obj);
+		s->shard[i].objs.shift = TM_OBJ_SHIFT;
 	}
 	pthread_mutex_init(&s->pool_lock, NULL);
 	atomic_store(&s->budget, cfg->budget);

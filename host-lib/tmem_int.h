@@ -96,6 +96,7 @@ struct tm_slab {
 	uint16_t cls;
 	uint8_t kind;		/* 0 persistent, 1 ephemeral */
 	uint8_t on_partial;
+	uint8_t compacted;	/* emptied by compaction: do not cache it */
 	uint32_t nlive;		/* class lock */
 	uint32_t free_head;	/* class lock */
 	uint32_t nfresh;	/* slots never handed out yet */
@@ -109,6 +110,9 @@ struct tm_class {
 	uint32_t size;		/* slot bytes */
 	uint32_t nslots;
 	uint32_t slab_bytes;
+	/* written under the lock, read without it by compaction's scan */
+	_Atomic uint32_t nslabs;	/* slabs of this class */
+	_Atomic uint32_t nlive;		/* slots in use in them */
 };
 
 struct tm_kind_lru {
@@ -159,11 +163,16 @@ struct tm_slab *tm_slab_pick(struct tmem_store *s, int kind);
 bool tm_slab_unpick(struct tmem_store *s, struct tm_slab *sb);
 uint32_t tm_slab_nslots(struct tmem_store *s, struct tm_slab *sb);
 uint64_t tm_handle(uint32_t slab_id, uint32_t slot);
+uint32_t tm_class_excess(struct tmem_store *s, int kind, uint32_t cls);
+struct tm_slab *tm_compact_pick(struct tmem_store *s, int kind, uint32_t cls);
+uint32_t tm_compact_alloc(struct tmem_store *s, struct tm_slab *src,
+			  uint64_t *handles, uint32_t n);
 
 /* ---- index.c --------------------------------------------------------- */
 
 #define TM_NSHARD	16
-#define TM_TABLE_CHUNK	128	/* items per index chunk */
+#define TM_ENT_SHIFT	6	/* 64 page entries per chunk */
+#define TM_OBJ_SHIFT	4	/* 16 objects per chunk */
 
 struct tm_entry {		/* 32 bytes: keep it that way */
 	uint64_t loc;
@@ -188,6 +197,13 @@ struct tm_table {
 	uint32_t used;		/* ids handed out: 1 .. used */
 	uint32_t free_head;
 	uint32_t item;		/* item size */
+	uint32_t shift;		/* log2 of items per chunk */
+	/*
+	 * A shrink in progress (page table only, see tm_shard_tidy): no id
+	 * above @limit is handed out, and live items above it are moved
+	 * below, from @hi down.  0 when not shrinking.
+	 */
+	uint32_t limit, hi;
 };
 
 struct tm_shard {
@@ -221,6 +237,7 @@ int64_t tm_obj_remove(struct tmem_store *s, struct tm_shard *sh, uint32_t obj);
 int64_t tm_shard_flush_pool(struct tmem_store *s, struct tm_shard *sh,
 			    uint32_t pool);
 void tm_shard_fini(struct tmem_store *s, struct tm_shard *sh);
+bool tm_shard_tidy(struct tmem_store *s, struct tm_shard *sh);
 
 static inline void tm_stat_add(struct tm_shard *sh, int stat, int64_t n)
 {
@@ -334,6 +351,7 @@ int tm_reclaim_start(struct tmem_store *s);
 void tm_reclaim_stop(struct tmem_store *s);
 void tm_reclaim_kick(struct tmem_store *s);
 bool tm_make_room(struct tmem_store *s, int kind, int *spills_left);
+uint64_t tm_compact(struct tmem_store *s);
 void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc);
 
 #endif /* TMEM_INT_H */

@@ -138,6 +138,8 @@ int main(int argc, char **argv)
 		goto done;
 	if (store_throughput(&corpus, out, (unsigned int)reps, &store))
 		goto done;
+	if (store_churn(&corpus, &store))
+		goto done;
 	if (store_spill(&corpus, out, dir, (unsigned int)reps, &store))
 		goto done;
 	if (uring_limit(&corpus, dir, (unsigned int)reps, &uring))

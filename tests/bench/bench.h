@@ -8,6 +8,7 @@
  *   heap.c     malloc'd structures that give the corpus its heap pages
  *   lz4ref.c   raw LZ4 on the same pages: the store's limit
  *   store.c    the library's put/get, density and spill runs
+ *   churn.c    density after fill, 75% random flush, refill, repeated
  *   uring.c    raw io_uring 4 KiB writes: the spill's limit
  *   report.c   the table on stdout and the JSON file
  *   util.c     clock, progress, errors, allocation
@@ -99,11 +100,21 @@ struct store_result {
 	uint64_t spill_target;		/* pages the file must get */
 	uint64_t spill_reached;		/* worst run: pages it got to */
 	uint64_t spill_used;		/* spill file bytes after a run */
+	/* churn, after the last 75% flush settled */
+	double churn_ram_per_compressed;
+	double churn_index_per_page;
+	uint64_t churn_pages_live;
+	uint64_t churn_ram_used;
+	uint64_t churn_ram_fixed;
+	uint64_t churn_rss_growth;	/* this process, since the store */
 };
 int store_throughput(const struct corpus *c, uint8_t *out, unsigned int reps,
 		     struct store_result *res);
 int store_spill(const struct corpus *c, uint8_t *out, const char *dir,
 		unsigned int reps, struct store_result *res);
+
+/* churn.c */
+int store_churn(const struct corpus *c, struct store_result *res);
 
 /* uring.c */
 struct uring_result {

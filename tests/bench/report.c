@@ -16,6 +16,8 @@
 #define GOAL_RAM	1.10	/* RAM data bytes / compressed bytes */
 #define GOAL_META	48.0	/* index bytes per stored page */
 #define GOAL_SPILL	0.80	/* spill rate / raw io_uring writes */
+#define GOAL_CHURN_RAM	1.25	/* the same, after churn */
+#define GOAL_CHURN_META	40.0	/* index bytes per live page, churned */
 
 struct target {
 	const char *key;	/* JSON name */
@@ -25,7 +27,8 @@ struct target {
 	int at_most;		/* 1: value <= goal passes; 0: >= */
 };
 
-enum { T_PUT, T_GET, T_RAM, T_META, T_SPILL, T__COUNT };
+enum { T_PUT, T_GET, T_RAM, T_META, T_CHURN_RAM, T_CHURN_META, T_SPILL,
+       T__COUNT };
 
 struct figures {
 	double put[2], get[2];		/* MB/s, 1 and 2 threads */
@@ -101,6 +104,12 @@ static void figures(const struct bench_report *r, struct figures *f)
 		GOAL_RAM, 1 };
 	f->t[T_META] = (struct target){ "meta_bytes_per_page",
 		"index bytes / stored page", s->meta_per_page, GOAL_META, 1 };
+	f->t[T_CHURN_RAM] = (struct target){ "churn_ram_per_compressed_byte",
+		"churned: RAM data / compressed", s->churn_ram_per_compressed,
+		GOAL_CHURN_RAM, 1 };
+	f->t[T_CHURN_META] = (struct target){ "churn_index_bytes_per_page",
+		"churned: index bytes / live page", s->churn_index_per_page,
+		GOAL_CHURN_META, 1 };
 	f->t[T_SPILL] = (struct target){ "spill_vs_uring",
 		"spill write / io_uring write", div0(f->spill_w, f->uring_w),
 		GOAL_SPILL, 0 };
@@ -185,6 +194,11 @@ void report_table(const struct bench_report *r)
 	       (1 << 20), (double)s->ram_data / (1 << 20),
 	       (double)s->ram_index / (1 << 20),
 	       (double)s->ram_fixed / (1 << 20));
+	printf("  %-36s %10.1f   ram_used + ram_fixed %.1f, %llu live "
+	       "pages\n", "churned: RSS growth MiB",
+	       (double)s->churn_rss_growth / (1 << 20),
+	       (double)(s->churn_ram_used + s->churn_ram_fixed) / (1 << 20),
+	       (unsigned long long)s->churn_pages_live);
 	printf("  %-36s %10.1f   in %s\n", "spill file MiB in use",
 	       (double)s->spill_used / (1 << 20), r->spill_dir);
 	printf("  %-36s %10.2f   (new store: %.2f)\n",
@@ -274,6 +288,12 @@ int report_json(const struct bench_report *r, const char *path)
 	jint(fp, "ram_index", s->ram_index);
 	jint(fp, "ram_fixed", s->ram_fixed);
 	jint(fp, "pages_same", s->pages_same);
+	jnum(fp, "churn_ram_per_compressed_byte", s->churn_ram_per_compressed);
+	jnum(fp, "churn_index_bytes_per_page", s->churn_index_per_page);
+	jint(fp, "churn_pages_live", s->churn_pages_live);
+	jint(fp, "churn_ram_used", s->churn_ram_used);
+	jint(fp, "churn_ram_fixed", s->churn_ram_fixed);
+	jint(fp, "churn_rss_growth", s->churn_rss_growth);
 	jint(fp, "pages_raw", s->pages_raw);
 	jnum(fp, "spill_write_mb_s", f.spill_w);
 	jnum(fp, "spill_read_mb_s", f.spill_r);
