@@ -31,7 +31,9 @@ for f in "$dev"/tests/virtio-tmem-*.[ch]; do
 done
 put "$dev/tests/libqos/virtio-tmem.c" tests/qtest/libqos/virtio-tmem.c
 put "$dev/tests/libqos/virtio-tmem.h" tests/qtest/libqos/virtio-tmem.h
-put "$dev/tests/fuzz/virtio_tmem_fuzz.c" tests/qtest/fuzz/virtio_tmem_fuzz.c
+for f in "$dev"/tests/fuzz/*.c; do
+	put "$f" "tests/qtest/fuzz/${f##*/}"
+done
 put "$top/include/tmem.h" hw/virtio/tmem/tmem.h
 put "$top/build/release/libtmem.a" hw/virtio/tmem/libtmem.a
 
