@@ -6,7 +6,13 @@
  * operation runs; what makes a chain unparseable is a ring-level error
  * (virtio_error), what is wrong with one operation is that operation's
  * status, and the rest of the request still runs.  Nothing is allocated
- * per request: operations and statuses go to buffers sized at realize.
+ * per request: operations and statuses go to the queue's buffers, sized
+ * at realize.
+ *
+ * A request may run in a worker thread (no iothread) or in the iothread,
+ * and it holds s->lock only to look at or change the driver's state
+ * (pools, credits, hit-ratio windows): page data moves unlocked, so a
+ * slow spill disk holds up this request and nothing else.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -15,6 +21,7 @@
 
 #include "qemu/osdep.h"
 #include "qemu/iov.h"
+#include "qemu/lockable.h"
 #include "hw/virtio/virtio-tmem.h"
 #include "tmem.h"
 #include "trace.h"
@@ -69,12 +76,12 @@ static bool virtio_tmem_op_data(const struct virtio_tmem_op *op,
 /*
  * Read the header and operations of @elem and check that the chain holds
  * everything they imply.  Returns the number of operations, or 0 after
- * virtio_error() if the chain cannot be parsed.
+ * a reason in rq->error if the chain cannot be parsed.
  */
-static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
-                                  size_t *in_len, bool *skip)
+static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
+                                  VirtQueueElement *elem, size_t *in_len,
+                                  bool *skip)
 {
-    VirtIODevice *vdev = VIRTIO_DEVICE(s);
     size_t out_size = iov_size(elem->out_sg, elem->out_num);
     size_t in_size = iov_size(elem->in_sg, elem->in_num);
     size_t out_need, in_need;
@@ -83,21 +90,21 @@ static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
 
     if (iov_to_buf(elem->out_sg, elem->out_num, 0, &req, sizeof(req)) !=
         sizeof(req)) {
-        virtio_error(vdev, "virtio-tmem: request shorter than its header");
+        rq->error = g_strdup("virtio-tmem: request shorter than its header");
         return 0;
     }
     nops = le16_to_cpu(req.nops);
     if (nops == 0 || nops > s->max_ops) {
-        virtio_error(vdev, "virtio-tmem: request of %u operations "
-                     "(1 to %u allowed)", nops, s->max_ops);
+        rq->error = g_strdup_printf("virtio-tmem: request of %u operations "
+                                    "(1 to %u allowed)", nops, s->max_ops);
         return 0;
     }
     out_need = sizeof(req) + nops * sizeof(struct virtio_tmem_op);
-    if (iov_to_buf(elem->out_sg, elem->out_num, sizeof(req), s->ops,
+    if (iov_to_buf(elem->out_sg, elem->out_num, sizeof(req), rq->ops,
                    nops * sizeof(struct virtio_tmem_op)) !=
         nops * sizeof(struct virtio_tmem_op)) {
-        virtio_error(vdev, "virtio-tmem: request shorter than its "
-                     "%u operations", nops);
+        rq->error = g_strdup_printf("virtio-tmem: request shorter than its "
+                                    "%u operations", nops);
         return 0;
     }
     in_need = sizeof(struct virtio_tmem_resp) +
@@ -105,17 +112,18 @@ static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
     for (i = 0; i < nops; i++) {
         size_t out, in;
 
-        if (!virtio_tmem_op_data(&s->ops[i], &out, &in)) {
-            virtio_error(vdev, "virtio-tmem: operation %u has no valid "
-                         "page size", i);
+        if (!virtio_tmem_op_data(&rq->ops[i], &out, &in)) {
+            rq->error = g_strdup_printf("virtio-tmem: operation %u has no "
+                                        "valid page size", i);
             return 0;
         }
         out_need += out;
         in_need += in;
     }
     if (out_size < out_need || in_size < in_need) {
-        virtio_error(vdev, "virtio-tmem: chain of %zu+%zu bytes, request "
-                     "needs %zu+%zu", out_size, in_size, out_need, in_need);
+        rq->error = g_strdup_printf("virtio-tmem: chain of %zu+%zu bytes, "
+                                    "request needs %zu+%zu", out_size,
+                                    in_size, out_need, in_need);
         return 0;
     }
     *in_len = in_need;
@@ -130,15 +138,22 @@ static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtQueueElement *elem,
 #define VIRTIO_TMEM_POOL_SLOT(id)   ((id) & 0xffff)
 #define VIRTIO_TMEM_POOL_GEN(id)    ((id) >> 16)
 
-/* The store pool behind driver pool @id, or -1. */
+/*
+ * The store pool behind driver pool @id, or -1.  A pool destroyed after
+ * this returns is not an error here: the store's id of it is never
+ * reused for long, so a put or get on it is refused as a bad pool.
+ */
 static int virtio_tmem_pool(VirtIOTmem *s, uint32_t id)
 {
     uint32_t slot = VIRTIO_TMEM_POOL_SLOT(id);
+    int pool = -1;
 
-    if (slot >= s->npools || s->pool_gen[slot] != VIRTIO_TMEM_POOL_GEN(id)) {
-        return -1;
+    qemu_mutex_lock(&s->lock);
+    if (slot < s->npools && s->pool_gen[slot] == VIRTIO_TMEM_POOL_GEN(id)) {
+        pool = s->pools[slot];
     }
-    return s->pools[slot];
+    qemu_mutex_unlock(&s->lock);
+    return pool;
 }
 
 static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
@@ -161,12 +176,14 @@ static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
          !virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_PAGE_64K))) {
         return VIRTIO_TMEM_S_UNSUPPORTED;
     }
+    QEMU_LOCK_GUARD(&s->lock);
     for (id = 0; id < s->npools && s->pools[id] >= 0; id++) {
         /* the first free slot */
     }
     if (id == s->max_pools) {
         return VIRTIO_TMEM_S_NOSPACE;
     }
+    /* cheap (no pages yet), so under the lock that claims the slot */
     pool = tmem_pool_create(s->store, kind == VIRTIO_TMEM_POOL_PERSISTENT ?
                             TMEM_PERSISTENT : TMEM_EPHEMERAL, 1u << shift);
     if (pool < 0) {
@@ -181,9 +198,33 @@ static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
     return VIRTIO_TMEM_S_OK;
 }
 
+/*
+ * Retire driver pool @id, then destroy its store pool @pool unlocked: a
+ * big pool takes a while to flush, and nothing needs the lock for it.
+ */
+static uint8_t virtio_tmem_pool_destroy(VirtIOTmem *s, uint32_t id, int pool)
+{
+    uint32_t slot = VIRTIO_TMEM_POOL_SLOT(id);
+    int64_t n;
+
+    qemu_mutex_lock(&s->lock);
+    if (slot >= s->npools || s->pools[slot] != pool ||
+        s->pool_gen[slot] != VIRTIO_TMEM_POOL_GEN(id)) {
+        qemu_mutex_unlock(&s->lock);
+        return VIRTIO_TMEM_S_BADPOOL;   /* another request got there */
+    }
+    s->pstate[slot] = (VirtIOTmemPoolState) { 0 };
+    s->pools[slot] = -1;
+    s->pool_gen[slot]++;
+    qemu_mutex_unlock(&s->lock);
+    n = tmem_pool_destroy(s->store, pool);
+    return n < 0 ? virtio_tmem_status_of(n) : VIRTIO_TMEM_S_OK;
+}
+
 /* A page of the chain at @off: in place if contiguous, else bounced. */
-static void *virtio_tmem_page_in(VirtIOTmem *s, VirtQueueElement *elem,
-                                 size_t off, size_t len)
+static void *virtio_tmem_page_in(VirtIOTmemReqQueue *rq,
+                                 VirtQueueElement *elem, size_t off,
+                                 size_t len)
 {
     size_t skip = off;
     unsigned i;
@@ -197,38 +238,53 @@ static void *virtio_tmem_page_in(VirtIOTmem *s, VirtQueueElement *elem,
     if (i < elem->out_num && elem->out_sg[i].iov_len - skip >= len) {
         return (uint8_t *)elem->out_sg[i].iov_base + skip;
     }
-    iov_to_buf(elem->out_sg, elem->out_num, off, s->page, len);
-    return s->page;
+    iov_to_buf(elem->out_sg, elem->out_num, off, rq->page, len);
+    return rq->page;
 }
 
 /*
  * A credited put is one the device promised to take: the store keeps it
  * over budget rather than refuse it, which max-credits bounds.  The
- * credit is spent only when the put succeeds.
+ * credit is taken before the put, so that two queues cannot spend the
+ * same one, and given back if the put fails.
  */
-static uint8_t virtio_tmem_put(VirtIOTmem *s, int pool,
-                               const struct tmem_key *key,
+static uint8_t virtio_tmem_put(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
+                               int pool, const struct tmem_key *key,
                                const struct virtio_tmem_op *op,
                                VirtQueueElement *elem, size_t off, size_t len)
 {
     bool credited = op->flags & VIRTIO_TMEM_OP_F_CREDIT;
-    enum tmem_pool_kind kind;
+    enum tmem_pool_kind kind = 0;
+    bool have_credit = false;
     uint8_t st;
 
     tmem_pool_info(s->store, pool, &kind, NULL);
+    if (credited) {
+        qemu_mutex_lock(&s->lock);
+        if (s->credits) {
+            s->credits--;
+            have_credit = true;
+        }
+        qemu_mutex_unlock(&s->lock);
+    }
     if (op->flags & ~VIRTIO_TMEM_OP_F_CREDIT ||
         (credited && kind != TMEM_PERSISTENT)) {
         st = VIRTIO_TMEM_S_INVALID;
-    } else if (credited && !s->credits) {
+    } else if (credited && !have_credit) {
         st = VIRTIO_TMEM_S_NOCREDIT;
     } else {
         st = virtio_tmem_status_of(
             tmem_put_flags(s->store, pool, key,
-                           virtio_tmem_page_in(s, elem, off, len), len,
+                           virtio_tmem_page_in(rq, elem, off, len), len,
                            credited ? TMEM_PUT_RESERVED : 0));
-        if (credited && st == VIRTIO_TMEM_S_OK) {
-            s->credits--;
-        }
+    }
+    if (have_credit && st != VIRTIO_TMEM_S_OK) {
+        qemu_mutex_lock(&s->lock);
+        s->credits++;
+        qemu_mutex_unlock(&s->lock);
+    }
+    if (st == VIRTIO_TMEM_S_OK || (st != VIRTIO_TMEM_S_INVALID &&
+                                   st != VIRTIO_TMEM_S_NOCREDIT)) {
         return st;
     }
     /* Refused before the store saw it: no older copy may outlive it. */
@@ -237,21 +293,28 @@ static uint8_t virtio_tmem_put(VirtIOTmem *s, int pool,
 }
 
 /* A GET; on an ephemeral pool it counts toward the pool's HINT. */
-static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool, uint32_t slot,
+static uint8_t virtio_tmem_get(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
+                               int pool, uint32_t slot,
                                const struct tmem_key *key, bool exclusive,
                                VirtQueueElement *elem, size_t off, size_t len)
 {
-    int rc = exclusive ? tmem_get_exclusive(s->store, pool, key, s->page, len)
-                       : tmem_get(s->store, pool, key, s->page, len);
+    int rc = exclusive ? tmem_get_exclusive(s->store, pool, key, rq->page,
+                                            len)
+                       : tmem_get(s->store, pool, key, rq->page, len);
     enum tmem_pool_kind kind;
 
     if (!rc) {
-        iov_from_buf(elem->in_sg, elem->in_num, off, s->page, len);
+        iov_from_buf(elem->in_sg, elem->in_num, off, rq->page, len);
     }
     if ((!rc || rc == -ENOENT) &&
         !tmem_pool_info(s->store, pool, &kind, NULL) &&
         kind == TMEM_EPHEMERAL) {
-        virtio_tmem_events_get(s, slot, !rc);
+        qemu_mutex_lock(&s->lock);
+        /* the slot may have changed hands: then its window is not ours */
+        if (slot < s->npools && s->pools[slot] == pool) {
+            virtio_tmem_events_get(s, slot, !rc);
+        }
+        qemu_mutex_unlock(&s->lock);
     }
     return virtio_tmem_status_of(rc);
 }
@@ -262,15 +325,14 @@ static uint8_t virtio_tmem_get(VirtIOTmem *s, int pool, uint32_t slot,
  */
 static uint32_t virtio_tmem_grant(VirtIOTmem *s, uint32_t wanted)
 {
-    uint32_t grant = MIN(wanted, s->max_credits - s->credits);
     struct tmem_stats st;
+    uint32_t grant;
     bool over;
 
     tmem_stats(s->store, &st);
     over = st.v[TMEM_STAT_RAM_USED] > st.v[TMEM_STAT_BUDGET];
-    if (over) {
-        grant = 0;
-    }
+    QEMU_LOCK_GUARD(&s->lock);
+    grant = over ? 0 : MIN(wanted, s->max_credits - s->credits);
     virtio_tmem_events_credits(s, MIN(wanted, s->max_credits - s->credits),
                                grant, over);
     s->credits += grant;
@@ -315,7 +377,7 @@ static bool virtio_tmem_op_clean(const struct virtio_tmem_op *op)
 }
 
 /* Run one operation; @out_off and @in_off walk the chain's page data. */
-static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
+static uint8_t virtio_tmem_run_op(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
                                   const struct virtio_tmem_op *op,
                                   VirtQueueElement *elem, size_t *out_off,
                                   size_t *in_off, uint32_t *value)
@@ -371,17 +433,13 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
 
     switch (op->type) {
     case VIRTIO_TMEM_OP_POOL_DESTROY:
-        n = tmem_pool_destroy(s->store, pool);
-        s->pstate[VIRTIO_TMEM_POOL_SLOT(id)] = (VirtIOTmemPoolState) { 0 };
-        s->pools[VIRTIO_TMEM_POOL_SLOT(id)] = -1;
-        s->pool_gen[VIRTIO_TMEM_POOL_SLOT(id)]++;
-        return n < 0 ? virtio_tmem_status_of(n) : VIRTIO_TMEM_S_OK;
+        return virtio_tmem_pool_destroy(s, id, pool);
     case VIRTIO_TMEM_OP_PUT:
-        return virtio_tmem_put(s, pool, &key, op, elem, *out_off - out_len,
-                               out_len);
+        return virtio_tmem_put(s, rq, pool, &key, op, elem,
+                               *out_off - out_len, out_len);
     case VIRTIO_TMEM_OP_GET:
     case VIRTIO_TMEM_OP_GET_EXCL:
-        return virtio_tmem_get(s, pool, VIRTIO_TMEM_POOL_SLOT(id), &key,
+        return virtio_tmem_get(s, rq, pool, VIRTIO_TMEM_POOL_SLOT(id), &key,
                                op->type == VIRTIO_TMEM_OP_GET_EXCL, elem,
                                *in_off - in_len, in_len);
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
@@ -400,15 +458,16 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s,
     return VIRTIO_TMEM_S_OK;
 }
 
-bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
-                                VirtIOTmemQueueStats *qs, size_t *written)
+bool virtio_tmem_handle_request(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
+                                VirtQueueElement *elem, size_t *written)
 {
     struct virtio_tmem_resp resp = { 0 };
+    VirtIOTmemQueueStats *qs = rq->qs;
     size_t in_len, out_off, in_off;
     unsigned nops, nops_done, i;
     bool skip;
 
-    nops = virtio_tmem_parse(s, elem, &in_len, &skip);
+    nops = virtio_tmem_parse(s, rq, elem, &in_len, &skip);
     if (!nops) {
         return false;
     }
@@ -416,7 +475,7 @@ bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
     if (skip) {
         /* A header we do not understand: run nothing, say so. */
         for (i = 0; i < nops; i++) {
-            s->status[i] = (struct virtio_tmem_status) {
+            rq->status[i] = (struct virtio_tmem_status) {
                 .status = VIRTIO_TMEM_S_SKIPPED,
             };
         }
@@ -428,35 +487,35 @@ bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
               nops * sizeof(struct virtio_tmem_op);
     in_off = sizeof(resp) + nops * sizeof(struct virtio_tmem_status);
     for (i = 0; i < nops; i++) {
-        const struct virtio_tmem_op *op = &s->ops[i];
+        const struct virtio_tmem_op *op = &rq->ops[i];
         VirtIOTmemOpStats *os = NULL;
         uint32_t value;
         size_t moved = out_off + in_off;
         uint8_t st;
 
-        st = virtio_tmem_run_op(s, op, elem, &out_off, &in_off, &value);
-        s->status[i] = (struct virtio_tmem_status) {
+        st = virtio_tmem_run_op(s, rq, op, elem, &out_off, &in_off, &value);
+        rq->status[i] = (struct virtio_tmem_status) {
             .status = st, .value = cpu_to_le32(value),
         };
         if (op->type <= VIRTIO_TMEM_OP_CREDITS) {
             os = &s->opstats[op->type];
-            os->ops++;
+            qatomic_inc(&os->ops);
         }
         if (out_off + in_off != moved && st == VIRTIO_TMEM_S_OK) {
-            qs->pages++;
+            qatomic_inc(&qs->pages);
             if (os) {
-                os->pages++;
+                qatomic_inc(&os->pages);
             }
         }
         trace_virtio_tmem_op(op->type, le32_to_cpu(op->pool),
                              le32_to_cpu(op->index), st);
     }
-    qs->ops += nops;
+    qatomic_add(&qs->ops, nops);
     nops_done = nops;
 out:
     resp.nops_done = cpu_to_le16(nops_done);
     iov_from_buf(elem->in_sg, elem->in_num, 0, &resp, sizeof(resp));
-    iov_from_buf(elem->in_sg, elem->in_num, sizeof(resp), s->status,
+    iov_from_buf(elem->in_sg, elem->in_num, sizeof(resp), rq->status,
                  nops * sizeof(struct virtio_tmem_status));
     *written = in_len;
     return true;

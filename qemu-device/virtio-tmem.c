@@ -23,6 +23,7 @@
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "block/aio-wait.h"
+#include "block/thread-pool.h"
 #include "exec/memory.h"
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio.h"
@@ -41,6 +42,109 @@ static void virtio_tmem_handle_eventq(VirtIODevice *vdev, VirtQueue *vq)
     virtio_tmem_events_kick(VIRTIO_TMEM(vdev));
 }
 
+/* Interrupt the guest for chains pushed on @rq, and count it. */
+static void virtio_tmem_notify(VirtIOTmemReqQueue *rq)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(rq->s);
+    bool notified;
+
+    /* from an iothread, through the guest notifier's eventfd */
+    notified = qemu_in_iothread() ? virtio_notify_irqfd(vdev, rq->vq)
+                                  : virtio_notify(vdev, rq->vq);
+    if (notified) {
+        qatomic_inc(&rq->qs->interrupts);
+    }
+    virtio_tmem_events_kick(rq->s);
+}
+
+/* Push a request's chain, or (unparseable) fail the device with why. */
+static bool virtio_tmem_complete(VirtIOTmemReqQueue *rq,
+                                 VirtQueueElement *elem, bool ok,
+                                 size_t written)
+{
+    VirtIODevice *vdev = VIRTIO_DEVICE(rq->s);
+
+    if (!ok) {
+        virtqueue_detach_element(rq->vq, elem, 0);
+        g_free(elem);
+        virtio_error(vdev, "%s", rq->error);
+        g_free(rq->error);
+        rq->error = NULL;
+        return false;
+    }
+    qatomic_inc(&rq->qs->requests);
+    virtqueue_push(rq->vq, elem, written);
+    g_free(elem);
+    return true;
+}
+
+static int virtio_tmem_offload_work(void *opaque)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+
+    rq->ok = virtio_tmem_handle_request(rq->s, rq, rq->elem, &rq->written);
+    return 0;
+}
+
+static void virtio_tmem_offload_done(void *opaque, int ret);
+
+/*
+ * Without an iothread, a queue's requests run in the thread pool, one
+ * at a time and in order (put-then-get on a key stays coherent), and
+ * complete in the main loop: a request that waits on the spill disk
+ * holds up its queue, not QEMU.  Start the next one, if any; when the
+ * queue is empty, interrupt once for all it pushed.
+ */
+static void virtio_tmem_offload_next(VirtIOTmemReqQueue *rq)
+{
+    VirtIOTmem *s = rq->s;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    if (rq->elem) {
+        return;     /* its completion comes back here */
+    }
+    if (!s->quiescing && !vdev->broken &&
+        virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq))) {
+        rq->elem = virtqueue_pop(rq->vq, sizeof(VirtQueueElement));
+    }
+    if (rq->elem) {
+        qatomic_inc(&s->inflight);
+        thread_pool_submit_aio(virtio_tmem_offload_work, rq,
+                               virtio_tmem_offload_done, rq);
+        return;
+    }
+    if (rq->done) {
+        rq->done = 0;
+        virtio_tmem_notify(rq);
+    }
+}
+
+static void virtio_tmem_offload_done(void *opaque, int ret)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+    VirtQueueElement *elem = rq->elem;
+
+    rq->elem = NULL;
+    if (virtio_tmem_complete(rq, elem, rq->ok, rq->written)) {
+        rq->done++;
+    }
+    qatomic_dec(&rq->s->inflight);
+    aio_wait_kick();
+    virtio_tmem_offload_next(rq);
+}
+
+/*
+ * No request of ours may be running once this returns: for reset, a VM
+ * stop and unrealize.  Completions (in the main loop) push what ran.
+ * Called with the BQL, not s->lock (a request may want it).
+ */
+static void virtio_tmem_quiesce(VirtIOTmem *s)
+{
+    s->quiescing = true;
+    AIO_WAIT_WHILE(NULL, qatomic_read(&s->inflight) > 0);
+    s->quiescing = false;
+}
+
 /*
  * Drain a request queue: every chain, then one interrupt for the lot.
  * Notifications are turned off while we work only if they were on: an
@@ -49,9 +153,8 @@ static void virtio_tmem_handle_eventq(VirtIODevice *vdev, VirtQueue *vq)
  * virtio-blk does).  @kicks is the guest notifications that brought us
  * here, 0 when a poll or the device itself did: a kick is an exit on
  * KVM and an interrupt an injection, so both are counted for the
- * exits-per-page figures.  Runs in the iothread if there is one, else in
- * the main loop; s->lock is held for one request at a time, so QMP and
- * the event bottom half wait for at most one request.
+ * exits-per-page figures.  In the iothread, requests run here; without
+ * one they go to the thread pool (virtio_tmem_offload_next).
  */
 static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
 {
@@ -59,13 +162,15 @@ static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
     VirtQueue *vq = rq->vq;
     bool suppress = virtio_queue_get_notification(vq);
-    bool broken = false, notified;
+    bool broken = false;
     unsigned done = 0;
 
     if (kicks) {
-        qemu_mutex_lock(&s->lock);
-        rq->qs->kicks += kicks;
-        qemu_mutex_unlock(&s->lock);
+        qatomic_add(&rq->qs->kicks, kicks);
+    }
+    if (!s->iothread) {
+        virtio_tmem_offload_next(rq);
+        return;
     }
     /* as virtio_queue_notify_vq() would */
     if (!virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(vq)) ||
@@ -80,22 +185,12 @@ static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
         }
         while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
             size_t written;
-            bool ok;
+            bool ok = virtio_tmem_handle_request(s, rq, elem, &written);
 
-            qemu_mutex_lock(&s->lock);
-            ok = virtio_tmem_handle_request(s, elem, rq->qs, &written);
-            if (ok) {
-                rq->qs->requests++;
-            }
-            qemu_mutex_unlock(&s->lock);
-            if (!ok) {
-                virtqueue_detach_element(vq, elem, 0);
-                g_free(elem);
+            if (!virtio_tmem_complete(rq, elem, ok, written)) {
                 broken = true;
                 break;
             }
-            virtqueue_push(vq, elem, written);
-            g_free(elem);
             done++;
         }
         if (suppress) {
@@ -103,18 +198,9 @@ static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
         }
     } while (!broken && !virtio_queue_empty(vq));
 
-    if (!done) {
-        return;
+    if (done) {
+        virtio_tmem_notify(rq);
     }
-    /* from an iothread, through the guest notifier's eventfd */
-    notified = qemu_in_iothread() ? virtio_notify_irqfd(vdev, vq)
-                                  : virtio_notify(vdev, vq);
-    if (notified) {
-        qemu_mutex_lock(&s->lock);
-        rq->qs->interrupts++;
-        qemu_mutex_unlock(&s->lock);
-    }
-    virtio_tmem_events_kick(s);
 }
 
 /*
@@ -299,12 +385,15 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
 
     if (!s->dataplane_started) {
         /*
-         * Serve and count what came, so that only a guest's kick can be
-         * left for the transport's last look; it detaches our handlers.
+         * Count what came, so that only a guest's kick can be left for
+         * the transport's last look (it detaches our handlers), and let
+         * the requests running in the thread pool finish: on a reset or
+         * a VM stop none may be left behind.
          */
         for (i = 0; i < s->num_queues; i++) {
             virtio_tmem_reqq_read(&s->rq[i]);
         }
+        virtio_tmem_quiesce(s);
         virtio_tmem_parent_stop_ioeventfd(vdev);
         return;
     }
@@ -399,6 +488,7 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
+    virtio_tmem_quiesce(s);     /* stop_ioeventfd did, unless there is none */
     qemu_mutex_lock(&s->lock);
     virtio_tmem_drop_pools(s);
     s->credits = 0;
@@ -493,9 +583,10 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         s->rq[i].s = s;
         s->rq[i].vq = s->reqq[i];
         s->rq[i].qs = &s->qstats[i];
+        s->rq[i].ops = g_new(struct virtio_tmem_op, s->max_ops);
+        s->rq[i].status = g_new(struct virtio_tmem_status, s->max_ops);
+        s->rq[i].page = qemu_memalign(4096, 65536);
     }
-    s->ops = g_new(struct virtio_tmem_op, s->max_ops);
-    s->status = g_new(struct virtio_tmem_status, s->max_ops);
     s->page = qemu_memalign(4096, 65536);
     s->pools = g_new(int, s->max_pools);
     s->pool_gen = g_new0(uint16_t, s->max_pools);
@@ -511,8 +602,12 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
     uint32_t i;
 
+    virtio_tmem_quiesce(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->reqq[i]);
+        g_free(s->rq[i].ops);
+        g_free(s->rq[i].status);
+        qemu_vfree(s->rq[i].page);
     }
     virtio_delete_queue(s->eventq);
     virtio_cleanup(vdev);
@@ -524,8 +619,6 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     s->store = NULL;
     g_free(s->reqq);
     g_free(s->rq);
-    g_free(s->ops);
-    g_free(s->status);
     qemu_vfree(s->page);
     g_free(s->pools);
     g_free(s->pool_gen);
@@ -618,10 +711,25 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
     if (!s->qstats) {
         return;     /* not realized: all zero */
     }
+    /* the request path's counters: atomic, read without waiting */
     sn->queues = g_new(VirtIOTmemQueueStats, s->num_queues);
+    for (i = 0; i < s->num_queues; i++) {
+        VirtIOTmemQueueStats *q = &s->qstats[i];
+
+        sn->queues[i] = (VirtIOTmemQueueStats) {
+            .kicks = qatomic_read(&q->kicks),
+            .interrupts = qatomic_read(&q->interrupts),
+            .requests = qatomic_read(&q->requests),
+            .ops = qatomic_read(&q->ops),
+            .pages = qatomic_read(&q->pages),
+        };
+    }
+    for (i = 0; i < ARRAY_SIZE(sn->ops); i++) {
+        sn->ops[i].ops = qatomic_read(&s->opstats[i].ops);
+        sn->ops[i].pages = qatomic_read(&s->opstats[i].pages);
+    }
+    /* the event counters: the bottom half holds the lock only briefly */
     qemu_mutex_lock(&s->lock);
-    memcpy(sn->queues, s->qstats, s->num_queues * sizeof(*sn->queues));
-    memcpy(sn->ops, s->opstats, sizeof(sn->ops));
     memcpy(sn->events, s->events_type, sizeof(sn->events));
     sn->events_sent = s->events_sent;
     sn->events_lost = s->events_lost;
@@ -736,10 +844,18 @@ out:
     g_free(sn.queues);
 }
 
+/* A VM stop quiesced us via stop_ioeventfd; without ioeventfd, here. */
+static int virtio_tmem_pre_save(void *opaque)
+{
+    virtio_tmem_quiesce(opaque);
+    return 0;
+}
+
 static const VMStateDescription vmstate_virtio_tmem = {
     .name = "virtio-tmem",
     .minimum_version_id = 1,
     .version_id = 1,
+    .pre_save = virtio_tmem_pre_save,
     .post_load = virtio_tmem_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_VIRTIO_DEVICE,

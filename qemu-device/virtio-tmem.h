@@ -69,7 +69,11 @@ typedef struct VirtIOTmemPoolState {
     int64_t off_since;          /* when hint_off was set, realtime ms */
 } VirtIOTmemPoolState;
 
-/* Counters of one request queue; what QMP shows as exits per page. */
+/*
+ * Counters of one request queue; what QMP shows as exits per page.
+ * Updated and read with qatomic_*: a stats read never waits for a
+ * request.
+ */
 typedef struct VirtIOTmemQueueStats {
     uint64_t kicks;         /* guest notifications: VM exits on KVM */
     uint64_t interrupts;    /* used-buffer notifications sent */
@@ -93,6 +97,22 @@ typedef struct VirtIOTmemReqQueue {
      * that one is not the guest's, and the first read discounts it.
      */
     bool own_kick;
+
+    /* Request scratch, sized by max_ops so no request allocates */
+    struct virtio_tmem_op *ops;
+    struct virtio_tmem_status *status;
+    uint8_t *page;              /* bounce buffer for one page */
+    char *error;                /* why the chain is broken, for virtio_error */
+
+    /*
+     * Without an iothread, requests run in the thread pool, one at a
+     * time per queue, so that a slow spill disk stalls this queue but
+     * not the main loop: the request there now, and what it returned.
+     */
+    VirtQueueElement *elem;
+    size_t written;
+    bool ok;
+    unsigned done;              /* pushed since the last interrupt */
 } VirtIOTmemReqQueue;
 
 /* Operations run and pages moved, per operation type. */
@@ -128,20 +148,22 @@ struct VirtIOTmem {
     QEMUBH *event_bh;           /* main loop: work out and send events */
     QEMUTimer *event_timer;     /* main loop: watch budget, spill, hints */
 
+    /* Requests in the thread pool; none start while quiescing. */
+    unsigned inflight;
+    bool quiescing;
+
     /*
-     * lock protects everything below but the eviction buffer: driver
-     * state, event state, statistics and the request scratch.  The
-     * request path holds it for one request at a time (in the iothread
-     * if there is one); QMP, reset, migration and the event bottom half
-     * take it from the main loop.  Lock order: lock, then the store's
-     * own locks, then evict_lock.
+     * lock protects the driver and event state below.  The request path
+     * takes it around each look-up or change of that state, never
+     * around a call that moves page data (put, get, flush, the store's
+     * spill I/O): those run unlocked, so QMP, the event bottom half and
+     * qom-set budget never wait for a disk.  Reset, migration and the
+     * bottom half take it from the main loop.  Lock order: lock, then
+     * the store's own locks, then evict_lock.
      */
     QemuMutex lock;
 
-    /* Request scratch, sized by max_ops so no request allocates */
-    struct virtio_tmem_op *ops;
-    struct virtio_tmem_status *status;
-    uint8_t *page;              /* bounce buffer for one page */
+    uint8_t *page;              /* migration's bounce buffer */
 
     /* Driver state; cleared by reset */
     int *pools;                 /* driver pool slot -> store pool, or -1 */
@@ -170,7 +192,7 @@ struct VirtIOTmem {
     VirtIOTmemEvictReport *evict_scratch;   /* the bottom half's copy */
     struct virtio_tmem_key *evict_keys;     /* one event's keys */
 
-    /* Statistics */
+    /* Statistics; the queue and operation counters are atomic */
     VirtIOTmemQueueStats *qstats;   /* one per request queue */
     VirtIOTmemOpStats opstats[VIRTIO_TMEM_OP_CREDITS + 1];
     uint64_t events_sent;       /* events written to the event queue */
@@ -185,12 +207,13 @@ extern const VMStateDescription vmstate_virtio_tmem_device;
 int virtio_tmem_post_load(void *opaque, int version_id);
 
 /*
- * Decode and run one request; false after virtio_error() if the chain
- * cannot be parsed.  On success *@written is the used length.  Caller
- * holds s->lock.
+ * Decode and run one request with @rq's scratch; false if the chain
+ * cannot be parsed, with the reason in rq->error for the caller to pass
+ * to virtio_error() (this may run in a worker thread, which must not).
+ * On success *@written is the used length.  Takes s->lock as it needs.
  */
-bool virtio_tmem_handle_request(VirtIOTmem *s, VirtQueueElement *elem,
-                                VirtIOTmemQueueStats *qs, size_t *written);
+bool virtio_tmem_handle_request(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
+                                VirtQueueElement *elem, size_t *written);
 
 /* Destroy every pool of the driver's, and all their pages.  Holds lock. */
 void virtio_tmem_drop_pools(VirtIOTmem *s);

@@ -2,7 +2,9 @@
  * QTest testcase for the virtio-tmem device: budget and spill
  *
  * The host's budget over QMP, ephemeral pages dropped under it, and
- * persistent pages spilled to a file and read back.
+ * persistent pages spilled to a file and read back; a slow spill disk
+ * that must not freeze QEMU, and a hostile guest that must not break
+ * the budget.
  *
  * SPDX-License-Identifier: GPL-2.0-or-later
  */
@@ -320,6 +322,323 @@ static void test_properties(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * A slow spill disk (the host library's test delay, 3 s per spill I/O)
+ * must stall only the request that waits for it: while one spills, QMP
+ * (a stats read and query-status) and an MMIO read of the device's
+ * config space (which needs the BQL, as a vCPU exit would) all answer
+ * at once, with the queues in the main loop and in an iothread.
+ */
+#define SLOW_SPILL_MS       "3000"
+#define SLOW_SPILL_US       (3000 * 1000)
+#define RESPONSIVE_US       (1500 * 1000)
+
+static gint64 tmem_slowest;
+
+static void *tmem_slow_setup(GString *cmd_line, void *arg)
+{
+    char *dir = g_dir_make_tmp("qtest-tmem-slow.XXXXXX", NULL);
+
+    g_assert_nonnull(dir);
+    g_string_append_printf(cmd_line,
+                           " -global virtio-tmem-pci.budget=1M"
+                           " -global virtio-tmem-pci.spill=%s"
+                           " -global virtio-tmem-pci.spill-max=64M", dir);
+    if (arg) {
+        g_string_append(cmd_line, " -object iothread,id=io0"
+                                  " -global virtio-tmem-pci.iothread=io0");
+    }
+    /* QEMU inherits it; the test unsets it once QEMU runs */
+    g_setenv("TMEM_TEST_SPILL_DELAY_MS", SLOW_SPILL_MS, true);
+    g_test_queue_destroy(tmem_spill_cleanup, dir);
+    return arg;
+}
+
+/* While a request runs: how long do QMP and the BQL take to answer? */
+static void tmem_probe_responsive(TmemCtx *c)
+{
+    int i;
+
+    g_usleep(300 * 1000);   /* let the device start on it */
+    for (i = 0; i < 4; i++) {
+        gint64 t0 = g_get_monotonic_time();
+
+        qobject_unref(tmem_stats(c));
+        qtest_qmp_assert_success(c->qts, "{'execute': 'query-status'}");
+        qvirtio_config_readq(c->vdev,
+                             offsetof(struct virtio_tmem_config, budget));
+        tmem_slowest = MAX(tmem_slowest, g_get_monotonic_time() - t0);
+        g_usleep(200 * 1000);
+    }
+}
+
+static void test_slow_spill(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const unsigned nfill = 200, nput = 64;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree uint8_t *pages = g_malloc(nput * PAGE_4K);
+    TmemOp ops[64];
+    uint64_t spills0;
+    gint64 t0, took;
+    uint32_t pp;
+    unsigned i;
+
+    g_unsetenv("TMEM_TEST_SPILL_DELAY_MS");
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    /* 800 KiB of the 1 MiB budget: no spill yet */
+    tmem_put_random(c, pp, 91, 910, nfill);
+    spills0 = tmem_stat(c, "spills");
+
+    /* 256 KiB more: this request must spill, at 3 s an I/O */
+    for (i = 0; i < nput; i++) {
+        tmem_fill_random(pages + i * PAGE_4K, PAGE_4K, 920 + i);
+        ops[i] = tmem_op_put(pp, 92, i, pages + i * PAGE_4K, PAGE_4K);
+    }
+    tmem_slowest = 0;
+    c->while_running = tmem_probe_responsive;
+    t0 = g_get_monotonic_time();
+    tmem_run(c, ops, nput);
+    took = g_get_monotonic_time() - t0;
+    c->while_running = NULL;
+    for (i = 0; i < nput; i++) {
+        tmem_assert_status(&ops[i], VIRTIO_TMEM_S_OK);
+    }
+    g_test_message("the request took %" PRId64 " ms; the slowest answer "
+                   "while it ran, %" PRId64 " ms", took / 1000,
+                   tmem_slowest / 1000);
+    g_assert_cmpuint(tmem_stat(c, "spills"), >, spills0);
+    /* the disk really was slow for this request... */
+    g_assert_cmpint(took, >=, SLOW_SPILL_US);
+    /* ...and nothing else waited for it */
+    g_assert_cmpint(tmem_slowest, <, RESPONSIVE_US);
+    tmem_stop(c);
+}
+
+/*
+ * A hostile guest, with spill on (data) and off: it cannot make the host
+ * keep more than its budget, nor make QEMU stop answering.
+ *  - one zeroed page under 32768 fresh keys (no data RAM, only index);
+ *  - storms of pool creation and destruction;
+ *  - maximal requests: max-ops incompressible 64 KiB pages at once.
+ * The store's ram_used must stay within the budget (these puts are not
+ * credited, so nothing may go over), and the QEMU process's RSS may
+ * grow by at most the budget, the store's fixed buffers and a slack for
+ * QEMU's own allocations (HOSTILE_SLACK).
+ */
+#define HOSTILE_BUDGET      (1 * MiB)
+#define HOSTILE_SLACK       (16 * MiB)
+
+static void *tmem_hostile_setup(GString *cmd_line, void *arg)
+{
+    g_string_append_printf(cmd_line, " -global virtio-tmem-pci.budget=%llu",
+                           (unsigned long long)HOSTILE_BUDGET);
+    if (arg) {
+        char *dir = g_dir_make_tmp("qtest-tmem-hostile.XXXXXX", NULL);
+
+        g_assert_nonnull(dir);
+        g_string_append_printf(cmd_line,
+                               " -global virtio-tmem-pci.spill=%s"
+                               " -global virtio-tmem-pci.spill-max=256M",
+                               dir);
+        g_test_queue_destroy(tmem_spill_cleanup, dir);
+    }
+    return arg;
+}
+
+/*
+ * The QEMU process's resident set, in bytes, but for guest RAM: the
+ * test writes its requests there, which the guest's own memory would
+ * hold anyway.  Guest RAM is the mapping of exactly its size.
+ */
+static uint64_t tmem_qemu_rss(TmemCtx *c)
+{
+    g_autofree char *path = g_strdup_printf("/proc/%d/smaps",
+                                            (int)qtest_pid(c->qts));
+    g_autofree char *text = NULL;
+    QDict *rsp = qtest_qmp(c->qts, "{'execute': "
+                           "'query-memory-size-summary'}");
+    uint64_t ram_kb = qdict_get_int(qdict_get_qdict(rsp, "return"),
+                                    "base-memory") / 1024;
+    uint64_t rss = 0, size = 0, kb;
+    char **lines, **l;
+
+    qobject_unref(rsp);
+    g_assert_true(g_file_get_contents(path, &text, NULL, NULL));
+    lines = g_strsplit(text, "\n", -1);
+    for (l = lines; *l; l++) {
+        if (sscanf(*l, "Size: %" SCNu64 " kB", &kb) == 1) {
+            size = kb;
+        } else if (sscanf(*l, "Rss: %" SCNu64 " kB", &kb) == 1 &&
+                   size != ram_kb) {
+            rss += kb * 1024;
+        }
+    }
+    g_strfreev(lines);
+    return rss;
+}
+
+static void tmem_check_bounded(TmemCtx *c, uint64_t rss0, const char *when)
+{
+    uint64_t used = tmem_stat(c, "ram_used");
+    uint64_t fixed = tmem_stat(c, "ram_fixed");
+    uint64_t rss = tmem_qemu_rss(c);
+
+    g_test_message("%s: ram_used %" PRIu64 ", RSS +%" PRId64 " KiB", when,
+                   used, ((int64_t)rss - (int64_t)rss0) / 1024);
+    g_assert_cmpuint(used, <=, HOSTILE_BUDGET);
+    g_assert_cmpint((int64_t)rss - (int64_t)rss0, <=,
+                    (int64_t)(HOSTILE_BUDGET + fixed + HOSTILE_SLACK));
+}
+
+/*
+ * @nops PUTs of one zeroed @len page each, under fresh keys of @oid
+ * from @index on, in one request whose data is set by qtest_memset
+ * rather than sent.  Returns the PUTs accepted.
+ */
+static unsigned tmem_put_zeros(TmemCtx *c, uint32_t pool, uint64_t oid,
+                               uint32_t index, unsigned nops, uint32_t len)
+{
+    QVirtQueue *vq = c->vq[1];
+    size_t hlen = sizeof(struct virtio_tmem_req) +
+                  nops * sizeof(struct virtio_tmem_op);
+    size_t rlen = hlen + (size_t)nops * len;
+    size_t wlen = sizeof(struct virtio_tmem_resp) +
+                  nops * sizeof(struct virtio_tmem_status);
+    g_autofree uint8_t *hdr = g_malloc0(hlen);
+    g_autofree uint8_t *wbuf = g_malloc(wlen);
+    struct virtio_tmem_req *req = (void *)hdr;
+    uint64_t raddr = guest_alloc(c->alloc, rlen);
+    uint64_t waddr = guest_alloc(c->alloc, wlen);
+    uint32_t rseg = rlen, wseg = wlen, head;
+    unsigned i, ok = 0;
+
+    req->nops = cpu_to_le16(nops);
+    for (i = 0; i < nops; i++) {
+        struct virtio_tmem_op *op = (void *)(hdr + sizeof(*req) +
+                                             i * sizeof(*op));
+
+        op->type = VIRTIO_TMEM_OP_PUT;
+        op->pool = cpu_to_le32(pool);
+        /* as tmem_op_key() makes them */
+        op->oid[0] = cpu_to_le64(oid);
+        op->oid[1] = cpu_to_le64(oid ^ 0x5a5a5a5a5a5a5a5aull);
+        op->oid[2] = cpu_to_le64(0x1234);
+        op->index = cpu_to_le32(index + i);
+        op->arg = cpu_to_le32(len == PAGE_64K ? 16 : 12);
+    }
+    qtest_bufwrite(c->qts, raddr, hdr, hlen);
+    qtest_memset(c->qts, raddr + hlen, 0, rlen - hlen);
+    head = tmem_add_chain(c, vq, raddr, &rseg, 1, waddr, &wseg, 1);
+    g_assert_cmpuint(tmem_kick_wait(c, vq, head), ==, wlen);
+    qtest_bufread(c->qts, waddr, wbuf, wlen);
+    for (i = 0; i < nops; i++) {
+        uint8_t st = wbuf[sizeof(struct virtio_tmem_resp) +
+                          i * sizeof(struct virtio_tmem_status)];
+
+        g_assert_true(st == VIRTIO_TMEM_S_OK || st == VIRTIO_TMEM_S_NOSPACE);
+        ok += st == VIRTIO_TMEM_S_OK;
+    }
+    guest_free(c->alloc, raddr);
+    guest_free(c->alloc, waddr);
+    return ok;
+}
+
+static void tmem_probe_qmp(TmemCtx *c)
+{
+    gint64 t0 = g_get_monotonic_time();
+
+    qobject_unref(tmem_stats(c));
+    tmem_slowest = MAX(tmem_slowest, g_get_monotonic_time() - t0);
+}
+
+static void test_hostile(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const unsigned nreq = 128, nops = DEF_MAX_OPS;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree uint8_t *big = g_malloc(nops * PAGE_64K);
+    g_autofree TmemOp *ops = g_new0(TmemOp, nops);
+    uint32_t pp, pbig, pools[DEF_MAX_OPS];
+    unsigned r, i, ok = 0, round;
+    uint64_t rss0;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    /* qtest's own buffers for a maximal write: not the device's */
+    {
+        uint64_t a = guest_alloc(alloc, (size_t)nops * PAGE_64K);
+
+        tmem_fill_random(big, (size_t)nops * PAGE_64K, 1);
+        qtest_bufwrite(c->qts, a, big, (size_t)nops * PAGE_64K);
+        guest_free(alloc, a);
+    }
+    rss0 = tmem_qemu_rss(c);
+
+    /* zeroed pages under fresh keys: index only */
+    for (r = 0; r < nreq; r++) {
+        ok += tmem_put_zeros(c, pp, 0x2e40, r * nops, nops, PAGE_4K);
+    }
+    g_test_message("%u of %u zeroed pages under fresh keys accepted",
+                   ok, nreq * nops);
+    g_assert_cmpuint(ok, <, nreq * nops);      /* the budget said no */
+    tmem_check_bounded(c, rss0, "zeroed pages");
+    /* ...and once they go, the index gives their RAM back */
+    {
+        TmemOp fl = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_OBJECT, pp, 0x2e40, 0);
+
+        tmem_run(c, &fl, 1);
+        tmem_assert_status(&fl, VIRTIO_TMEM_S_OK);
+        g_assert_cmpuint(fl.value, ==, ok);
+        g_assert_cmpuint(tmem_stat(c, "ram_used"), ==, 0);
+    }
+
+    /* pool storms: as many pools as one request can make, then gone */
+    for (round = 0; round < 16; round++) {
+        for (i = 0; i < nops / 2; i++) {
+            ops[i] = tmem_op_arg(VIRTIO_TMEM_OP_POOL_NEW, POOL_P4K);
+        }
+        g_assert_cmpuint(tmem_run_q(c, 1, ops, nops / 2), ==, nops / 2);
+        for (i = 0; i < nops / 2; i++) {
+            tmem_assert_status2(&ops[i], VIRTIO_TMEM_S_OK,
+                                VIRTIO_TMEM_S_NOSPACE);
+            pools[i] = ops[i].status == VIRTIO_TMEM_S_OK ? ops[i].value :
+                       BAD_POOL;
+        }
+        for (i = 0; i < nops / 2; i++) {
+            ops[i] = tmem_op_pool(VIRTIO_TMEM_OP_POOL_DESTROY, pools[i]);
+        }
+        g_assert_cmpuint(tmem_run_q(c, 1, ops, nops / 2), ==, nops / 2);
+    }
+    tmem_check_bounded(c, rss0, "pool storms");
+
+    /* maximal requests of incompressible 64 KiB pages, QMP asked meanwhile */
+    pbig = tmem_pool_new(c, POOL_P64K);
+    tmem_slowest = 0;
+    for (round = 0; round < 4; round++) {
+        for (i = 0; i < nops; i++) {
+            tmem_fill_random(big + (size_t)i * PAGE_64K, PAGE_64K,
+                             round * nops + i);
+            ops[i] = tmem_op_put(pbig, 0x2e41, round * nops + i,
+                                 big + (size_t)i * PAGE_64K, PAGE_64K);
+        }
+        c->while_running = tmem_probe_qmp;
+        g_assert_cmpuint(tmem_run_q(c, 1, ops, nops), ==, nops);
+        c->while_running = NULL;
+        for (i = 0; i < nops; i++) {
+            tmem_assert_status2(&ops[i], VIRTIO_TMEM_S_OK,
+                                VIRTIO_TMEM_S_NOSPACE);
+        }
+    }
+    g_test_message("slowest stats read during a maximal request: %" PRId64
+                   " ms", tmem_slowest / 1000);
+    g_assert_cmpint(tmem_slowest, <, RESPONSIVE_US);
+    tmem_check_bounded(c, rss0, "maximal requests");
+    if (data) {
+        g_assert_cmpuint(tmem_stat(c, "spills"), >, 0);
+    }
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_budget_test(void)
 {
     QOSGraphTestOptions spill = {
@@ -328,10 +647,30 @@ static void register_virtio_tmem_budget_test(void)
     QOSGraphTestOptions props = {
         .before = tmem_props_setup,
     };
+    QOSGraphTestOptions slow = {
+        .before = tmem_slow_setup,
+    };
+    QOSGraphTestOptions slow_io = {
+        .before = tmem_slow_setup,
+        .arg = (void *)"iothread",
+    };
+    QOSGraphTestOptions hostile = {
+        .before = tmem_hostile_setup,
+    };
+    QOSGraphTestOptions hostile_spill = {
+        .before = tmem_hostile_setup,
+        .arg = (void *)"spill",
+    };
 
     qos_add_test("budget", "virtio-tmem", test_budget, NULL);
     qos_add_test("spill", "virtio-tmem", test_spill, &spill);
     qos_add_test("properties", "virtio-tmem", test_properties, &props);
+    qos_add_test("slow-spill", "virtio-tmem", test_slow_spill, &slow);
+    qos_add_test("slow-spill-iothread", "virtio-tmem", test_slow_spill,
+                 &slow_io);
+    qos_add_test("hostile", "virtio-tmem", test_hostile, &hostile);
+    qos_add_test("hostile-spill", "virtio-tmem", test_hostile,
+                 &hostile_spill);
 }
 
 libqos_init(register_virtio_tmem_budget_test);

@@ -474,6 +474,9 @@ uint32_t tmem_kick_wait(TmemCtx *c, QVirtQueue *vq, uint32_t head)
     uint32_t len;
 
     tmem_kick(c, vq, head);
+    if (c->while_running) {
+        c->while_running(c);
+    }
     qvirtio_wait_used_elem(c->qts, c->vdev, vq, head, NULL, TMEM_TIMEOUT_US);
     /* libqos reads only 16 bits of the length: read it here */
     qtest_memread(c->qts, tmem_used_elem_addr(vq, slot) +

@@ -76,6 +76,8 @@ typedef struct TmemCtx {
     /* chains made available on request queues, and notifications sent */
     uint64_t chains;
     uint64_t kicks;
+    /* if set, called once a request is kicked, before it is waited for */
+    void (*while_running)(struct TmemCtx *c);
 } TmemCtx;
 
 /* One operation, its data and its result */
