@@ -22,12 +22,14 @@
  * (tmem_set_evict_cb), under its shard lock, just before it goes.
  */
 #include <errno.h>
+#include <malloc.h>
 #include <string.h>
 #include <time.h>
 
 #include "tmem_int.h"
 
 #define TM_COMPACT_SLACK	(256u << 10)	/* see tm_fragmented */
+#define TM_TRIM_MIN		(256u << 10)	/* index freed worth a trim */
 
 void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc)
 {
@@ -443,6 +445,8 @@ static void tm_tidy(struct tmem_store *s)
 		while (!s->rc_stop && !tm_over_budget(s) && tm_compact(s))
 			;
 	}
+	uint64_t index = atomic_load(&s->ram_index);
+
 	for (int i = 0; i < TM_NSHARD && !s->rc_stop; i++) {
 		struct tm_shard *sh = &s->shard[i];
 		bool more = true;
@@ -453,6 +457,14 @@ static void tm_tidy(struct tmem_store *s)
 			pthread_mutex_unlock(&sh->lock);
 		}
 	}
+#ifdef __GLIBC__
+	/*
+	 * malloc keeps what the shrink freed (chunks amid the heap) resident
+	 * for reuse, out of ram_index; hand whole pages of it back.
+	 */
+	if (index > atomic_load(&s->ram_index) + TM_TRIM_MIN)
+		malloc_trim(0);
+#endif
 }
 
 static void *tm_reclaimer(void *arg)

@@ -227,11 +227,16 @@ static struct tm_region *tm_region_new(void)
 		if (base == MAP_FAILED)
 			continue;
 		/*
-		 * Huge pages spare a fault per 4 KiB of new slab, which is
-		 * most of a put's cost beyond LZ4 when the store grows.
-		 * Freeing a slab splits its huge page; that is fine.
+		 * No transparent huge pages, even where the host makes them
+		 * the default.  They would spare a fault per 4 KiB of new
+		 * slab, but freeing a slab inside one only splits it: RSS
+		 * drops, yet the huge page's memory stays allocated until
+		 * the kernel's deferred split runs under memory pressure,
+		 * and khugepaged may collapse a range with a single slab
+		 * left back into 2 MiB.  Either way the host would hold far
+		 * more than ram_data says (docs/host-lib.md).
 		 */
-		madvise(base, len, MADV_HUGEPAGE);
+		madvise(base, len, MADV_NOHUGEPAGE);
 		r->nunits = (uint32_t)(len >> TM_UNIT_SHIFT);
 		r->map = calloc(r->nunits / 64, sizeof(uint64_t));
 		if (!r->map) {

@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /*
  * churn.c - what a store holds once its guest has churned: fill it with
- * the corpus, flush 75% of the pages at random, give the store's
- * background work time to settle, measure, refill the flushed keys with
- * other corpus pages, and again.  No budget pressure: whatever the store
- * gives back here it gives back by itself (compaction, index shrink).
+ * four times the corpus (each key a random corpus page), flush 75% of
+ * the pages at random, give the store's background work time to settle,
+ * measure, refill the flushed keys with other corpus pages, and again.
+ * Four times, so that what is left after a flush is as many pages as the
+ * fresh-fill figures were measured on.  No budget pressure: whatever the
+ * store gives back here it gives back by itself (compaction, index
+ * shrink).
  *
  * Figures, taken after the last flush has settled: RAM data per
  * compressed byte, index bytes per live page, and the growth of this
@@ -19,6 +22,7 @@
 #include "tmem.h"
 
 #define CHURN_ROUNDS	3
+#define CHURN_KEYS	4	/* keys per corpus page */
 #define CHURN_SETTLE_S	10.0	/* at most, per round */
 #define CHURN_STILL_S	2.5	/* settled: no change for this long */
 
@@ -84,7 +88,8 @@ static void churn_settle(struct tmem_store *s)
 
 int store_churn(const struct corpus *c, struct store_result *res)
 {
-	size_t n = c->npages, i, *page = calloc(n, sizeof(*page));
+	size_t n = c->npages * CHURN_KEYS, i;
+	size_t *page = calloc(n, sizeof(*page));
 	uint8_t *buf = xaligned(BENCH_PAGE);
 	uint64_t rng = 0x7e3a5eed, v[TMEM_STAT__COUNT], rss0;
 	struct tmem_config cfg;
@@ -108,8 +113,8 @@ int store_churn(const struct corpus *c, struct store_result *res)
 		goto out;
 	}
 	for (i = 0; i < n; i++) {
-		page[i] = i + 1;
-		if (churn_put(s, pool, c, i, i))
+		page[i] = rng_next(&rng) % c->npages + 1;
+		if (churn_put(s, pool, c, i, page[i] - 1))
 			goto out;
 	}
 	for (round = 0; round < CHURN_ROUNDS; round++) {
@@ -165,7 +170,7 @@ int store_churn(const struct corpus *c, struct store_result *res)
 		for (i = 0; i < n; i++) {
 			if (page[i])
 				continue;
-			page[i] = rng_next(&rng) % n + 1;
+			page[i] = rng_next(&rng) % c->npages + 1;
 			if (churn_put(s, pool, c, i, page[i] - 1))
 				goto out;
 		}
