@@ -21,6 +21,11 @@ case $variant in plain|debug|source) ;; *) echo "usage: $0 [plain|debug|source]"
 
 scripts/ensure-packages.sh bc flex bison libelf-dev libssl-dev cpio xz-utils
 
+# One build of the cache at a time (see scripts/build-qemu.sh).
+mkdir -p "$cache/kernel-build"
+exec 9>>"$cache/kernel-build/.lock"
+flock 9
+
 src=$cache/src/linux-$KVER
 if [ ! -f "$src/.unpacked" ]; then
 	mkdir -p "$cache/src"

@@ -30,6 +30,14 @@ esac
 scripts/ensure-packages.sh ninja-build libglib2.0-dev libpixman-1-dev libfdt-dev pkg-config \
 	 flex bison python3-venv seabios qemu-system-data ipxe-qemu qemu-utils
 
+# Two builds syncing different sources into one tree at once leave
+# objects compiled against different headers and ninja's dependency log
+# torn (a CI run once linked a QEMU whose PCI proxy had the device's old
+# size); builds of the cache wait for each other.
+mkdir -p "$cache/qemu-build"
+exec 9>>"$cache/qemu-build/.lock"
+flock 9
+
 src=$(scripts/fetch-qemu.sh)
 key=$( { echo "$src"; echo "${flags[*]}"; } | sha256sum | cut -c1-16)
 work=$cache/qemu-build/$key
