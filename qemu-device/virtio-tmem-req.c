@@ -9,10 +9,11 @@
  * per request: operations and statuses go to the queue's buffers, sized
  * at realize.
  *
- * A request may run in a worker thread (no iothread) or in the iothread,
+ * A request runs in the iothread, or in the main loop without one,
  * and it holds s->lock only to look at or change the driver's state
  * (pools, credits, hit-ratio windows): page data moves unlocked, so a
- * slow spill disk holds up this request and nothing else.
+ * slow spill disk holds up this request, and (in the main loop) QEMU,
+ * but never QMP waiting on the lock from another thread.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the

@@ -23,7 +23,6 @@
 #include "qemu/module.h"
 #include "qemu/units.h"
 #include "block/aio-wait.h"
-#include "block/thread-pool.h"
 #include "exec/memory.h"
 #include "hw/qdev-properties.h"
 #include "hw/virtio/virtio.h"
@@ -78,73 +77,6 @@ static bool virtio_tmem_complete(VirtIOTmemReqQueue *rq,
     return true;
 }
 
-static int virtio_tmem_offload_work(void *opaque)
-{
-    VirtIOTmemReqQueue *rq = opaque;
-
-    rq->ok = virtio_tmem_handle_request(rq->s, rq, rq->elem, &rq->written);
-    return 0;
-}
-
-static void virtio_tmem_offload_done(void *opaque, int ret);
-
-/*
- * Without an iothread, a queue's requests run in the thread pool, one
- * at a time and in order (put-then-get on a key stays coherent), and
- * complete in the main loop: a request that waits on the spill disk
- * holds up its queue, not QEMU.  Start the next one, if any; when the
- * queue is empty, interrupt once for all it pushed.
- */
-static void virtio_tmem_offload_next(VirtIOTmemReqQueue *rq)
-{
-    VirtIOTmem *s = rq->s;
-    VirtIODevice *vdev = VIRTIO_DEVICE(s);
-
-    if (rq->elem) {
-        return;     /* its completion comes back here */
-    }
-    if (!s->quiescing && !vdev->broken &&
-        virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq))) {
-        rq->elem = virtqueue_pop(rq->vq, sizeof(VirtQueueElement));
-    }
-    if (rq->elem) {
-        qatomic_inc(&s->inflight);
-        thread_pool_submit_aio(virtio_tmem_offload_work, rq,
-                               virtio_tmem_offload_done, rq);
-        return;
-    }
-    if (rq->done) {
-        rq->done = 0;
-        virtio_tmem_notify(rq);
-    }
-}
-
-static void virtio_tmem_offload_done(void *opaque, int ret)
-{
-    VirtIOTmemReqQueue *rq = opaque;
-    VirtQueueElement *elem = rq->elem;
-
-    rq->elem = NULL;
-    if (virtio_tmem_complete(rq, elem, rq->ok, rq->written)) {
-        rq->done++;
-    }
-    qatomic_dec(&rq->s->inflight);
-    aio_wait_kick();
-    virtio_tmem_offload_next(rq);
-}
-
-/*
- * No request of ours may be running once this returns: for reset, a VM
- * stop and unrealize.  Completions (in the main loop) push what ran.
- * Called with the BQL, not s->lock (a request may want it).
- */
-static void virtio_tmem_quiesce(VirtIOTmem *s)
-{
-    s->quiescing = true;
-    AIO_WAIT_WHILE(NULL, qatomic_read(&s->inflight) > 0);
-    s->quiescing = false;
-}
-
 /*
  * Drain a request queue: every chain, then one interrupt for the lot.
  * Notifications are turned off while we work only if they were on: an
@@ -153,8 +85,9 @@ static void virtio_tmem_quiesce(VirtIOTmem *s)
  * virtio-blk does).  @kicks is the guest notifications that brought us
  * here, 0 when a poll or the device itself did: a kick is an exit on
  * KVM and an interrupt an injection, so both are counted for the
- * exits-per-page figures.  In the iothread, requests run here; without
- * one they go to the thread pool (virtio_tmem_offload_next).
+ * exits-per-page figures.  Runs in the iothread if there is one, else
+ * in the main loop, where a request that waits on a slow spill disk
+ * holds up the main loop too (docs/qemu-device.md: use an iothread).
  */
 static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
 {
@@ -167,10 +100,6 @@ static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
 
     if (kicks) {
         qatomic_add(&rq->qs->kicks, kicks);
-    }
-    if (!s->iothread) {
-        virtio_tmem_offload_next(rq);
-        return;
     }
     /* as virtio_queue_notify_vq() would */
     if (!virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(vq)) ||
@@ -385,15 +314,12 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
 
     if (!s->dataplane_started) {
         /*
-         * Count what came, so that only a guest's kick can be left for
-         * the transport's last look (it detaches our handlers), and let
-         * the requests running in the thread pool finish: on a reset or
-         * a VM stop none may be left behind.
+         * Serve and count what came, so that only a guest's kick can be
+         * left for the transport's last look; it detaches our handlers.
          */
         for (i = 0; i < s->num_queues; i++) {
             virtio_tmem_reqq_read(&s->rq[i]);
         }
-        virtio_tmem_quiesce(s);
         virtio_tmem_parent_stop_ioeventfd(vdev);
         return;
     }
@@ -488,7 +414,6 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
-    virtio_tmem_quiesce(s);     /* stop_ioeventfd did, unless there is none */
     qemu_mutex_lock(&s->lock);
     virtio_tmem_drop_pools(s);
     s->credits = 0;
@@ -602,7 +527,6 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
     uint32_t i;
 
-    virtio_tmem_quiesce(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->reqq[i]);
         g_free(s->rq[i].ops);
@@ -844,18 +768,10 @@ out:
     g_free(sn.queues);
 }
 
-/* A VM stop quiesced us via stop_ioeventfd; without ioeventfd, here. */
-static int virtio_tmem_pre_save(void *opaque)
-{
-    virtio_tmem_quiesce(opaque);
-    return 0;
-}
-
 static const VMStateDescription vmstate_virtio_tmem = {
     .name = "virtio-tmem",
     .minimum_version_id = 1,
     .version_id = 1,
-    .pre_save = virtio_tmem_pre_save,
     .post_load = virtio_tmem_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_VIRTIO_DEVICE,

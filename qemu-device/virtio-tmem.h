@@ -103,16 +103,6 @@ typedef struct VirtIOTmemReqQueue {
     struct virtio_tmem_status *status;
     uint8_t *page;              /* bounce buffer for one page */
     char *error;                /* why the chain is broken, for virtio_error */
-
-    /*
-     * Without an iothread, requests run in the thread pool, one at a
-     * time per queue, so that a slow spill disk stalls this queue but
-     * not the main loop: the request there now, and what it returned.
-     */
-    VirtQueueElement *elem;
-    size_t written;
-    bool ok;
-    unsigned done;              /* pushed since the last interrupt */
 } VirtIOTmemReqQueue;
 
 /* Operations run and pages moved, per operation type. */
@@ -147,10 +137,6 @@ struct VirtIOTmem {
     bool dataplane_started;     /* reqq handlers attached to iothread */
     QEMUBH *event_bh;           /* main loop: work out and send events */
     QEMUTimer *event_timer;     /* main loop: watch budget, spill, hints */
-
-    /* Requests in the thread pool; none start while quiescing. */
-    unsigned inflight;
-    bool quiescing;
 
     /*
      * lock protects the driver and event state below.  The request path
@@ -209,7 +195,7 @@ int virtio_tmem_post_load(void *opaque, int version_id);
 /*
  * Decode and run one request with @rq's scratch; false if the chain
  * cannot be parsed, with the reason in rq->error for the caller to pass
- * to virtio_error() (this may run in a worker thread, which must not).
+ * to virtio_error() once the chain is given back.
  * On success *@written is the used length.  Takes s->lock as it needs.
  */
 bool virtio_tmem_handle_request(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
