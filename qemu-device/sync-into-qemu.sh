@@ -29,6 +29,8 @@ put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
 for f in "$dev"/tests/virtio-tmem-*.[ch]; do
 	put "$f" "tests/qtest/${f##*/}"
 done
+# the store's old index hash, for the hostile qtest's colliding keys
+put "$top/tests/host-lib/old_hash.h" tests/qtest/virtio-tmem-old-hash.h
 put "$dev/tests/libqos/virtio-tmem.c" tests/qtest/libqos/virtio-tmem.c
 put "$dev/tests/libqos/virtio-tmem.h" tests/qtest/libqos/virtio-tmem.h
 for f in "$dev"/tests/fuzz/*.c; do

@@ -22,6 +22,7 @@
 #include "standard-headers/linux/virtio_ring.h"
 #include "libqos/virtio-pci.h"
 #include "virtio-tmem-util.h"
+#include "virtio-tmem-old-hash.h"
 
 /*
  * Test 4: over budget
@@ -420,6 +421,7 @@ static void test_slow_spill(void *obj, void *data, QGuestAllocator *alloc)
  * A hostile guest, with spill on (data) and off: it cannot make the host
  * keep more than its budget, nor make QEMU stop answering.
  *  - one zeroed page under 32768 fresh keys (no data RAM, only index);
+ *  - keys that collided under the store's old hash;
  *  - storms of pool creation and destruction;
  *  - maximal requests: max-ops incompressible 64 KiB pages at once.
  * The store's ram_used must stay within the budget (these puts are not
@@ -429,6 +431,7 @@ static void test_slow_spill(void *obj, void *data, QGuestAllocator *alloc)
  */
 #define HOSTILE_BUDGET      (1 * MiB)
 #define HOSTILE_SLACK       (16 * MiB)
+#define HOSTILE_COLLIDING   2048
 
 static void *tmem_hostile_setup(GString *cmd_line, void *arg)
 {
@@ -494,11 +497,12 @@ static void tmem_check_bounded(TmemCtx *c, uint64_t rss0, const char *when)
 
 /*
  * @nops PUTs of one zeroed @len page each, under fresh keys of @oid
- * from @index on, in one request whose data is set by qtest_memset
- * rather than sent.  Returns the PUTs accepted.
+ * from @index on (or at @indices, if given), in one request whose data
+ * is set by qtest_memset rather than sent.  Returns the PUTs accepted.
  */
 static unsigned tmem_put_zeros(TmemCtx *c, uint32_t pool, uint64_t oid,
-                               uint32_t index, unsigned nops, uint32_t len)
+                               uint32_t index, const uint32_t *indices,
+                               unsigned nops, uint32_t len)
 {
     QVirtQueue *vq = c->vq[1];
     size_t hlen = sizeof(struct virtio_tmem_req) +
@@ -525,7 +529,7 @@ static unsigned tmem_put_zeros(TmemCtx *c, uint32_t pool, uint64_t oid,
         op->oid[0] = cpu_to_le64(oid);
         op->oid[1] = cpu_to_le64(oid ^ 0x5a5a5a5a5a5a5a5aull);
         op->oid[2] = cpu_to_le64(0x1234);
-        op->index = cpu_to_le32(index + i);
+        op->index = cpu_to_le32(indices ? indices[i] : index + i);
         op->arg = cpu_to_le32(len == PAGE_64K ? 16 : 12);
     }
     qtest_bufwrite(c->qts, raddr, hdr, hlen);
@@ -577,7 +581,7 @@ static void test_hostile(void *obj, void *data, QGuestAllocator *alloc)
 
     /* zeroed pages under fresh keys: index only */
     for (r = 0; r < nreq; r++) {
-        ok += tmem_put_zeros(c, pp, 0x2e40, r * nops, nops, PAGE_4K);
+        ok += tmem_put_zeros(c, pp, 0x2e40, r * nops, NULL, nops, PAGE_4K);
     }
     g_test_message("%u of %u zeroed pages under fresh keys accepted",
                    ok, nreq * nops);
@@ -587,6 +591,38 @@ static void test_hostile(void *obj, void *data, QGuestAllocator *alloc)
     {
         TmemOp fl = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_OBJECT, pp, 0x2e40, 0);
 
+        tmem_run(c, &fl, 1);
+        tmem_assert_status(&fl, VIRTIO_TMEM_S_OK);
+        g_assert_cmpuint(fl.value, ==, ok);
+        g_assert_cmpuint(tmem_stat(c, "ram_used"), ==, 0);
+    }
+
+    /*
+     * Keys that all fell in one hash chain under the store's old, unkeyed
+     * hash (the guest guesses the store's pool id: 0, the first made).
+     * t_hash_hostile measures the chains; here the device, end to end,
+     * must take them within budget while QMP answers.
+     */
+    {
+        uint64_t oid[3] = { 0x2e42, 0x2e42 ^ 0x5a5a5a5a5a5a5a5aull, 0x1234 };
+        g_autofree uint32_t *idx = g_new(uint32_t, HOSTILE_COLLIDING);
+        TmemOp fl = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_OBJECT, pp, 0x2e42, 0);
+
+        g_assert_cmpuint(old_hash_pick_pages(0, oid, idx, HOSTILE_COLLIDING),
+                         ==, HOSTILE_COLLIDING);
+        ok = 0;
+        tmem_slowest = 0;
+        c->while_running = tmem_probe_qmp;
+        for (i = 0; i < HOSTILE_COLLIDING; i += nops) {
+            ok += tmem_put_zeros(c, pp, 0x2e42, 0, idx + i, nops, PAGE_4K);
+        }
+        c->while_running = NULL;
+        g_test_message("%u of %u colliding keys accepted; slowest stats "
+                       "read meanwhile %" PRId64 " ms", ok, HOSTILE_COLLIDING,
+                       tmem_slowest / 1000);
+        g_assert_cmpuint(ok, >, 0);
+        g_assert_cmpint(tmem_slowest, <, RESPONSIVE_US);
+        tmem_check_bounded(c, rss0, "colliding keys");
         tmem_run(c, &fl, 1);
         tmem_assert_status(&fl, VIRTIO_TMEM_S_OK);
         g_assert_cmpuint(fl.value, ==, ok);

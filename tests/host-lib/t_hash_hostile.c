@@ -4,7 +4,7 @@
  * hash chains.
  *
  * The keys are chosen offline, as a hostile guest would, so that under
- * the hash the store used before it was keyed (reproduced below) every
+ * the hash the store used before it was keyed (old_hash.h) every
  * one of them lands in the same shard and the same bucket.  With a
  * per-store secret in the hash they must spread like any keys: the
  * longest chain stays short.  Objects get the same treatment: oids that
@@ -12,70 +12,9 @@
  */
 #include "fault.h"
 #include "helpers.h"
+#include "old_hash.h"
 
 #define NKEYS	2048
-#define NSHARD	16
-
-/* The unkeyed hash of the past: public, and invertible. */
-static uint64_t old_mix(uint64_t x)
-{
-	x ^= x >> 33;
-	x *= 0xff51afd7ed558ccdull;
-	x ^= x >> 33;
-	x *= 0xc4ceb9fe1a85ec53ull;
-	x ^= x >> 33;
-	return x;
-}
-
-static uint64_t old_obj_hash(uint32_t pool, const uint64_t oid[3])
-{
-	return old_mix(oid[0] ^ old_mix(oid[1] ^ old_mix(oid[2] ^ pool)));
-}
-
-static uint32_t old_shard(uint32_t pool, const uint64_t oid[3],
-			  uint32_t index)
-{
-	uint64_t h = old_obj_hash(pool, oid);
-
-	return (uint32_t)(old_mix(h ^ (index >> 4)) >> 60) % NSHARD;
-}
-
-static uint64_t old_ent_hash(uint32_t obj, uint32_t index)
-{
-	return old_mix((uint64_t)obj << 32 | index >> 4) << 4 | (index & 15);
-}
-
-/* Indices of one object that all hit shard 0, bucket 0 (of 4096). */
-static uint32_t pick_pages(uint32_t pool, const uint64_t oid[3],
-			   uint32_t *out, uint32_t n)
-{
-	uint32_t got = 0;
-
-	for (uint32_t v = 0; got < n && v < (1u << 28); v++) {
-		uint32_t index = v << 4;
-
-		/* The object is the first in its shard: id 1. */
-		if (old_shard(pool, oid, index) == 0 &&
-		    !(old_ent_hash(1, index) & 4095))
-			out[got++] = index;
-	}
-	return got;
-}
-
-/* Objects (index 0) that all hit shard 0, object bucket 0 (of 4096). */
-static uint32_t pick_objects(uint32_t pool, uint64_t *out, uint32_t n)
-{
-	uint32_t got = 0;
-
-	for (uint64_t v = 1; got < n && v < (1ull << 32); v++) {
-		uint64_t oid[3] = { v, 0, 0 };
-
-		if (old_shard(pool, oid, 0) == 0 &&
-		    !(old_obj_hash(pool, oid) & 4095))
-			out[got++] = v;
-	}
-	return got;
-}
 
 static void test_chains(bool objects)
 {
@@ -86,8 +25,8 @@ static void test_chains(bool objects)
 	uint64_t oid[3] = { 0x5eed, 0, 0 };
 	uint32_t n, i, longest;
 
-	n = objects ? pick_objects((uint32_t)p, oids, NKEYS) :
-		      pick_pages((uint32_t)p, oid, idx, NKEYS);
+	n = objects ? old_hash_pick_objects((uint32_t)p, oids, NKEYS) :
+		      old_hash_pick_pages((uint32_t)p, oid, idx, NKEYS);
 	t_eq(n, NKEYS);
 	for (i = 0; i < n; i++) {
 		struct tmem_key k = objects ? t_key3(oids[i], 0, 0, 0) :
