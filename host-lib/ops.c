@@ -8,9 +8,11 @@
  * compression or allocation of a slab.  A get holds the shard lock while
  * it decompresses, which is what keeps a concurrent flush or reclaim from
  * freeing the data under it; but it drops the lock for the disk read of
- * a spilled page, and then checks that nothing let that extent go.
+ * a spilled page, and then checks that nothing let that extent go.  A
+ * batch get does the same for many pages, their reads overlapped.
  */
 #include <errno.h>
+#include <limits.h>
 #include <string.h>
 
 #include "tmem_int.h"
@@ -413,6 +415,155 @@ TM_EXPORT int tmem_get_exclusive(struct tmem_store *s, int pool,
 				 size_t len)
 {
 	return tm_get(s, pool, key, buf, len, true);
+}
+
+/*
+ * Batch gets.  A batch is looked up key by key; the reads of its spilled
+ * pages are queued on the thread's read ring (tm_rbatch_*) and submitted
+ * together, the pages in RAM are then copied out while the disk works,
+ * and each spilled page is decompressed as its read completes.  A read
+ * is trusted, as in tm_read_spilled, only if the shard's spill_seq has
+ * not moved since the lookup: then no spilled extent of the shard, ours
+ * included, was let go while it was read.  Any page the fast path cannot
+ * vouch for is fetched again by the plain get.
+ */
+
+/* What @res holds for a page while the batch works on it. */
+#define TM_BG_LATER	1	/* not spilled (or not read): plain get */
+#define TM_BG_READING	2	/* its read is in the batch */
+
+/* A spilled page of the batch whose read is queued. */
+struct tm_bget {
+	uint32_t i;		/* its place in the caller's arrays */
+	uint32_t shard;
+	uint32_t eid;
+	uint32_t info;
+	uint64_t seq;		/* the shard's spill_seq at the lookup */
+};
+
+/*
+ * The read of @bg[@k] finished with @rd (0 and the extent at @data, -EIO,
+ * or TM_RD_ALONE).  Returns what the get of that page returns.
+ */
+static int tm_get_batch_done(struct tmem_store *s, struct tm_pool *p,
+			     int pool, const struct tmem_key *key,
+			     struct tm_bget *bg, int k,
+			     const struct tm_rbatch *b, const uint8_t *data,
+			     void *buf, uint32_t len, bool excl)
+{
+	struct tm_shard *sh = &s->shard[bg[k].shard];
+	uint64_t seq = bg[k].seq;
+	int rd = b->io[k].res, rc;
+
+	if (rd == TM_RD_ALONE)
+		return tm_get(s, pool, key, buf, len, excl);
+	pthread_mutex_lock(&sh->lock);
+	if (sh->spill_seq != seq || !tm_pool_alive(p, pool)) {
+		/* Something spilled went meanwhile: get it again, alone. */
+		pthread_mutex_unlock(&sh->lock);
+		return tm_get(s, pool, key, buf, len, excl);
+	}
+	rc = rd ? -EIO : tm_unpack(data, bg[k].info, 0, buf, len);
+	tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
+		    TMEM_STAT_SPILL_READS, 1);
+	if (rc) {
+		tm_stat_add(sh, TMEM_STAT_GET_ERRORS, 1);
+		rc = -EIO;
+	} else {
+		tm_stat_add(sh, TMEM_STAT_GET_HITS_SPILL, 1);
+		if (excl) {
+			tm_ent_remove(s, sh, bg[k].eid);
+			/*
+			 * That let our own extent go, and only it, and
+			 * bumped spill_seq: the batch's other reads of the
+			 * shard that were still valid stay so (but not a
+			 * second read of this very entry).
+			 */
+			for (int j = 0; j < b->n; j++)
+				if (!b->io[j].seen &&
+				    bg[j].shard == bg[k].shard &&
+				    bg[j].eid != bg[k].eid && bg[j].seq == seq)
+					bg[j].seq = sh->spill_seq;
+		}
+	}
+	pthread_mutex_unlock(&sh->lock);
+	return rc;
+}
+
+TM_EXPORT int tmem_get_batch(struct tmem_store *s, int pool,
+			     const struct tmem_key *keys, void *const *bufs,
+			     int *res, unsigned int n, size_t len,
+			     unsigned int flags)
+{
+	bool excl = flags & TMEM_GET_EXCLUSIVE;
+	struct tm_bget bg[TM_READ_DEPTH];
+	struct tm_rbatch b;
+	struct tm_pool *p;
+	unsigned int i = 0;
+	int hits = 0;
+
+	if (!s || (n && (!keys || !bufs || !res)) || n > INT_MAX ||
+	    flags & ~TMEM_GET_EXCLUSIVE)
+		return -EINVAL;
+	p = tm_pool_get(s, pool);
+	if (!p)
+		return -EBADF;
+	if (len != p->page_size)
+		return -EINVAL;
+	while (i < n) {
+		unsigned int first = i;
+		const uint8_t *data;
+		int k = 0;
+
+		tm_rbatch_init(&b);
+		/* Look the keys up; queue the reads of spilled pages. */
+		for (; i < n; i++) {
+			uint32_t si = tm_shard_of(s, pool, &keys[i]), eid;
+			struct tm_shard *sh = &s->shard[si];
+			struct tm_entry *e;
+
+			res[i] = bufs[i] ? TM_BG_LATER : -EINVAL;
+			if (!bufs[i])
+				continue;
+			k = 0;
+			pthread_mutex_lock(&sh->lock);
+			eid = tm_pool_alive(p, pool) ?
+			      tm_lookup(sh, pool, &keys[i]) : 0;
+			e = eid ? tm_ent_ptr(sh, eid) : NULL;
+			if (e && (e->info & TM_E_SPILL)) {
+				k = tm_rbatch_add(&s->spill, &b, e->loc,
+						  e->info & TM_E_SIZE);
+				if (k >= 0) {
+					bg[k] = (struct tm_bget){
+						.i = i, .shard = si, .eid = eid,
+						.info = e->info,
+						.seq = sh->spill_seq };
+					res[i] = TM_BG_READING;
+				}
+			}
+			pthread_mutex_unlock(&sh->lock);
+			/* Full: this key starts the next round. */
+			if (k < 0 && b.n)
+				break;
+		}
+		tm_rbatch_submit(&s->spill, &b);
+		/* The rest (RAM, same-filled, missing) while the disk works. */
+		for (unsigned int j = first; j < i; j++)
+			if (res[j] == TM_BG_LATER)
+				res[j] = tm_get(s, pool, &keys[j], bufs[j],
+						len, excl);
+		/* Spilled pages, as their reads complete. */
+		while ((k = tm_rbatch_reap(&s->spill, &b, &data)) >= 0) {
+			unsigned int j = bg[k].i;
+
+			res[j] = tm_get_batch_done(s, p, pool, &keys[j], bg, k,
+						   &b, data, bufs[j],
+						   (uint32_t)len, excl);
+		}
+	}
+	for (i = 0; i < n; i++)
+		hits += res[i] == 0;
+	return hits;
 }
 
 TM_EXPORT int tmem_flush_page(struct tmem_store *s, int pool,

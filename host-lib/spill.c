@@ -9,9 +9,10 @@
  *
  * Writes go through one io_uring, batched: the caller gathers a slab's
  * pages into the batch buffer under the ring lock and submits them
- * together.  Reads are single pages that a get waits for, so they use
+ * together.  A single get's read is one page it waits for, so it uses
  * pread(), which lets gets run in parallel with each other and with a
- * spill batch in flight.
+ * spill batch in flight.  A batch get submits the reads of all its
+ * spilled pages together on a ring of its thread's own (see below).
  *
  * O_DIRECT keeps spilled pages out of the host page cache, which would
  * otherwise hold a second copy of exactly the memory we are giving back.
@@ -348,9 +349,9 @@ static int tm_spill_fault(int res)
 }
 
 /* io_uring_submit, with its fault points.  Returns SQEs taken or -errno. */
-static int tm_ring_submit(struct tm_spill *sp)
+static int tm_ring_submit(struct io_uring *ring)
 {
-	struct io_uring_sq *sq = &sp->ring.sq;
+	struct io_uring_sq *sq = &ring->sq;
 
 	if (tm_fault_fire(TM_FAULT_SUBMIT))
 		return -EBUSY;
@@ -361,18 +362,18 @@ static int tm_ring_submit(struct tm_spill *sp)
 		int r;
 
 		sq->sqe_tail = sq->sqe_head + (tail - sq->sqe_head) / 2;
-		r = io_uring_submit(&sp->ring);
+		r = io_uring_submit(ring);
 		sq->sqe_tail = tail;
 		return r;
 	}
-	return io_uring_submit(&sp->ring);
+	return io_uring_submit(ring);
 }
 
-static int tm_ring_wait(struct tm_spill *sp, struct io_uring_cqe **cqe)
+static int tm_ring_wait(struct io_uring *ring, struct io_uring_cqe **cqe)
 {
 	if (tm_fault_fire(TM_FAULT_WAIT))
 		return -EIO;
-	return io_uring_wait_cqe(&sp->ring, cqe);
+	return io_uring_wait_cqe(ring, cqe);
 }
 
 /*
@@ -398,15 +399,15 @@ struct tm_spill_run {
 };
 
 /*
- * Submit every prepared SQE of @runs[0..@queued), retrying the kernel's
+ * Submit the @queued SQEs prepared on @ring, retrying the kernel's
  * transient refusals a few times.  Returns how many went out.
  */
-static int tm_ring_submit_all(struct tm_spill *sp, int queued)
+static int tm_ring_submit_all(struct io_uring *ring, int queued)
 {
 	int submitted = 0, tries = 0;
 
 	while (submitted < queued) {
-		int r = tm_ring_submit(sp);
+		int r = tm_ring_submit(ring);
 
 		if (r > 0) {
 			submitted += r;
@@ -477,13 +478,13 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 			queued++;
 			i = j;
 		}
-		submitted = tm_ring_submit_all(sp, queued);
+		submitted = tm_ring_submit_all(&sp->ring, queued);
 		broken = submitted < queued;
 		while (done < submitted) {
 			struct io_uring_cqe *cqe;
 			struct tm_spill_run *r;
 			uint64_t d;
-			int rc = tm_ring_wait(sp, &cqe), res;
+			int rc = tm_ring_wait(&sp->ring, &cqe), res;
 
 			if (rc == -EINTR)
 				continue;
@@ -543,18 +544,12 @@ void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io)
 }
 
 /*
- * tm_spill_read - read the @bytes of data at @unit into @dst, which must
- * be aligned to 4096 and hold the extent rounded up to whole units.
- * Short reads are continued.  Returns 0 or -EIO.
+ * Read bytes [@got, @want) of the extent at byte @off of the file into
+ * @dst + @got, continuing short reads.  Returns 0 or -EIO.
  */
-int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
-		  uint8_t *dst)
+static int tm_spill_pread(struct tm_spill *sp, off_t off, uint8_t *dst,
+			  size_t got, size_t want)
 {
-	size_t want = (size_t)tm_spill_units(sp, bytes) << sp->unit_shift;
-	off_t off = (off_t)(unit << sp->unit_shift);
-	size_t got = 0;
-
-	tm_spill_test_delay(sp);
 	while (got < want) {
 		size_t ask = want - got;
 		ssize_t r;
@@ -573,4 +568,248 @@ int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 		got += (size_t)r;
 	}
 	return 0;
+}
+
+/*
+ * tm_spill_read - read the @bytes of data at @unit into @dst, which must
+ * be aligned to 4096 and hold the extent rounded up to whole units.
+ * Short reads are continued.  Returns 0 or -EIO.
+ */
+int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
+		  uint8_t *dst)
+{
+	size_t want = (size_t)tm_spill_units(sp, bytes) << sp->unit_shift;
+
+	tm_spill_test_delay(sp);
+	return tm_spill_pread(sp, (off_t)(unit << sp->unit_shift), dst, 0,
+			      want);
+}
+
+/*
+ * Batched reads, for tmem_get_batch: the spilled pages of a batch are
+ * read together, up to TM_READ_DEPTH extents submitted at once, and
+ * reaped one by one as they complete, so that the caller decompresses
+ * each while the disk works on the rest.
+ *
+ * They go through a ring of the calling thread's own, not the spill
+ * writer's: getters then never wait for the ring lock behind a spill
+ * batch, nor for each other.  The ring and its TM_READ_BUF buffer are
+ * made on the thread's first batch read and freed when it exits.
+ *
+ * A ring that fails under a batch (a submit it will not take, a wait
+ * that fails) hands the reads it did not complete back to the caller,
+ * which reads those pages one by one (tm_spill_read, into another
+ * buffer).  Reads it took may still land in the buffer, and SQEs it
+ * refused are still queued in it: they are owed.  The next batch on the
+ * thread first submits and waits for what is owed (tm_reader_settle),
+ * and uses the ring only once nothing is; until then it reads alone.
+ */
+struct tm_reader {
+	struct io_uring ring;
+	uint8_t *buf;		/* TM_READ_BUF bytes, aligned for O_DIRECT */
+	uint32_t owed;		/* completions due to no batch */
+	uint32_t unsent;	/* ...of which SQEs still to be submitted */
+};
+
+static pthread_key_t tm_reader_key;
+static pthread_once_t tm_reader_once = PTHREAD_ONCE_INIT;
+static bool tm_reader_key_ok;
+static _Thread_local struct tm_reader *tm_reader_cur;
+
+/* Thread exit.  A buffer that reads may still land in is never freed. */
+static void tm_reader_free(void *arg)
+{
+	struct tm_reader *rd = arg;
+	struct io_uring_cqe *cqe;
+	bool clean = !rd->unsent;
+
+	while (clean && rd->owed) {
+		if (io_uring_wait_cqe(&rd->ring, &cqe)) {
+			clean = false;
+			break;
+		}
+		io_uring_cqe_seen(&rd->ring, cqe);
+		rd->owed--;
+	}
+	io_uring_queue_exit(&rd->ring);
+	if (clean)
+		free(rd->buf);
+	free(rd);
+}
+
+static void tm_reader_key_init(void)
+{
+	tm_reader_key_ok = !pthread_key_create(&tm_reader_key, tm_reader_free);
+}
+
+/* The calling thread's reader, made on first use; NULL if it cannot be. */
+static struct tm_reader *tm_reader_get(void)
+{
+	struct tm_reader *rd = tm_reader_cur;
+	void *buf;
+
+	if (rd)
+		return rd;
+	pthread_once(&tm_reader_once, tm_reader_key_init);
+	if (!tm_reader_key_ok)
+		return NULL;
+	rd = calloc(1, sizeof(*rd));
+	if (!rd)
+		return NULL;
+	if (posix_memalign(&buf, 4096, TM_READ_BUF))
+		goto err_rd;
+	rd->buf = buf;
+	if (io_uring_queue_init(TM_READ_DEPTH, &rd->ring, 0) < 0)
+		goto err_buf;
+	if (pthread_setspecific(tm_reader_key, rd))
+		goto err_ring;
+	tm_reader_cur = rd;
+	return rd;
+
+err_ring:
+	io_uring_queue_exit(&rd->ring);
+err_buf:
+	free(rd->buf);
+err_rd:
+	free(rd);
+	return NULL;
+}
+
+/* Submit and reap what earlier batches left owed.  True once none is. */
+static bool tm_reader_settle(struct tm_reader *rd)
+{
+	while (rd->unsent) {
+		int r = tm_ring_submit(&rd->ring);
+
+		if (r <= 0 && r != -EINTR)
+			return false;
+		rd->unsent -= r > 0 ? ((uint32_t)r < rd->unsent ?
+				       (uint32_t)r : rd->unsent) : 0;
+	}
+	while (rd->owed) {
+		struct io_uring_cqe *cqe;
+		int r = tm_ring_wait(&rd->ring, &cqe);
+
+		if (r == -EINTR)
+			continue;
+		if (r < 0)
+			return false;
+		io_uring_cqe_seen(&rd->ring, cqe);
+		rd->owed--;
+	}
+	return true;
+}
+
+/* Start an empty batch.  Without a usable ring, nothing can be added. */
+void tm_rbatch_init(struct tm_rbatch *b)
+{
+	b->rd = tm_reader_get();
+	if (b->rd && !tm_reader_settle(b->rd))
+		b->rd = NULL;
+	b->n = b->submitted = b->inflight = b->next = 0;
+	b->off = 0;
+}
+
+/*
+ * Queue the read of the extent holding @bytes of data at @unit.  Returns
+ * its index in the batch, or -1 if the batch is full (or has no ring).
+ */
+int tm_rbatch_add(struct tm_spill *sp, struct tm_rbatch *b, uint64_t unit,
+		  uint32_t bytes)
+{
+	uint32_t len = tm_spill_units(sp, bytes) << sp->unit_shift;
+	struct io_uring_sqe *sqe;
+	int k = b->n;
+
+	if (!b->rd || k == TM_READ_DEPTH || b->off + len > TM_READ_BUF)
+		return -1;
+	sqe = io_uring_get_sqe(&b->rd->ring);
+	if (!sqe)
+		return -1;
+	io_uring_prep_read(sqe, sp->fd, b->rd->buf + b->off, len,
+			   unit << sp->unit_shift);
+	io_uring_sqe_set_data64(sqe, (uint64_t)k);
+	b->io[k] = (struct tm_spill_rd){ .unit = unit, .len = len,
+					 .buf_off = b->off };
+	b->off += len;
+	b->n++;
+	return k;
+}
+
+/* Submit every read added.  Those the ring will not take are owed. */
+void tm_rbatch_submit(struct tm_spill *sp, struct tm_rbatch *b)
+{
+	if (!b->n)
+		return;
+	tm_spill_test_delay(sp);
+	tm_fault_park(TM_FAULT_READ_STALL);
+	b->submitted = tm_ring_submit_all(&b->rd->ring, b->n);
+	b->inflight = b->submitted;
+	if (b->submitted < b->n) {
+		b->rd->unsent += (uint32_t)(b->n - b->submitted);
+		b->rd->owed += (uint32_t)(b->n - b->submitted);
+	}
+}
+
+/* A completion of @r with result @res: 0, or -EIO.  Short reads go on. */
+static int tm_rbatch_finish(struct tm_spill *sp, struct tm_rbatch *b,
+			    struct tm_spill_rd *r, int res)
+{
+	if (tm_fault_fire(TM_FAULT_SPILL_READ) || res <= 0)
+		return -EIO;
+	if ((uint32_t)res == r->len && r->len > (1u << sp->unit_shift) &&
+	    tm_fault_fire(TM_FAULT_SHORT_READ))
+		res = (res / 2) & ~((1 << sp->unit_shift) - 1);
+	if ((uint32_t)res > r->len)
+		return -EIO;
+	return tm_spill_pread(sp, (off_t)(r->unit << sp->unit_shift),
+			      b->rd->buf + r->buf_off, (size_t)res, r->len);
+}
+
+/*
+ * tm_rbatch_reap - the next read of @b to finish: returns its index,
+ * with io[index].res set to 0 (its extent is at *@data), -EIO, or
+ * TM_RD_ALONE (the ring did not do it: read it alone); -1 when every
+ * read has been handed back.
+ */
+int tm_rbatch_reap(struct tm_spill *sp, struct tm_rbatch *b,
+		   const uint8_t **data)
+{
+	while (b->inflight > 0) {
+		struct io_uring_cqe *cqe;
+		struct tm_spill_rd *r;
+		uint64_t d;
+		int rc = tm_ring_wait(&b->rd->ring, &cqe), res;
+
+		if (rc == -EINTR)
+			continue;
+		if (rc < 0) {
+			/* In flight still, into the buffer: owed. */
+			b->rd->owed += (uint32_t)b->inflight;
+			b->inflight = 0;
+			break;
+		}
+		d = io_uring_cqe_get_data64(cqe);
+		res = cqe->res;
+		io_uring_cqe_seen(&b->rd->ring, cqe);
+		if (d >= (uint64_t)b->submitted || b->io[d].seen)
+			continue;	/* cannot happen: not ours */
+		b->inflight--;
+		r = &b->io[d];
+		r->seen = true;
+		r->res = tm_rbatch_finish(sp, b, r, res);
+		*data = b->rd->buf + r->buf_off;
+		return (int)d;
+	}
+	while (b->next < b->n) {
+		struct tm_spill_rd *r = &b->io[b->next++];
+
+		if (!r->seen) {
+			r->seen = true;
+			r->res = TM_RD_ALONE;
+			*data = NULL;
+			return b->next - 1;
+		}
+	}
+	return -1;
 }

@@ -289,6 +289,38 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n);
 void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io);
 int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 		  uint8_t *dst);
+
+/* Batched reads (tmem_get_batch), on a ring of the calling thread's. */
+#define TM_READ_DEPTH	64		/* reads submitted together at most */
+#define TM_READ_BUF	(256u << 10)	/* a thread's read buffer */
+#define TM_RD_ALONE	1		/* not read: read it with tm_spill_read */
+
+struct tm_spill_rd {
+	uint64_t unit;		/* first unit of the extent */
+	uint32_t len;		/* extent bytes, whole units */
+	uint32_t buf_off;	/* where in the thread's read buffer */
+	int res;		/* once reaped: 0, -EIO or TM_RD_ALONE */
+	bool seen;		/* reaped */
+};
+
+struct tm_reader;
+
+struct tm_rbatch {
+	struct tm_reader *rd;	/* NULL: no usable ring, nothing is added */
+	int n;			/* reads added */
+	int submitted;		/* ...that the ring took */
+	int inflight;		/* ...not reaped yet */
+	int next;		/* where the hand-back of the rest is */
+	uint32_t off;		/* read buffer bytes used */
+	struct tm_spill_rd io[TM_READ_DEPTH];
+};
+
+void tm_rbatch_init(struct tm_rbatch *b);
+int tm_rbatch_add(struct tm_spill *sp, struct tm_rbatch *b, uint64_t unit,
+		  uint32_t bytes);
+void tm_rbatch_submit(struct tm_spill *sp, struct tm_rbatch *b);
+int tm_rbatch_reap(struct tm_spill *sp, struct tm_rbatch *b,
+		   const uint8_t **data);
 uint64_t tm_spill_used(struct tm_spill *sp);
 uint64_t tm_now_ns(void);
 

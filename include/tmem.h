@@ -175,6 +175,41 @@ int tmem_get(struct tmem_store *s, int pool, const struct tmem_key *key,
 int tmem_get_exclusive(struct tmem_store *s, int pool,
 		       const struct tmem_key *key, void *buf, size_t len);
 
+/* tmem_get_batch flags */
+#define TMEM_GET_EXCLUSIVE	(1u << 0)	/* flush each page read */
+
+/*
+ * tmem_get_batch - tmem_get of @n pages of @pool at once (ABI 1.2): the
+ * page under @keys[i] is copied into @bufs[i], which holds @len bytes
+ * (the pool's page size), and res[i] gets what tmem_get would have
+ * returned for it: 0, -ENOENT, -EIO, -EBADF (the pool went meanwhile),
+ * or -EINVAL (@bufs[i] is NULL).  With TMEM_GET_EXCLUSIVE each page read
+ * is then flushed, as by tmem_get_exclusive (not on -EIO).
+ *
+ * Pages in RAM are copied as by tmem_get.  The disk reads of the
+ * spilled ones are submitted together, up to 64 at a time, so a burst
+ * of gets of spilled pages costs about one disk latency per 64 pages
+ * instead of one per page; each is decompressed as its read completes.
+ * The reads go through an io_uring and a 256 KiB buffer of the calling
+ * thread's own, made on its first batch that meets a spilled page and
+ * freed when the thread exits; if they cannot be made, the pages are
+ * read one by one.
+ *
+ * Returns the number of pages found (res[i] == 0), or -EINVAL (NULL
+ * @s, @keys, @bufs or @res with @n > 0, @len not the pool's page size,
+ * @n > INT_MAX, unknown @flags) or -EBADF (no such pool); then @res is
+ * not written.  @keys, @bufs and @res are not kept after the call.
+ *
+ * Each page is got as by its own tmem_get, in no particular order: a
+ * batch sees every page as some interleaving of the calls that race
+ * with it would leave it, never a torn or stale copy.  A key given
+ * twice is read twice; with TMEM_GET_EXCLUSIVE one of them gets the
+ * page and the other -ENOENT.  Two @bufs[i] must not overlap.
+ */
+int tmem_get_batch(struct tmem_store *s, int pool, const struct tmem_key *keys,
+		   void *const *bufs, int *res, unsigned int n, size_t len,
+		   unsigned int flags);
+
 /* tmem_flush_page - drop one page.  Returns 0, -ENOENT, -EBADF, -EINVAL. */
 int tmem_flush_page(struct tmem_store *s, int pool, const struct tmem_key *key);
 

@@ -5,7 +5,9 @@
  * struct tmem_stats is frozen at its ABI 1.0 size: tmem_stats() must not
  * write a byte past it however many stats the library has grown since
  * (those are read with tmem_stat_values(), which writes no more than it is
- * told).  And the shared library names its ABI with a SONAME.
+ * told).  And the shared library names its ABI with a SONAME, and each
+ * call its version node: TMEM_1.0, 1.1 (tmem_stat_values), 1.2
+ * (tmem_get_batch).
  */
 #include <dlfcn.h>
 #include <elf.h>
@@ -82,7 +84,13 @@ static void test_soname(void)
 	if (strcmp(soname, "libtmem.so.1"))
 		t_fail("%s: SONAME %s, want libtmem.so.1", so, soname);
 	t_assert(dlsym(h, "tmem_stat_values"));
+	/* Each call in the version node that added it. */
+	t_assert(dlvsym(h, "tmem_get", "TMEM_1.0"));
+	t_assert(dlvsym(h, "tmem_stat_values", "TMEM_1.1"));
+	t_assert(dlvsym(h, "tmem_get_batch", "TMEM_1.2"));
+	t_assert(!dlvsym(h, "tmem_get_batch", "TMEM_1.0"));
 	t_assert(!dlsym(h, "tm_charge"));	/* internals stay hidden */
+	t_assert(!dlsym(h, "tm_rbatch_add"));
 	dlclose(h);
 }
 

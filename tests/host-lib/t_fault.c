@@ -4,7 +4,9 @@
  * rejected put (-ENOMEM), at every allocation a run of puts makes; spill
  * write errors and a full disk keep pages in RAM and refuse only puts that
  * needed the spill (-ENOSPC); a short read still returns the right bytes;
- * a read error is -EIO and leaves the page stored.  After each, every
+ * a read error is -EIO and leaves the page stored; a batch get whose
+ * ring fails (submit, wait, short or failed reads) still returns every
+ * page whole, reading alone what the ring did not.  After each, every
  * accepted persistent page reads back byte for byte and the stats have
  * counted the errors.
  */
@@ -610,6 +612,94 @@ static void test_read_unlocked(void)
 	t_store_free(r.s, r.dir);
 }
 
+/*
+ * The batch get's ring failing (@f fires @count times): every page still
+ * comes back whole, the pages the ring did not read are read one by one,
+ * and the next batch, with the fault gone, finds the ring settled.
+ *  - TM_FAULT_SUBMIT: no read goes out; all are read alone.
+ *  - TM_FAULT_SUBMIT_SHORT: half go out; the rest are read alone, and
+ *    submitted (owed) before the ring serves another batch.
+ *  - TM_FAULT_WAIT: the reads are in flight into the thread's buffer;
+ *    they are read alone into another, and reaped before it is reused.
+ *  - TM_FAULT_SHORT_READ: each read comes back half done and is finished.
+ *  - TM_FAULT_SPILL_READ: one page is -EIO, and stays stored.
+ */
+static void batch_all(struct rstore *r, int pi, int *res, unsigned int flags)
+{
+	struct tmem_key keys[NREAD];
+	void *bufs[NREAD];
+	uint32_t i, len = r->len[pi];
+	int rc, hits = 0;
+
+	for (i = 0; i < NREAD; i++) {
+		keys[i] = t_key(3, i);
+		bufs[i] = t_buf_alloc(len);
+	}
+	rc = tmem_get_batch(r->s, r->pool[pi], keys, bufs, res, NREAD, len,
+			    flags);
+	for (i = 0; i < NREAD; i++) {
+		t_canary_verify(bufs[i], len);
+		if (res[i] == 0)
+			t_page_verify(bufs[i], len, r->tag[pi][i]);
+		else if (res[i] == -ENOENT)
+			t_assert(!r->tag[pi][i]);
+		else
+			t_rc(res[i], -EIO);
+		hits += res[i] == 0;
+		free(bufs[i]);
+	}
+	t_eq(rc, hits);
+}
+
+static void test_batch_ring(enum tm_fault f, uint64_t count)
+{
+	static const char *const names[] = {
+		[TM_FAULT_SUBMIT] = "submit fails",
+		[TM_FAULT_SUBMIT_SHORT] = "short submit",
+		[TM_FAULT_WAIT] = "wait fails",
+		[TM_FAULT_SHORT_READ] = "short reads",
+		[TM_FAULT_SPILL_READ] = "a read fails",
+	};
+	uint64_t v0[TMEM_STAT__COUNT], v1[TMEM_STAT__COUNT];
+	int res[NREAD];
+	uint32_t eios = 0, i, pi;
+	struct rstore r;
+
+	signal(SIGALRM, watchdog);
+	alarm(60);
+	rstore_new(&r);
+	for (pi = 0; pi < 2; pi++) {
+		t_stat_values(r.s, v0);
+		tm_fault_arm(f, 0, count);
+		batch_all(&r, (int)pi, res, 0);
+		t_assert(tm_fault_hits(f) > 0);
+		tm_fault_reset();
+		for (i = 0; i < NREAD; i++)
+			eios += res[i] == -EIO;
+		t_stat_values(r.s, v1);
+		t_eq(v1[TMEM_STAT_GET_ERRORS] - v0[TMEM_STAT_GET_ERRORS],
+		     f == TM_FAULT_SPILL_READ ? 1 : 0);
+		/* Settled: a clean batch, then exclusive, all whole. */
+		batch_all(&r, (int)pi, res, 0);
+		for (i = 0; i < NREAD; i++)
+			t_rc(res[i], r.tag[pi][i] ? 0 : -ENOENT);
+	}
+	t_eq(eios, f == TM_FAULT_SPILL_READ ? 2 : 0);
+	t_eq(t_stats_get(r.s, TMEM_STAT_GET_ERRORS), eios);
+	rstore_verify(&r);
+	batch_all(&r, 0, res, TMEM_GET_EXCLUSIVE);
+	for (i = 0; i < NREAD; i++) {
+		t_rc(res[i], r.tag[0][i] ? 0 : -ENOENT);
+		r.tag[0][i] = 0;
+	}
+	rstore_verify(&r);
+	printf("batch, %s: %llu spilled pages read, %u -EIO\n", names[f],
+	       (unsigned long long)t_stats_get(r.s, TMEM_STAT_SPILL_READS),
+	       eios);
+	alarm(0);
+	t_store_free(r.s, r.dir);
+}
+
 int main(int argc, char **argv)
 {
 	tm_fault_reset();
@@ -627,5 +717,10 @@ int main(int argc, char **argv)
 	test_short_read();
 	test_read_error();
 	test_read_unlocked();
+	test_batch_ring(TM_FAULT_SUBMIT, ALWAYS);
+	test_batch_ring(TM_FAULT_SUBMIT_SHORT, 1);
+	test_batch_ring(TM_FAULT_WAIT, 1);
+	test_batch_ring(TM_FAULT_SHORT_READ, ALWAYS);
+	test_batch_ring(TM_FAULT_SPILL_READ, 1);
 	return T_EXIT_PASS;
 }
