@@ -9,7 +9,8 @@
  *   lz4ref.c   raw LZ4 on the same pages: the store's limit
  *   store.c    the library's put/get, density and spill runs
  *   churn.c    density after fill, 75% random flush, refill, repeated
- *   uring.c    raw io_uring 4 KiB writes: the spill's limit
+ *   uring.c    raw io_uring, doing the spill's writes and 4 KiB random
+ *              reads: the disk's limits for the spill tier
  *   report.c   the table on stdout and the JSON file
  *   util.c     clock, progress, errors, allocation
  */
@@ -22,6 +23,14 @@
 #define BENCH_PAGE		4096u
 #define BENCH_DEF_PAGES		16384u	/* 64 MiB of corpus */
 #define BENCH_DEF_REPS		3u
+
+/*
+ * The library's own batch sizes (host-lib/tmem_int.h), which the raw
+ * io_uring baselines copy so that both sides do the same I/O.
+ */
+#define BENCH_SPILL_BATCH	256u		/* TM_SPILL_BATCH: pages */
+#define BENCH_SPILL_BUF		(1u << 20)	/* TM_SPILL_BUF: bytes */
+#define BENCH_READ_QD		64u		/* TM_READ_DEPTH: reads */
 
 /* Where a corpus page came from. */
 enum page_kind {
@@ -94,8 +103,9 @@ struct store_result {
 	uint64_t ram_index;
 	uint64_t ram_fixed;
 	/* spill */
-	struct rate spill_write;
-	struct rate spill_read;
+	struct rate spill_write;	/* bytes: page data spilled */
+	struct rate spill_read;		/* tmem_get, one page at a time */
+	struct rate spill_read_batch;	/* tmem_get_batch, BENCH_READ_QD */
 	int spill_complete;		/* every run reached the target */
 	uint64_t spill_target;		/* pages the file must get */
 	uint64_t spill_reached;		/* worst run: pages it got to */
@@ -118,8 +128,10 @@ int store_churn(const struct corpus *c, struct store_result *res);
 
 /* uring.c */
 struct uring_result {
-	struct rate write;
-	int direct;		/* 1: O_DIRECT, 0: buffered + fdatasync */
+	struct rate write;	/* bytes: what was written (the file) */
+	struct rate read;	/* 4 KiB random reads, BENCH_READ_QD deep */
+	uint32_t unit;		/* O_DIRECT unit the extents round up to */
+	int direct;		/* 1: O_DIRECT, 0: buffered (no fsync) */
 };
 int uring_limit(const struct corpus *c, const char *dir, unsigned int reps,
 		struct uring_result *res);

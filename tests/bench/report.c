@@ -15,7 +15,8 @@
 #define GOAL_GET	0.85	/* get rate / raw LZ4 decompress */
 #define GOAL_RAM	1.10	/* RAM data bytes / compressed bytes */
 #define GOAL_META	48.0	/* index bytes per stored page */
-#define GOAL_SPILL	0.80	/* spill rate / raw io_uring writes */
+#define GOAL_SPILL	0.80	/* spill file bytes/s / raw io_uring, same I/O */
+#define GOAL_SPILL_READ	0.50	/* batch read-back / raw 4 KiB random reads */
 #define GOAL_CHURN_RAM	1.25	/* the same, after churn */
 #define GOAL_CHURN_META	40.0	/* index bytes per live page, churned */
 
@@ -28,7 +29,7 @@ struct target {
 };
 
 enum { T_PUT, T_GET, T_RAM, T_META, T_CHURN_RAM, T_CHURN_META, T_SPILL,
-       T__COUNT };
+       T_SPILL_READ, T__COUNT };
 
 struct figures {
 	double put[2], get[2];		/* MB/s, 1 and 2 threads */
@@ -36,7 +37,9 @@ struct figures {
 	double fill[2], fill_ps[2];	/* puts into a new store */
 	double lz4c, lz4d, lz4c_ps, lz4d_ps;
 	double lz4c_new, lz4c_new_ps;	/* into fresh memory */
-	double spill_w, spill_r, uring_w;
+	double spill_w, spill_r, uring_w;	/* MB/s; spill: page data */
+	double spill_wf;			/* spill file bytes, MB/s */
+	double spill_rb, uring_r;		/* batch get; raw reads */
 	double lz4_ratio_data;		/* raw LZ4, pages with data */
 	struct target t[T__COUNT];
 };
@@ -83,8 +86,12 @@ static void figures(const struct bench_report *r, struct figures *f)
 	f->lz4c_ps = rate_pages_s(&r->lz4->compress);
 	f->lz4d_ps = rate_pages_s(&r->lz4->decompress);
 	f->spill_w = s->spill_complete ? rate_mb_s(&s->spill_write) : 0;
+	f->spill_wf = s->spill_complete && s->spill_write.best_s > 0 ?
+		(double)s->spill_used / s->spill_write.best_s / 1e6 : 0;
 	f->spill_r = rate_mb_s(&s->spill_read);
+	f->spill_rb = rate_mb_s(&s->spill_read_batch);
 	f->uring_w = rate_mb_s(&r->uring->write);
+	f->uring_r = rate_mb_s(&r->uring->read);
 	/* Zero pages are the corpus's same-filled ones: leave them out,
 	 * as the store's compression ratio does. */
 	for (i = 0; i < KIND__COUNT; i++) {
@@ -110,9 +117,14 @@ static void figures(const struct bench_report *r, struct figures *f)
 	f->t[T_CHURN_META] = (struct target){ "churn_index_bytes_per_page",
 		"churned: index bytes / live page", s->churn_index_per_page,
 		GOAL_CHURN_META, 1 };
+	/* Bytes written against bytes written, the same extents. */
 	f->t[T_SPILL] = (struct target){ "spill_vs_uring",
-		"spill write / io_uring write", div0(f->spill_w, f->uring_w),
+		"spill file bytes/s / io_uring", div0(f->spill_wf, f->uring_w),
 		GOAL_SPILL, 0 };
+	/* Pages back per second against 4 KiB reads per second. */
+	f->t[T_SPILL_READ] = (struct target){ "spill_read_vs_uring",
+		"batch read-back / io_uring reads", div0(f->spill_rb, f->uring_r),
+		GOAL_SPILL_READ, 0 };
 }
 
 static void row(const char *what, double mb_s, double pages_s)
@@ -158,13 +170,21 @@ void report_table(const struct bench_report *r)
 	row("tmem_put new store, 1 thread", f.fill[0], f.fill_ps[0]);
 	row("tmem_put new store, 2 threads", f.fill[1], f.fill_ps[1]);
 	row("LZ4_compress_default, new memory", f.lz4c_new, f.lz4c_new_ps);
-	row("spill write (set_budget 0)", f.spill_w,
+	row("spill write (set_budget 0), page data", f.spill_w,
 	    rate_pages_s(&s->spill_write) * (s->spill_complete ? 1 : 0));
-	row("spill read-back (tmem_get)", f.spill_r,
-	    rate_pages_s(&s->spill_read));
-	snprintf(label, sizeof(label), "io_uring 4K writes, QD32, %s",
+	row("spill write, spill file bytes", f.spill_wf,
+	    rate_pages_s(&s->spill_write) * (s->spill_complete ? 1 : 0));
+	snprintf(label, sizeof(label), "io_uring, the same writes, %s",
 		 r->uring->direct ? "O_DIRECT" : "buffered");
 	row(label, f.uring_w, rate_pages_s(&r->uring->write));
+	row("spill read-back, tmem_get 1 by 1", f.spill_r,
+	    rate_pages_s(&s->spill_read));
+	snprintf(label, sizeof(label), "spill read-back, tmem_get_batch %u",
+		 BENCH_READ_QD);
+	row(label, f.spill_rb, rate_pages_s(&s->spill_read_batch));
+	snprintf(label, sizeof(label), "io_uring 4K random reads, QD%u",
+		 BENCH_READ_QD);
+	row(label, f.uring_r, rate_pages_s(&r->uring->read));
 	if (!s->spill_complete)
 		printf("  spill INCOMPLETE: %llu of %llu pages reached the "
 		       "file in time\n",
@@ -199,8 +219,10 @@ void report_table(const struct bench_report *r)
 	       (double)s->churn_rss_growth / (1 << 20),
 	       (double)(s->churn_ram_used + s->churn_ram_fixed) / (1 << 20),
 	       (unsigned long long)s->churn_pages_live);
-	printf("  %-36s %10.1f   in %s\n", "spill file MiB in use",
-	       (double)s->spill_used / (1 << 20), r->spill_dir);
+	printf("  %-36s %10.1f   in %s; io_uring wrote %.1f (unit %u)\n",
+	       "spill file MiB in use", (double)s->spill_used / (1 << 20),
+	       r->spill_dir, (double)r->uring->write.bytes / (1 << 20),
+	       r->uring->unit);
 	printf("  %-36s %10.2f   (new store: %.2f)\n",
 	       "page faults per tmem_put (refill)", s->put_faults,
 	       s->fill_faults);
@@ -296,16 +318,24 @@ int report_json(const struct bench_report *r, const char *path)
 	jint(fp, "churn_rss_growth", s->churn_rss_growth);
 	jint(fp, "pages_raw", s->pages_raw);
 	jnum(fp, "spill_write_mb_s", f.spill_w);
+	jnum(fp, "spill_write_file_mb_s", f.spill_wf);
 	jnum(fp, "spill_read_mb_s", f.spill_r);
+	jnum(fp, "spill_read_batch_mb_s", f.spill_rb);
+	jint(fp, "spill_read_batch_depth", BENCH_READ_QD);
 	jint(fp, "spill_pages", s->spill_target);
 	jint(fp, "spill_pages_reached", s->spill_reached);
 	fprintf(fp, "  \"spill_complete\": %s,\n",
 		s->spill_complete ? "true" : "false");
 	jint(fp, "spill_file_bytes", s->spill_used);
 	jnum(fp, "uring_write_mb_s", f.uring_w);
+	jint(fp, "uring_write_bytes", r->uring->write.bytes);
+	jint(fp, "uring_unit", r->uring->unit);
+	jnum(fp, "uring_read_mb_s", f.uring_r);
+	jint(fp, "uring_read_depth", BENCH_READ_QD);
 	fprintf(fp, "  \"uring_direct\": %s,\n",
 		r->uring->direct ? "true" : "false");
 	jnum(fp, "spill_vs_uring", f.t[T_SPILL].value);
+	jnum(fp, "spill_read_vs_uring", f.t[T_SPILL_READ].value);
 	fprintf(fp, "  \"targets\": {\n");
 	for (k = 0; k < T__COUNT; k++) {
 		const struct target *t = &f.t[k];

@@ -2,7 +2,8 @@
 /*
  * store.c - the library itself: put and get rates with one and two
  * threads, how densely it holds the pages, and how fast it spills them
- * to disk when the budget drops to nothing and reads them back.
+ * to disk when the budget drops to nothing and reads them back, one at
+ * a time and in batches.
  *
  * Pages are keyed as frontswap keys them: one object (the swap device)
  * and the page's offset as the index, so two threads share an object
@@ -355,23 +356,144 @@ static void sleep_ns(long ns)
 }
 
 /*
+ * The order in which the read-back gets the spilled pages: every page
+ * with data once, shuffled (the same order every run), so that neither
+ * side of the read comparison gets the file's order for free.
+ */
+static size_t *spill_order(const struct corpus *c, size_t *n)
+{
+	size_t *idx = malloc(c->npages * sizeof(*idx)), i, m = 0;
+	uint64_t x = 0x5b111ull;
+
+	if (!idx)
+		return NULL;
+	for (i = 0; i < c->npages; i++)
+		if (!c->same[i])
+			idx[m++] = i;
+	for (i = m; i > 1; i--) {
+		size_t j, t;
+
+		x = x * 6364136223846793005ull + 1442695040888963407ull;
+		j = (size_t)((x >> 33) % i);
+		t = idx[i - 1];
+		idx[i - 1] = idx[j];
+		idx[j] = t;
+	}
+	*n = m;
+	return idx;
+}
+
+/* tmem_get of the pages @idx[0..@n), one at a time.  Seconds, or -1. */
+static double read_single(struct tmem_store *s, int pool, uint8_t *out,
+			  const size_t *idx, size_t n)
+{
+	struct tmem_key key;
+	double t0 = now_s();
+
+	for (size_t i = 0; i < n; i++) {
+		int r;
+
+		page_key(&key, idx[i]);
+		r = tmem_get(s, pool, &key, out + idx[i] * BENCH_PAGE,
+			     BENCH_PAGE);
+		if (r) {
+			warnx_("tmem_get of spilled page %zu: %s (%d)", idx[i],
+			       strerror(-r), r);
+			return -1;
+		}
+	}
+	return now_s() - t0;
+}
+
+/* The same through tmem_get_batch, BENCH_READ_QD keys a call. */
+static double read_batch(struct tmem_store *s, int pool, uint8_t *out,
+			 const size_t *idx, size_t n)
+{
+	struct tmem_key keys[BENCH_READ_QD];
+	void *bufs[BENCH_READ_QD];
+	int res[BENCH_READ_QD];
+	double t0 = now_s();
+
+	for (size_t i = 0; i < n; i += BENCH_READ_QD) {
+		unsigned int m = n - i < BENCH_READ_QD ? (unsigned int)(n - i) :
+			BENCH_READ_QD;
+		int r;
+
+		for (unsigned int j = 0; j < m; j++) {
+			page_key(&keys[j], idx[i + j]);
+			bufs[j] = out + idx[i + j] * BENCH_PAGE;
+		}
+		r = tmem_get_batch(s, pool, keys, bufs, res, m, BENCH_PAGE, 0);
+		if (r == (int)m)
+			continue;
+		for (unsigned int j = 0; j < m && r >= 0; j++)
+			if (res[j])
+				r = res[j];
+		warnx_("tmem_get_batch of spilled pages from %zu: %s (%d)",
+		       idx[i], strerror(-r), r);
+		return -1;
+	}
+	return now_s() - t0;
+}
+
+/*
+ * Read every spilled page back with @batch or not, then (untimed) the
+ * same-filled ones, and check all of them.  Returns the seconds of the
+ * timed part, or -1.
+ */
+static double read_back(struct tmem_store *s, int pool,
+			const struct corpus *c, uint8_t *out,
+			const size_t *idx, size_t n, int batch)
+{
+	double dt;
+
+	memset(out, 0xa5, c->npages * (size_t)BENCH_PAGE);
+	dt = batch ? read_batch(s, pool, out, idx, n) :
+		     read_single(s, pool, out, idx, n);
+	if (dt < 0)
+		return -1;
+	for (size_t i = 0; i < c->npages; i++) {
+		struct tmem_key key;
+
+		if (!c->same[i])
+			continue;
+		page_key(&key, i);
+		if (tmem_get(s, pool, &key, out + i * BENCH_PAGE, BENCH_PAGE))
+			return -1;
+	}
+	if (verify_pages(c, out, batch ? "tmem_get_batch after spill" :
+					 "tmem_get after spill"))
+		return -1;
+	return dt;
+}
+
+/*
  * One spill run.  Returns 0, or -1 on a hard error; an incomplete spill
- * is not one (the pages must still read back), it is reported.
+ * is not one (the pages must still read back), it is reported.  The
+ * read-back goes both ways, one page at a time and in batches, in an
+ * order that alternates from run to run.
  */
 static int spill_once(const struct corpus *c, uint8_t *out, const char *dir,
-		      struct store_result *res, double *wr_s, double *rd_s)
+		      unsigned int rep, struct store_result *res,
+		      double *wr_s, double *rd_s, double *rdb_s)
 {
 	uint64_t target = c->npages - c->nsame;
 	struct tmem_store *s;
 	struct tmem_stats st;
 	uint64_t hits0;
 	double t0, t1, dt;
+	size_t *idx, n;
 	int pool, r;
 
+	idx = spill_order(c, &n);
+	if (!idx)
+		return -1;
 	r = open_store(big_budget(c), dir,
 		       (uint64_t)c->npages * BENCH_PAGE * 2, &s, &pool);
-	if (r)
+	if (r) {
+		free(idx);
 		return -1;
+	}
 	if (run_op(s, pool, c, out, OP_PUT, 1) < 0)
 		goto fail;
 
@@ -420,24 +542,28 @@ static int spill_once(const struct corpus *c, uint8_t *out, const char *dir,
 	*wr_s = res->spill_complete ? dt : -1;
 
 	hits0 = st.v[TMEM_STAT_GET_HITS_SPILL];
-	memset(out, 0xa5, c->npages * (size_t)BENCH_PAGE);
-	*rd_s = run_op(s, pool, c, out, OP_GET, 1);
-	if (*rd_s < 0)
-		goto fail;
-	if (verify_pages(c, out, "tmem_get after spill"))
-		goto fail;
+	for (int k = 0; k < 2; k++) {
+		int batch = (int)((rep + (unsigned int)k) % 2);
+		double t = read_back(s, pool, c, out, idx, n, batch);
+
+		if (t < 0)
+			goto fail;
+		*(batch ? rdb_s : rd_s) = t;
+	}
 	if (get_stats(s, &st))
 		goto fail;
-	if (st.v[TMEM_STAT_GET_HITS_SPILL] - hits0 != target)
+	if (st.v[TMEM_STAT_GET_HITS_SPILL] - hits0 != 2 * target)
 		progress("note: %llu of %llu pages read back came from the "
 			 "spill file",
 			 (unsigned long long)
 				 (st.v[TMEM_STAT_GET_HITS_SPILL] - hits0),
-			 (unsigned long long)target);
+			 (unsigned long long)(2 * target));
 	tmem_store_destroy(s);
+	free(idx);
 	return 0;
 fail:
 	tmem_store_destroy(s);
+	free(idx);
 	return -1;
 }
 
@@ -450,15 +576,18 @@ int store_spill(const struct corpus *c, uint8_t *out, const char *dir,
 	res->spill_target = target;
 	res->spill_reached = target;
 	res->spill_complete = 1;
-	res->spill_write.bytes = res->spill_read.bytes = target * BENCH_PAGE;
-	res->spill_write.pages = res->spill_read.pages = target;
+	res->spill_write.bytes = res->spill_read.bytes =
+		res->spill_read_batch.bytes = target * BENCH_PAGE;
+	res->spill_write.pages = res->spill_read.pages =
+		res->spill_read_batch.pages = target;
 	for (rep = 0; rep < reps; rep++) {
-		double wr, rd;
+		double wr, rd, rdb;
 
 		progress("spill: run %u of %u", rep + 1, reps);
-		if (spill_once(c, out, dir, res, &wr, &rd))
+		if (spill_once(c, out, dir, rep, res, &wr, &rd, &rdb))
 			return -1;
 		rate_add(&res->spill_read, rd);
+		rate_add(&res->spill_read_batch, rdb);
 		/* A spill that never finishes has no rate; stop trying. */
 		if (!res->spill_complete)
 			break;
