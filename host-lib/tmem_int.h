@@ -293,7 +293,7 @@ int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 /* Batched reads (tmem_get_batch), on a ring of the calling thread's. */
 #define TM_READ_DEPTH	64		/* reads submitted together at most */
 #define TM_READ_BUF	(256u << 10)	/* a thread's read buffer */
-#define TM_RD_ALONE	1		/* not read: read it with tm_spill_read */
+#define TM_RD_ALONE	1		/* not read: tm_spill_read it */
 
 struct tm_spill_rd {
 	uint64_t unit;		/* first unit of the extent */

@@ -15,7 +15,7 @@
 #define GOAL_GET	0.85	/* get rate / raw LZ4 decompress */
 #define GOAL_RAM	1.10	/* RAM data bytes / compressed bytes */
 #define GOAL_META	48.0	/* index bytes per stored page */
-#define GOAL_SPILL	0.80	/* spill file bytes/s / raw io_uring, same I/O */
+#define GOAL_SPILL	0.80	/* spill file bytes/s / io_uring, same I/O */
 #define GOAL_SPILL_READ	0.50	/* batch read-back / raw 4 KiB random reads */
 #define GOAL_CHURN_RAM	1.25	/* the same, after churn */
 #define GOAL_CHURN_META	40.0	/* index bytes per live page, churned */
@@ -123,7 +123,8 @@ static void figures(const struct bench_report *r, struct figures *f)
 		GOAL_SPILL, 0 };
 	/* Pages back per second against 4 KiB reads per second. */
 	f->t[T_SPILL_READ] = (struct target){ "spill_read_vs_uring",
-		"batch read-back / io_uring reads", div0(f->spill_rb, f->uring_r),
+		"batch read-back / io_uring reads",
+		div0(f->spill_rb, f->uring_r),
 		GOAL_SPILL_READ, 0 };
 }
 

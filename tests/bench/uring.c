@@ -69,7 +69,8 @@ static int layout_build(const struct corpus *c, uint32_t unit,
 		if (c->same[i])
 			continue;
 		z = LZ4_compress_default((const char *)corpus_page(c, i), tmp,
-					 BENCH_PAGE, BENCH_PAGE - BENCH_PAGE / 8);
+					 BENCH_PAGE,
+					 BENCH_PAGE - BENCH_PAGE / 8);
 		if (z <= 0)
 			z = BENCH_PAGE;
 		l->ext[l->n] = ((uint32_t)z + unit - 1) / unit * unit;
@@ -168,7 +169,8 @@ static int read_run(int fd, uint64_t file_bytes, size_t n, uint8_t *bufs,
 			z ^= z >> 31;
 			io_uring_prep_read(sqe, fd, bufs + (next %
 					   BENCH_READ_QD) * BENCH_PAGE,
-					   BENCH_PAGE, z % nblocks * BENCH_PAGE);
+					   BENCH_PAGE,
+					   z % nblocks * BENCH_PAGE);
 			next++;
 			queued++;
 		}

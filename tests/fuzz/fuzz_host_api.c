@@ -10,7 +10,8 @@
  * the store empty for the next.
  *
  * A small model (per pool, per key: the page last accepted) checks every
- * result; any mismatch or return code the header does not allow for that
+ * result, each page of a batch get (tmem_get_batch, exclusive or not,
+ * keys maybe repeated) included; any mismatch or return code the header does not allow for that
  * call aborts.  Calls with bad arguments (NULLs, wrong lengths, bad or
  * stale pool ids) must fail as documented.  Fault injection (fault.h)
  * may be armed by an op; the model then also allows the errors that
@@ -66,6 +67,7 @@ static struct {
 	size_t left;
 	unsigned int nop;
 	unsigned char *buf;	/* 2 x 64 KiB: room for wrong lengths too */
+	unsigned char *bbuf[8];	/* a batch get's pages */
 } fz;
 
 static uint8_t u8(void)
@@ -268,6 +270,71 @@ static void op_get(bool excl)
 	}
 }
 
+/*
+ * A batch get of up to FZ_BATCH keys of one pool, maybe some given
+ * twice, maybe exclusive: each result is checked as op_get checks one,
+ * and an exclusive batch finds a key at most once.
+ */
+#define FZ_BATCH	8
+
+static void op_get_batch(void)
+{
+	uint8_t a = u8(), b = u8();
+	struct fz_pool *p = fz_pool(a);
+	bool excl = b & 0x80;
+	unsigned int n = 1 + b % FZ_BATCH, i, found = 0;
+	uint64_t eio = tm_fault_hits(TM_FAULT_SPILL_READ);
+	struct tmem_key keys[FZ_BATCH];
+	void *bufs[FZ_BATCH];
+	uint32_t k[FZ_BATCH], taken[FZ_KEYS] = { 0 };
+	int res[FZ_BATCH], rc;
+
+	if (!p->live)
+		return;
+	for (i = 0; i < n; i++) {
+		k[i] = u8() % FZ_KEYS;
+		keys[i] = fz_key(k[i]);
+		bufs[i] = fz.bbuf[i];
+		memset(fz.bbuf[i] + p->len, T_CANARY_BYTE, T_CANARY_LEN);
+	}
+	rc = tmem_get_batch(fz.s, p->id, keys, bufs, res, n, p->len,
+			    excl ? TMEM_GET_EXCLUSIVE : 0);
+	FZ_CHECK(rc >= 0 && (unsigned int)rc <= n, "get_batch: %d", rc);
+	for (i = 0; i < n; i++) {
+		FZ_CHECK(t_buf_canary_ok(fz.bbuf[i], p->len),
+			 "get_batch overran buffer %u", i);
+		if (res[i] == 0) {
+			FZ_CHECK(p->tag[k[i]], "batch hit on key %u the model "
+				 "lacks", k[i]);
+			FZ_CHECK(t_page_check(fz.bbuf[i], p->len,
+					      p->tag[k[i]]) < 0,
+				 "batch: key %u: wrong bytes", k[i]);
+			found++;
+			taken[k[i]]++;
+		} else if (res[i] == -EIO) {
+			FZ_CHECK(tm_fault_hits(TM_FAULT_SPILL_READ) != eio,
+				 "batch -EIO with no read failure");
+			FZ_CHECK(p->tag[k[i]], "batch -EIO for an empty key");
+		} else {
+			FZ_CHECK(res[i] == -ENOENT, "batch res %d", res[i]);
+		}
+	}
+	FZ_CHECK((unsigned int)rc == found, "get_batch: %d of %u found", rc,
+		 found);
+	/* Afterwards: gone if taken or missed; kept only after -EIO. */
+	for (i = 0; i < n; i++) {
+		uint32_t x = k[i];
+
+		FZ_CHECK(!excl || taken[x] <= 1, "key %u taken %u times", x,
+			 taken[x]);
+		if (res[i] != -ENOENT && !(excl && taken[x]))
+			continue;
+		FZ_CHECK(!fz_persistent(p) || !p->tag[x] || (excl && taken[x]),
+			 "persistent key %u lost in a batch", x);
+		p->tag[x] = 0;
+	}
+}
+
 static void op_flush_page(void)
 {
 	uint8_t a = u8();
@@ -450,7 +517,7 @@ static void op_invalid(void)
 	badlen = (size_t)u16() % (2 * T_PAGE_64K + 1);
 	if (badlen == p->len)
 		badlen++;
-	switch (a % 8) {
+	switch (a % 9) {
 	case 0:	/* a refused put leaves nothing under its key */
 		rc = tmem_put(fz.s, p->id, &key, fz.buf, badlen);
 		FZ_CHECK(rc == -EINVAL, "put len %zu: %lld", badlen,
@@ -490,6 +557,30 @@ static void op_invalid(void)
 		FZ_CHECK(rc == -EINVAL, "getx len %zu: %lld", badlen,
 			 (long long)rc);
 		break;
+	case 7: {
+		void *bufs[1] = { fz.buf };
+		int res[1] = { 77 };
+
+		rc = tmem_get_batch(fz.s, p->id, &key, bufs, res, 1, badlen, 0);
+		FZ_CHECK(rc == -EINVAL, "get_batch len %zu: %lld", badlen,
+			 (long long)rc);
+		rc = tmem_get_batch(fz.s, p->id, &key, bufs, res, 1, p->len,
+				    1u << (u8() % 31 + 1));
+		FZ_CHECK(rc == -EINVAL, "get_batch flags: %lld", (long long)rc);
+		rc = tmem_get_batch(fz.s, bad, &key, bufs, res, 1, p->len, 0);
+		FZ_CHECK(rc == -EBADF, "get_batch bad pool: %lld",
+			 (long long)rc);
+		rc = tmem_get_batch(fz.s, p->id, NULL, bufs, res, 1, p->len, 0);
+		FZ_CHECK(rc == -EINVAL, "get_batch NULL keys: %lld",
+			 (long long)rc);
+		FZ_CHECK(res[0] == 77, "get_batch wrote res on an error");
+		bufs[0] = NULL;
+		rc = tmem_get_batch(fz.s, p->id, &key, bufs, res, 1, p->len, 0);
+		FZ_CHECK(rc == 0 && res[0] == -EINVAL,
+			 "get_batch NULL buf: %lld, res %d", (long long)rc,
+			 res[0]);
+		break;
+	}
 	default:
 		rc = tmem_put(fz.s, p->id, NULL, fz.buf, p->len);
 		FZ_CHECK(rc == -EINVAL, "put NULL key: %lld", (long long)rc);
@@ -546,6 +637,8 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 	fz.stores[0] = fz_store(TMEM_RAW_STORE);
 	fz.stores[1] = fz_store(TMEM_RAW_REJECT);
 	fz.buf = t_buf_alloc(2 * T_PAGE_64K);
+	for (int i = 0; i < 8; i++)
+		fz.bbuf[i] = t_buf_alloc(T_PAGE_64K);
 	return 0;
 }
 
@@ -576,7 +669,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		case 3:
 		case 4:	op_put(); break;
 		case 5:
-		case 6:	op_get(false); break;
+		case 6:	op_get_batch(); break;
 		case 7:	op_get(true); break;
 		case 8:	op_flush_page(); break;
 		case 9:	op_flush_object(); break;
