@@ -187,9 +187,9 @@ int tmem_get_exclusive(struct tmem_store *s, int pool,
  * is then flushed, as by tmem_get_exclusive (not on -EIO).
  *
  * Pages in RAM are copied as by tmem_get.  The disk reads of the
- * spilled ones are submitted together, up to 64 at a time, so a burst
- * of gets of spilled pages costs about one disk latency per 64 pages
- * instead of one per page; each is decompressed as its read completes.
+ * spilled ones are submitted together, up to 64 at a time, so that the
+ * disk works on up to 64 of them at once rather than one; each page is
+ * decompressed as its read completes.
  * The reads go through an io_uring and a 256 KiB buffer of the calling
  * thread's own, made on its first batch that meets a spilled page and
  * freed when the thread exits; if they cannot be made, the pages are
