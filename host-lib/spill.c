@@ -153,8 +153,9 @@ static bool tm_spill_in_ram(int fd)
 /*
  * A slow disk, for tests of the callers' responsiveness: with
  * TMEM_TEST_SPILL_DELAY_MS set in the environment when the store is
- * made, every spill write batch and every spill read first sleeps that
- * long (at most 10 s).  Not part of the API; never set in production.
+ * made, every spill write batch, every single spill read and every
+ * batch of reads first sleeps that long (at most 10 s).  Not part of
+ * the API; never set in production.
  */
 static uint32_t tm_spill_test_delay_ms(void)
 {
@@ -700,12 +701,11 @@ static bool tm_reader_settle(struct tm_reader *rd)
 	return true;
 }
 
-/* Start an empty batch.  Without a usable ring, nothing can be added. */
+/* Start an empty batch; its ring is looked for when a read is added. */
 void tm_rbatch_init(struct tm_rbatch *b)
 {
-	b->rd = tm_reader_get();
-	if (b->rd && !tm_reader_settle(b->rd))
-		b->rd = NULL;
+	b->rd = NULL;
+	b->tried = false;
 	b->n = b->submitted = b->inflight = b->next = 0;
 	b->off = 0;
 }
@@ -721,6 +721,13 @@ int tm_rbatch_add(struct tm_spill *sp, struct tm_rbatch *b, uint64_t unit,
 	struct io_uring_sqe *sqe;
 	int k = b->n;
 
+	if (!b->tried) {
+		/* The first spilled page: only now is a ring worth making. */
+		b->tried = true;
+		b->rd = tm_reader_get();
+		if (b->rd && !tm_reader_settle(b->rd))
+			b->rd = NULL;
+	}
 	if (!b->rd || k == TM_READ_DEPTH || b->off + len > TM_READ_BUF)
 		return -1;
 	sqe = io_uring_get_sqe(&b->rd->ring);

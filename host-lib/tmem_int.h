@@ -307,6 +307,7 @@ struct tm_reader;
 
 struct tm_rbatch {
 	struct tm_reader *rd;	/* NULL: no usable ring, nothing is added */
+	bool tried;		/* rd was looked for (at the first add) */
 	int n;			/* reads added */
 	int submitted;		/* ...that the ring took */
 	int inflight;		/* ...not reaped yet */
