@@ -12,6 +12,7 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "tmem_int.h"
 
@@ -118,10 +119,34 @@ out:
 	return rc;
 }
 
+/*
+ * A pool of millions of pages, for tests of the callers' responsiveness:
+ * with TMEM_TEST_FLUSH_DELAY_MS set in the environment, flushing or
+ * destroying a pool first sleeps that long (at most 10 s), holding no
+ * lock.  Read per call, as pool flushes are rare.  Not part of the API;
+ * never set in production.
+ */
+static void tm_flush_test_delay(void)
+{
+	const char *v = getenv("TMEM_TEST_FLUSH_DELAY_MS");
+	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
+	struct timespec ts;
+
+	if (!ms)
+		return;
+	if (ms > 10000)
+		ms = 10000;
+	ts.tv_sec = (time_t)(ms / 1000);
+	ts.tv_nsec = (long)(ms % 1000) * 1000000l;
+	while (nanosleep(&ts, &ts) && errno == EINTR)
+		;
+}
+
 static int64_t tm_flush_pool_pages(struct tmem_store *s, int pool)
 {
 	int64_t n = 0;
 
+	tm_flush_test_delay();
 	for (int i = 0; i < TM_NSHARD; i++) {
 		pthread_mutex_lock(&s->shard[i].lock);
 		n += tm_shard_flush_pool(s, &s->shard[i], (uint32_t)pool);

@@ -23,6 +23,8 @@
 #include "qemu/osdep.h"
 #include "qemu/iov.h"
 #include "qemu/lockable.h"
+#include "block/aio-wait.h"
+#include "block/thread-pool.h"
 #include "hw/virtio/virtio-tmem.h"
 #include "tmem.h"
 #include "trace.h"
@@ -199,14 +201,41 @@ static uint8_t virtio_tmem_pool_new(VirtIOTmem *s, uint32_t arg,
     return VIRTIO_TMEM_S_OK;
 }
 
+typedef struct VirtIOTmemDestroy {
+    VirtIOTmem *s;
+    int pool;
+    int64_t pages;
+} VirtIOTmemDestroy;
+
+static int virtio_tmem_destroy_work(void *opaque)
+{
+    VirtIOTmemDestroy *d = opaque;
+
+    d->pages = tmem_pool_destroy(d->s->store, d->pool);
+    return 0;
+}
+
+static void virtio_tmem_destroy_done(void *opaque, int ret)
+{
+    VirtIOTmemDestroy *d = opaque;
+
+    trace_virtio_tmem_pool_destroyed(d->s, d->pool, d->pages);
+    qatomic_dec(&d->s->destroying);
+    aio_wait_kick();
+    g_free(d);
+}
+
 /*
- * Retire driver pool @id, then destroy its store pool @pool unlocked: a
- * big pool takes a while to flush, and nothing needs the lock for it.
+ * Retire driver pool @id, then destroy its store pool @pool in the
+ * thread pool: that flushes every page of it, about 150 ns each, and a
+ * swap area of millions of pages must not hold up the main loop or the
+ * queue for seconds.  The guest sees the pool gone at once; its pages
+ * stay charged to the budget until the destroy has run.
  */
 static uint8_t virtio_tmem_pool_destroy(VirtIOTmem *s, uint32_t id, int pool)
 {
     uint32_t slot = VIRTIO_TMEM_POOL_SLOT(id);
-    int64_t n;
+    VirtIOTmemDestroy *d;
 
     qemu_mutex_lock(&s->lock);
     if (slot >= s->npools || s->pools[slot] != pool ||
@@ -218,8 +247,12 @@ static uint8_t virtio_tmem_pool_destroy(VirtIOTmem *s, uint32_t id, int pool)
     s->pools[slot] = -1;
     s->pool_gen[slot]++;
     qemu_mutex_unlock(&s->lock);
-    n = tmem_pool_destroy(s->store, pool);
-    return n < 0 ? virtio_tmem_status_of(n) : VIRTIO_TMEM_S_OK;
+    d = g_new(VirtIOTmemDestroy, 1);
+    *d = (VirtIOTmemDestroy) { .s = s, .pool = pool };
+    qatomic_inc(&s->destroying);
+    thread_pool_submit_aio(virtio_tmem_destroy_work, d,
+                           virtio_tmem_destroy_done, d);
+    return VIRTIO_TMEM_S_OK;
 }
 
 /* A page of the chain at @off: in place if contiguous, else bounced. */

@@ -536,6 +536,8 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     virtio_delete_queue(s->eventq);
     virtio_cleanup(vdev);
     virtio_tmem_events_cleanup(s);
+    /* pools retired by POOL_DESTROY may still be flushing */
+    AIO_WAIT_WHILE_UNLOCKED(NULL, qatomic_read(&s->destroying));
     if (s->iothread) {
         object_unref(OBJECT(s->iothread));
     }

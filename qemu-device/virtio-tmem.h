@@ -149,6 +149,9 @@ struct VirtIOTmem {
      */
     QemuMutex lock;
 
+    /* Store pools being destroyed in the thread pool; atomic. */
+    unsigned destroying;
+
     uint8_t *page;              /* migration's bounce buffer */
 
     /* Driver state; cleared by reset */

@@ -418,6 +418,62 @@ static void test_slow_spill(void *obj, void *data, QGuestAllocator *alloc)
 }
 
 /*
+ * Destroying a pool costs time in proportion to its pages (about 150 ns
+ * each here: seconds for a big swap area), so the device does it in the
+ * thread pool.  The host library's test delay (3 s per pool flush)
+ * stands in for a pool of millions of pages: the POOL_DESTROY request
+ * must complete while QMP and the BQL keep answering, the pool must be
+ * gone for the guest at once, and its RAM must come back once the
+ * destroy has run.
+ */
+#define SLOW_FLUSH_MS       "3000"
+
+static void *tmem_slow_destroy_setup(GString *cmd_line, void *arg)
+{
+    /* QEMU inherits it; the test unsets it once QEMU runs */
+    g_setenv("TMEM_TEST_FLUSH_DELAY_MS", SLOW_FLUSH_MS, true);
+    return arg;
+}
+
+static void test_slow_destroy(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx ctx, *c = &ctx;
+    TmemOp op, get;
+    gint64 deadline;
+    uint32_t pp;
+
+    g_unsetenv("TMEM_TEST_FLUSH_DELAY_MS");
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    tmem_put_random(c, pp, 93, 930, 64);
+    g_assert_cmpuint(tmem_stat(c, "ram_used"), >, 0);
+
+    op = tmem_op_pool(VIRTIO_TMEM_OP_POOL_DESTROY, pp);
+    tmem_slowest = 0;
+    c->while_running = tmem_probe_responsive;
+    tmem_run(c, &op, 1);
+    c->while_running = NULL;
+    tmem_assert_status(&op, VIRTIO_TMEM_S_OK);
+    g_test_message("slowest answer while the pool was destroyed: %" PRId64
+                   " ms", tmem_slowest / 1000);
+    g_assert_cmpint(tmem_slowest, <, RESPONSIVE_US);
+
+    /* gone for the guest at once */
+    get = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_OBJECT, pp, 93, 0);
+    tmem_run(c, &get, 1);
+    tmem_assert_status(&get, VIRTIO_TMEM_S_BADPOOL);
+
+    /* and its pages leave the host's RAM when the destroy has run */
+    deadline = g_get_monotonic_time() + 20 * G_USEC_PER_SEC;
+    while (tmem_stat(c, "ram_used") &&
+           g_get_monotonic_time() < deadline) {
+        g_usleep(100 * 1000);
+    }
+    g_assert_cmpuint(tmem_stat(c, "ram_used"), ==, 0);
+    tmem_stop(c);
+}
+
+/*
  * A hostile guest, with spill on (data) and off: it cannot make the host
  * keep more than its budget, nor make QEMU stop answering.
  *  - one zeroed page under 32768 fresh keys (no data RAM, only index);
@@ -684,6 +740,9 @@ static void register_virtio_tmem_budget_test(void)
     QOSGraphTestOptions props = {
         .before = tmem_props_setup,
     };
+    QOSGraphTestOptions slow_destroy = {
+        .before = tmem_slow_destroy_setup,
+    };
     QOSGraphTestOptions slow_io = {
         .before = tmem_slow_setup,
         .arg = (void *)"iothread",
@@ -701,6 +760,8 @@ static void register_virtio_tmem_budget_test(void)
     qos_add_test("properties", "virtio-tmem", test_properties, &props);
     qos_add_test("slow-spill-iothread", "virtio-tmem", test_slow_spill,
                  &slow_io);
+    qos_add_test("slow-destroy", "virtio-tmem", test_slow_destroy,
+                 &slow_destroy);
     qos_add_test("hostile", "virtio-tmem", test_hostile, &hostile);
     qos_add_test("hostile-spill", "virtio-tmem", test_hostile,
                  &hostile_spill);
