@@ -15,6 +15,7 @@
 #include <linux/module.h>
 #include <linux/slab.h>
 #include <linux/virtio_config.h>
+#include <linux/virtio_ring.h>
 
 #include "virtio_tmem_drv.h"
 
@@ -29,6 +30,10 @@ MODULE_PARM_DESC(cleancache, "Put clean page-cache pages in the host (default: o
 bool virtio_tmem_sync;
 module_param_named(sync, virtio_tmem_sync, bool, 0644);
 MODULE_PARM_DESC(sync, "One request and one notification per page: classic tmem (default: off)");
+
+unsigned int virtio_tmem_poll_us = 50;
+module_param_named(poll_us, virtio_tmem_poll_us, uint, 0644);
+MODULE_PARM_DESC(poll_us, "Microseconds a synchronous op polls for its completion before it sleeps for the interrupt; 0: never poll, and keep event-index interrupt suppression, read at probe (default: 50)");
 
 static unsigned int virtio_tmem_batch = 64;
 module_param_named(batch, virtio_tmem_batch, uint, 0444);
@@ -409,6 +414,16 @@ static int virtio_tmem_validate(struct virtio_device *vdev)
 		dev_warn(&vdev->dev, "device offers eviction reports without ephemeral pools: not accepted\n");
 		__virtio_clear_bit(vdev, VIRTIO_TMEM_F_EVICT_REPORT);
 	}
+	/*
+	 * A polled op turns callbacks off so that the device sends no
+	 * interrupt for it.  With event indices, Linux 5.10's
+	 * virtqueue_disable_cb() only marks them off in the guest, and
+	 * used_event still asks for an interrupt at the next used buffer;
+	 * without them it sets VRING_AVAIL_F_NO_INTERRUPT, which the
+	 * device honours.
+	 */
+	if (READ_ONCE(virtio_tmem_poll_us))
+		__virtio_clear_bit(vdev, VIRTIO_RING_F_EVENT_IDX);
 	return 0;
 }
 

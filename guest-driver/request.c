@@ -20,6 +20,7 @@
 #include <linux/highmem.h>
 #include <linux/jiffies.h>
 #include <linux/mm.h>
+#include <linux/sched/clock.h>
 #include <linux/slab.h>
 
 #include "virtio_tmem_drv.h"
@@ -497,6 +498,102 @@ bool virtio_tmem_queue_flush(struct virtio_tmem_queue *q,
 	return op;
 }
 
+/*
+ * Complete every request the device has used, then let in what waited
+ * for the ring.  Returns the classes of the ops completed, or 0 if none
+ * was.  Caller must hold q->lock.
+ */
+static unsigned long virtio_tmem_reap(struct virtio_tmem_queue *q)
+{
+	unsigned long classes = 0;
+	struct virtio_tmem_batch *b;
+	bool any = false;
+	unsigned int len;
+
+	lockdep_assert_held(&q->lock);
+	while ((b = virtqueue_get_buf(q->vq, &len))) {
+		classes |= b->classes;
+		q->inflight--;
+		q->completed++;
+		virtio_tmem_complete(q, b,
+				     len >= struct_size(b->in, status, b->nops));
+		any = true;
+	}
+	if (any) {
+		/* The ring has room again: first what waited for it, in order. */
+		virtio_tmem_add_stalled(q);
+		/* Deferred flushes lead new batches; the timer sends the last. */
+		virtio_tmem_undefer(q, false);
+	}
+	return classes;
+}
+
+/*
+ * virtio_tmem_poll_begin - turn @q's callbacks off for a synchronous op
+ * that is about to be sent and will poll for its completion.  Caller must
+ * hold q->lock, and call virtio_tmem_poll_end() after polling.
+ */
+static void virtio_tmem_poll_begin(struct virtio_tmem_queue *q)
+{
+	lockdep_assert_held(&q->lock);
+	if (!q->npolling++)
+		virtqueue_disable_cb(q->vq);
+}
+
+/*
+ * virtio_tmem_poll - reap @q's used ring until @w is done or poll_us has
+ * passed.  Under TCG the device runs the request inside the notify's
+ * MMIO write, so it is done when the notify returns; on KVM the notify
+ * signals an ioeventfd and QEMU's main loop or iothread runs it while
+ * this vCPU spins.  Either way the op completes here, without an
+ * interrupt or a sleep, unless the host is slow (a spill read, say).
+ *
+ * Return: true if @w is done.
+ */
+static bool virtio_tmem_poll(struct virtio_tmem_queue *q,
+			     struct virtio_tmem_waiter *w)
+{
+	u64 end = local_clock() +
+		  (u64)READ_ONCE(virtio_tmem_poll_us) * NSEC_PER_USEC;
+	unsigned long flags, classes;
+
+	for (;;) {
+		spin_lock_irqsave(&q->lock, flags);
+		classes = virtio_tmem_reap(q);
+		spin_unlock_irqrestore(&q->lock, flags);
+		if (classes)
+			wake_up_all(&q->wait);
+		/* Pairs with the release in virtio_tmem_complete(). */
+		if (smp_load_acquire(&w->done))
+			return true;
+		if (local_clock() >= end || need_resched())
+			return false;
+		cpu_relax();
+	}
+}
+
+/*
+ * virtio_tmem_poll_end - the last poller of @q turns its callbacks back
+ * on, reaping what the device used meanwhile: virtqueue_enable_cb() is
+ * false while used buffers are pending, and any used after it succeeds
+ * raise an interrupt.
+ */
+static void virtio_tmem_poll_end(struct virtio_tmem_queue *q)
+{
+	unsigned long flags, classes = 0;
+
+	spin_lock_irqsave(&q->lock, flags);
+	if (!--q->npolling) {
+		while (!virtqueue_enable_cb(q->vq)) {
+			virtqueue_disable_cb(q->vq);
+			classes |= virtio_tmem_reap(q);
+		}
+	}
+	spin_unlock_irqrestore(&q->lock, flags);
+	if (classes)
+		wake_up_all(&q->wait);
+}
+
 /**
  * virtio_tmem_sync_op - run one op and wait for its status
  * @vt: the device
@@ -523,6 +620,7 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 			struct virtio_tmem_pool *pool, struct page *page,
 			u32 *value)
 {
+	bool poll = READ_ONCE(virtio_tmem_poll_us);
 	struct virtio_tmem_waiter w = {};
 	struct virtio_tmem_batch *alone = NULL;
 	struct virtio_tmem_slot *s;
@@ -549,6 +647,8 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 		s->copy = page;
 	else
 		s->target = page;
+	if (poll)
+		virtio_tmem_poll_begin(q);
 	if (alone) {
 		virtio_tmem_account(alone);
 		virtio_tmem_send(q, alone);
@@ -558,6 +658,12 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 	}
 	spin_unlock_irqrestore(&q->lock, flags);
 
+	if (poll) {
+		virtio_tmem_count(virtio_tmem_poll(q, &w) ?
+				  VIRTIO_TMEM_SYNC_POLLED :
+				  VIRTIO_TMEM_SYNC_SLEPT, 1);
+		virtio_tmem_poll_end(q);
+	}
 	/* Pairs with the release in virtio_tmem_complete(). */
 	wait_event(q->wait, smp_load_acquire(&w.done));
 	if (value)
@@ -598,25 +704,13 @@ void virtio_tmem_request_done(struct virtqueue *vq)
 	struct virtio_tmem *vt = vq->vdev->priv;
 	struct virtio_tmem_queue *q = &vt->queues[vq->index - 1];
 	unsigned long flags, classes = 0;
-	struct virtio_tmem_batch *b;
-	unsigned int len;
 
 	spin_lock_irqsave(&q->lock, flags);
+	/* While a synchronous op polls, callbacks stay off: it reaps. */
 	do {
 		virtqueue_disable_cb(vq);
-		while ((b = virtqueue_get_buf(vq, &len))) {
-			classes |= b->classes;
-			q->inflight--;
-			q->completed++;
-			virtio_tmem_complete(q, b,
-					     len >= struct_size(b->in, status,
-								b->nops));
-		}
-	} while (!virtqueue_enable_cb(vq));
-	/* The ring has room again: first what waited for it, in order. */
-	virtio_tmem_add_stalled(q);
-	/* Deferred flushes lead new batches; the timer sends the last. */
-	virtio_tmem_undefer(q, false);
+		classes |= virtio_tmem_reap(q);
+	} while (!q->npolling && !virtqueue_enable_cb(vq));
 	spin_unlock_irqrestore(&q->lock, flags);
 
 	virtio_tmem_count(VIRTIO_TMEM_INTERRUPTS, 1);

@@ -56,6 +56,8 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_STAGING_REFILLS] = "staging_refills",
 	[VIRTIO_TMEM_CLEANCACHE_PUTS_FLUSHED] = "cleancache_puts_flushed",
 	[VIRTIO_TMEM_SUSPENDS] = "suspends",
+	[VIRTIO_TMEM_SYNC_POLLED] = "sync_polled",
+	[VIRTIO_TMEM_SYNC_SLEPT] = "sync_slept",
 };
 
 static const char * const virtio_tmem_class_names[] = {

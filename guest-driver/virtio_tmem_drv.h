@@ -168,6 +168,8 @@ struct virtio_tmem_queue {
 	struct list_head stalled;
 	unsigned int retry_ms;		/* the timer's next retry delay */
 	unsigned int inflight;		/* on the ring */
+	/* Synchronous ops polling the used ring; callbacks are off meanwhile. */
+	unsigned int npolling;
 	unsigned long submitted, completed;	/* requests, ever */
 	unsigned long kick_classes;	/* carried since the last kick */
 	/* Sends a batch left half full; retries stalled batches. */
@@ -243,6 +245,7 @@ extern struct virtio_tmem_pool virtio_tmem_fs_pools[MAX_SWAPFILES];
 extern struct virtio_tmem_pool virtio_tmem_cc_pools[VIRTIO_TMEM_CC_POOLS];
 extern bool virtio_tmem_frontswap_on, virtio_tmem_cleancache_on;
 extern bool virtio_tmem_sync;
+extern unsigned int virtio_tmem_poll_us;
 int virtio_tmem_pool_attach(struct virtio_tmem *vt,
 			    struct virtio_tmem_pool *pool);
 void virtio_tmem_pool_detach(struct virtio_tmem *vt,
@@ -343,6 +346,8 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_STAGING_REFILLS,
 	VIRTIO_TMEM_CLEANCACHE_PUTS_FLUSHED,
 	VIRTIO_TMEM_SUSPENDS,
+	VIRTIO_TMEM_SYNC_POLLED,
+	VIRTIO_TMEM_SYNC_SLEPT,
 	VIRTIO_TMEM_NR_STATS,
 };
 
