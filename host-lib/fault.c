@@ -3,8 +3,11 @@
  * fault.c - fault injection points for tests.  Process-wide, so that a
  * test can break the store it holds without a handle on its internals.
  */
+#include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <time.h>
 
 #include "fault.h"
 
@@ -92,4 +95,21 @@ bool tm_fault_fire(enum tm_fault f)
 		return false;
 	atomic_fetch_add(&fp->hits, 1);
 	return true;
+}
+
+uint32_t tm_test_delay_ms(const char *env)
+{
+	const char *v = getenv(env);
+	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
+
+	return ms > 10000 ? 10000 : (uint32_t)ms;
+}
+
+void tm_test_sleep_ms(uint32_t ms)
+{
+	struct timespec ts = { .tv_sec = ms / 1000,
+			       .tv_nsec = (long)(ms % 1000) * 1000000l };
+
+	while (ms && nanosleep(&ts, &ts) && errno == EINTR)
+		;
 }

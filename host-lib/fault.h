@@ -48,6 +48,15 @@ bool tm_fault_fire(enum tm_fault f);
 void tm_fault_park(enum tm_fault f);
 void tm_fault_gate_open(void);
 
+/*
+ * Library side: test-only delays that stand in for a slow disk or a huge
+ * pool (TMEM_TEST_SPILL_DELAY_MS, TMEM_TEST_FLUSH_DELAY_MS).  The delay
+ * environment variable @env asks for, in ms, at most 10 s; 0 if unset.
+ * Never set in production.
+ */
+uint32_t tm_test_delay_ms(const char *env);
+void tm_test_sleep_ms(uint32_t ms);
+
 struct tmem_store;
 
 /* Probe: the longest hash chain (pages or objects) in any shard. */

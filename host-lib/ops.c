@@ -17,21 +17,27 @@
 
 #include "tmem_int.h"
 
-/* Check the arguments every keyed call shares. */
-static int tm_args(struct tmem_store *s, int pool, const struct tmem_key *key,
-		   const void *buf, size_t len, struct tm_pool **pp)
+/* @pool of @s, whose pages must be @len bytes long. */
+static int tm_pool_args(struct tmem_store *s, int pool, size_t len,
+			struct tm_pool **pp)
 {
-	struct tm_pool *p;
+	struct tm_pool *p = tm_pool_get(s, pool);
 
-	if (!s || !key || !buf)
-		return -EINVAL;
-	p = tm_pool_get(s, pool);
 	if (!p)
 		return -EBADF;
 	if (len != p->page_size)
 		return -EINVAL;
 	*pp = p;
 	return 0;
+}
+
+/* Check the arguments every keyed call shares. */
+static int tm_args(struct tmem_store *s, int pool, const struct tmem_key *key,
+		   const void *buf, size_t len, struct tm_pool **pp)
+{
+	if (!s || !key || !buf)
+		return -EINVAL;
+	return tm_pool_args(s, pool, len, pp);
 }
 
 static struct tm_shard *tm_shard(struct tmem_store *s, int pool,
@@ -500,16 +506,14 @@ TM_EXPORT int tmem_get_batch(struct tmem_store *s, int pool,
 	struct tm_rbatch b;
 	struct tm_pool *p;
 	unsigned int i = 0;
-	int hits = 0;
+	int hits = 0, rc;
 
 	if (!s || (n && (!keys || !bufs || !res)) || n > INT_MAX ||
 	    flags & ~TMEM_GET_EXCLUSIVE)
 		return -EINVAL;
-	p = tm_pool_get(s, pool);
-	if (!p)
-		return -EBADF;
-	if (len != p->page_size)
-		return -EINVAL;
+	rc = tm_pool_args(s, pool, len, &p);
+	if (rc)
+		return rc;
 	while (i < n) {
 		unsigned int first = i;
 		const uint8_t *data;

@@ -157,24 +157,9 @@ static bool tm_spill_in_ram(int fd)
  * batch of reads first sleeps that long (at most 10 s).  Not part of
  * the API; never set in production.
  */
-static uint32_t tm_spill_test_delay_ms(void)
-{
-	const char *v = getenv("TMEM_TEST_SPILL_DELAY_MS");
-	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
-
-	return ms > 10000 ? 10000 : (uint32_t)ms;
-}
-
 static void tm_spill_test_delay(const struct tm_spill *sp)
 {
-	if (sp->delay_ms) {
-		struct timespec ts = { .tv_sec = sp->delay_ms / 1000,
-				       .tv_nsec = sp->delay_ms % 1000 *
-						  1000000l };
-
-		while (nanosleep(&ts, &ts) && errno == EINTR)
-			;
-	}
+	tm_test_sleep_ms(sp->delay_ms);
 }
 
 int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
@@ -191,7 +176,7 @@ int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
 	pthread_mutex_init(&sp->map_lock, NULL);
 	if (!path || !*path || !max)
 		return 0;
-	sp->delay_ms = tm_spill_test_delay_ms();
+	sp->delay_ms = tm_test_delay_ms("TMEM_TEST_SPILL_DELAY_MS");
 
 	if (posix_memalign(&buf, 4096, TM_SPILL_BUF))
 		return -ENOMEM;

@@ -12,8 +12,8 @@
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
+#include "fault.h"
 #include "tmem_int.h"
 
 #define TM_POOL_SLOTS	(1u << TM_POOL_SLOT_BITS)
@@ -128,18 +128,7 @@ out:
  */
 static void tm_flush_test_delay(void)
 {
-	const char *v = getenv("TMEM_TEST_FLUSH_DELAY_MS");
-	unsigned long ms = v ? strtoul(v, NULL, 10) : 0;
-	struct timespec ts;
-
-	if (!ms)
-		return;
-	if (ms > 10000)
-		ms = 10000;
-	ts.tv_sec = (time_t)(ms / 1000);
-	ts.tv_nsec = (long)(ms % 1000) * 1000000l;
-	while (nanosleep(&ts, &ts) && errno == EINTR)
-		;
+	tm_test_sleep_ms(tm_test_delay_ms("TMEM_TEST_FLUSH_DELAY_MS"));
 }
 
 static int64_t tm_flush_pool_pages(struct tmem_store *s, int pool)
