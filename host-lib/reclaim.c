@@ -39,17 +39,28 @@ void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc)
 		tm_spill_free(&s->spill, loc, info & TM_E_SIZE);
 }
 
+static bool tm_owner_live(uint32_t o)
+{
+	return !(o & TM_OWNER_FREE) && o != TM_OWNER_PENDING;
+}
+
 /*
  * Lock the shard named by owner word @o and return the entry if it
  * still holds the page in slot @h; NULL (and nothing locked) otherwise.
+ * @o may have been read before the slot was freed or taken again: a
+ * word that names no entry (free, or not yet indexed) names no shard
+ * either.
  */
 static struct tm_entry *tm_owner_lock(struct tmem_store *s, uint32_t o,
 				      uint64_t h, struct tm_shard **shp)
 {
-	struct tm_shard *sh = &s->shard[o >> TM_SHARD_SHIFT];
+	struct tm_shard *sh;
 	uint32_t eid = o & TM_EID_MASK;
 	struct tm_entry *e;
 
+	if (!tm_owner_live(o))
+		return NULL;
+	sh = &s->shard[o >> TM_SHARD_SHIFT];
 	pthread_mutex_lock(&sh->lock);
 	if (eid && eid <= sh->ents.used) {
 		e = tm_ent_ptr(sh, eid);
@@ -79,11 +90,6 @@ static void tm_report_evict(struct tmem_store *s, struct tm_shard *sh,
 	memcpy(key.oid, o->oid, sizeof(key.oid));
 	key.index = e->index;
 	s->evict_fn(s->evict_opaque, (int)o->pool, &key);
-}
-
-static bool tm_owner_live(uint32_t o)
-{
-	return !(o & TM_OWNER_FREE) && o != TM_OWNER_PENDING;
 }
 
 /* Drop the coldest ephemeral slab.  Returns the pages dropped. */
