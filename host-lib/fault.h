@@ -25,6 +25,7 @@ enum tm_fault {
 	TM_FAULT_WAIT,		/* io_uring_wait_cqe fails, writes in flight */
 	TM_FAULT_SHORT_WRITE,	/* a spill write completes with half its bytes */
 	TM_FAULT_READ_STALL,	/* a spill read parks until the gate opens */
+	TM_FAULT_COMPACT_STALL,	/* compaction parks between its scan and moves */
 	TM_FAULT__COUNT
 };
 

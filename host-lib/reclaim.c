@@ -26,6 +26,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "fault.h"
 #include "tmem_int.h"
 
 #define TM_COMPACT_SLACK	(256u << 10)	/* see tm_fragmented */
@@ -197,6 +198,8 @@ static bool tm_compact_slab(struct tmem_store *s, struct tm_slab *src)
 		if (!n)
 			break;
 		got = tm_compact_alloc(s, src, to, n);
+		/* Flushes run here: the words read above may be stale. */
+		tm_fault_park(TM_FAULT_COMPACT_STALL);
 		for (uint32_t j = 0; j < got; j++)
 			tm_compact_move(s, atomic_load(&src->owner[slot[j]]),
 					tm_handle(src->id, slot[j]), to[j]);

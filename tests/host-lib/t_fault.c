@@ -700,6 +700,95 @@ static void test_batch_ring(enum tm_fault f, uint64_t count)
 	t_store_free(r.s, r.dir);
 }
 
+/* ------------------------------------------------------------------ */
+/* Compaction racing flushes                                            */
+
+/* Pages before the one that opens a new slab; enough to fragment. */
+#define NCOMPACT	400
+
+static uint64_t slabs_now(struct tmem_store *s)
+{
+	struct tmem_stats st;
+
+	t_stats(s, &st);
+	return st.v[TMEM_STAT_SLABS];
+}
+
+/*
+ * Compaction reads a slab's owner words, takes slots elsewhere for the
+ * live pages and only then moves them.  A flush in between frees a page
+ * and leaves a free-list word where its owner was; the move must see
+ * that the word names no page, and no shard, and give its slot back.
+ *
+ * The slab compaction picks here is the sparsest: the newest, holding a
+ * single page and no free list yet, so that the flush writes the word
+ * with every bit set that reads as shard 31 of 16.  Compaction parks
+ * between its scan and its moves while that page is flushed.
+ */
+static void test_compact_flush_race(void)
+{
+	struct tmem_store *s = t_store_new(1ull << 30, NULL, 0);
+	int p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
+	uint64_t end, slabs = 0;
+	struct tmem_key k;
+	uint32_t i, last;
+
+	signal(SIGALRM, watchdog);
+	alarm(60);
+	for (i = 0;; i++) {
+		uint64_t now;
+
+		k = t_key(5, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_HALF, i + 1), T_PAGE_4K), 0);
+		now = slabs_now(s);
+		if (i >= NCOMPACT && now > slabs)
+			break;
+		slabs = now;
+		if (i > 64 * NCOMPACT)
+			t_fail("no new slab after %u pages", i);
+	}
+	last = i;
+	/* Every other older page goes: the slabs turn sparse. */
+	tm_fault_arm(TM_FAULT_COMPACT_STALL, 0, 1);
+	for (i = 0; i < last; i += 2) {
+		k = t_key(5, i);
+		t_rc(tmem_flush_page(s, p, &k), 0);
+	}
+	end = t_now_ms() + 10000;
+	while (tm_fault_hits(TM_FAULT_COMPACT_STALL) == 0) {
+		if (t_now_ms() > end)
+			t_fail("the store never compacted its sparse slabs");
+		t_sleep_ms(1);
+	}
+	/* The page it is about to move goes while it is parked. */
+	k = t_key(5, last);
+	t_rc(tmem_flush_page(s, p, &k), 0);
+	tm_fault_gate_open();
+	/* The slot it took comes back; the rest stays intact. */
+	t_wait_stat_or_fail(s, TMEM_STAT_PAGES_PERSISTENT, T_EQ, last / 2,
+			    10000);
+	for (i = 0; i <= last; i++) {
+		uint64_t tag = i % 2 && i != last ? t_tag(T_HALF, i + 1) : 0;
+
+		k = t_key(5, i);
+		t_rc(t_get_check(s, p, &k, tag, T_PAGE_4K), tag ? 0 : -ENOENT);
+	}
+	for (i = 1; i < last; i += 2) {
+		k = t_key(5, i);
+		t_rc(tmem_flush_page(s, p, &k), 0);
+	}
+	t_wait_stat_or_fail(s, TMEM_STAT_SLABS, T_EQ, 0, 10000);
+	/* And the store still works. */
+	k = t_key(6, 1);
+	t_rc(t_put_tag(s, p, &k, t_tag(T_HALF, 7), T_PAGE_4K), 0);
+	t_rc(t_get_check(s, p, &k, t_tag(T_HALF, 7), T_PAGE_4K), 0);
+	printf("compaction vs flush: page %u flushed under a parked move\n",
+	       last);
+	tm_fault_reset();
+	t_store_free(s, NULL);
+	alarm(0);
+}
+
 int main(int argc, char **argv)
 {
 	tm_fault_reset();
@@ -722,5 +811,6 @@ int main(int argc, char **argv)
 	test_batch_ring(TM_FAULT_WAIT, 1);
 	test_batch_ring(TM_FAULT_SHORT_READ, ALWAYS);
 	test_batch_ring(TM_FAULT_SPILL_READ, 1);
+	test_compact_flush_race();
 	return T_EXIT_PASS;
 }
