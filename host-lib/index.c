@@ -29,6 +29,14 @@ _Static_assert(sizeof(struct tm_entry) == 32, "page entry grew");
 
 #define TM_EBKT_FIRST	64	/* hash heads of a new page table */
 #define TM_OBKT_FIRST	8	/* ... of a new object table */
+/*
+ * Average chain length past which hash heads double.  A page entry is 32
+ * bytes, so a 4-byte head per two entries is 6% of the index; per four it
+ * is 3%, for one more entry looked at by an average hit (docs/host-lib.md).
+ * Objects are few and looked up on every op: their chains stay short.
+ */
+#define TM_EBKT_LOAD	4
+#define TM_OBKT_LOAD	2
 
 static uint64_t tm_obj_hash(struct tm_shard *sh, uint32_t pool,
 			    const uint64_t oid[3])
@@ -261,7 +269,7 @@ static int tm_buckets_resize(struct tmem_store *s, struct tm_shard *sh,
 }
 
 /*
- * Double @*bkt when the chains average over two; a new table gets @first
+ * Double @*bkt when the chains average over @load; a new table gets @first
  * heads.  Growing is optional: under a strict charge that does not fit,
  * chains just get longer.  Returns 0, or why it could not grow:
  * TM_NEED_ROOM (the charge did not fit) or -ENOMEM; that matters only
@@ -269,11 +277,11 @@ static int tm_buckets_resize(struct tmem_store *s, struct tm_shard *sh,
  */
 static int tm_buckets_grow(struct tmem_store *s, struct tm_shard *sh,
 			    uint32_t **bkt, uint32_t *nb, uint32_t count,
-			    uint32_t first, enum tm_charge mode,
+			    uint32_t load, uint32_t first, enum tm_charge mode,
 			    uint64_t (*hash)(struct tm_shard *, uint32_t),
 			    uint32_t *(*link)(struct tm_shard *, uint32_t))
 {
-	if (*nb && count <= 2 * *nb)
+	if (*nb && count <= load * *nb)
 		return 0;
 	return tm_buckets_resize(s, sh, bkt, nb, *nb ? *nb * 2 : first, mode,
 				 hash, link);
@@ -376,7 +384,8 @@ static int tm_obj_get(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 	if (rc)
 		return rc;
 	rc = tm_buckets_grow(s, sh, &sh->obkt, &sh->obkt_n, sh->nobjs + 1,
-			     TM_OBKT_FIRST, mode, tm_obj_hash_id, tm_obj_link);
+			     TM_OBKT_LOAD, TM_OBKT_FIRST, mode, tm_obj_hash_id,
+			     tm_obj_link);
 	if (!sh->obkt_n) {
 		tm_table_put(&sh->objs, id, offsetof(struct tm_obj, hnext));
 		return rc ? rc : -ENOMEM;
@@ -429,7 +438,8 @@ int tm_ent_insert(struct tmem_store *s, struct tm_shard *sh, uint32_t pool,
 			  mode, &id);
 	if (!rc) {
 		rc = tm_buckets_grow(s, sh, &sh->ebkt, &sh->ebkt_n,
-				     sh->nents + 1, TM_EBKT_FIRST, mode,
+				     sh->nents + 1, TM_EBKT_LOAD,
+				     TM_EBKT_FIRST, mode,
 				     tm_ent_hash_id, tm_ent_link);
 		if (!sh->ebkt_n)
 			tm_table_put(&sh->ents, id,
@@ -691,8 +701,8 @@ static void tm_ents_truncate(struct tmem_store *s, struct tm_shard *sh)
 	t->limit = t->hi = 0;
 	tm_table_refree(t, offsetof(struct tm_entry, hnext),
 			offsetof(struct tm_entry, obj));
-	/* As many heads as growth would have left: chains of one or two. */
-	while (2 * nb < sh->nents)
+	/* As many heads as growth would have left. */
+	while (TM_EBKT_LOAD * nb < sh->nents)
 		nb *= 2;
 	if (nb < sh->ebkt_n)
 		tm_buckets_resize(s, sh, &sh->ebkt, &sh->ebkt_n, nb,
