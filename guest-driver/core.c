@@ -493,6 +493,7 @@ static int __init virtio_tmem_init(void)
 	frontswap_register_ops(&virtio_tmem_frontswap_ops);
 	__module_get(THIS_MODULE);
 	dir = virtio_tmem_debugfs_init();
+	virtio_tmem_latency_debugfs(dir);
 	virtio_tmem_fault_debugfs(dir);
 	virtio_tmem_torture_debugfs(dir);
 	pr_info("virtio_tmem: frontswap and cleancache backend; Linux 5.10 cannot unregister them, so this module stays loaded\n");

@@ -19,6 +19,7 @@
  */
 #include <linux/highmem.h>
 #include <linux/jiffies.h>
+#include <linux/ktime.h>
 #include <linux/mm.h>
 #include <linux/sched/clock.h>
 #include <linux/slab.h>
@@ -621,6 +622,7 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 			u32 *value)
 {
 	bool poll = READ_ONCE(virtio_tmem_poll_us);
+	u64 start = ktime_get_ns();
 	struct virtio_tmem_waiter w = {};
 	struct virtio_tmem_batch *alone = NULL;
 	struct virtio_tmem_slot *s;
@@ -666,6 +668,7 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 	}
 	/* Pairs with the release in virtio_tmem_complete(). */
 	wait_event(q->wait, smp_load_acquire(&w.done));
+	virtio_tmem_latency_add(class, ktime_get_ns() - start);
 	if (value)
 		*value = w.value;
 	return w.status;

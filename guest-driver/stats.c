@@ -84,6 +84,11 @@ static const enum virtio_tmem_stat virtio_tmem_class_pages[] = {
 static_assert(ARRAY_SIZE(virtio_tmem_stat_names) == VIRTIO_TMEM_NR_STATS);
 static_assert(ARRAY_SIZE(virtio_tmem_class_names) == VIRTIO_TMEM_NR_CLASSES);
 
+const char *virtio_tmem_class_name(unsigned int class)
+{
+	return virtio_tmem_class_names[class];
+}
+
 void virtio_tmem_count_classes(atomic64_t *counters, unsigned long classes)
 {
 	unsigned int c;

@@ -10,6 +10,7 @@
  *   core.c       probe/remove, pools, module init, parameters
  *   pm.c         suspend and hibernation
  *   stats.c      counters and debugfs
+ *   latency.c    histograms of synchronous op latency (debugfs)
  *   fault.c      fault injection for the tests (debugfs)
  *   torture.c    a stress test of both backends, run from debugfs
  *
@@ -361,7 +362,12 @@ static inline void virtio_tmem_count(enum virtio_tmem_stat s, long n)
 }
 
 void virtio_tmem_count_classes(atomic64_t *counters, unsigned long classes);
+const char *virtio_tmem_class_name(unsigned int class);
 struct dentry *virtio_tmem_debugfs_init(void);
+
+/* latency.c */
+void virtio_tmem_latency_add(unsigned int class, u64 ns);
+void virtio_tmem_latency_debugfs(struct dentry *dir);
 
 /* fault.c: knobs for the tests, in debugfs virtio_tmem/fault/ */
 struct virtio_tmem_faults {

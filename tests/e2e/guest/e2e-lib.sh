@@ -4,18 +4,23 @@
 # sources the file itself: "sh . /e2e/lib.sh; unbind".  State that must outlive one shell
 # (the device unbind took away) lives in /tmp.
 STATS=/sys/kernel/debug/virtio_tmem/stats
+LATENCY=/sys/kernel/debug/virtio_tmem/latency
 DRV=/sys/bus/virtio/drivers/virtio_tmem
 
 say() { echo "$*"; }
 result() { say "E2E-RESULT $*"; }
 
-# stats LABEL: the driver's debugfs stats on one line, or "missing".
+# stats LABEL: the driver's debugfs stats on one line, or "missing"; then
+# its latency histograms as lat.LABEL, class.lower_ns=count per bucket.
 stats() {
 	if [ -r "$STATS" ]; then
 		say "E2E-STATS $1 $(awk '{ printf "%s%s=%s", sep, $1, $2; sep = " " }' "$STATS")"
 	else
 		say "E2E-STATS $1 missing"
 	fi
+	[ -r "$LATENCY" ] &&
+		say "E2E-STATS lat.$1 $(awk '{ printf "%s%s.%s=%s", sep, $1, $2, $3; sep = " " }' "$LATENCY")"
+	return 0
 }
 
 # sync_point NAME: wait for "go" from the host; run "sh CMD" lines meanwhile.
