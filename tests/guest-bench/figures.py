@@ -13,11 +13,16 @@ miss, is one synchronous op, so they share kicks_cleancache_get equally.
 """
 import statistics
 
+import guestlib as gl
+
 MiB = 1 << 20
 PAGE = 4096
 
 # Driver stats that are gauges, not counters: no deltas (batch is kept as is).
 GAUGES = ("frontswap_kept", "device", "credits", "queues", "batch")
+# Synchronous ops whose latency the bench reports (guest-driver/latency.c
+# classes) with the op of op_costs whose notifications they pay.
+SYNC_OPS = (("frontswap_load", "frontswap_load"), ("cleancache_get", "cleancache_get_hit"))
 # The ops of the exits-per-page table, in the order it shows them.
 OPS = ("frontswap_store", "frontswap_load", "cleancache_put", "cleancache_get_hit",
        "cleancache_get_miss", "flush")
@@ -151,7 +156,29 @@ def run_figures(run):
         # at the store's peak: at the end the workload has exited, and its
         # swap pages with it
         rec["tmem_host"]["compression_ratio_at_peak"] = run.probe.peak_ratio
+    lat = g.latency(f"{run.wl.name}.before", f"{run.wl.name}.after")
+    if lat is not None:
+        rec["latency_hist"] = {c: {str(lo): n for lo, n in h.items()} for c, h in lat.items()}
     return rec
+
+
+def sync_figures(good):
+    """Per synchronous op, over the passing runs good: latency percentiles
+    of their merged histograms, and median notifications per op."""
+    out = {}
+    for cls, op in SYNC_OPS:
+        hist = {}
+        for r in good:
+            for lo, n in r.get("latency_hist", {}).get(cls, {}).items():
+                hist[int(lo)] = hist.get(int(lo), 0) + n
+        ops = [r["ops"][op] for r in good if "ops" in r and r["ops"][op]["pages"]]
+        if not hist and not ops:
+            continue
+        out[cls] = {"timed_ops": sum(hist.values()),
+                    "p50_ns": gl.percentile(hist, 0.5), "p99_ns": gl.percentile(hist, 0.99),
+                    "kicks_per_op": median([o["kicks_per_page"] for o in ops]),
+                    "interrupts_per_op": median([o["interrupts_per_page"] for o in ops])}
+    return out
 
 
 def median(xs):
@@ -197,6 +224,7 @@ def summarize(records, reference):
                 "kicks": median([r["notify"]["kicks"] for r in good]),
                 "kicks_tmem": median([r["notify"]["kicks_tmem"] for r in good]),
                 "pages_tmem": median([r["notify"]["pages_tmem"] for r in good]),
+                "sync": sync_figures(good),
             })
         out.setdefault(cfg, {})[wl] = m
     for cfg, wls in out.items():

@@ -34,7 +34,7 @@ def drives(cfg, swap, data):
     for name, path, ro in (("swap", swap, ""), ("data", data, ",readonly=on")):
         args += ["-drive", f"if=none,id={name},file={path},format=raw,cache={cfg.cache}{ro}",
                  "-device", f"virtio-blk-pci,drive={name}"]
-    return args
+    return args + cfg.qemu_args
 
 
 class Run:

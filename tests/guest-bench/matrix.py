@@ -6,6 +6,8 @@ at all.  A workload is one verifying guest program.  Every pair runs in a
 fresh 128 MiB guest (tests/e2e/guestlib.py), so no run inherits another's
 page cache, swap or tmem pages.
 """
+from guestlib import IOTHREAD_ARGS
+
 MiB = 1 << 20
 
 # The tmem device: a RAM budget large enough that nothing is evicted or
@@ -25,13 +27,13 @@ class Config:
     module: insmod parameters (None: no driver, no device); device: the
     virtio-tmem-pci properties; sweep: a point of the batch-size sweep;
     swap: "disk", "zram" or None; cache: the host cache mode of both
-    virtio-blk disks."""
+    virtio-blk disks; qemu_args: more of QEMU's command line."""
 
     def __init__(self, key, title, alt=None, module=None, device=TMEM_DEVICE,
-                 sweep=False, swap="disk", cache="none"):
+                 sweep=False, swap="disk", cache="none", qemu_args=()):
         self.key, self.title, self.alt = key, title, alt
         self.module, self.device, self.sweep = module, device, sweep
-        self.swap, self.cache = swap, cache
+        self.swap, self.cache, self.qemu_args = swap, cache, list(qemu_args)
 
     @property
     def tmem(self):
@@ -59,6 +61,8 @@ CONFIGS = [
     Config("tmem-b128", "tmem, batch 128", module="batch=128", sweep=True),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
+    Config("tmem-iothread", "tmem, default batch, iothread polling", module="",
+           device=TMEM_DEVICE + ",iothread=io0", qemu_args=IOTHREAD_ARGS),
     Config("disk-none", "swap on virtio-blk, cache=none", alt="c"),
     Config("disk-wb", "swap on virtio-blk, cache=writeback", alt="c'", cache="writeback"),
     Config("zram", "in-guest zram swap (lz4)", alt="d", swap="zram"),

@@ -121,6 +121,33 @@ def alt_table(summary, configs, wl, reference):
     return table(head, rows)
 
 
+def us(ns):
+    return "–" if ns is None else f"{ns / 1000:.1f}"
+
+
+def sync_table(summary, configs, workloads):
+    """Synchronous ops per tmem configuration and workload: how long they
+    took in the guest (driver histograms; a percentile is the upper bound
+    of its bucket, at most 25% high) and the notifications each paid."""
+    head = ["configuration", "workload", "op", "timed ops", "p50 µs", "p99 µs",
+            "kicks per op", "interrupts per op", "QEMU CPU s"]
+    rows = []
+    for c in configs:
+        if not c.tmem:
+            continue
+        for w in workloads:
+            m = summary.get(c.key, {}).get(w.name)
+            if not m or not m.get("ok"):
+                continue
+            for cls, s in m.get("sync", {}).items():
+                if not s["timed_ops"]:
+                    continue
+                rows.append([c.title, w.name, cls.replace("_", " "), s["timed_ops"],
+                             us(s["p50_ns"]), us(s["p99_ns"]), g3(s["kicks_per_op"]),
+                             g3(s["interrupts_per_op"]), f(m["qemu_cpu_seconds"], 1)])
+    return table(head, rows)
+
+
 def ref_config(reference):
     """The reference configuration, from the whole matrix: a run with
     --configs may leave it out, and its ratios are then "–"."""
@@ -221,6 +248,12 @@ def generated(data, configs, workloads):
                 (f" Sync mode's extra notifications cost {mg * 1e6:.0f} µs of wall time "
                  "each here ((b) − (a) time over (b) − (a) tmem kicks)." if mg else ""), ""]
         out += alt_table(data["summary"], configs, w, ref) + [""]
+    out += ["### Synchronous ops", "",
+            "Loads and gets as the guest saw them, from entering the driver's "
+            "synchronous op to its return, merged over the passing repetitions; "
+            "notifications per op are the medians of the driver's counters (a get's "
+            "are those of a hit). QEMU CPU is the median over the whole workload.", ""]
+    out += sync_table(data["summary"], configs, workloads) + [""]
     out += ["**Every configuration**, median wall time of the workload and its "
             f"ratio to ({ref_alt(configs, ref)}):", ""]
     out += time_table(data["summary"], configs, workloads, ref) + ["", END]
