@@ -86,8 +86,8 @@ static bool virtio_tmem_complete(VirtIOTmemReqQueue *rq,
  * here, 0 when a poll or the device itself did: a kick is an exit on
  * KVM and an interrupt an injection, so both are counted for the
  * exits-per-page figures.  Runs in the iothread if there is one, else
- * in the main loop, where a request that waits on a slow spill disk
- * holds up the main loop too (docs/qemu-device.md: use an iothread).
+ * in the main loop; a device with a spill file always has one (see
+ * virtio_tmem_own_iothread), so no request waits on a disk there.
  */
 static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
 {
@@ -422,6 +422,33 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     trace_virtio_tmem_reset(s);
 }
 
+/*
+ * Spill I/O runs inside the request that needs it, so in the main loop a
+ * slow disk would hold up QMP and every vCPU exit that takes the BQL.
+ * With spill= and no iothread=, the request queues get an iothread of
+ * the device's own.
+ */
+static bool virtio_tmem_own_iothread(VirtIOTmem *s, Error **errp)
+{
+    static uint32_t count;
+    g_autofree char *id = g_strdup_printf("virtio-tmem-spill%u",
+                                          qatomic_fetch_inc(&count));
+
+    s->own_iothread = iothread_create(id, errp);
+    s->iothread = s->own_iothread;
+    return s->own_iothread;
+}
+
+static void virtio_tmem_drop_own_iothread(VirtIOTmem *s)
+{
+    if (s->own_iothread) {
+        /* the iothread link never held it: nothing for it to drop */
+        s->iothread = NULL;
+        iothread_destroy(s->own_iothread);
+        s->own_iothread = NULL;
+    }
+}
+
 static void virtio_tmem_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
@@ -470,18 +497,23 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         error_setg(errp, "spill needs spill-max");
         return;
     }
-    if (s->iothread) {
+    if (s->iothread || s->spill) {
         BusState *qbus = qdev_get_parent_bus(dev);
         VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
+        bool can = k->set_guest_notifiers && k->ioeventfd_assign;
 
-        if (!k->set_guest_notifiers || !k->ioeventfd_assign) {
+        if (s->iothread && !can) {
             error_setg(errp, "this transport cannot serve virtio-tmem "
                        "from an iothread");
+            return;
+        }
+        if (!s->iothread && can && !virtio_tmem_own_iothread(s, errp)) {
             return;
         }
     }
     rc = tmem_store_create(&cfg, &s->store);
     if (rc < 0) {
+        virtio_tmem_drop_own_iothread(s);
         error_setg_errno(errp, -rc, "cannot create the page store%s%s",
                          s->spill ? " with spill file in " : "",
                          s->spill ? s->spill : "");
@@ -541,6 +573,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     if (s->iothread) {
         object_unref(OBJECT(s->iothread));
     }
+    virtio_tmem_drop_own_iothread(s);
     tmem_store_destroy(s->store);
     s->store = NULL;
     g_free(s->reqq);

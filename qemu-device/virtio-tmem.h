@@ -126,6 +126,7 @@ struct VirtIOTmem {
     uint32_t hint_window;   /* GETs per hit-ratio window; 0: no hints */
     uint32_t hint_retry_ms; /* CLEANCACHE_ON again this long after OFF */
     IOThread *iothread;     /* request queues run here; NULL: main loop */
+    IOThread *own_iothread; /* made by realize for spill= without one */
     uint64_t host_features; /* VIRTIO_TMEM_F_* the device may offer */
     bool unchecked_features;    /* testing: offer even what breaks 6.3 */
 

@@ -324,12 +324,13 @@ static void test_properties(void *obj, void *data, QGuestAllocator *alloc)
 }
 
 /*
- * With the queues in an iothread, a slow spill disk (the host library's
- * test delay, 3 s per spill I/O) must stall only the request that waits
- * for it: while one spills, QMP (a stats read and query-status) and an
- * MMIO read of the device's config space (which needs the BQL, as a
- * vCPU exit would) all answer at once.  Without an iothread the request
- * runs in the main loop and stalls it (docs/qemu-device.md).
+ * A slow spill disk (the host library's test delay, 3 s per spill I/O)
+ * must stall only the request that waits for it: while one spills, QMP
+ * (a stats read and query-status) and an MMIO read of the device's
+ * config space (which needs the BQL, as a vCPU exit would) all answer at
+ * once.  With iothread= the queues run in that iothread; with spill= and
+ * no iothread= the device serves them from an iothread of its own, since
+ * in the main loop the request would stall it (docs/qemu-device.md).
  */
 #define SLOW_SPILL_MS       "3000"
 #define SLOW_SPILL_US       (3000 * 1000)
@@ -741,6 +742,9 @@ static void register_virtio_tmem_budget_test(void)
         .before = tmem_slow_setup,
         .arg = (void *)"iothread",
     };
+    QOSGraphTestOptions slow_io_own = {
+        .before = tmem_slow_setup,
+    };
     QOSGraphTestOptions hostile = {
         .before = tmem_hostile_setup,
     };
@@ -754,6 +758,8 @@ static void register_virtio_tmem_budget_test(void)
     qos_add_test("properties", "virtio-tmem", test_properties, &props);
     qos_add_test("slow-spill-iothread", "virtio-tmem", test_slow_spill,
                  &slow_io);
+    qos_add_test("slow-spill", "virtio-tmem", test_slow_spill,
+                 &slow_io_own);
     qos_add_test("slow-destroy", "virtio-tmem", test_slow_destroy,
                  &slow_destroy);
     qos_add_test("hostile", "virtio-tmem", test_hostile, &hostile);

@@ -386,7 +386,8 @@ class Guest:
         except (TimeoutError, QMPError, OSError, RuntimeError) as e:
             self.error = f"{type(e).__name__}: {e}"
         finally:
-            if self.proc.poll() is None:
+            # proc is None if QEMU could not be started at all
+            if self.proc and self.proc.poll() is None:
                 try:
                     self.proc.wait(timeout=20 if self.done and not self.error else 0.1)
                 except subprocess.TimeoutExpired:
