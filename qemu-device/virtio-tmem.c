@@ -436,7 +436,7 @@ static bool virtio_tmem_own_iothread(VirtIOTmem *s, Error **errp)
 
     s->own_iothread = iothread_create(id, errp);
     s->iothread = s->own_iothread;
-    return s->own_iothread;
+    return s->own_iothread != NULL;
 }
 
 static void virtio_tmem_drop_own_iothread(VirtIOTmem *s)
