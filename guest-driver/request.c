@@ -543,11 +543,10 @@ static void virtio_tmem_poll_begin(struct virtio_tmem_queue *q)
 
 /*
  * virtio_tmem_poll - reap @q's used ring until @w is done or poll_us has
- * passed.  Under TCG the device runs the request inside the notify's
- * MMIO write, so it is done when the notify returns; on KVM the notify
- * signals an ioeventfd and QEMU's main loop or iothread runs it while
- * this vCPU spins.  Either way the op completes here, without an
- * interrupt or a sleep, unless the host is slow (a spill read, say).
+ * passed.  The notify signals an ioeventfd (on KVM, and emulated by
+ * QEMU's memory core under TCG), and QEMU's main loop or iothread runs
+ * the request while this vCPU spins.  So the op completes here, without
+ * an interrupt or a sleep, unless the host is slow (a spill read, say).
  *
  * Return: true if @w is done.
  */
