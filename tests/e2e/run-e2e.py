@@ -228,17 +228,19 @@ def t_swap_iothread(res):
     """Swap through an iothread that polls: loads need few notifications."""
     # Both sides poll, on a host whose two cores also run the other lane's
     # guest: an op waits whenever the thread it needs is descheduled.
-    # 0.27 interrupts and 0.32 kicks per load in a run beside the plain swap
-    # test; 1.0 of each without polling.  The bounds guard the mechanisms.
+    # Interrupts and kicks per load: 0.10 and 0.18 beside the spill test,
+    # 0.27 and 0.32 beside the plain swap test, 0.64 and 0.60 beside
+    # contention-debug (a KASAN guest); 1.0 of each without polling.  The
+    # bounds guard the mechanisms, not the speed.
     g = swap_test(res, "budget=512M,iothread=io0", gl.IOTHREAD_ARGS,
-                  max_irqs_per_load=0.6)
+                  max_irqs_per_load=0.85)
     # While the iothread polls a queue it has turned notifications off, and
     # the driver counts only the notifications it sent (kicks).
     loads = g.delta("swap.before", "swap.after", "frontswap_loads")
     kicks = g.delta("swap.before", "swap.after", "kicks_frontswap_load")
     kpl = ratio(kicks, loads)
-    res.check("swap-iothread: kicks per frontswap load <= 0.6",
-              kpl is not None and kpl <= 0.6,
+    res.check("swap-iothread: kicks per frontswap load <= 0.85",
+              kpl is not None and kpl <= 0.85,
               f"kicks_frontswap_load={kicks} / frontswap_loads={loads} = {kpl}",
               needs_module=True)
 
