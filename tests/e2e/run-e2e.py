@@ -263,9 +263,9 @@ def swap_test(res, tmem, drives=(), max_irqs_per_load=0.25):
               f"operations.put.pages={put}, want >= {need // 2}", needs_module=True)
     got = hend.get("operations.get.pages", 0) + hend.get("operations.get-exclusive.pages", 0)
     res.check("host QMP counts the loads", got > 0, f"get pages={got}", needs_module=True)
-    # A load polls the used ring (poll_us), and without an iothread the
-    # device runs it inside the notification under TCG, so nearly every
-    # load completes without an interrupt: 0.084 per load in a run beside
+    # A load polls the used ring (poll_us) while QEMU's main loop (or the
+    # iothread) runs it on another host thread, so nearly every load
+    # completes without an interrupt: 0.084 per load in a run beside
     # another guest, 1.0 without polling.  The bound guards the mechanism
     # with room for a busy host; the benchmarks hold the 0.1 target.
     loads = g.delta("swap.before", "swap.after", "frontswap_loads")
