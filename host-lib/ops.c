@@ -604,6 +604,7 @@ TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
 		return -EINVAL;
 	if (!tm_pool_get(s, pool))
 		return -EBADF;
+	tm_flush_test_delay();
 	/* An object's pages may sit in any shard: visit each once. */
 	for (int i = 0; i < TM_NSHARD; i++) {
 		struct tm_shard *sh = &s->shard[i];
@@ -617,5 +618,27 @@ TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
 	}
 	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_OBJECTS, 1);
 	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_PAGES, n);
+	return n;
+}
+
+TM_EXPORT int64_t tmem_object_pages(struct tmem_store *s, int pool,
+				    const uint64_t oid[3])
+{
+	int64_t n = 0;
+
+	if (!s || !oid)
+		return -EINVAL;
+	if (!tm_pool_get(s, pool))
+		return -EBADF;
+	for (int i = 0; i < TM_NSHARD; i++) {
+		struct tm_shard *sh = &s->shard[i];
+		uint32_t obj;
+
+		pthread_mutex_lock(&sh->lock);
+		obj = tm_obj_find(sh, (uint32_t)pool, oid);
+		if (obj)
+			n += tm_obj_ptr(sh, obj)->npages;
+		pthread_mutex_unlock(&sh->lock);
+	}
 	return n;
 }

@@ -120,13 +120,13 @@ out:
 }
 
 /*
- * A pool of millions of pages, for tests of the callers' responsiveness:
- * with TMEM_TEST_FLUSH_DELAY_MS set in the environment, flushing or
- * destroying a pool first sleeps that long (at most 10 s), holding no
- * lock.  Read per call, as pool flushes are rare.  Not part of the API;
- * never set in production.
+ * A pool or object of millions of pages, for tests of the callers'
+ * responsiveness: with TMEM_TEST_FLUSH_DELAY_MS set in the environment,
+ * flushing an object or flushing or destroying a pool first sleeps that
+ * long (at most 10 s), holding no lock.  Read per call.  Not part of the
+ * API; never set in production.
  */
-static void tm_flush_test_delay(void)
+void tm_flush_test_delay(void)
 {
 	tm_test_sleep_ms(tm_test_delay_ms("TMEM_TEST_FLUSH_DELAY_MS"));
 }

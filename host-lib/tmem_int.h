@@ -371,6 +371,8 @@ struct tmem_store {
 };
 
 struct tm_pool *tm_pool_get(struct tmem_store *s, int pool);
+/* TMEM_TEST_FLUSH_DELAY_MS, before a pool or object flush (store.c) */
+void tm_flush_test_delay(void);
 bool tm_pool_alive(struct tm_pool *p, int pool);
 
 bool tm_charge(struct tmem_store *s, _Atomic uint64_t *ctr, uint64_t bytes,

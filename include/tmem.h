@@ -221,6 +221,15 @@ int64_t tmem_flush_object(struct tmem_store *s, int pool,
 			  const uint64_t oid[3]);
 
 /*
+ * tmem_object_pages - how many pages object @oid holds now (ABI 1.3):
+ * what a tmem_flush_object of it would cost, for callers that must bound
+ * the work they do in one go.  Costs a lookup per shard, not per page.
+ * Returns the count (0 if none), -EBADF or -EINVAL.
+ */
+int64_t tmem_object_pages(struct tmem_store *s, int pool,
+			  const uint64_t oid[3]);
+
+/*
  * tmem_flush_pool - drop every page of @pool; the pool stays usable.
  * Returns the number of pages dropped, or -EBADF.
  */

@@ -78,7 +78,11 @@ static int virtio_tmem_save(QEMUFile *f, void *pv, size_t size,
     uint32_t i;
     int rc = 0;
 
-    /* the VM is stopped, and with it the queues' handlers */
+    /*
+     * The VM is stopped, and with it the queues' handlers; without
+     * ioeventfd a request may still wait for a flush, and would be lost.
+     */
+    virtio_tmem_wait_serving(s);
     qemu_mutex_lock(&s->lock);
     qemu_put_be32(f, s->npools);
     for (i = 0; i < s->npools; i++) {

@@ -255,6 +255,50 @@ static uint8_t virtio_tmem_pool_destroy(VirtIOTmem *s, uint32_t id, int pool)
     return VIRTIO_TMEM_S_OK;
 }
 
+/*
+ * An object of more pages than this is flushed in the thread pool, as a
+ * pool always is: inline a flush costs about 150 ns a page, and a guest
+ * can put millions under one object.  Cleancache flushes an object for
+ * every evicted inode, nearly always a few pages: those stay inline.
+ */
+#define VIRTIO_TMEM_INLINE_FLUSH 4096
+
+typedef struct VirtIOTmemFlush {
+    struct tmem_store *store;
+    int pool;
+    const uint64_t *oid;        /* NULL: the whole pool */
+    int64_t pages;
+} VirtIOTmemFlush;
+
+static int virtio_tmem_flush_work(void *opaque)
+{
+    VirtIOTmemFlush *f = opaque;
+
+    f->pages = f->oid ? tmem_flush_object(f->store, f->pool, f->oid) :
+                        tmem_flush_pool(f->store, f->pool);
+    return 0;
+}
+
+/*
+ * FLUSH_OBJECT of a big object, or FLUSH_POOL: its queue's coroutine
+ * waits for the thread pool, so later ops on the queue still see the
+ * flush done (spec 6.5) while the main loop or iothread serves QMP and
+ * the other queues.  A pool's pages stay charged until it returns.
+ */
+static int64_t coroutine_fn virtio_tmem_flush(VirtIOTmem *s, int pool,
+                                              const uint64_t *oid)
+{
+    VirtIOTmemFlush f = { .store = s->store, .pool = pool, .oid = oid };
+
+    if (oid && tmem_object_pages(s->store, pool, oid) <=
+               VIRTIO_TMEM_INLINE_FLUSH) {
+        return tmem_flush_object(s->store, pool, oid);
+    }
+    trace_virtio_tmem_flush_offload(s, pool, !oid);
+    thread_pool_submit_co(virtio_tmem_flush_work, &f);
+    return f.pages;
+}
+
 /* A page of the chain at @off: in place if contiguous, else bounced. */
 static void *virtio_tmem_page_in(VirtIOTmemReqQueue *rq,
                                  VirtQueueElement *elem, size_t off,
@@ -411,10 +455,12 @@ static bool virtio_tmem_op_clean(const struct virtio_tmem_op *op)
 }
 
 /* Run one operation; @out_off and @in_off walk the chain's page data. */
-static uint8_t virtio_tmem_run_op(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
-                                  const struct virtio_tmem_op *op,
-                                  VirtQueueElement *elem, size_t *out_off,
-                                  size_t *in_off, uint32_t *value)
+static uint8_t coroutine_fn virtio_tmem_run_op(VirtIOTmem *s,
+                                               VirtIOTmemReqQueue *rq,
+                                               const struct virtio_tmem_op *op,
+                                               VirtQueueElement *elem,
+                                               size_t *out_off, size_t *in_off,
+                                               uint32_t *value)
 {
     uint32_t id = le32_to_cpu(op->pool);
     int pool = virtio_tmem_pool(s, id);
@@ -479,10 +525,10 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
         return virtio_tmem_status_of(tmem_flush_page(s->store, pool, &key));
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
-        n = tmem_flush_object(s->store, pool, key.oid);
+        n = virtio_tmem_flush(s, pool, key.oid);
         break;
     default:
-        n = tmem_flush_pool(s->store, pool);
+        n = virtio_tmem_flush(s, pool, NULL);
         break;
     }
     if (n < 0) {
@@ -492,8 +538,10 @@ static uint8_t virtio_tmem_run_op(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
     return VIRTIO_TMEM_S_OK;
 }
 
-bool virtio_tmem_handle_request(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
-                                VirtQueueElement *elem, size_t *written)
+bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
+                                             VirtIOTmemReqQueue *rq,
+                                             VirtQueueElement *elem,
+                                             size_t *written)
 {
     struct virtio_tmem_resp resp = { 0 };
     VirtIOTmemQueueStats *qs = rq->qs;

@@ -82,15 +82,13 @@ static bool virtio_tmem_complete(VirtIOTmemReqQueue *rq,
  * Notifications are turned off while we work only if they were on: an
  * iothread that polls the queue turned them off, and must find them off
  * when we return, or the guest would notify it for nothing (as
- * virtio-blk does).  @kicks is the guest notifications that brought us
- * here, 0 when a poll or the device itself did: a kick is an exit on
- * KVM and an interrupt an injection, so both are counted for the
- * exits-per-page figures.  Runs in the iothread if there is one, else
- * in the main loop; a device with a spill file always has one (see
+ * virtio-blk does).  Runs in the iothread if there is one, else in the
+ * main loop; a device with a spill file always has one (see
  * virtio_tmem_own_iothread), so no request waits on a disk there.
  */
-static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
+static void coroutine_fn virtio_tmem_serve_co(void *opaque)
 {
+    VirtIOTmemReqQueue *rq = opaque;
     VirtIOTmem *s = rq->s;
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
     VirtQueue *vq = rq->vq;
@@ -98,21 +96,14 @@ static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
     bool broken = false;
     unsigned done = 0;
 
-    if (kicks) {
-        qatomic_add(&rq->qs->kicks, kicks);
-    }
-    /* as virtio_queue_notify_vq() would */
-    if (!virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(vq)) ||
-        vdev->broken) {
-        return;
-    }
     do {
         VirtQueueElement *elem;
 
         if (suppress) {
             virtio_queue_set_notification(vq, 0);
         }
-        while ((elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
+        while (!vdev->broken &&
+               (elem = virtqueue_pop(vq, sizeof(VirtQueueElement)))) {
             size_t written;
             bool ok = virtio_tmem_handle_request(s, rq, elem, &written);
 
@@ -125,11 +116,47 @@ static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
         if (suppress) {
             virtio_queue_set_notification(vq, 1);
         }
-    } while (!broken && !virtio_queue_empty(vq));
+    } while (!broken && !vdev->broken && !virtio_queue_empty(vq));
 
     if (done) {
         virtio_tmem_notify(rq);
     }
+    rq->co = NULL;
+    qatomic_dec(&s->serving);
+    aio_wait_kick();
+}
+
+/*
+ * A look at a request queue.  @kicks is the guest notifications that
+ * brought us here, 0 when a poll or the device itself did: a kick is an
+ * exit on KVM and an interrupt an injection, so both are counted for
+ * the exits-per-page figures.  The queue is served in a coroutine so
+ * that a request can wait for the thread pool (a big flush) without
+ * holding up the loop it runs in; while it waits, a look finds the
+ * coroutine there and leaves the queue to it.
+ */
+static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
+{
+    VirtIOTmem *s = rq->s;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    if (kicks) {
+        qatomic_add(&rq->qs->kicks, kicks);
+    }
+    /* as virtio_queue_notify_vq() would */
+    if (rq->co ||
+        !virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq)) ||
+        vdev->broken) {
+        return;
+    }
+    qatomic_inc(&s->serving);
+    rq->co = qemu_coroutine_create(virtio_tmem_serve_co, rq);
+    qemu_coroutine_enter(rq->co);
+}
+
+void virtio_tmem_wait_serving(VirtIOTmem *s)
+{
+    AIO_WAIT_WHILE_UNLOCKED(NULL, qatomic_read(&s->serving));
 }
 
 /*
@@ -320,14 +347,17 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
         for (i = 0; i < s->num_queues; i++) {
             virtio_tmem_reqq_read(&s->rq[i]);
         }
+        virtio_tmem_wait_serving(s);
         virtio_tmem_parent_stop_ioeventfd(vdev);
         return;
     }
-    /* once these return, the iothread holds no request of ours */
+    /* once these return, the iothread takes no more kicks of ours... */
     ctx = iothread_get_aio_context(s->iothread);
     for (i = 0; i < s->num_queues; i++) {
         aio_wait_bh_oneshot(ctx, virtio_tmem_detach_bh, &s->rq[i]);
     }
+    /* ...and once this does, it holds no request */
+    virtio_tmem_wait_serving(s);
     virtio_queue_aio_detach_host_notifier(s->eventq, qemu_get_aio_context());
 
     memory_region_transaction_begin();
@@ -414,6 +444,8 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
 
+    /* without ioeventfd the transport had no handlers to stop */
+    virtio_tmem_wait_serving(s);
     qemu_mutex_lock(&s->lock);
     virtio_tmem_drop_pools(s);
     s->credits = 0;
@@ -559,6 +591,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     VirtIOTmem *s = VIRTIO_TMEM(dev);
     uint32_t i;
 
+    virtio_tmem_wait_serving(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->reqq[i]);
         g_free(s->rq[i].ops);

@@ -14,6 +14,7 @@
 
 #include "hw/virtio/virtio.h"
 #include "standard-headers/linux/virtio_tmem.h"
+#include "qemu/coroutine.h"
 #include "qemu/thread.h"
 #include "qemu/timer.h"
 #include "qom/object.h"
@@ -98,6 +99,13 @@ typedef struct VirtIOTmemReqQueue {
      */
     bool own_kick;
 
+    /*
+     * The coroutine serving the queue, set while it runs.  It waits only
+     * for a flush that runs in the thread pool (virtio_tmem_flush_co);
+     * kicks that come meanwhile find it set and leave the queue to it.
+     */
+    Coroutine *co;
+
     /* Request scratch, sized by max_ops so no request allocates */
     struct virtio_tmem_op *ops;
     struct virtio_tmem_status *status;
@@ -152,6 +160,8 @@ struct VirtIOTmem {
 
     /* Store pools being destroyed in the thread pool; atomic. */
     unsigned destroying;
+    /* Request queues whose coroutine runs (VirtIOTmemReqQueue.co); atomic */
+    unsigned serving;
 
     uint8_t *page;              /* migration's bounce buffer */
 
@@ -202,8 +212,17 @@ int virtio_tmem_post_load(void *opaque, int version_id);
  * to virtio_error() once the chain is given back.
  * On success *@written is the used length.  Takes s->lock as it needs.
  */
-bool virtio_tmem_handle_request(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
-                                VirtQueueElement *elem, size_t *written);
+bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
+                                             VirtIOTmemReqQueue *rq,
+                                             VirtQueueElement *elem,
+                                             size_t *written);
+
+/*
+ * Wait until no request queue is being served, so none waits for a
+ * flush in the thread pool.  Main loop (or BQL), before the queues or
+ * their handlers go away or the store is saved.
+ */
+void virtio_tmem_wait_serving(VirtIOTmem *s);
 
 /* Destroy every pool of the driver's, and all their pages.  Holds lock. */
 void virtio_tmem_drop_pools(VirtIOTmem *s);

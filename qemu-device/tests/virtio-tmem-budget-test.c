@@ -431,6 +431,10 @@ static void test_slow_spill(void *obj, void *data, QGuestAllocator *alloc)
 
 static void *tmem_slow_destroy_setup(GString *cmd_line, void *arg)
 {
+    if (arg) {
+        g_string_append(cmd_line, " -object iothread,id=io0"
+                                  " -global virtio-tmem-pci.iothread=io0");
+    }
     /* QEMU inherits it; the test unsets it once QEMU runs */
     g_setenv("TMEM_TEST_FLUSH_DELAY_MS", SLOW_FLUSH_MS, true);
     return arg;
@@ -727,6 +731,82 @@ static void test_hostile(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * FLUSH_POOL, and FLUSH_OBJECT of an object of more than 4096 pages,
+ * cost time in proportion to their pages too; the library's test delay
+ * (3 s a flush) stands in for millions of them.  Each must complete
+ * while QMP and the BQL keep answering, with its count, and be done
+ * for the next op on its queue; the pool stays usable.
+ */
+static void tmem_flush_slowly(TmemCtx *c, TmemOp *op, uint32_t want)
+{
+    gint64 t0 = g_get_monotonic_time(), took;
+
+    tmem_slowest = 0;
+    c->while_running = tmem_probe_responsive;
+    tmem_run(c, op, 1);
+    c->while_running = NULL;
+    took = g_get_monotonic_time() - t0;
+    tmem_assert_status(op, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(op->value, ==, want);
+    g_test_message("op %u took %" PRId64 " ms; the slowest answer while it "
+                   "ran, %" PRId64 " ms", op->type, took / 1000,
+                   tmem_slowest / 1000);
+    /* the flush really was slow... */
+    g_assert_cmpint(took, >=, atoi(SLOW_FLUSH_MS) * 1000);
+    /* ...and nothing else waited for it */
+    g_assert_cmpint(tmem_slowest, <, RESPONSIVE_US);
+}
+
+static void test_slow_flush(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const unsigned nbig = 4100, nsmall = BATCH;
+    g_autofree uint8_t *zero = g_malloc0(PAGE_4K);
+    g_autofree uint8_t *buf = g_malloc(PAGE_4K);
+    TmemCtx ctx, *c = &ctx;
+    TmemOp ops[64], op[2];
+    unsigned i, j, n;
+    uint64_t used;
+    uint32_t pp;
+
+    g_unsetenv("TMEM_TEST_FLUSH_DELAY_MS");
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    /* same-filled pages under one object: one too many to flush inline */
+    for (i = 0; i < nbig; i += n) {
+        n = MIN(MIN(nbig - i, c->max_ops), ARRAY_SIZE(ops));
+        for (j = 0; j < n; j++) {
+            ops[j] = tmem_op_put(pp, 94, i + j, zero, PAGE_4K);
+        }
+        tmem_run(c, ops, n);
+        for (j = 0; j < n; j++) {
+            tmem_assert_status(&ops[j], VIRTIO_TMEM_S_OK);
+        }
+    }
+    tmem_put_random(c, pp, 95, 950, nsmall);
+
+    op[0] = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_OBJECT, pp, 94, 0);
+    tmem_flush_slowly(c, &op[0], nbig);
+    /* done for the next op of the queue, in the same request too */
+    op[0] = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_OBJECT, pp, 94, 0);
+    op[1] = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 94, nbig - 1, buf, PAGE_4K);
+    tmem_run(c, op, 2);
+    tmem_assert_status(&op[0], VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(op[0].value, ==, 0);
+    tmem_assert_status(&op[1], VIRTIO_TMEM_S_MISS);
+
+    used = tmem_stat(c, "ram_used");
+    op[0] = tmem_op_pool(VIRTIO_TMEM_OP_FLUSH_POOL, pp);
+    tmem_flush_slowly(c, &op[0], nsmall);
+    op[0] = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 95, 0, buf, PAGE_4K);
+    tmem_run(c, op, 1);
+    tmem_assert_status(&op[0], VIRTIO_TMEM_S_MISS);
+    g_assert_cmpuint(tmem_stat(c, "ram_used"), <, used);
+    tmem_put_random(c, pp, 96, 960, BATCH);
+    tmem_check_random(c, pp, 96, 960, BATCH);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_budget_test(void)
 {
     QOSGraphTestOptions spill = {
@@ -737,6 +817,10 @@ static void register_virtio_tmem_budget_test(void)
     };
     QOSGraphTestOptions slow_destroy = {
         .before = tmem_slow_destroy_setup,
+    };
+    QOSGraphTestOptions slow_flush_io = {
+        .before = tmem_slow_destroy_setup,
+        .arg = (void *)"iothread",
     };
     QOSGraphTestOptions slow_io = {
         .before = tmem_slow_setup,
@@ -762,6 +846,10 @@ static void register_virtio_tmem_budget_test(void)
                  &slow_io_own);
     qos_add_test("slow-destroy", "virtio-tmem", test_slow_destroy,
                  &slow_destroy);
+    qos_add_test("slow-flush", "virtio-tmem", test_slow_flush,
+                 &slow_destroy);
+    qos_add_test("slow-flush-iothread", "virtio-tmem", test_slow_flush,
+                 &slow_flush_io);
     qos_add_test("hostile", "virtio-tmem", test_hostile, &hostile);
     qos_add_test("hostile-spill", "virtio-tmem", test_hostile,
                  &hostile_spill);

@@ -124,8 +124,13 @@ static void test_flush_object(struct tmem_store *s, struct pool *p)
 		k = t_key3(b[0], b[1], b[2], i * 1000);
 		t_rc(t_put_tag(s, p->id, &k, 10 + i, p->len), 0);
 	}
+	t_rc(tmem_object_pages(s, p->id, none), 0);
+	t_rc(tmem_object_pages(s, p->id, a), 3);
+	t_rc(tmem_object_pages(s, p->id, b), 2);
 	t_rc(tmem_flush_object(s, p->id, none), 0);
 	t_rc(tmem_flush_object(s, p->id, a), 3);
+	t_rc(tmem_object_pages(s, p->id, a), 0);
+	t_rc(tmem_object_pages(s, p->id, b), 2);
 	t_rc(tmem_flush_object(s, p->id, a), 0);
 	for (i = 0; i < 3; i++) {
 		k = t_key3(a[0], a[1], a[2], i * 1000);
@@ -174,6 +179,8 @@ static void test_invalid(struct tmem_store *s, struct pool *p)
 	t_rc(t_get_check(s, p->id, &key, 3, len), 0);
 	t_rc(tmem_flush_page(s, p->id, NULL), -EINVAL);
 	t_rc(tmem_flush_object(s, p->id, NULL), -EINVAL);
+	t_rc(tmem_object_pages(s, p->id, NULL), -EINVAL);
+	t_rc(tmem_object_pages(NULL, p->id, key.oid), -EINVAL);
 	t_rc(tmem_put(s, p->id, NULL, buf, len), -EINVAL);
 	t_rc(t_get_check(s, p->id, &key, 3, len), 0);
 
@@ -207,6 +214,7 @@ static void test_bad_pool(struct tmem_store *s, uint32_t len)
 		t_rc(tmem_get_exclusive(s, bad[i], &key, buf, len), -EBADF);
 		t_rc(tmem_flush_page(s, bad[i], &key), -EBADF);
 		t_rc(tmem_flush_object(s, bad[i], key.oid), -EBADF);
+		t_rc(tmem_object_pages(s, bad[i], key.oid), -EBADF);
 		t_rc(tmem_flush_pool(s, bad[i]), -EBADF);
 	}
 	free(buf);
@@ -251,6 +259,8 @@ static void test_many_keys(struct tmem_store *s, struct pool *p)
 				 t_tag(i % 3 ? T_COMP : T_SAME, i), p->len), 0);
 	}
 	k = t_key(BIG_OBJ, 0);
+	/* spread over every shard, counted once */
+	t_rc(tmem_object_pages(s, p->id, k.oid), (n + 6) / 7);
 	t_rc(tmem_flush_object(s, p->id, k.oid), (n + 6) / 7);
 	t_rc(tmem_flush_pool(s, p->id), n - (n + 6) / 7);
 }
