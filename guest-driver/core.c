@@ -3,7 +3,8 @@
  * core.c - virtio-tmem: transcendent memory over virtio.
  *
  * Module init registers the frontswap and cleancache backends, once: in
- * Linux 5.10 neither can be unregistered, so the module pins itself.  The
+ * Linux 5.10 neither can be unregistered, so the module pins itself.  On
+ * a kernel built without cleancache (Debian's) it is frontswap alone.  The
  * backends' pools (one per swap type, one per filesystem) live as long as
  * the module; a bound device gets a pool of its own for each of them, and
  * loses them when it is removed, after its swap pages have been brought
@@ -409,6 +410,15 @@ static void virtio_tmem_remove(struct virtio_device *vdev)
  */
 static int virtio_tmem_validate(struct virtio_device *vdev)
 {
+	/*
+	 * A kernel without cleancache (Debian's 5.10 kernels) makes no
+	 * ephemeral pools, so it takes neither them nor eviction reports.
+	 * They stay in the feature table: virtio_has_feature() insists.
+	 */
+	if (!IS_ENABLED(CONFIG_CLEANCACHE)) {
+		__virtio_clear_bit(vdev, VIRTIO_TMEM_F_EPHEMERAL);
+		__virtio_clear_bit(vdev, VIRTIO_TMEM_F_EVICT_REPORT);
+	}
 	if (virtio_has_feature(vdev, VIRTIO_TMEM_F_EVICT_REPORT) &&
 	    !virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL)) {
 		dev_warn(&vdev->dev, "device offers eviction reports without ephemeral pools: not accepted\n");
@@ -485,10 +495,12 @@ static int __init virtio_tmem_init(void)
 	err = register_virtio_driver(&virtio_tmem_driver);
 	if (err)
 		goto out_pm;
-	err = cleancache_register_ops(&virtio_tmem_cleancache_ops);
-	if (err) {
-		pr_err("virtio_tmem: another cleancache backend is registered\n");
-		goto out_driver;
+	if (IS_ENABLED(CONFIG_CLEANCACHE)) {
+		err = cleancache_register_ops(&virtio_tmem_cleancache_ops);
+		if (err) {
+			pr_err("virtio_tmem: another cleancache backend is registered\n");
+			goto out_driver;
+		}
 	}
 	frontswap_register_ops(&virtio_tmem_frontswap_ops);
 	__module_get(THIS_MODULE);
@@ -496,7 +508,10 @@ static int __init virtio_tmem_init(void)
 	virtio_tmem_latency_debugfs(dir);
 	virtio_tmem_fault_debugfs(dir);
 	virtio_tmem_torture_debugfs(dir);
-	pr_info("virtio_tmem: frontswap and cleancache backend; Linux 5.10 cannot unregister them, so this module stays loaded\n");
+	pr_info("virtio_tmem: %s; Linux 5.10 cannot unregister them, so this module stays loaded\n",
+		IS_ENABLED(CONFIG_CLEANCACHE) ?
+		"frontswap and cleancache backend" :
+		"frontswap backend (this kernel has no cleancache)");
 	return 0;
 
 out_driver:

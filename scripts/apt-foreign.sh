@@ -15,13 +15,41 @@ cache=${TMEM_CACHE:-/var/cache/virtio-tmem}
 dir=$cache/apt/$suite
 key=/usr/share/keyrings/debian-archive-keyring.gpg
 
+# The Debian archive this machine's own apt sources use (deb822 .sources
+# files or one-line .list files), so that a mirror or proxy set up for
+# the machine serves the other suites too; security and update suites
+# live elsewhere or in the same archive, so only a plain release suite's
+# URI counts.
+machine_uri() {
+	local f
+	for f in /etc/apt/sources.list.d/*.sources; do
+		[ -f "$f" ] || continue
+		awk '
+			/^[ \t]*$/ { if (uri && base) exit; uri = ""; base = 0; next }
+			/^URIs:/ { uri = $2 }
+			/^Suites:/ { for (i = 2; i <= NF; i++) if ($i !~ /-/) base = 1 }
+			/^Enabled:[ \t]*no/ { uri = "" }
+			END { if (uri && base) print uri }
+		' "$f"
+	done
+	for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list; do
+		[ -f "$f" ] || continue
+		sed -E -n 's/^deb[ \t]+(\[[^]]*\][ \t]+)?([^ \t]+)[ \t]+[a-z]+[ \t].*/\2/p' "$f"
+	done
+}
+uri=$(machine_uri | grep -v -e '-security' -e '^cdrom:' | head -n 1)
+if [ -z "$uri" ]; then
+	echo "apt-foreign: no Debian archive URI in this machine's apt sources" >&2
+	exit 1
+fi
+
 mkdir -p "$dir/lists/partial" "$dir/cache/archives/partial"
-if [ ! -f "$dir/sources.list" ]; then
-	for uri in http://deb.debian.org/debian; do
-		for t in deb deb-src; do
-			echo "$t [signed-by=$key] $uri $suite main"
-		done
-	done >"$dir/sources.list"
+want=$(for t in deb deb-src; do
+	echo "$t [signed-by=$key] $uri $suite main"
+done)
+if [ "$(cat "$dir/sources.list" 2>/dev/null)" != "$want" ]; then
+	echo "$want" >"$dir/sources.list"
+	rm -f "$dir/lists/.updated"
 fi
 opts=(
 	-o "Dir::Etc::SourceList=$dir/sources.list"

@@ -623,8 +623,53 @@ static void test_query(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * "-device virtio-tmem" is virtio-tmem-pci on a PCI machine, as
+ * "-device virtio-rng" is virtio-rng-pci (QEMU's qdev alias table).
+ */
+static void *tmem_alias_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line, " -device virtio-tmem,id=alias0,budget=2M");
+    return arg;
+}
+
+static void test_alias(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx ctx, *c = &ctx;
+    QDict *resp, *entry;
+    const QListEntry *e;
+    QList *list;
+    bool found = false;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    resp = qtest_qmp(c->qts, "{'execute': 'qom-get', 'arguments': "
+                     "{'path': '/machine/peripheral/alias0', "
+                     "'property': 'type'}}");
+    g_assert_cmpstr(qdict_get_str(resp, "return"), ==, "virtio-tmem-pci");
+    qobject_unref(resp);
+
+    resp = qtest_qmp(c->qts, "{'execute': 'query-tmem'}");
+    list = qdict_get_qlist(resp, "return");
+    g_assert_cmpuint(qlist_size(list), ==, 2);
+    QLIST_FOREACH_ENTRY(list, e) {
+        entry = qobject_to(QDict, qlist_entry_obj(e));
+        if (!strcmp(qdict_get_str(entry, "path"),
+                    "/machine/peripheral/alias0/virtio-backend")) {
+            g_assert_cmpuint(qdict_get_int(qdict_get_qdict(entry, "stats"),
+                                           "budget"), ==, 2 * MiB);
+            found = true;
+        }
+    }
+    g_assert_true(found);
+    qobject_unref(resp);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
+    QOSGraphTestOptions alias = {
+        .before = tmem_alias_setup,
+    };
     QOSGraphTestOptions custom = {
         .before = tmem_custom_setup,
     };
@@ -640,6 +685,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("batch", "virtio-tmem", test_batch, NULL);
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("query", "virtio-tmem", test_query, NULL);
+    qos_add_test("alias", "virtio-tmem", test_alias, &alias);
     qos_add_test("features-off", "virtio-tmem", test_features_off,
                  &features_off);
     qos_add_test("features-unchecked", "virtio-tmem", test_features_unchecked,

@@ -1,6 +1,6 @@
 #!/usr/bin/python3
 """`make run`: build what is missing, boot a guest with -device
-virtio-tmem-pci under memory pressure, show live figures, summarize.
+virtio-tmem under memory pressure, show live figures, summarize.
 
     tests/e2e/demo.py [--budget 64M] [--swap-mb 256] [--passes 6] [--hold]
 
@@ -114,7 +114,7 @@ def main():
 
     print(f"""
 Booting a {gl.GUEST_MB} MiB guest (QEMU TCG) with
-  -device virtio-tmem-pci,id=tmem0,budget={args.budget},spill={wd}/spill,spill-max=1G
+  -device virtio-tmem,id=tmem0,budget={args.budget},spill={wd}/spill,spill-max=1G
 Workload: read {4 * 40} MiB of files twice, then swap {args.swap_mb} MiB in {args.passes} passes.
 Console: {os.path.relpath(os.path.join(wd, 'console.log'), gl.TOP)}
 

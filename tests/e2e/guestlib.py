@@ -104,7 +104,26 @@ def find_qemu(show=False):
     return q
 
 
+def stock_kernels():
+    """The names in scripts/stock-kernels: distribution kernels, booted as
+    variant "stock:NAME"."""
+    with open(os.path.join(TOP, "scripts", "stock-kernels")) as f:
+        return [ln.split()[0] for ln in f if ln.strip() and not ln.startswith("#")]
+
+
+def stock_root(name, show=False):
+    """Where scripts/fetch-stock-kernel.sh unpacked kernel NAME."""
+    return run(["scripts/fetch-stock-kernel.sh", name],
+               f"scripts/fetch-stock-kernel.sh {name}", show=show)
+
+
 def find_kernel(variant, show=False):
+    if variant.startswith("stock:"):
+        boot = os.path.join(stock_root(variant[6:], show), "boot")
+        imgs = sorted(f for f in os.listdir(boot) if f.startswith("vmlinuz-"))
+        if not imgs:
+            raise RuntimeError(f"no vmlinuz in {boot}")
+        return os.path.join(boot, imgs[0])
     d = run(["scripts/build-kernel.sh", variant], f"scripts/build-kernel.sh {variant}",
             show=show)
     img = os.path.join(d, "arch", "x86", "boot", "bzImage")
@@ -113,14 +132,39 @@ def find_kernel(variant, show=False):
     return img
 
 
+# A distribution kernel's virtio drivers are modules; init.sh loads what
+# the harness packs under /e2e/kmod, in name order: dependencies first.
+STOCK_KMODS = ("drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
+               "drivers/virtio/virtio_pci.ko", "drivers/block/virtio_blk.ko")
+
+
+def kernel_modules(variant, show=False):
+    """{name under /e2e: path}: the kernel's own modules a guest needs."""
+    if not variant.startswith("stock:"):
+        return {}
+    mods = os.path.join(stock_root(variant[6:], show), "lib", "modules")
+    krel = sorted(os.listdir(mods))[0]
+    out = {}
+    for i, m in enumerate(STOCK_KMODS):
+        path = os.path.join(mods, krel, "kernel", m)
+        if not os.path.exists(path):
+            raise RuntimeError(f"{variant}: no {m} in {mods}/{krel}")
+        out[f"kmod/{i}-{os.path.basename(m)}"] = path
+    return out
+
+
 def find_module(variant, show=False):
     """(path, None) or (None, why not): the driver built for this kernel."""
     script = os.path.join(TOP, "scripts", "build-guest-module.sh")
     if not os.access(script, os.X_OK):
         return None, "scripts/build-guest-module.sh does not exist yet"
+    if variant.startswith("stock:"):
+        args = ["stock", variant[6:]]
+    else:
+        args = ["debug"] if variant == "debug" else []
     try:
-        ko = run([script] + (["debug"] if variant == "debug" else []),
-                 f"scripts/build-guest-module.sh {variant}", show=show)
+        ko = run([script] + args,
+                 f"scripts/build-guest-module.sh {' '.join(args)}", show=show)
     except RuntimeError as e:
         return None, str(e)
     if not os.path.isfile(ko):
@@ -244,7 +288,7 @@ class Guest:
                     "-append", f"{kernel_args()} {append}".strip(),
                     *drives]
         if tmem is not None:
-            self.cmd += ["-device", f"virtio-tmem-pci,id=tmem0,{tmem}".rstrip(",")]
+            self.cmd += ["-device", f"virtio-tmem,id=tmem0,{tmem}".rstrip(",")]
         self.cmd += ["-qmp", f"unix:{self.qmp_path},server=on,wait=off", *extra]
         self.lines = []          # the whole console
         self.results = {}        # E2E-RESULT prog=P ...: {P: {k: v}}

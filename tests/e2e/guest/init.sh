@@ -13,6 +13,11 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev 2>/dev/null
 mount -t debugfs debugfs /sys/kernel/debug
+# A distribution kernel's own virtio drivers, when it has them as modules
+# (the harness packs them in load order).
+for m in /e2e/kmod/*.ko; do
+	[ -f "$m" ] && insmod "$m"
+done
 # The host writes answers on the console: do not echo them back.
 stty -echo 2>/dev/null
 
