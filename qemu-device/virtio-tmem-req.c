@@ -256,10 +256,11 @@ static uint8_t virtio_tmem_pool_destroy(VirtIOTmem *s, uint32_t id, int pool)
 }
 
 /*
- * An object of more pages than this is flushed in the thread pool, as a
- * pool always is: inline a flush costs about 150 ns a page, and a guest
- * can put millions under one object.  Cleancache flushes an object for
- * every evicted inode, nearly always a few pages: those stay inline.
+ * A flush of more pages than this runs in the thread pool: inline it
+ * costs about 150 ns a page, and a guest can put millions under one
+ * object or pool.  Cleancache flushes an object for every evicted
+ * inode, nearly always a few pages, and a small store's pool flush is
+ * as cheap: a thread hand-off would cost more than they do.
  */
 #define VIRTIO_TMEM_INLINE_FLUSH 4096
 
@@ -279,20 +280,35 @@ static int virtio_tmem_flush_work(void *opaque)
     return 0;
 }
 
+static bool virtio_tmem_flush_is_small(VirtIOTmem *s, int pool,
+                                       const uint64_t *oid)
+{
+    uint64_t v[TMEM_STAT_PAGES_EPHEMERAL + 1];
+
+    if (oid) {
+        return tmem_object_pages(s->store, pool, oid) <=
+               VIRTIO_TMEM_INLINE_FLUSH;
+    }
+    /* A pool flush visits each object of the store, a page at least. */
+    return tmem_stat_values(s->store, v, ARRAY_SIZE(v)) >= 0 &&
+           v[TMEM_STAT_PAGES_PERSISTENT] + v[TMEM_STAT_PAGES_EPHEMERAL] <=
+           VIRTIO_TMEM_INLINE_FLUSH;
+}
+
 /*
- * FLUSH_OBJECT of a big object, or FLUSH_POOL: its queue's coroutine
- * waits for the thread pool, so later ops on the queue still see the
- * flush done (spec 6.5) while the main loop or iothread serves QMP and
- * the other queues.  A pool's pages stay charged until it returns.
+ * FLUSH_OBJECT of a big object, or FLUSH_POOL in a big store: the
+ * queue's coroutine waits for the thread pool, so later ops of the queue
+ * still see the flush done (spec 6.5) while the main loop or iothread
+ * serves QMP and the other queues.  The pages stay charged until then.
  */
 static int64_t coroutine_fn virtio_tmem_flush(VirtIOTmem *s, int pool,
                                               const uint64_t *oid)
 {
     VirtIOTmemFlush f = { .store = s->store, .pool = pool, .oid = oid };
 
-    if (oid && tmem_object_pages(s->store, pool, oid) <=
-               VIRTIO_TMEM_INLINE_FLUSH) {
-        return tmem_flush_object(s->store, pool, oid);
+    if (virtio_tmem_flush_is_small(s, pool, oid)) {
+        return oid ? tmem_flush_object(s->store, pool, oid) :
+                     tmem_flush_pool(s->store, pool);
     }
     trace_virtio_tmem_flush_offload(s, pool, !oid);
     thread_pool_submit_co(virtio_tmem_flush_work, &f);
