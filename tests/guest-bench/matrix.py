@@ -59,6 +59,10 @@ CONFIGS = [
     Config("tmem-b32", "tmem, batch 32", module="batch=32", sweep=True),
     Config("tmem-default", "tmem, default batch", alt="a", module="", sweep=True),
     Config("tmem-b128", "tmem, batch 128", module="batch=128", sweep=True),
+    # The poll window of synchronous ops (default 50 us): off, and longer.
+    Config("tmem-poll0", "tmem, default batch, no polling", module="poll_us=0"),
+    Config("tmem-poll200", "tmem, default batch, 200 µs poll window",
+           module="poll_us=200"),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
     Config("tmem-iothread", "tmem, default batch, iothread polling", module="",
