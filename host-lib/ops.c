@@ -595,17 +595,16 @@ TM_EXPORT int tmem_flush_page(struct tmem_store *s, int pool,
 	return rc;
 }
 
-TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
-				    const uint64_t oid[3])
+/*
+ * An object's pages may sit in any shard: visit its part in each shard
+ * once, under that shard's lock, and add up its pages, flushing them if
+ * @flush.
+ */
+static int64_t tm_object_walk(struct tmem_store *s, int pool,
+			      const uint64_t oid[3], bool flush)
 {
 	int64_t n = 0;
 
-	if (!s || !oid)
-		return -EINVAL;
-	if (!tm_pool_get(s, pool))
-		return -EBADF;
-	tm_flush_test_delay();
-	/* An object's pages may sit in any shard: visit each once. */
 	for (int i = 0; i < TM_NSHARD; i++) {
 		struct tm_shard *sh = &s->shard[i];
 		uint32_t obj;
@@ -613,9 +612,24 @@ TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
 		pthread_mutex_lock(&sh->lock);
 		obj = tm_obj_find(sh, (uint32_t)pool, oid);
 		if (obj)
-			n += tm_obj_remove(s, sh, obj);
+			n += flush ? tm_obj_remove(s, sh, obj) :
+				     tm_obj_ptr(sh, obj)->npages;
 		pthread_mutex_unlock(&sh->lock);
 	}
+	return n;
+}
+
+TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
+				    const uint64_t oid[3])
+{
+	int64_t n;
+
+	if (!s || !oid)
+		return -EINVAL;
+	if (!tm_pool_get(s, pool))
+		return -EBADF;
+	tm_flush_test_delay();
+	n = tm_object_walk(s, pool, oid, true);
 	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_OBJECTS, 1);
 	tm_stat_add(&s->shard[0], TMEM_STAT_FLUSH_PAGES, n);
 	return n;
@@ -624,21 +638,9 @@ TM_EXPORT int64_t tmem_flush_object(struct tmem_store *s, int pool,
 TM_EXPORT int64_t tmem_object_pages(struct tmem_store *s, int pool,
 				    const uint64_t oid[3])
 {
-	int64_t n = 0;
-
 	if (!s || !oid)
 		return -EINVAL;
 	if (!tm_pool_get(s, pool))
 		return -EBADF;
-	for (int i = 0; i < TM_NSHARD; i++) {
-		struct tm_shard *sh = &s->shard[i];
-		uint32_t obj;
-
-		pthread_mutex_lock(&sh->lock);
-		obj = tm_obj_find(sh, (uint32_t)pool, oid);
-		if (obj)
-			n += tm_obj_ptr(sh, obj)->npages;
-		pthread_mutex_unlock(&sh->lock);
-	}
-	return n;
+	return tm_object_walk(s, pool, oid, false);
 }
