@@ -307,11 +307,11 @@ static int64_t coroutine_fn virtio_tmem_flush(VirtIOTmem *s, int pool,
     VirtIOTmemFlush f = { .store = s->store, .pool = pool, .oid = oid };
 
     if (virtio_tmem_flush_is_small(s, pool, oid)) {
-        return oid ? tmem_flush_object(s->store, pool, oid) :
-                     tmem_flush_pool(s->store, pool);
+        virtio_tmem_flush_work(&f);
+    } else {
+        trace_virtio_tmem_flush_offload(s, pool, !oid);
+        thread_pool_submit_co(virtio_tmem_flush_work, &f);
     }
-    trace_virtio_tmem_flush_offload(s, pool, !oid);
-    thread_pool_submit_co(virtio_tmem_flush_work, &f);
     return f.pages;
 }
 
