@@ -898,7 +898,6 @@ def t_features(res):
     swap_checks(res, "features", mb, "features.before", "features.after")
 
 
-# Lockdep and KASAN (the debug kernel) watch the page-cache, torture and
 STOCK_BUDGET, STOCK_CUT = 64 * MiB, 4 * MiB
 
 
@@ -907,7 +906,6 @@ def t_stock(res):
     built against its headers package: swap through the device, the budget
     cut over QMP mid-run so pages spill, every byte verified."""
     passes, mb = 4, SWAP_MB
-    seen = {}
 
     def on_sync(g, name, n):
         if name == "pass0":       # pages are out: cut the budget under them
@@ -918,7 +916,7 @@ def t_stock(res):
                 time.sleep(0.2)
                 if g.host_stats().get("ram_used", 0) <= STOCK_CUT:
                     break
-            seen["cut"] = g.host_stats("cut")
+            g.host_stats("cut")
         return ["go"]
 
     boot(res, swap_plan("stock", mb, passes),
@@ -957,6 +955,7 @@ def t_stock(res):
               f"write {end.get('spill_write_errors')}, read {end.get('spill_read_errors')}")
 
 
+# Lockdep and KASAN (the debug kernel) watch the page-cache, torture and
 # contention tests: cleancache, pools coming and going, RECLAIM, unbind,
 # the drain to a swap file and rebind.  The lifecycle and reclaim tests run
 # on the plain kernel: the debug guest has too little memory for them
