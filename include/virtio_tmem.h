@@ -52,7 +52,8 @@
  *   device-writable:  struct virtio_tmem_resp
  *                     struct virtio_tmem_status[nops]
  *                     a buffer of 1 << arg bytes for each GET and
- *                     GET_EXCL op, in op order
+ *                     GET_EXCL op, and count buffers for each
+ *                     GET_RANGE op, in op order
  *
  * The split of either part over descriptors is free.
  */
@@ -73,6 +74,7 @@
 #define VIRTIO_TMEM_F_PAGE_64K		1 /* pools of 64 KiB pages */
 #define VIRTIO_TMEM_F_EVICT_REPORT	2 /* reports of dropped ephemeral pages */
 #define VIRTIO_TMEM_F_CREDITS		3 /* credits for batched persistent puts */
+#define VIRTIO_TMEM_F_GET_RANGE		4 /* GET_RANGE: a page and its neighbours */
 
 struct virtio_tmem_config {
 	__le16 num_queues;	/* request queues */
@@ -91,6 +93,7 @@ struct virtio_tmem_config {
 #define VIRTIO_TMEM_OP_FLUSH_OBJECT	7
 #define VIRTIO_TMEM_OP_FLUSH_POOL	8
 #define VIRTIO_TMEM_OP_CREDITS		9
+#define VIRTIO_TMEM_OP_GET_RANGE	10
 
 /* virtio_tmem_op.flags */
 #define VIRTIO_TMEM_OP_F_CREDIT		(1 << 0) /* a PUT that spends a credit */
@@ -101,6 +104,12 @@ struct virtio_tmem_config {
 #define VIRTIO_TMEM_POOL_KIND(arg)	((arg) & 0xff)
 #define VIRTIO_TMEM_POOL_SHIFT(arg)	(((arg) >> 8) & 0xff) /* 12 or 16 */
 #define VIRTIO_TMEM_POOL_ARG(kind, shift) ((kind) | (shift) << 8)
+
+/* GET_RANGE: virtio_tmem_op.arg */
+#define VIRTIO_TMEM_RANGE_MAX		32 /* pages in one GET_RANGE */
+#define VIRTIO_TMEM_RANGE_SHIFT(arg)	((arg) & 0xff) /* 12 or 16 */
+#define VIRTIO_TMEM_RANGE_COUNT(arg)	(((arg) >> 8) & 0xff) /* 1 .. MAX */
+#define VIRTIO_TMEM_RANGE_ARG(shift, count) ((shift) | (count) << 8)
 
 /*
  * One operation.  Which fields count:
@@ -113,6 +122,12 @@ struct virtio_tmem_config {
  *   GET           pool, oid, index; arg: page shift; a buffer of
  *                 1 << arg bytes in the response
  *   GET_EXCL      as GET, and the page is flushed if it was returned
+ *   GET_RANGE     pool, oid, index; arg: VIRTIO_TMEM_RANGE_ARG(page
+ *                 shift, count); count buffers in the response, for
+ *                 index .. index + count - 1; status: the first page's,
+ *                 as GET's; status value: bit i set if buffer i holds
+ *                 the page at index + i (the others are left as they
+ *                 were).  Nothing is flushed.
  *
  * PUT and GET name their page size so that the layout of a chain never
  * depends on pool state; a size that is not the pool's is S_INVALID.
@@ -140,13 +155,13 @@ struct virtio_tmem_req {
 
 /* Status codes, and the operations that may return them */
 #define VIRTIO_TMEM_S_OK		0 /* all */
-#define VIRTIO_TMEM_S_MISS		1 /* GET, GET_EXCL, FLUSH_PAGE */
+#define VIRTIO_TMEM_S_MISS		1 /* GET, GET_EXCL, GET_RANGE, FLUSH_PAGE */
 #define VIRTIO_TMEM_S_NOSPACE		2 /* PUT, POOL_NEW */
 #define VIRTIO_TMEM_S_NOMEM		3 /* PUT, POOL_NEW */
 #define VIRTIO_TMEM_S_INCOMPRESSIBLE	4 /* PUT */
 #define VIRTIO_TMEM_S_BADPOOL		5 /* all but POOL_NEW, CREDITS */
 #define VIRTIO_TMEM_S_INVALID		6 /* all: a malformed operation */
-#define VIRTIO_TMEM_S_IO		7 /* GET, GET_EXCL: retry may work */
+#define VIRTIO_TMEM_S_IO		7 /* GETs: retry may work */
 #define VIRTIO_TMEM_S_NOCREDIT		8 /* PUT with F_CREDIT, none held */
 #define VIRTIO_TMEM_S_UNSUPPORTED	9 /* an op or pool kind not offered */
 #define VIRTIO_TMEM_S_SKIPPED		10 /* not run: reserved header bits set */

@@ -51,7 +51,7 @@ static uint8_t virtio_tmem_status_of(int rc)
     }
 }
 
-/* Bytes of page data an operation carries (PUT) or wants (GET), or 0. */
+/* Bytes of page data an operation carries (PUT) or wants (GETs), or 0. */
 static bool virtio_tmem_op_data(const struct virtio_tmem_op *op,
                                 size_t *out, size_t *in)
 {
@@ -59,6 +59,17 @@ static bool virtio_tmem_op_data(const struct virtio_tmem_op *op,
 
     *out = *in = 0;
     switch (op->type) {
+    case VIRTIO_TMEM_OP_GET_RANGE:
+        if ((VIRTIO_TMEM_RANGE_SHIFT(shift) != 12 &&
+             VIRTIO_TMEM_RANGE_SHIFT(shift) != 16) ||
+            VIRTIO_TMEM_RANGE_COUNT(shift) < 1 ||
+            VIRTIO_TMEM_RANGE_COUNT(shift) > VIRTIO_TMEM_RANGE_MAX ||
+            shift >> 16) {
+            return false;
+        }
+        *in = (size_t)VIRTIO_TMEM_RANGE_COUNT(shift) <<
+              VIRTIO_TMEM_RANGE_SHIFT(shift);
+        return true;
     case VIRTIO_TMEM_OP_PUT:
     case VIRTIO_TMEM_OP_GET:
     case VIRTIO_TMEM_OP_GET_EXCL:
@@ -414,6 +425,63 @@ static uint8_t virtio_tmem_get(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
 }
 
 /*
+ * A GET_RANGE: the page at @key and the neighbours the store holds, so
+ * that a readahead window costs the guest one exit, not one a page.
+ * Only the first page counts toward the pool's HINT window as a get;
+ * each neighbour returned counts as a hit, since the guest asked for it
+ * to read it.  A neighbour that cannot be read is simply not returned.
+ */
+static uint8_t virtio_tmem_get_range(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
+                                     int pool, uint32_t slot,
+                                     const struct tmem_key *key,
+                                     uint32_t arg, VirtQueueElement *elem,
+                                     size_t off, uint32_t *found)
+{
+    uint32_t count = VIRTIO_TMEM_RANGE_COUNT(arg);
+    size_t len = (size_t)1 << VIRTIO_TMEM_RANGE_SHIFT(arg);
+    struct tmem_key k = *key;
+    enum tmem_pool_kind kind;
+    int first = -ENOENT;
+    uint32_t i;
+
+    *found = 0;
+    if ((uint64_t)key->index + count - 1 > UINT32_MAX) {
+        return VIRTIO_TMEM_S_INVALID;
+    }
+    for (i = 0; i < count; i++) {
+        int rc;
+
+        k.index = key->index + i;
+        rc = tmem_get(s->store, pool, &k, rq->page, len);
+        if (i == 0) {
+            first = rc;
+        }
+        if (rc == -EINVAL || rc == -EBADF) {
+            break;      /* wrong page size, or the pool went: all will */
+        }
+        if (!rc) {
+            iov_from_buf(elem->in_sg, elem->in_num, off + i * len, rq->page,
+                         len);
+            *found |= 1u << i;
+        }
+    }
+    if (!tmem_pool_info(s->store, pool, &kind, NULL) &&
+        kind == TMEM_EPHEMERAL && (first == 0 || first == -ENOENT)) {
+        qemu_mutex_lock(&s->lock);
+        if (slot < s->npools && s->pools[slot] == pool) {
+            virtio_tmem_events_get(s, slot, !first);
+            for (i = 1; i < count; i++) {
+                if (*found & 1u << i) {
+                    virtio_tmem_events_get(s, slot, true);
+                }
+            }
+        }
+        qemu_mutex_unlock(&s->lock);
+    }
+    return virtio_tmem_status_of(first);
+}
+
+/*
  * No credits while over budget: the driver falls back to sync puts, and
  * is sent the credits in a CREDITS event once the store is back under.
  */
@@ -455,6 +523,8 @@ static const uint8_t virtio_tmem_op_fields[] = {
     [VIRTIO_TMEM_OP_FLUSH_OBJECT] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID,
     [VIRTIO_TMEM_OP_FLUSH_POOL] = VIRTIO_TMEM_F_POOL,
     [VIRTIO_TMEM_OP_CREDITS] = VIRTIO_TMEM_F_ARG,
+    [VIRTIO_TMEM_OP_GET_RANGE] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID |
+                                 VIRTIO_TMEM_F_INDEX | VIRTIO_TMEM_F_ARG,
 };
 
 static bool virtio_tmem_op_clean(const struct virtio_tmem_op *op)
@@ -520,6 +590,12 @@ static uint8_t coroutine_fn virtio_tmem_run_op(VirtIOTmem *s,
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
     case VIRTIO_TMEM_OP_FLUSH_POOL:
         break;
+    case VIRTIO_TMEM_OP_GET_RANGE:
+        if (!virtio_vdev_has_feature(VIRTIO_DEVICE(s),
+                                     VIRTIO_TMEM_F_GET_RANGE)) {
+            return VIRTIO_TMEM_S_UNSUPPORTED;
+        }
+        break;
     default:
         break;
     }
@@ -538,6 +614,10 @@ static uint8_t coroutine_fn virtio_tmem_run_op(VirtIOTmem *s,
         return virtio_tmem_get(s, rq, pool, VIRTIO_TMEM_POOL_SLOT(id), &key,
                                op->type == VIRTIO_TMEM_OP_GET_EXCL, elem,
                                *in_off - in_len, in_len);
+    case VIRTIO_TMEM_OP_GET_RANGE:
+        return virtio_tmem_get_range(s, rq, pool, VIRTIO_TMEM_POOL_SLOT(id),
+                                     &key, le32_to_cpu(op->arg), elem,
+                                     *in_off - in_len, value);
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
         return virtio_tmem_status_of(tmem_flush_page(s->store, pool, &key));
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
@@ -595,11 +675,15 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
         rq->status[i] = (struct virtio_tmem_status) {
             .status = st, .value = cpu_to_le32(value),
         };
-        if (op->type <= VIRTIO_TMEM_OP_CREDITS) {
+        if (op->type <= VIRTIO_TMEM_OP_GET_RANGE) {
             os = &s->opstats[op->type];
             qatomic_inc(&os->ops);
         }
-        if (out_off + in_off != moved && st == VIRTIO_TMEM_S_OK) {
+        if (op->type == VIRTIO_TMEM_OP_GET_RANGE) {
+            /* the pages it returned, whatever the first one's status */
+            qatomic_add(&qs->pages, ctpop32(value));
+            qatomic_add(&os->pages, ctpop32(value));
+        } else if (out_off + in_off != moved && st == VIRTIO_TMEM_S_OK) {
             qatomic_inc(&qs->pages);
             if (os) {
                 qatomic_inc(&os->pages);

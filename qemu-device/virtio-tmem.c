@@ -684,13 +684,14 @@ static const char *const virtio_tmem_op_names[] = {
     [VIRTIO_TMEM_OP_FLUSH_OBJECT] = "flush-object",
     [VIRTIO_TMEM_OP_FLUSH_POOL] = "flush-pool",
     [VIRTIO_TMEM_OP_CREDITS] = "credits",
+    [VIRTIO_TMEM_OP_GET_RANGE] = "get-range",
 };
 
 /* The device's counters, copied under its locks for one stats answer. */
 typedef struct VirtIOTmemStatsSnap {
     VirtIOTmemQueueStats total;
     VirtIOTmemQueueStats *queues;
-    VirtIOTmemOpStats ops[VIRTIO_TMEM_OP_CREDITS + 1];
+    VirtIOTmemOpStats ops[VIRTIO_TMEM_OP_GET_RANGE + 1];
     uint64_t events[VIRTIO_TMEM_EVENT_RESET + 1];
     uint64_t events_sent, events_lost, evicted_keys, evict_dropped;
     bool iothread_active;
@@ -867,6 +868,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_EVICT_REPORT, true),
     DEFINE_PROP_BIT64("credits", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_CREDITS, true),
+    DEFINE_PROP_BIT64("get-range", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_GET_RANGE, true),
     DEFINE_PROP_BOOL("x-unchecked-features", VirtIOTmem, unchecked_features,
                      false),
 };

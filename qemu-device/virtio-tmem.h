@@ -194,7 +194,7 @@ struct VirtIOTmem {
 
     /* Statistics; the queue and operation counters are atomic */
     VirtIOTmemQueueStats *qstats;   /* one per request queue */
-    VirtIOTmemOpStats opstats[VIRTIO_TMEM_OP_CREDITS + 1];
+    VirtIOTmemOpStats opstats[VIRTIO_TMEM_OP_GET_RANGE + 1];
     uint64_t events_sent;       /* events written to the event queue */
     uint64_t events_lost;       /* EVICTED events with no buffer to go to */
     uint64_t events_type[VIRTIO_TMEM_EVENT_RESET + 1];  /* sent, by type */

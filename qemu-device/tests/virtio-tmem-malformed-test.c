@@ -205,6 +205,33 @@ static void test_malformed(void *obj, void *data, QGuestAllocator *alloc)
     g_free(rbuf);
     tmem_expect_broken(c, "GET_EXCL with page shift 0");
 
+    /* GET_RANGE: its count sizes the chain, so a bad one is unparseable */
+    ops[0] = tmem_op_get_range(0, 63, 0, 1, NULL, PAGE_4K);
+    ops[0].arg = VIRTIO_TMEM_RANGE_ARG(12, 0);
+    rbuf = tmem_encode(ops, 1, 1, &rlen);
+    tmem_submit_raw(c, rbuf, rlen, resp + stsz + PAGE_4K);
+    g_free(rbuf);
+    tmem_expect_broken(c, "GET_RANGE of 0 pages");
+
+    ops[0].arg = VIRTIO_TMEM_RANGE_ARG(12, VIRTIO_TMEM_RANGE_MAX + 1);
+    rbuf = tmem_encode(ops, 1, 1, &rlen);
+    tmem_submit_raw(c, rbuf, rlen,
+                    resp + stsz + (VIRTIO_TMEM_RANGE_MAX + 1) * PAGE_4K);
+    g_free(rbuf);
+    tmem_expect_broken(c, "GET_RANGE of RANGE_MAX + 1 pages");
+
+    ops[0].arg = VIRTIO_TMEM_RANGE_ARG(12, 2) | 1u << 16;
+    rbuf = tmem_encode(ops, 1, 1, &rlen);
+    tmem_submit_raw(c, rbuf, rlen, resp + stsz + 2 * PAGE_4K);
+    g_free(rbuf);
+    tmem_expect_broken(c, "GET_RANGE with high arg bits set");
+
+    ops[0] = tmem_op_get_range(0, 63, 0, 4, NULL, PAGE_4K);
+    rbuf = tmem_encode(ops, 1, 1, &rlen);
+    tmem_submit_raw(c, rbuf, rlen, resp + stsz + 3 * PAGE_4K);
+    g_free(rbuf);
+    tmem_expect_broken(c, "GET_RANGE of 4 pages, 3 buffers");
+
     ops[0] = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_PAGE, 0, 63, 0);
     ops[1] = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_PAGE, 0, 63, 1);
     rbuf = tmem_encode(ops, 2, 2, &rlen);

@@ -12,6 +12,7 @@
 #include "qemu/osdep.h"
 #include "libqtest.h"
 #include "qemu/bswap.h"
+#include "qemu/host-utils.h"
 #include "qemu/module.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
@@ -65,6 +66,7 @@ static void test_config(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_PAGE_64K), !=, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_CREDITS), !=, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), !=, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_GET_RANGE), !=, 0);
 
     /* Modern only: PCI device ID 0x1040 + 63 */
     pdev = container_of(vdev, QVirtioPCIDevice, vdev)->pdev;
@@ -533,12 +535,14 @@ static void *tmem_features_off_setup(GString *cmd_line, void *arg)
 {
     g_string_append(cmd_line,
                     " -global virtio-tmem-pci.ephemeral=off"
-                    " -global virtio-tmem-pci.credits=off");
+                    " -global virtio-tmem-pci.credits=off"
+                    " -global virtio-tmem-pci.get-range=off");
     return arg;
 }
 
 static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
 {
+    static uint8_t range[2 * PAGE_4K];
     TmemCtx ctx, *c = &ctx;
     uint64_t host;
     TmemOp op;
@@ -549,6 +553,7 @@ static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EPHEMERAL), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_CREDITS), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_GET_RANGE), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_PAGE_64K), !=, 0);
     g_assert_cmpuint(qvirtio_config_readl(c->vdev,
                      offsetof(struct virtio_tmem_config, max_credits)), ==, 0);
@@ -558,6 +563,11 @@ static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
     tmem_assert_status(&op, VIRTIO_TMEM_S_UNSUPPORTED);
     pp = tmem_pool_new(c, POOL_P4K);
     tmem_check_put_get(c, pp, PAGE_4K, 80);
+    /* a GET_RANGE still has its buffers, but is not run */
+    op = tmem_op_get_range(pp, 1, 0, 2, range, PAGE_4K);
+    tmem_run(c, &op, 1);
+    tmem_assert_status(&op, VIRTIO_TMEM_S_UNSUPPORTED);
+    g_assert_cmpuint(op.value, ==, 0);
     tmem_stop(c);
 }
 
@@ -665,6 +675,100 @@ static void test_alias(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * Test: GET_RANGE returns the page and those of its neighbours the store
+ * holds, in the buffers of their offsets, with a bitmap of them, and
+ * leaves the other buffers alone; it flushes nothing; it sees the ops
+ * before it in the request; and a range past index 2^32 - 1 or with no
+ * valid size is refused.
+ */
+static void test_get_range(void *obj, void *data, QGuestAllocator *alloc)
+{
+    static uint8_t page[VIRTIO_TMEM_RANGE_MAX][PAGE_4K];
+    static uint8_t buf[VIRTIO_TMEM_RANGE_MAX * PAGE_4K];
+    uint8_t big[PAGE_64K], big_buf[2 * PAGE_64K], untouched[PAGE_4K];
+    TmemCtx ctx, *c = &ctx;
+    uint32_t pp, pe, p64, want = 0;
+    uint64_t pages0;
+    TmemOp ops[4];
+    unsigned i;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    pe = tmem_pool_new(c, POOL_E4K);
+    p64 = tmem_pool_new(c, POOL_P64K);
+    memset(untouched, 0xff, sizeof(untouched));
+
+    /* every third page of 100..131, the first one included */
+    for (i = 0; i < VIRTIO_TMEM_RANGE_MAX; i++) {
+        tmem_fill_random(page[i], PAGE_4K, 300 + i);
+        if (i % 3 == 0) {
+            ops[0] = tmem_op_put(pe, 5, 100 + i, page[i], PAGE_4K);
+            tmem_run(c, ops, 1);
+            tmem_assert_status(&ops[0], VIRTIO_TMEM_S_OK);
+            want |= 1u << i;
+        }
+    }
+    pages0 = tmem_stat(c, "pages");
+    ops[0] = tmem_op_get_range(pe, 5, 100, VIRTIO_TMEM_RANGE_MAX, buf,
+                               PAGE_4K);
+    tmem_run(c, ops, 1);
+    tmem_assert_status(&ops[0], VIRTIO_TMEM_S_OK);
+    g_assert_cmphex(ops[0].value, ==, want);
+    for (i = 0; i < VIRTIO_TMEM_RANGE_MAX; i++) {
+        g_assert_cmpmem(buf + i * PAGE_4K, PAGE_4K,
+                        i % 3 ? untouched : page[i], PAGE_4K);
+    }
+    g_assert_cmpuint(tmem_stat(c, "pages") - pages0, ==, ctpop32(want));
+
+    /* nothing was flushed: the same again, from 101, first page absent */
+    ops[0] = tmem_op_get_range(pe, 5, 101, 4, buf, PAGE_4K);
+    tmem_run(c, ops, 1);
+    tmem_assert_status(&ops[0], VIRTIO_TMEM_S_MISS);
+    g_assert_cmphex(ops[0].value, ==, 1u << 2);
+    g_assert_cmpmem(buf + 2 * PAGE_4K, PAGE_4K, page[3], PAGE_4K);
+
+    /* in order with the ops before it: a flush and a put of neighbours */
+    ops[0] = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_PAGE, pe, 5, 103);
+    ops[1] = tmem_op_put(pe, 5, 101, page[1], PAGE_4K);
+    ops[2] = tmem_op_get_range(pe, 5, 100, 4, buf, PAGE_4K);
+    c->split = true;
+    tmem_run(c, ops, 3);
+    c->split = false;
+    tmem_assert_status(&ops[2], VIRTIO_TMEM_S_OK);
+    g_assert_cmphex(ops[2].value, ==, 0x3);
+    g_assert_cmpmem(buf, PAGE_4K, page[0], PAGE_4K);
+    g_assert_cmpmem(buf + PAGE_4K, PAGE_4K, page[1], PAGE_4K);
+
+    /* persistent pools and 64 KiB pages too; a range up to 2^32 - 1 */
+    tmem_fill_random(big, sizeof(big), 77);
+    ops[0] = tmem_op_put(p64, 9, UINT32_MAX, big, PAGE_64K);
+    ops[1] = tmem_op_get_range(p64, 9, UINT32_MAX - 1, 2, big_buf, PAGE_64K);
+    tmem_run(c, ops, 2);
+    tmem_assert_status(&ops[1], VIRTIO_TMEM_S_MISS);
+    g_assert_cmphex(ops[1].value, ==, 0x2);
+    g_assert_cmpmem(big_buf + PAGE_64K, PAGE_64K, big, PAGE_64K);
+    ops[0] = tmem_op_put(pp, 1, 0, page[0], PAGE_4K);
+    ops[1] = tmem_op_get_range(pp, 1, 0, 1, buf, PAGE_4K);
+    tmem_run(c, ops, 2);
+    tmem_assert_status(&ops[1], VIRTIO_TMEM_S_OK);
+    g_assert_cmphex(ops[1].value, ==, 0x1);
+    g_assert_cmpmem(buf, PAGE_4K, page[0], PAGE_4K);
+
+    /* refused: past 2^32 - 1, a page size not the pool's, a bad pool */
+    ops[0] = tmem_op_get_range(p64, 9, UINT32_MAX, 2, big_buf, PAGE_64K);
+    ops[1] = tmem_op_get_range(pe, 5, 100, 2, big_buf, PAGE_64K);
+    ops[2] = tmem_op_get_range(BAD_POOL, 5, 100, 2, buf, PAGE_4K);
+    tmem_run(c, ops, 3);
+    tmem_assert_status(&ops[0], VIRTIO_TMEM_S_INVALID);
+    tmem_assert_status(&ops[1], VIRTIO_TMEM_S_INVALID);
+    tmem_assert_status(&ops[2], VIRTIO_TMEM_S_BADPOOL);
+    for (i = 0; i < 3; i++) {
+        g_assert_cmphex(ops[i].value, ==, 0);
+    }
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions alias = {
@@ -683,6 +787,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("config", "virtio-tmem", test_config, NULL);
     qos_add_test("put-get", "virtio-tmem", test_put_get, NULL);
     qos_add_test("batch", "virtio-tmem", test_batch, NULL);
+    qos_add_test("get-range", "virtio-tmem", test_get_range, NULL);
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("query", "virtio-tmem", test_query, NULL);
     qos_add_test("alias", "virtio-tmem", test_alias, &alias);

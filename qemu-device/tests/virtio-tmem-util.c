@@ -23,7 +23,8 @@ static bool op_has_data(const TmemOp *op)
 static bool op_has_buf(const TmemOp *op)
 {
     return op->type == VIRTIO_TMEM_OP_GET ||
-           op->type == VIRTIO_TMEM_OP_GET_EXCL;
+           op->type == VIRTIO_TMEM_OP_GET_EXCL ||
+           op->type == VIRTIO_TMEM_OP_GET_RANGE;
 }
 
 TmemOp tmem_op_key(uint8_t type, uint32_t pool, uint64_t oid,
@@ -64,6 +65,17 @@ TmemOp tmem_op_get(uint8_t type, uint32_t pool, uint64_t oid,
     op.buf = buf;
     op.len = len;
     op.arg = page_shift(len);
+    return op;
+}
+
+TmemOp tmem_op_get_range(uint32_t pool, uint64_t oid, uint32_t index,
+                         uint32_t count, uint8_t *buf, uint32_t page)
+{
+    TmemOp op = tmem_op_key(VIRTIO_TMEM_OP_GET_RANGE, pool, oid, index);
+
+    op.buf = buf;
+    op.len = count * page;
+    op.arg = VIRTIO_TMEM_RANGE_ARG(page_shift(page), count);
     return op;
 }
 
@@ -487,7 +499,9 @@ uint32_t tmem_kick_wait(TmemCtx *c, QVirtQueue *vq, uint32_t head)
 /* Does the status value of @op have to be 0 (section 6.2)? */
 static bool value_must_be_zero(const TmemOp *op)
 {
-    if (op->status != VIRTIO_TMEM_S_OK) {
+    if (op->status != VIRTIO_TMEM_S_OK &&
+        !(op->type == VIRTIO_TMEM_OP_GET_RANGE &&
+          op->status == VIRTIO_TMEM_S_MISS)) {
         return true;
     }
     switch (op->type) {
@@ -496,6 +510,8 @@ static bool value_must_be_zero(const TmemOp *op)
     case VIRTIO_TMEM_OP_FLUSH_POOL:
     case VIRTIO_TMEM_OP_CREDITS:
         return false;
+    case VIRTIO_TMEM_OP_GET_RANGE:
+        return false;   /* the neighbours' bitmap, even on a miss */
     default:
         return true;
     }

@@ -53,7 +53,8 @@
                         (1ull << VIRTIO_RING_F_EVENT_IDX) |     \
                         (1ull << VIRTIO_TMEM_F_EPHEMERAL) |     \
                         (1ull << VIRTIO_TMEM_F_PAGE_64K) |      \
-                        (1ull << VIRTIO_TMEM_F_CREDITS))
+                        (1ull << VIRTIO_TMEM_F_CREDITS) |      \
+                        (1ull << VIRTIO_TMEM_F_GET_RANGE))
 #define TMEM_FEATURES_ALL  (TMEM_FEATURES |                     \
                             (1ull << VIRTIO_TMEM_F_EVICT_REPORT))
 
@@ -88,9 +89,9 @@ typedef struct TmemOp {
     uint64_t oid[3];
     uint32_t index;
     uint32_t arg;
-    uint32_t len;           /* PUT data or GET buffer bytes */
+    uint32_t len;           /* PUT data or GET buffer bytes (all pages) */
     const uint8_t *data;    /* PUT */
-    uint8_t *buf;           /* GET, GET_EXCL: filled in on completion */
+    uint8_t *buf;           /* GETs: filled in on completion */
     uint8_t status;         /* out; 0xff: not written by the device */
     uint32_t value;         /* out */
 } TmemOp;
@@ -111,6 +112,9 @@ TmemOp tmem_op_put(uint32_t pool, uint64_t oid, uint32_t index,
                    const uint8_t *data, uint32_t len);
 TmemOp tmem_op_get(uint8_t type, uint32_t pool, uint64_t oid,
                    uint32_t index, uint8_t *buf, uint32_t len);
+/* @count pages of @page bytes from @index, into @buf */
+TmemOp tmem_op_get_range(uint32_t pool, uint64_t oid, uint32_t index,
+                         uint32_t count, uint8_t *buf, uint32_t page);
 TmemOp tmem_op_arg(uint8_t type, uint32_t arg);
 TmemOp tmem_op_pool(uint8_t type, uint32_t pool);
 /* Incompressible, reproducible page contents */
