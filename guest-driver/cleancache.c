@@ -182,8 +182,97 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_PUTS_FLUSHED, 1);
 	}
 out:
+	/* After the put or flush joined its queue: see prefetch.c. */
+	if (pool && virtio_tmem_cc_key(&put, pool, &key, index))
+		virtio_tmem_pf_forget(pool, &put);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 	virtio_tmem_count(outcome, 1);
+}
+
+/*
+ * How many of the pages from @get's on (it included) to ask for: up to
+ * the prefetch window, while the presence filter says the host may hold
+ * the next one.  1 for no prefetch.
+ */
+static unsigned int virtio_tmem_cc_window(struct virtio_tmem *vt,
+					  struct virtio_tmem_pool *pool,
+					  const struct virtio_tmem_op *get)
+{
+	unsigned int max = min3(READ_ONCE(virtio_tmem_prefetch),
+				(unsigned int)READ_ONCE(pool->pf_window),
+				(unsigned int)VIRTIO_TMEM_RANGE_MAX);
+	struct virtio_tmem_op next = *get;
+	u32 index = le32_to_cpu(get->index);
+	unsigned int n;
+
+	if (!vt->has_get_range || READ_ONCE(virtio_tmem_sync))
+		return 1;
+	for (n = 1; n < max && index + n > index; n++) {
+		next.index = cpu_to_le32(index + n);
+		if (!virtio_tmem_filter_maybe(pool, &next))
+			break;
+	}
+	return n;
+}
+
+/*
+ * Adapt @pool's window to what the host returned: a file re-read from
+ * the host fills it, one the host does not have (rewritten, or never
+ * put) shrinks it to a single page, so that misses do not make the host
+ * look up, and the guest lend, pages for nothing.  A hit doubles it.
+ * @asked neighbours were asked for and @got came back.
+ */
+static void virtio_tmem_cc_adapt(struct virtio_tmem_pool *pool, bool hit,
+				 unsigned int asked, unsigned int got)
+{
+	unsigned int w = READ_ONCE(pool->pf_window);
+
+	if (asked && got * 2 < asked)
+		w = max(w / 2, 1U);
+	else if (hit)
+		w = min(w * 2, (unsigned int)VIRTIO_TMEM_RANGE_MAX);
+	WRITE_ONCE(pool->pf_window, w);
+}
+
+/*
+ * Ask the host for the page at @get, and for the next ones it holds in
+ * the same request: readahead will ask for them next.
+ */
+static int virtio_tmem_cc_get_range(struct virtio_tmem *vt,
+				    struct virtio_tmem_pool *pool,
+				    struct virtio_tmem_op *get,
+				    struct page *page)
+{
+	struct page *more[VIRTIO_TMEM_RANGE_MAX - 1];
+	struct virtio_tmem_queue *q = virtio_tmem_cc_queue(vt, get);
+	unsigned int n = virtio_tmem_cc_window(vt, pool, get);
+	struct virtio_tmem_pf_flight f = {
+		.pool = pool,
+		.first = le32_to_cpu(get->index),
+	};
+	u32 found = 0;
+	int st;
+
+	memcpy(f.oid, get->oid, sizeof(f.oid));
+	if (n > 1)
+		n = 1 + virtio_tmem_pf_begin(&f, n - 1, more);
+	if (n == 1) {
+		get->arg = cpu_to_le32(PAGE_SHIFT);
+		st = virtio_tmem_sync_op(vt, q, get, VIRTIO_TMEM_CC_GET, pool,
+					 page, NULL);
+		virtio_tmem_cc_adapt(pool, st == VIRTIO_TMEM_S_OK, 0, 0);
+		return st;
+	}
+	get->type = VIRTIO_TMEM_OP_GET_RANGE;
+	get->arg = cpu_to_le32(VIRTIO_TMEM_RANGE_ARG(PAGE_SHIFT, n));
+	st = virtio_tmem_sync_range(vt, q, get, VIRTIO_TMEM_CC_GET, pool, page,
+				    more, n - 1, &found);
+	if (st != VIRTIO_TMEM_S_OK && st != VIRTIO_TMEM_S_MISS)
+		found = 0;
+	virtio_tmem_pf_end(&f, more, found);
+	virtio_tmem_cc_adapt(pool, st == VIRTIO_TMEM_S_OK, n - 1,
+			     hweight32(found & ~1U));
+	return st;
 }
 
 static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
@@ -200,14 +289,16 @@ static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
 	if (!vt || !virtio_tmem_cc_key(&get, pool, &key, index))
 		goto out;
 	virtio_tmem_fault_get_delay();
+	if (virtio_tmem_pf_get(pool, &get, page)) {
+		ret = 0;
+		goto out;
+	}
 	if (!READ_ONCE(virtio_tmem_sync) &&
 	    !virtio_tmem_filter_maybe(pool, &get)) {
 		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_MISSES_NO_EXIT, 1);
 		goto out;
 	}
-	get.arg = cpu_to_le32(PAGE_SHIFT);
-	if (!virtio_tmem_sync_op(vt, virtio_tmem_cc_queue(vt, &get), &get,
-				 VIRTIO_TMEM_CC_GET, pool, page, NULL))
+	if (!virtio_tmem_cc_get_range(vt, pool, &get, page))
 		ret = 0;
 out:
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
@@ -238,6 +329,9 @@ static void virtio_tmem_cc_flush(int id, struct cleancache_filekey *key,
 		flush.index = 0;
 	virtio_tmem_cc_send_flush(vt, pool, &flush);
 out:
+	/* After the flush joined its queue: see prefetch.c. */
+	if (pool && virtio_tmem_cc_key(&flush, pool, key, index))
+		virtio_tmem_pf_forget(pool, &flush);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 }
 
@@ -266,6 +360,8 @@ static void virtio_tmem_cleancache_invalidate_fs(int id)
 				       lockdep_is_held(&virtio_tmem_pools_mutex));
 	if (vt)
 		virtio_tmem_pool_detach(vt, pool);
+	/* The next filesystem to take this pool must not see our pages. */
+	virtio_tmem_pf_forget_pool(pool);
 	/*
 	 * The hooks read the filter under SRCU, after they saw on_device;
 	 * detach cleared it, waited for them and for the device.  Without a
@@ -297,6 +393,7 @@ static int virtio_tmem_cleancache_init_fs(size_t pagesize)
 	if (!pool->filter)
 		goto fail;
 	pool->kind = VIRTIO_TMEM_POOL_EPHEMERAL;
+	pool->pf_window = VIRTIO_TMEM_RANGE_MAX;
 	pool->in_use = true;
 	pool->hint_off = false;
 	pool->poisoned = false;

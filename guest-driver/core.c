@@ -36,6 +36,10 @@ unsigned int virtio_tmem_poll_us = 50;
 module_param_named(poll_us, virtio_tmem_poll_us, uint, 0644);
 MODULE_PARM_DESC(poll_us, "Microseconds a synchronous op polls for its completion before it sleeps for the interrupt; 0: never poll, and keep event-index interrupt suppression, read at probe (default: 50)");
 
+unsigned int virtio_tmem_prefetch = 32;
+module_param_named(prefetch, virtio_tmem_prefetch, uint, 0644);
+MODULE_PARM_DESC(prefetch, "Pages a cleancache get that goes to the host asks for, itself and the file's next ones, up to 32; 0 or 1: no prefetch (default: 32)");
+
 static unsigned int virtio_tmem_batch = 64;
 module_param_named(batch, virtio_tmem_batch, uint, 0444);
 MODULE_PARM_DESC(batch, "Pages per request, 1-256, read at probe (default: 64)");
@@ -172,6 +176,7 @@ static void virtio_tmem_forget_all(void)
 		if (pool->filter)
 			memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
 	}
+	virtio_tmem_pf_forget_pool(NULL);
 }
 
 static int virtio_tmem_find_vqs(struct virtio_tmem *vt)
@@ -359,6 +364,7 @@ static int virtio_tmem_probe(struct virtio_device *vdev)
 			&vt->max_credits);
 	vt->has_credits = virtio_has_feature(vdev, VIRTIO_TMEM_F_CREDITS);
 	vt->has_ephemeral = virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL);
+	vt->has_get_range = virtio_has_feature(vdev, VIRTIO_TMEM_F_GET_RANGE);
 	INIT_WORK(&vt->reclaim_work, virtio_tmem_reclaim);
 	INIT_WORK(&vt->repair_work, virtio_tmem_repair);
 	INIT_WORK(&vt->config_work, virtio_tmem_config_work);
@@ -452,6 +458,7 @@ static unsigned int virtio_tmem_features[] = {
 	VIRTIO_TMEM_F_EPHEMERAL,
 	VIRTIO_TMEM_F_EVICT_REPORT,
 	VIRTIO_TMEM_F_CREDITS,
+	VIRTIO_TMEM_F_GET_RANGE,
 };
 
 static const struct virtio_device_id virtio_tmem_id_table[] = {
@@ -486,6 +493,7 @@ static int __init virtio_tmem_init(void)
 	int err;
 
 	virtio_tmem_frontswap_setup();
+	virtio_tmem_pf_init();
 	err = init_srcu_struct(&virtio_tmem_srcu);
 	if (err)
 		return err;
@@ -504,6 +512,7 @@ static int __init virtio_tmem_init(void)
 	}
 	frontswap_register_ops(&virtio_tmem_frontswap_ops);
 	__module_get(THIS_MODULE);
+	virtio_tmem_pf_shrinker_init();
 	dir = virtio_tmem_debugfs_init();
 	virtio_tmem_latency_debugfs(dir);
 	virtio_tmem_fault_debugfs(dir);

@@ -254,7 +254,7 @@ static void virtio_tmem_add_stalled(struct virtio_tmem_queue *q)
 static void virtio_tmem_send(struct virtio_tmem_queue *q,
 			     struct virtio_tmem_batch *b)
 {
-	unsigned int i, no = 1, ni = 1;
+	unsigned int i, j, no = 1, ni = 1;
 
 	lockdep_assert_held(&q->lock);
 	virtio_tmem_ask_credits(q->vt, b);
@@ -269,10 +269,16 @@ static void virtio_tmem_send(struct virtio_tmem_queue *q,
 			sg_set_page(&b->sg_out[no++], b->slots[i].copy,
 				    PAGE_SIZE, 0);
 			break;
+		case VIRTIO_TMEM_OP_GET_RANGE:
+			for (j = 0; j < b->slots[i].nmore; j++)
+				sg_set_page(&b->sg_in[ni + 1 + j],
+					    b->slots[i].more[j], PAGE_SIZE, 0);
+			fallthrough;
 		case VIRTIO_TMEM_OP_GET:
 		case VIRTIO_TMEM_OP_GET_EXCL:
-			sg_set_page(&b->sg_in[ni++], b->slots[i].target,
+			sg_set_page(&b->sg_in[ni], b->slots[i].target,
 				    PAGE_SIZE, 0);
+			ni += 1 + b->slots[i].nmore;
 			break;
 		}
 	}
@@ -446,8 +452,9 @@ static void virtio_tmem_account(struct virtio_tmem_batch *b)
 
 	if (type == VIRTIO_TMEM_OP_PUT)
 		b->nputs++;
-	else if (type == VIRTIO_TMEM_OP_GET || type == VIRTIO_TMEM_OP_GET_EXCL)
-		b->ngets++;
+	else if (type == VIRTIO_TMEM_OP_GET || type == VIRTIO_TMEM_OP_GET_EXCL ||
+		 type == VIRTIO_TMEM_OP_GET_RANGE)
+		b->ngets += 1 + b->slots[b->nops].nmore;
 	b->classes |= BIT(b->slots[b->nops].class);
 	b->nops++;
 }
@@ -620,6 +627,30 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 			struct virtio_tmem_pool *pool, struct page *page,
 			u32 *value)
 {
+	return virtio_tmem_sync_range(vt, q, op, class, pool, page, NULL, 0,
+				      value);
+}
+
+/**
+ * virtio_tmem_sync_range - virtio_tmem_sync_op(), for a GET_RANGE too
+ * @vt: the device
+ * @q: the queue the op's key maps to
+ * @op: the op; copied
+ * @class: what it is for, for the statistics
+ * @pool: the pool it names, or NULL
+ * @page: the data of a PUT or the (first) buffer of a GET
+ * @more: GET_RANGE: the buffers of the pages after the first
+ * @nmore: how many; the op's count less one
+ * @value: set to the status value
+ *
+ * Return: the VIRTIO_TMEM_S_* status.
+ */
+int virtio_tmem_sync_range(struct virtio_tmem *vt,
+			   struct virtio_tmem_queue *q,
+			   const struct virtio_tmem_op *op, u8 class,
+			   struct virtio_tmem_pool *pool, struct page *page,
+			   struct page **more, unsigned int nmore, u32 *value)
+{
 	bool poll = READ_ONCE(virtio_tmem_poll_us);
 	u64 start = ktime_get_ns();
 	struct virtio_tmem_waiter w = {};
@@ -648,6 +679,8 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 		s->copy = page;
 	else
 		s->target = page;
+	s->more = more;
+	s->nmore = nmore;
 	if (poll)
 		virtio_tmem_poll_begin(q);
 	if (alone) {
@@ -786,7 +819,9 @@ static int virtio_tmem_batch_init(struct virtio_tmem *vt,
 	b->in = kzalloc(struct_size(b->in, status, cap), GFP_KERNEL);
 	b->slots = kcalloc(cap, sizeof(*b->slots), GFP_KERNEL);
 	b->sg_out = kcalloc(cap + 1, sizeof(*b->sg_out), GFP_KERNEL);
-	b->sg_in = kcalloc(cap + 1, sizeof(*b->sg_in), GFP_KERNEL);
+	/* A synchronous op is sent at once: one GET_RANGE a batch, at most. */
+	b->sg_in = kcalloc(cap + VIRTIO_TMEM_RANGE_MAX, sizeof(*b->sg_in),
+			   GFP_KERNEL);
 	if (!b->out || !b->in || !b->slots || !b->sg_out || !b->sg_in)
 		return -ENOMEM;
 	return 0;

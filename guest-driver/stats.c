@@ -58,6 +58,11 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_SUSPENDS] = "suspends",
 	[VIRTIO_TMEM_SYNC_POLLED] = "sync_polled",
 	[VIRTIO_TMEM_SYNC_SLEPT] = "sync_slept",
+	[VIRTIO_TMEM_PREFETCH_ASKED] = "prefetch_asked",
+	[VIRTIO_TMEM_PREFETCH_KEPT] = "prefetch_kept",
+	[VIRTIO_TMEM_PREFETCH_STALE] = "prefetch_stale",
+	[VIRTIO_TMEM_PREFETCH_HITS] = "prefetch_hits",
+	[VIRTIO_TMEM_PREFETCH_DROPPED] = "prefetch_dropped",
 };
 
 static const char * const virtio_tmem_class_names[] = {
@@ -141,6 +146,7 @@ static int virtio_tmem_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "batch %u\n", vt ? vt->batch : 0);
 	seq_printf(m, "host_budget %llu\n", vt ? READ_ONCE(vt->host_budget) : 0);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
+	seq_printf(m, "prefetch_pages %u\n", virtio_tmem_pf_pages());
 	return 0;
 }
 DEFINE_SHOW_ATTRIBUTE(virtio_tmem_stats);

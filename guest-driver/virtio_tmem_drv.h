@@ -7,6 +7,7 @@
  *   events.c     the eventq: host messages
  *   frontswap.c  the frontswap backend and its guest-held copies
  *   cleancache.c the cleancache backend and its presence filter
+ *   prefetch.c   cleancache pages fetched ahead with GET_RANGE
  *   core.c       probe/remove, pools, module init, parameters
  *   pm.c         suspend and hibernation
  *   stats.c      counters and debugfs
@@ -21,6 +22,7 @@
  *   queue->lock               irqsave; may be taken with interrupts off
  *   virtio_tmem_copies_lock   irqsave
  *   pool->held's xarray lock  irqsave; a leaf
+ *   virtio_tmem_pf_lock       prefetch.c, irqsave; a leaf
  *   vt->event_lock            irqsave; a leaf
  * The device pointer is read under SRCU, which nests inside everything.
  */
@@ -53,6 +55,7 @@
 #define VIRTIO_TMEM_DEFERRED		4096	/* flushes waiting for a batch */
 #define VIRTIO_TMEM_CC_POOLS		32
 #define VIRTIO_TMEM_FILTER_BITS		16
+#define VIRTIO_TMEM_PF_PAGES		128	/* prefetched pages held, at most */
 
 /* What an op was for: kicks and interrupts are counted per class. */
 enum virtio_tmem_class {
@@ -80,6 +83,12 @@ struct virtio_tmem_pool {
 	bool hint_off;		/* host: cleancache puts here do not pay off */
 	bool poisoned;		/* a flush was lost: miss until repaired */
 	u8 kind;		/* VIRTIO_TMEM_POOL_PERSISTENT or _EPHEMERAL */
+	/*
+	 * Ephemeral pools: pages a get that goes to the host asks for now
+	 * (prefetch.c), 1 to VIRTIO_TMEM_RANGE_MAX.  Halved when the host
+	 * returns few of them, doubled on a hit; updated racily on purpose.
+	 */
+	u8 pf_window;
 	u32 dev_id;
 	/*
 	 * Ephemeral pools: how many puts of keys hashing to each slot the
@@ -115,8 +124,10 @@ struct virtio_tmem_waiter {
 struct virtio_tmem_slot {
 	u8 class;
 	bool credited;
+	u8 nmore;		/* GET_RANGE: pages after target */
 	struct page *copy;	/* PUT data: a staging page, or the caller's */
 	struct page *target;	/* GET: the caller's page */
+	struct page **more;	/* GET_RANGE: the neighbours' pages */
 	struct virtio_tmem_pool *pool;
 	struct virtio_tmem_waiter *waiter;
 };
@@ -204,7 +215,7 @@ struct virtio_tmem {
 	unsigned int max_ops;		/* ops per request, from config */
 	unsigned int batch;		/* pages per request */
 	u32 max_credits;
-	bool has_credits, has_ephemeral;
+	bool has_credits, has_ephemeral, has_get_range;
 	/*
 	 * Why new pages are refused, a VIRTIO_TMEM_DRAIN_* bit each, or 0.
 	 * Set, then waited for with synchronize_srcu(), so that every store
@@ -275,6 +286,11 @@ int virtio_tmem_sync_op(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
 			const struct virtio_tmem_op *op, u8 class,
 			struct virtio_tmem_pool *pool, struct page *page,
 			u32 *value);
+int virtio_tmem_sync_range(struct virtio_tmem *vt,
+			   struct virtio_tmem_queue *q,
+			   const struct virtio_tmem_op *op, u8 class,
+			   struct virtio_tmem_pool *pool, struct page *page,
+			   struct page **more, unsigned int nmore, u32 *value);
 void virtio_tmem_quiesce(struct virtio_tmem *vt);
 bool virtio_tmem_take_credit(struct virtio_tmem *vt);
 
@@ -308,6 +324,31 @@ void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 void virtio_tmem_pool_poison(struct virtio_tmem *vt,
 			     struct virtio_tmem_pool *pool);
 void virtio_tmem_repair(struct work_struct *work);
+
+/* prefetch.c */
+/* A GET_RANGE in flight, and which of its pages were put or flushed since. */
+struct virtio_tmem_pf_flight {
+	struct list_head node;
+	struct virtio_tmem_pool *pool;
+	__le64 oid[3];
+	u32 first;		/* the index asked for */
+	u32 count;		/* pages asked for, it included */
+	u32 stale;		/* bit i: first + i changed since */
+};
+
+extern unsigned int virtio_tmem_prefetch;
+void virtio_tmem_pf_init(void);
+void virtio_tmem_pf_shrinker_init(void);
+bool virtio_tmem_pf_get(struct virtio_tmem_pool *pool,
+			const struct virtio_tmem_op *op, struct page *page);
+void virtio_tmem_pf_forget(struct virtio_tmem_pool *pool,
+			   const struct virtio_tmem_op *op);
+void virtio_tmem_pf_forget_pool(struct virtio_tmem_pool *pool);
+unsigned int virtio_tmem_pf_begin(struct virtio_tmem_pf_flight *f,
+				  unsigned int want, struct page **pages);
+void virtio_tmem_pf_end(struct virtio_tmem_pf_flight *f, struct page **pages,
+			u32 found);
+unsigned int virtio_tmem_pf_pages(void);
 
 /* stats.c */
 enum virtio_tmem_stat {
@@ -349,6 +390,11 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_SUSPENDS,
 	VIRTIO_TMEM_SYNC_POLLED,
 	VIRTIO_TMEM_SYNC_SLEPT,
+	VIRTIO_TMEM_PREFETCH_ASKED,
+	VIRTIO_TMEM_PREFETCH_KEPT,
+	VIRTIO_TMEM_PREFETCH_STALE,
+	VIRTIO_TMEM_PREFETCH_HITS,
+	VIRTIO_TMEM_PREFETCH_DROPPED,
 	VIRTIO_TMEM_NR_STATS,
 };
 

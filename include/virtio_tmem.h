@@ -125,9 +125,9 @@ struct virtio_tmem_config {
  *   GET_RANGE     pool, oid, index; arg: VIRTIO_TMEM_RANGE_ARG(page
  *                 shift, count); count buffers in the response, for
  *                 index .. index + count - 1; status: the first page's,
- *                 as GET's; status value: bit i set if buffer i holds
- *                 the page at index + i (the others are left as they
- *                 were).  Nothing is flushed.
+ *                 as GET's; status value, with S_OK or S_MISS: bit i
+ *                 set if buffer i holds the page at index + i (what the
+ *                 others hold is undefined).  Nothing is flushed.
  *
  * PUT and GET name their page size so that the layout of a chain never
  * depends on pool state; a size that is not the pool's is S_INVALID.

@@ -478,6 +478,9 @@ static uint8_t virtio_tmem_get_range(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
         }
         qemu_mutex_unlock(&s->lock);
     }
+    if (first && first != -ENOENT) {
+        *found = 0;     /* a failed op reports no pages (spec 6.3) */
+    }
     return virtio_tmem_status_of(first);
 }
 

@@ -325,6 +325,11 @@ def t_pagecache(res):
     hits = g.delta("pc.read1", "pc.read2", "cleancache_hits")
     res.check("the second read hits cleancache", (hits or 0) > 0,
               f"cleancache_hits={hits} during read2", needs_module=True)
+    pf = g.delta("pc.read1", "pc.read2", "prefetch_hits")
+    res.check("the second read is served partly from prefetched pages",
+              (pf or 0) > 0 and pf <= (hits or 0),
+              f"prefetch_hits={pf} of cleancache_hits={hits} during read2",
+              needs_module=True)
     inval = g.delta("pc.read2", "pc.mutate", "cleancache_invalidates")
     res.check("truncate/overwrite/unlink invalidate cleancache", (inval or 0) > 0,
               f"cleancache_invalidates={inval} during mutate", needs_module=True)
@@ -711,7 +716,10 @@ def t_torture(res):
         for k in ("stored", "loads", "hits", "cycles", "toggles"):
             res.check(f"{name}: {k} > 0", (num(r.get(k)) or 0) > 0, f"{k}={r.get(k)}",
                       needs_module=True)
-        for k in ("reclaim_requests", "reclaimed_pages"):
+        # prefetch_hits: gets served from GET_RANGE's pages, which the
+        # threads check like any other hit; prefetch_stale: some came
+        # back already put or flushed again, and were not kept
+        for k in ("reclaim_requests", "reclaimed_pages", "prefetch_hits", "prefetch_stale"):
             grew(res, name, f"{name}.before", f"{name}.after", k)
     res.check("the host cut the budget while it ran", flips["cuts"] > 0,
               f"{flips['cuts']} cuts")

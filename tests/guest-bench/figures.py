@@ -8,8 +8,9 @@ Exits per page come from the driver's counters (guest-driver/stats.c):
 kicks_<class> and interrupts_<class> count each notification against
 every class of op it carried.  The driver does not split gets by outcome,
 so get-hit and get-miss costs are derived: a miss the presence filter
-answers (cleancache_misses_no_exit) costs no exit; every other get, hit or
-miss, is one synchronous op, so they share kicks_cleancache_get equally.
+answers (cleancache_misses_no_exit) and a hit served from prefetched pages
+(prefetch_hits) cost no exit; every other get, hit or miss, is one
+synchronous op, so they share kicks_cleancache_get equally.
 """
 import statistics
 
@@ -19,7 +20,7 @@ MiB = 1 << 20
 PAGE = 4096
 
 # Driver stats that are gauges, not counters: no deltas (batch is kept as is).
-GAUGES = ("frontswap_kept", "device", "credits", "queues", "batch")
+GAUGES = ("frontswap_kept", "device", "credits", "queues", "batch", "prefetch_pages")
 # Synchronous ops whose latency the bench reports (guest-driver/latency.c
 # classes) with the op of op_costs whose notifications they pay.
 SYNC_OPS = (("frontswap_load", "frontswap_load"), ("cleancache_get", "cleancache_get_hit"))
@@ -47,6 +48,7 @@ def guest_deltas(run):
         return {}
     out = {k: b[k] - a[k] for k in b if k in a and k not in GAUGES}
     out["batch"] = b.get("batch")         # what the driver runs with
+    out["prefetch_pages"] = b.get("prefetch_pages")   # held at the end
     return out
 
 
@@ -63,10 +65,10 @@ def op_costs(d):
         out[op] = {"pages": pages, "kicks": get(f"kicks_{op}"),
                    "interrupts": get(f"interrupts_{op}")}
     gets, hits, misses = get("cleancache_gets"), get("cleancache_hits"), get("cleancache_misses")
-    exiting = gets - get("cleancache_misses_no_exit")
+    exiting = gets - get("cleancache_misses_no_exit") - get("prefetch_hits")
     k, i = get("kicks_cleancache_get"), get("interrupts_cleancache_get")
     miss_exiting = misses - get("cleancache_misses_no_exit")
-    for op, n, n_exit in (("cleancache_get_hit", hits, hits),
+    for op, n, n_exit in (("cleancache_get_hit", hits, hits - get("prefetch_hits")),
                           ("cleancache_get_miss", misses, miss_exiting)):
         share = n_exit / exiting if exiting > 0 else 0
         out[op] = {"pages": n, "kicks": k * share, "interrupts": i * share,
@@ -174,6 +176,21 @@ def sync_figures(good):
     return out
 
 
+def prefetch_figures(good):
+    """Cleancache prefetch (guest-driver/prefetch.c), medians over the
+    passing runs: the share of hits served from prefetched pages, the
+    share of the neighbour pages asked for that were used, and the pages
+    the cache held at the end."""
+    ds = [r["driver"] for r in good if r.get("driver")]
+    if not ds or not any(d.get("prefetch_asked") for d in ds):
+        return None
+    return {"hit_share": median([ratio(d.get("prefetch_hits"), d.get("cleancache_hits"))
+                                 for d in ds]),
+            "used_share": median([ratio(d.get("prefetch_hits"), d.get("prefetch_asked"))
+                                  for d in ds]),
+            "pages_end": median([d.get("prefetch_pages") for d in ds])}
+
+
 def notify(trace_kicks, trace_irqs, tmem_kicks, tmem_irqs, tmem_pages, blk_pages,
            zram_pages):
     """Notifications over every virtio device, and per page moved.  The
@@ -247,6 +264,7 @@ def summarize(records, reference):
                 "kicks_tmem": median([r["notify"]["kicks_tmem"] for r in good]),
                 "pages_tmem": median([r["notify"]["pages_tmem"] for r in good]),
                 "sync": sync_figures(good),
+                "prefetch": prefetch_figures(good),
             })
         out.setdefault(cfg, {})[wl] = m
     for cfg, wls in out.items():
@@ -274,6 +292,8 @@ def exits_per_page(records, configs, workloads):
                         r["status"] != "ok" or "driver" not in r:
                     continue
                 for k, v in r["driver"].items():
+                    if k == "prefetch_pages":
+                        continue
                     if k == "batch":
                         batch = v
                     elif v is not None:

@@ -371,6 +371,44 @@ static gboolean key_in_object(gpointer k, gpointer v, gpointer oid)
     return !memcmp(((TmemFuzzKey *)k)->oid, oid, 3 * sizeof(uint64_t));
 }
 
+/*
+ * A GET_RANGE: each page its bitmap names is the one put last under its
+ * key, the first page's status agrees with the bitmap, and a persistent
+ * page the model holds is never left out.
+ */
+static void model_range(TmemFuzz *f, TmemFuzzOp *op, TmemFuzzPool *p,
+                        bool check, uint8_t st, uint32_t found)
+{
+    uint32_t count = VIRTIO_TMEM_RANGE_COUNT(op->arg);
+    uint32_t len = 1u << VIRTIO_TMEM_RANGE_SHIFT(op->arg);
+    bool persistent = p->kind == VIRTIO_TMEM_POOL_PERSISTENT;
+    TmemFuzzKey key = op->key;
+    uint32_t i;
+
+    if ((st == VIRTIO_TMEM_S_OK) != (found & 1)) {
+        model_fail(f, op, "get-range's status and bitmap disagree", st);
+    }
+    if (count < 32 && found >> count) {
+        model_fail(f, op, "get-range returned pages it was not asked for",
+                   st);
+    }
+    for (i = 0; i < count && check; i++) {
+        TmemFuzzKey *k;
+
+        key.index = op->key.index + i;
+        k = g_hash_table_lookup(p->pages, &key);
+        if (found & (1u << i)) {
+            qtest_memread(f->qts, op->buf + (uint64_t)i * len, f->page, len);
+            if (!k || k->sum != page_sum(f->page, len)) {
+                model_fail(f, op, k ? "get-range returned another page" :
+                           "get-range returned a page never put", st);
+            }
+        } else if (persistent && k) {
+            model_fail(f, op, "get-range left out a persistent page", st);
+        }
+    }
+}
+
 /* What one operation's status says about the pools, checked. */
 static void model_op(TmemFuzz *f, TmemFuzzOp *op, uint8_t st, uint32_t value)
 {
@@ -426,6 +464,13 @@ static void model_op(TmemFuzz *f, TmemFuzzOp *op, uint8_t st, uint32_t value)
             }
         } else if (st == VIRTIO_TMEM_S_MISS && check && persistent && k) {
             model_fail(f, op, "a persistent page was lost", st);
+        }
+        break;
+    case VIRTIO_TMEM_OP_GET_RANGE:
+        if (p && (st == VIRTIO_TMEM_S_OK || st == VIRTIO_TMEM_S_MISS)) {
+            model_range(f, op, p, check, st, value);
+        } else if (value) {
+            model_fail(f, op, "a failed get-range returned pages", st);
         }
         break;
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
@@ -584,7 +629,8 @@ static uint32_t pick_pool(TmemFuzz *f, TmemFuzzInput *in, int *idx)
 /* What the op byte's low 6 bits pick, so that puts and gets dominate */
 static const uint8_t tmem_fuzz_op_mix[64] = {
     [0 ... 23] = VIRTIO_TMEM_OP_PUT,
-    [24 ... 35] = VIRTIO_TMEM_OP_GET,
+    [24 ... 33] = VIRTIO_TMEM_OP_GET,
+    [34 ... 35] = VIRTIO_TMEM_OP_GET_RANGE,
     [36 ... 41] = VIRTIO_TMEM_OP_GET_EXCL,
     [42 ... 48] = VIRTIO_TMEM_OP_FLUSH_PAGE,
     [49 ... 52] = VIRTIO_TMEM_OP_FLUSH_OBJECT,
@@ -606,6 +652,7 @@ static const uint8_t tmem_fuzz_unused[] = {
     [VIRTIO_TMEM_OP_FLUSH_OBJECT] = 0xc,
     [VIRTIO_TMEM_OP_FLUSH_POOL] = 0xe,
     [VIRTIO_TMEM_OP_CREDITS] = 0x7,
+    [VIRTIO_TMEM_OP_GET_RANGE] = 0,
 };
 
 /*
@@ -672,7 +719,7 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
         /* a known type with a field it must not use, or an unknown one */
         a = in_byte(in);
         if (mod) {
-            type = 1 + a % VIRTIO_TMEM_OP_CREDITS;
+            type = 1 + a % VIRTIO_TMEM_OP_GET_RANGE;
             dirty = true;
         } else {
             type = a < 128 ? 0 : a;
@@ -684,6 +731,7 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
     case VIRTIO_TMEM_OP_PUT:
     case VIRTIO_TMEM_OP_GET:
     case VIRTIO_TMEM_OP_GET_EXCL:
+    case VIRTIO_TMEM_OP_GET_RANGE:
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
     case VIRTIO_TMEM_OP_FLUSH_POOL:
@@ -698,6 +746,7 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
     case VIRTIO_TMEM_OP_PUT:
     case VIRTIO_TMEM_OP_GET:
     case VIRTIO_TMEM_OP_GET_EXCL:
+    case VIRTIO_TMEM_OP_GET_RANGE:
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
         /* 64 keys an object id, so that gets hit */
@@ -730,6 +779,20 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
             page_fill(f->page, rec->len, a);
             rec->key.sum = page_sum(f->page, rec->len);
         }
+        break;
+    case VIRTIO_TMEM_OP_GET_RANGE:
+        /* 1 to 16 pages, up to 2^32 - 1 and past it now and then */
+        a = in_byte(in);
+        if (mod == 2 && !(t & 7)) {
+            shift ^= 12 ^ 16;           /* not the pool's page size */
+        }
+        rec->arg = VIRTIO_TMEM_RANGE_ARG(shift, 1 + (a & 15));
+        rec->len = (1 + (a & 15)) << shift;
+        if (a >= 0xf0) {
+            rec->key.index = UINT32_MAX - (a & 3);
+            op->index = cpu_to_le32(rec->key.index);
+        }
+        op->arg = cpu_to_le32(rec->arg);
         break;
     case VIRTIO_TMEM_OP_POOL_NEW:
         a = in_byte(in);
@@ -795,6 +858,18 @@ static unsigned make_ops(TmemFuzz *f, TmemFuzzInput *in, unsigned nops,
                 rec->type <= VIRTIO_TMEM_OP_GET_EXCL) {
                 rec->len = shift == 12 || shift == 16 ? 1u << shift : 0;
             }
+            if (rec->type == VIRTIO_TMEM_OP_GET_RANGE) {
+                /* sized as it says, if that is valid, else none */
+                rec->arg = shift;
+                rec->len = (VIRTIO_TMEM_RANGE_SHIFT(shift) == 12 ||
+                            VIRTIO_TMEM_RANGE_SHIFT(shift) == 16) &&
+                           !(shift >> 16) &&
+                           VIRTIO_TMEM_RANGE_COUNT(shift) >= 1 &&
+                           VIRTIO_TMEM_RANGE_COUNT(shift) <=
+                           VIRTIO_TMEM_RANGE_MAX ?
+                           VIRTIO_TMEM_RANGE_COUNT(shift) <<
+                           VIRTIO_TMEM_RANGE_SHIFT(shift) : 0;
+            }
             if (rec->type == VIRTIO_TMEM_OP_PUT) {
                 page_fill(f->page, rec->len, i);
             }
@@ -809,7 +884,8 @@ static unsigned make_ops(TmemFuzz *f, TmemFuzzInput *in, unsigned nops,
             data += rec->len;
             put[nput++] = rec->len;
         } else if (rec->type == VIRTIO_TMEM_OP_GET ||
-                   rec->type == VIRTIO_TMEM_OP_GET_EXCL) {
+                   rec->type == VIRTIO_TMEM_OP_GET_EXCL ||
+                   rec->type == VIRTIO_TMEM_OP_GET_RANGE) {
             rec->buf = gdata;           /* from the first GET buffer */
             gdata += rec->len;
             pp->in_cuts[++pp->nin] = rec->len;
