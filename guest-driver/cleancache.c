@@ -290,6 +290,7 @@ static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
 		goto out;
 	virtio_tmem_fault_get_delay();
 	if (virtio_tmem_pf_get(pool, &get, page)) {
+		virtio_tmem_count(VIRTIO_TMEM_PREFETCH_HITS, 1);
 		ret = 0;
 		goto out;
 	}

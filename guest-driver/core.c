@@ -38,7 +38,7 @@ MODULE_PARM_DESC(poll_us, "Microseconds a synchronous op polls for its completio
 
 unsigned int virtio_tmem_prefetch = 32;
 module_param_named(prefetch, virtio_tmem_prefetch, uint, 0644);
-MODULE_PARM_DESC(prefetch, "Pages a cleancache get that goes to the host asks for, itself and the file's next ones, up to 32; 0 or 1: no prefetch (default: 32)");
+MODULE_PARM_DESC(prefetch, "Pages a cleancache get or frontswap load that goes to the host asks for, itself and the next ones (a load: to the end of its 8-slot readahead window), up to 32; 0 or 1: no prefetch (default: 32)");
 
 static unsigned int virtio_tmem_batch = 64;
 module_param_named(batch, virtio_tmem_batch, uint, 0444);

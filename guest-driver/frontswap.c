@@ -205,6 +205,16 @@ static void virtio_tmem_fs_key(struct virtio_tmem_op *op,
 	op->index = cpu_to_le32(lower_32_bits(offset));
 }
 
+/* A store or invalidation of @offset joined its queue: drop prefetches. */
+static void virtio_tmem_fs_forget(struct virtio_tmem_pool *pool,
+				  pgoff_t offset)
+{
+	struct virtio_tmem_op op = { .type = VIRTIO_TMEM_OP_FLUSH_PAGE };
+
+	virtio_tmem_fs_key(&op, pool, offset);
+	virtio_tmem_pf_forget(pool, &op);
+}
+
 /* Neighbouring offsets share a queue, so each queue sees runs of pages. */
 static struct virtio_tmem_queue *virtio_tmem_fs_queue(struct virtio_tmem *vt,
 						      unsigned int type,
@@ -306,10 +316,85 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 			virtio_tmem_held_clear(pool, offset);
 	}
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
+	/* After the put joined its queue: see prefetch.c. */
+	virtio_tmem_fs_forget(pool, offset);
 
 	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS :
 				VIRTIO_TMEM_FRONTSWAP_STORES, 1);
 	return ret;
+}
+
+/*
+ * Swap readahead (swap_cluster_readahead()) loads an aligned window of
+ * 1 << page_cluster slots, 8 by default, in ascending order.  A load asks
+ * for the window's slots from its own to the window's end, and only
+ * while the host holds each newest page with no op on it queued
+ * (ON_HOST): a load is sent ahead of the open batch, which may hold ops
+ * on any other key.  The window never crosses a block of 512 slots, so
+ * every page it asks for shares the load's queue (virtio_tmem_fs_queue).
+ */
+#define VIRTIO_TMEM_FS_WINDOW	8
+
+static unsigned int virtio_tmem_fs_window(struct virtio_tmem_pool *pool,
+					  pgoff_t offset, unsigned int max)
+{
+	unsigned int n;
+
+	for (n = 1; n < max && (offset + n) % VIRTIO_TMEM_FS_WINDOW; n++) {
+		if (xa_load(&pool->held, offset + n) != VIRTIO_TMEM_ON_HOST)
+			break;
+	}
+	return n;
+}
+
+/*
+ * A load that also asks for the next slots of its readahead window, into
+ * the prefetch cache (prefetch.c).  Returns the VIRTIO_TMEM_S_* status of
+ * the load's own page, or -EAGAIN if it asked for no other page and the
+ * caller should send a plain GET.
+ */
+static int virtio_tmem_fs_get_range(struct virtio_tmem *vt,
+				    struct virtio_tmem_pool *pool,
+				    struct virtio_tmem_queue *q,
+				    struct virtio_tmem_op *get, pgoff_t offset,
+				    struct page *page)
+{
+	struct page *more[VIRTIO_TMEM_FS_WINDOW - 1];
+	struct virtio_tmem_pf_flight f = {
+		.pool = pool,
+		.first = le32_to_cpu(get->index),
+	};
+	unsigned int n, want;
+	u32 found = 0;
+	int st;
+
+	want = min3(READ_ONCE(virtio_tmem_prefetch),
+		    (unsigned int)VIRTIO_TMEM_FS_WINDOW,
+		    VIRTIO_TMEM_FS_WINDOW - (unsigned int)(offset %
+						  VIRTIO_TMEM_FS_WINDOW));
+	if (!vt->has_get_range || READ_ONCE(virtio_tmem_sync) || want < 2)
+		return -EAGAIN;
+	memcpy(f.oid, get->oid, sizeof(f.oid));
+	n = virtio_tmem_pf_begin(&f, want - 1, more);
+	if (!n)
+		return -EAGAIN;
+	/* After the flight is registered: see prefetch.c. */
+	n = virtio_tmem_fs_window(pool, offset, n + 1);
+	virtio_tmem_pf_trim(&f, more, n);
+	if (n == 1) {
+		virtio_tmem_pf_end(&f, more, 0);
+		return -EAGAIN;
+	}
+	get->type = VIRTIO_TMEM_OP_GET_RANGE;
+	get->arg = cpu_to_le32(VIRTIO_TMEM_RANGE_ARG(PAGE_SHIFT, n));
+	st = virtio_tmem_sync_range(vt, q, get, VIRTIO_TMEM_FS_LOAD, pool, page,
+				    more, n - 1, &found);
+	if (st != VIRTIO_TMEM_S_OK && st != VIRTIO_TMEM_S_MISS)
+		found = 0;
+	virtio_tmem_pf_end(&f, more, found);
+	get->type = VIRTIO_TMEM_OP_GET;
+	get->arg = cpu_to_le32(PAGE_SHIFT);
+	return st;
 }
 
 /*
@@ -332,6 +417,11 @@ static int virtio_tmem_fs_get(struct virtio_tmem *vt,
 
 	get.arg = cpu_to_le32(PAGE_SHIFT);
 	virtio_tmem_fs_key(&get, pool, offset);
+	if (class == VIRTIO_TMEM_FS_LOAD) {
+		st = virtio_tmem_fs_get_range(vt, pool, q, &get, offset, page);
+		if (st != -EAGAIN && st != VIRTIO_TMEM_S_IO)
+			return st;
+	}
 	for (tries = 0;; tries++) {
 		st = virtio_tmem_sync_op(vt, q, &get, class, pool, page, NULL);
 		if (st != VIRTIO_TMEM_S_IO ||
@@ -369,11 +459,18 @@ static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
 				      struct page *page)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
 	int idx, st = -ENODEV;
 	struct virtio_tmem *vt;
 
 	if (virtio_tmem_load_copy(type, offset, page))
 		return 0;
+	virtio_tmem_fs_key(&get, pool, offset);
+	if (virtio_tmem_pf_get(pool, &get, page)) {
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
+		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED, 1);
+		return 0;
+	}
 	/* Written to its swap slot: the kernel reads it there. */
 	if (xa_load(&pool->held, offset) == VIRTIO_TMEM_ON_DISK)
 		goto miss;
@@ -446,6 +543,8 @@ static void virtio_tmem_frontswap_invalidate_page(unsigned int type,
 	if (vt && READ_ONCE(pool->on_device))
 		virtio_tmem_fs_flush(vt, pool, type, offset);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
+	/* After the flush joined its queue: see prefetch.c. */
+	virtio_tmem_fs_forget(pool, offset);
 }
 
 static void virtio_tmem_frontswap_invalidate_area(unsigned int type)
@@ -484,6 +583,7 @@ static void virtio_tmem_frontswap_invalidate_area(unsigned int type)
 				       lockdep_is_held(&virtio_tmem_pools_mutex));
 	if (vt)
 		virtio_tmem_pool_detach(vt, pool);
+	virtio_tmem_pf_forget_pool(pool);
 	pool->in_use = false;
 	xa_destroy(&pool->held);
 	mutex_unlock(&virtio_tmem_pools_mutex);

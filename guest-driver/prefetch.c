@@ -2,17 +2,19 @@
 /*
  * prefetch.c - cleancache pages fetched ahead of the kernel's gets.
  *
- * Readahead asks cleancache for a file's pages one by one, and each get
- * that reaches the host costs an exit.  A get that must go to the host
- * asks instead, with GET_RANGE, for the page and the next ones of the
- * file the host holds; those wait here, in a small cache, until the
- * kernel asks for them.  A hit is copied out and dropped: the page then
+ * Readahead asks cleancache for a file's pages one by one, and swap
+ * readahead loads a window of slots one by one; each get or load that
+ * reaches the host costs an exit.  One that must go to the host asks
+ * instead, with GET_RANGE, for the page and the next ones of the file
+ * (or window) the host holds; those wait here, in a small cache, until
+ * the kernel asks for them.  A hit is copied out and dropped: the page then
  * lives in the page cache, and is put again when it is evicted.
  *
  * Coherency: an entry is a copy of what the host held when the device
  * ran the GET_RANGE.  Every put or flush of a key forgets the key here
  * after it has joined its queue, and every GET_RANGE is registered as in
  * flight before it joins the same queue (a file's ops share a queue).
+ * (frontswap.c's windows stay within one queue's block of slots.)
  * So a put or flush the device runs after a GET_RANGE either finds the
  * flight, and marks that page stale so it is never inserted, or finds
  * the entry and drops it.  One the device ran before it is already in
@@ -91,7 +93,7 @@ virtio_tmem_pf_find(const struct virtio_tmem_pool *pool, const __le64 *oid,
 }
 
 /**
- * virtio_tmem_pf_get - serve a cleancache get from the cache
+ * virtio_tmem_pf_get - serve a cleancache get or frontswap load from the cache
  * @pool: its pool
  * @op: its key, as an op
  * @page: where the page goes
@@ -113,8 +115,6 @@ bool virtio_tmem_pf_get(struct virtio_tmem_pool *pool,
 		virtio_tmem_pf_drop(e);
 	}
 	spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);
-	if (e)
-		virtio_tmem_count(VIRTIO_TMEM_PREFETCH_HITS, 1);
 	return e;
 }
 
@@ -221,7 +221,7 @@ void virtio_tmem_pf_forget_pool(struct virtio_tmem_pool *pool)
 unsigned int virtio_tmem_pf_begin(struct virtio_tmem_pf_flight *f,
 				  unsigned int want, struct page **pages)
 {
-	unsigned int n = 0, alloc = 0;
+	unsigned int n = 0, alloc = 0, failed = 0, i, k;
 	struct virtio_tmem_pf_entry *e;
 	unsigned long flags;
 
@@ -230,8 +230,8 @@ unsigned int virtio_tmem_pf_begin(struct virtio_tmem_pf_flight *f,
 		if (virtio_tmem_pf_nfree) {
 			pages[n++] = virtio_tmem_pf_free[--virtio_tmem_pf_nfree];
 		} else if (virtio_tmem_pf_held + alloc < VIRTIO_TMEM_PF_PAGES) {
+			pages[n++] = NULL;	/* allocated below */
 			alloc++;
-			n++;
 		} else {
 			e = list_first_entry_or_null(&virtio_tmem_pf_lru,
 						     struct virtio_tmem_pf_entry,
@@ -245,23 +245,24 @@ unsigned int virtio_tmem_pf_begin(struct virtio_tmem_pf_flight *f,
 	virtio_tmem_pf_held += alloc;
 	spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);
 
-	/* The allocations come last in @pages. */
-	while (alloc) {
-		struct page *p = virtio_tmem_alloc_page(GFP_NOWAIT |
-							__GFP_NOWARN |
-							__GFP_NOMEMALLOC);
-
-		if (p) {
-			pages[n - alloc--] = p;
+	/* Short of memory: fetch fewer, and stop trying. */
+	for (i = 0, k = 0; i < n; i++) {
+		if (!pages[i] && !failed)
+			pages[i] = virtio_tmem_alloc_page(GFP_NOWAIT |
+							  __GFP_NOWARN |
+							  __GFP_NOMEMALLOC);
+		if (!pages[i]) {
+			failed++;
 			continue;
 		}
-		/* Short of memory: fetch fewer. */
-		spin_lock_irqsave(&virtio_tmem_pf_lock, flags);
-		virtio_tmem_pf_held -= alloc;
-		spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);
-		n -= alloc;
-		alloc = 0;
+		pages[k++] = pages[i];
 	}
+	if (failed) {
+		spin_lock_irqsave(&virtio_tmem_pf_lock, flags);
+		virtio_tmem_pf_held -= failed;
+		spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);
+	}
+	n = k;
 	if (!n)
 		return 0;
 	f->count = n + 1;
@@ -270,6 +271,25 @@ unsigned int virtio_tmem_pf_begin(struct virtio_tmem_pf_flight *f,
 	list_add(&f->node, &virtio_tmem_pf_flights);
 	spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);
 	return n;
+}
+
+/**
+ * virtio_tmem_pf_trim - ask for fewer pages than virtio_tmem_pf_begin() gave
+ * @f: the flight
+ * @pages: its pages
+ * @count: pages to ask for now, the first included; at least 1
+ */
+void virtio_tmem_pf_trim(struct virtio_tmem_pf_flight *f, struct page **pages,
+			 unsigned int count)
+{
+	unsigned long flags;
+	unsigned int i;
+
+	spin_lock_irqsave(&virtio_tmem_pf_lock, flags);
+	for (i = count; i < f->count; i++)
+		virtio_tmem_pf_free[virtio_tmem_pf_nfree++] = pages[i - 1];
+	f->count = min(f->count, count);
+	spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);
 }
 
 /**

@@ -63,6 +63,7 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_PREFETCH_STALE] = "prefetch_stale",
 	[VIRTIO_TMEM_PREFETCH_HITS] = "prefetch_hits",
 	[VIRTIO_TMEM_PREFETCH_DROPPED] = "prefetch_dropped",
+	[VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED] = "frontswap_loads_prefetched",
 };
 
 static const char * const virtio_tmem_class_names[] = {

@@ -7,7 +7,7 @@
  *   events.c     the eventq: host messages
  *   frontswap.c  the frontswap backend and its guest-held copies
  *   cleancache.c the cleancache backend and its presence filter
- *   prefetch.c   cleancache pages fetched ahead with GET_RANGE
+ *   prefetch.c   pages fetched ahead with GET_RANGE (cleancache, frontswap)
  *   core.c       probe/remove, pools, module init, parameters
  *   pm.c         suspend and hibernation
  *   stats.c      counters and debugfs
@@ -346,6 +346,8 @@ void virtio_tmem_pf_forget(struct virtio_tmem_pool *pool,
 void virtio_tmem_pf_forget_pool(struct virtio_tmem_pool *pool);
 unsigned int virtio_tmem_pf_begin(struct virtio_tmem_pf_flight *f,
 				  unsigned int want, struct page **pages);
+void virtio_tmem_pf_trim(struct virtio_tmem_pf_flight *f, struct page **pages,
+			 unsigned int count);
 void virtio_tmem_pf_end(struct virtio_tmem_pf_flight *f, struct page **pages,
 			u32 found);
 unsigned int virtio_tmem_pf_pages(void);
@@ -395,6 +397,7 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_PREFETCH_STALE,
 	VIRTIO_TMEM_PREFETCH_HITS,
 	VIRTIO_TMEM_PREFETCH_DROPPED,
+	VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED,
 	VIRTIO_TMEM_NR_STATS,
 };
 

@@ -38,7 +38,8 @@ def mib(b):
 
 
 def get_pages(h):
-    return h.get("operations.get.pages", 0) + h.get("operations.get-exclusive.pages", 0)
+    return (h.get("operations.get.pages", 0) + h.get("operations.get-exclusive.pages", 0) +
+            h.get("operations.get-range.pages", 0))
 
 
 class Live:

@@ -63,6 +63,8 @@ CONFIGS = [
     Config("tmem-poll0", "tmem, default batch, no polling", module="poll_us=0"),
     Config("tmem-poll200", "tmem, default batch, 200 µs poll window",
            module="poll_us=200"),
+    # What prefetched gets and loads (GET_RANGE) buy: the default without them.
+    Config("tmem-noprefetch", "tmem, default batch, no prefetch", module="prefetch=1"),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
     Config("tmem-iothread", "tmem, default batch, iothread polling", module="",
