@@ -24,6 +24,7 @@
 #include "virtio_tmem_drv.h"
 
 #define VIRTIO_TMEM_COPY_BITS	8
+#define VIRTIO_TMEM_KEPT_SHARE	16	/* kept copies: at most 1/16 of RAM */
 #define VIRTIO_TMEM_COPY_KEPT	BIT(31)	/* in page_private(): kept for good */
 /*
  * A pool's held xarray maps each offset stored and not invalidated to
@@ -899,7 +900,15 @@ void virtio_tmem_reclaim(struct work_struct *work)
 	struct virtio_tmem *vt = container_of(work, struct virtio_tmem,
 					      reclaim_work);
 	long want = atomic_long_xchg(&vt->reclaim_target, 0);
-	long room = si_mem_available() / 2;
+	/*
+	 * Half of what is available, and never more kept copies in all than
+	 * VIRTIO_TMEM_KEPT_SHARE of RAM: the kernel cannot reclaim them, and
+	 * each RECLAIM would otherwise take half of what the last one left
+	 * (and what swapping to disk freed meanwhile) until the guest OOMs.
+	 */
+	long room = min_t(long, si_mem_available() / 2,
+			  totalram_pages() / VIRTIO_TMEM_KEPT_SHARE -
+			  atomic64_read(&virtio_tmem_stats[VIRTIO_TMEM_FRONTSWAP_KEPT]));
 	/* free memory only: no direct reclaim, no kswapd, no OOM killer */
 	gfp_t gfp = GFP_NOWAIT & ~__GFP_KSWAPD_RECLAIM;
 	enum virtio_tmem_dest dest;
