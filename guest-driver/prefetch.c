@@ -1,6 +1,6 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * prefetch.c - cleancache pages fetched ahead of the kernel's gets.
+ * prefetch.c - pages fetched ahead of the kernel's gets and loads.
  *
  * Readahead asks cleancache for a file's pages one by one, and swap
  * readahead loads a window of slots one by one; each get or load that
@@ -14,7 +14,9 @@
  * ran the GET_RANGE.  Every put or flush of a key forgets the key here
  * after it has joined its queue, and every GET_RANGE is registered as in
  * flight before it joins the same queue (a file's ops share a queue).
- * (frontswap.c's windows stay within one queue's block of slots.)
+ * A frontswap load goes ahead of the open batch instead, so it asks only
+ * for slots whose page the host holds with no op on them queued, and it
+ * checks that after its flight is registered (frontswap.c).
  * So a put or flush the device runs after a GET_RANGE either finds the
  * flight, and marks that page stale so it is never inserted, or finds
  * the entry and drops it.  One the device ran before it is already in

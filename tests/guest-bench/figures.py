@@ -177,17 +177,20 @@ def sync_figures(good):
 
 
 def prefetch_figures(good):
-    """Cleancache prefetch (guest-driver/prefetch.c), medians over the
-    passing runs: the share of hits served from prefetched pages, the
-    share of the neighbour pages asked for that were used, and the pages
-    the cache held at the end."""
+    """Prefetch (guest-driver/prefetch.c), medians over the passing runs:
+    the share of cleancache hits and of frontswap loads served from
+    prefetched pages, the share of the neighbour pages asked for that were
+    used (both kinds), and the pages the cache held at the end."""
     ds = [r["driver"] for r in good if r.get("driver")]
     if not ds or not any(d.get("prefetch_asked") for d in ds):
         return None
     return {"hit_share": median([ratio(d.get("prefetch_hits"), d.get("cleancache_hits"))
                                  for d in ds]),
-            "used_share": median([ratio(d.get("prefetch_hits"), d.get("prefetch_asked"))
-                                  for d in ds]),
+            "load_share": median([ratio(d.get("frontswap_loads_prefetched"),
+                                        d.get("frontswap_loads")) for d in ds]),
+            "used_share": median([ratio((d.get("prefetch_hits") or 0) +
+                                        (d.get("frontswap_loads_prefetched") or 0),
+                                        d.get("prefetch_asked")) for d in ds]),
             "pages_end": median([d.get("prefetch_pages") for d in ds])}
 
 

@@ -134,7 +134,7 @@ def sync_table(summary, configs, workloads):
     took in the guest (driver histograms; a percentile is the upper bound
     of its bucket, at most 25% high) and the notifications each paid."""
     head = ["configuration", "workload", "op", "timed ops", "p50 µs", "p99 µs",
-            "kicks per op", "interrupts per op", "hits prefetched",
+            "kicks per op", "interrupts per op", "served prefetched",
             "prefetch pages used", "QEMU CPU s"]
     rows = []
     for c in configs:
@@ -148,11 +148,11 @@ def sync_table(summary, configs, workloads):
             for cls, s in m.get("sync", {}).items():
                 if not s["timed_ops"]:
                     continue
-                share = pf if cls == "cleancache_get" else {}
+                served = pf.get("hit_share" if cls == "cleancache_get" else "load_share")
                 rows.append([c.title, w.name, cls.replace("_", " "), s["timed_ops"],
                              us(s["p50_ns"]), us(s["p99_ns"]), g3(s["kicks_per_op"]),
-                             g3(s["interrupts_per_op"]), pct(share.get("hit_share")),
-                             pct(share.get("used_share")), f(m["qemu_cpu_seconds"], 1)])
+                             g3(s["interrupts_per_op"]), pct(served),
+                             pct(pf.get("used_share")), f(m["qemu_cpu_seconds"], 1)])
     return table(head, rows)
 
 
@@ -260,11 +260,12 @@ def generated(data, configs, workloads):
             "Loads and gets as the guest saw them, from entering the driver's "
             "synchronous op to its return, merged over the passing repetitions; "
             "notifications per op are the medians of the driver's counters (a get's "
-            "are those of a hit, prefetched hits included; a hit served from "
-            "prefetched pages is not timed, it never waits). Hits prefetched: the "
-            "share of cleancache hits served from pages a GET_RANGE brought ahead; "
-            "prefetch pages used: the share of the neighbour pages asked for that a "
-            "get then used. The prefetch cache holds at most 128 pages (512 KiB). "
+            "are those of a hit, prefetched hits included; a get or load served from "
+            "prefetched pages is not timed, it never waits). Served prefetched: the "
+            "share of cleancache hits, or of frontswap loads, served from pages a "
+            "GET_RANGE brought ahead; prefetch pages used: the share of the "
+            "neighbour pages asked for that a get or load then used. The prefetch "
+            "cache holds at most 128 pages (512 KiB). "
             "QEMU CPU is the median over the whole workload.", ""]
     out += sync_table(data["summary"], configs, workloads) + [""]
     out += ["**Every configuration**, median wall time of the workload and its "
