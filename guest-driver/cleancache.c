@@ -250,7 +250,7 @@ static int virtio_tmem_cc_get_range(struct virtio_tmem *vt,
 		.pool = pool,
 		.first = le32_to_cpu(get->index),
 	};
-	u32 found = 0;
+	u32 found;
 	int st;
 
 	memcpy(f.oid, get->oid, sizeof(f.oid));
@@ -263,13 +263,8 @@ static int virtio_tmem_cc_get_range(struct virtio_tmem *vt,
 		virtio_tmem_cc_adapt(pool, st == VIRTIO_TMEM_S_OK, 0, 0);
 		return st;
 	}
-	get->type = VIRTIO_TMEM_OP_GET_RANGE;
-	get->arg = cpu_to_le32(VIRTIO_TMEM_RANGE_ARG(PAGE_SHIFT, n));
-	st = virtio_tmem_sync_range(vt, q, get, VIRTIO_TMEM_CC_GET, pool, page,
-				    more, n - 1, &found);
-	if (st != VIRTIO_TMEM_S_OK && st != VIRTIO_TMEM_S_MISS)
-		found = 0;
-	virtio_tmem_pf_end(&f, more, found);
+	st = virtio_tmem_pf_send(vt, q, &f, get, VIRTIO_TMEM_CC_GET, page,
+				 more, &found);
 	virtio_tmem_cc_adapt(pool, st == VIRTIO_TMEM_S_OK, n - 1,
 			     hweight32(found & ~1U));
 	return st;

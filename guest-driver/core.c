@@ -179,19 +179,15 @@ static void virtio_tmem_forget_all(void)
 	virtio_tmem_pf_forget_pool(NULL);
 }
 
+/* On the stack: a restore allocates nothing but the rings. */
 static int virtio_tmem_find_vqs(struct virtio_tmem *vt)
 {
+	vq_callback_t *callbacks[VIRTIO_TMEM_MAX_QUEUES + 1];
+	const char *names[VIRTIO_TMEM_MAX_QUEUES + 1];
+	struct virtqueue *vqs[VIRTIO_TMEM_MAX_QUEUES + 1];
 	unsigned int i, n = vt->nqueues + 1;
-	vq_callback_t **callbacks;
-	struct virtqueue **vqs;
-	const char **names;
-	int err = -ENOMEM;
+	int err;
 
-	vqs = kcalloc(n, sizeof(*vqs), GFP_KERNEL);
-	callbacks = kcalloc(n, sizeof(*callbacks), GFP_KERNEL);
-	names = kcalloc(n, sizeof(*names), GFP_KERNEL);
-	if (!vqs || !callbacks || !names)
-		goto out;
 	callbacks[0] = virtio_tmem_event_done;
 	names[0] = "event";
 	for (i = 1; i < n; i++) {
@@ -200,18 +196,22 @@ static int virtio_tmem_find_vqs(struct virtio_tmem *vt)
 	}
 	err = virtio_find_vqs(vt->vdev, n, vqs, callbacks, names, NULL);
 	if (err)
-		goto out;
+		return err;
 	vt->eventq = vqs[0];
-	err = virtio_tmem_queues_init(vt, vqs + 1);
-	if (err) {
-		virtio_tmem_queues_free(vt);
-		vt->vdev->config->del_vqs(vt->vdev);
+	/*
+	 * After the rings: without compaction, their higher-order allocations
+	 * would fail, or call the OOM killer, once the staging pages took the
+	 * last free blocks.
+	 */
+	if (!vt->queues) {
+		err = virtio_tmem_queues_alloc(vt);
+		if (err) {
+			vt->vdev->config->del_vqs(vt->vdev);
+			return err;
+		}
 	}
-out:
-	kfree(names);
-	kfree(callbacks);
-	kfree(vqs);
-	return err;
+	virtio_tmem_queues_attach(vt, vqs + 1);
+	return 0;
 }
 
 static void virtio_tmem_read_budget(struct virtio_tmem *vt)
@@ -228,13 +228,21 @@ static void virtio_tmem_config_work(struct work_struct *work)
 					     config_work));
 }
 
+/* The driver's own memory for the device: at remove, or if probe failed. */
+static void virtio_tmem_free(struct virtio_tmem *vt)
+{
+	virtio_tmem_queues_free(vt);
+	virtio_tmem_events_free(vt);
+}
+
 /**
  * virtio_tmem_setup - bring the device up and give it the kernel's pools
  * @vt: the device, reset, its features negotiated
  *
  * For probe and for restore after sleep.  Caller must hold
  * virtio_tmem_dev_mutex.  Publishes the device: the hooks use it from then
- * on.
+ * on.  The queues' memory is allocated once, at probe; on failure it is
+ * kept for virtio_tmem_free() or the next restore.
  */
 int virtio_tmem_setup(struct virtio_tmem *vt)
 {
@@ -247,6 +255,9 @@ int virtio_tmem_setup(struct virtio_tmem *vt)
 	atomic_set(&vt->credits_asked, 0);
 	atomic_long_set(&vt->reclaim_target, 0);
 	vt->store_backoff = jiffies;	/* none: jiffies start near wrapping */
+	/* As when the transport finds no memory for the rings. */
+	if (vt->frozen && virtio_tmem_fault_restore_fails())
+		return -ENOMEM;
 	err = virtio_tmem_find_vqs(vt);
 	if (err)
 		return err;
@@ -272,9 +283,8 @@ int virtio_tmem_setup(struct virtio_tmem *vt)
 
 out_del_vqs:
 	vdev->config->reset(vdev);
+	virtio_tmem_queues_detach(vt);
 	vdev->config->del_vqs(vdev);
-	virtio_tmem_events_free(vt);
-	virtio_tmem_queues_free(vt);
 	return err;
 }
 
@@ -301,7 +311,7 @@ void virtio_tmem_stop_stores(struct virtio_tmem *vt, unsigned int why)
  *
  * For remove and for freeze, after virtio_tmem_stop_stores().  Caller must
  * hold virtio_tmem_dev_mutex.  What the device held is forgotten: its
- * pools go with the reset.
+ * pools go with the reset.  The driver's memory for it stays.
  */
 void virtio_tmem_teardown(struct virtio_tmem *vt)
 {
@@ -327,9 +337,8 @@ void virtio_tmem_teardown(struct virtio_tmem *vt)
 	virtio_tmem_frontswap_forget();
 
 	vdev->config->reset(vdev);
+	virtio_tmem_queues_detach(vt);
 	vdev->config->del_vqs(vdev);
-	virtio_tmem_queues_free(vt);
-	virtio_tmem_events_free(vt);
 }
 
 static int virtio_tmem_probe(struct virtio_device *vdev)
@@ -378,6 +387,7 @@ static int virtio_tmem_probe(struct virtio_device *vdev)
 	}
 	mutex_unlock(&virtio_tmem_dev_mutex);
 	if (err) {
+		virtio_tmem_free(vt);
 		kfree(vt);
 		return err;
 	}
@@ -396,6 +406,7 @@ static void virtio_tmem_remove(struct virtio_device *vdev)
 	if (vt->frozen) {
 		/* restore failed: nothing is set up, nothing is held */
 		mutex_unlock(&virtio_tmem_dev_mutex);
+		virtio_tmem_free(vt);
 		kfree(vt);
 		return;
 	}
@@ -407,6 +418,7 @@ static void virtio_tmem_remove(struct virtio_device *vdev)
 			lost);
 	virtio_tmem_teardown(vt);
 	mutex_unlock(&virtio_tmem_dev_mutex);
+	virtio_tmem_free(vt);
 	kfree(vt);
 }
 

@@ -133,7 +133,10 @@ void virtio_tmem_events_stop(struct virtio_tmem *vt)
 	cancel_work_sync(&vt->event_work);
 }
 
-/* Fill the eventq; the caller kicks it once the device is ready. */
+/*
+ * Fill the eventq; the caller kicks it once the device is ready.  The
+ * buffers are allocated once and kept across sleep, like the queues.
+ */
 int virtio_tmem_events_init(struct virtio_tmem *vt)
 {
 	unsigned long flags;
@@ -144,7 +147,12 @@ int virtio_tmem_events_init(struct virtio_tmem *vt)
 	INIT_WORK(&vt->event_work, virtio_tmem_event_work);
 	vt->events_stopped = false;	/* again after a restore */
 	for (i = 0; i < VIRTIO_TMEM_EVENT_BUFS; i++) {
-		vt->event_bufs[i] = kmalloc(VIRTIO_TMEM_EVENT_MIN, GFP_KERNEL);
+		if (!vt->event_bufs[i]) {
+			if (READ_ONCE(virtio_tmem_faults.nomem_setup))
+				return -ENOMEM;
+			vt->event_bufs[i] = kmalloc(VIRTIO_TMEM_EVENT_MIN,
+						    GFP_KERNEL);
+		}
 		if (!vt->event_bufs[i])
 			return -ENOMEM;
 		spin_lock_irqsave(&vt->event_lock, flags);
@@ -156,7 +164,7 @@ int virtio_tmem_events_init(struct virtio_tmem *vt)
 	return 0;
 }
 
-/* After the device is reset. */
+/* At remove, or when probe failed. */
 void virtio_tmem_events_free(struct virtio_tmem *vt)
 {
 	unsigned int i;

@@ -20,6 +20,11 @@
  *   busy_alloc_pages   bringing a page back allocates (and frees) this many
  *                      pages while its slot is busy, as an allocation there
  *                      that found memory short would reclaim
+ *   nomem_setup        while set, the driver's own allocations for the
+ *                      device's queues and event buffers fail, as when a
+ *                      restore finds memory short
+ *   fail_restores      the next this many restores after sleep fail with
+ *                      -ENOMEM where the transport allocates the rings
  *
  * All are 0 (off) at load.  They cost a load and a branch when off.
  */
@@ -44,25 +49,32 @@ bool virtio_tmem_fault_add_fails(void)
 	       max(burst, 1U);
 }
 
+#define VIRTIO_TMEM_KNOB(name) { #name, &virtio_tmem_faults.name }
+
+static const struct {
+	const char *name;
+	u32 *value;
+} virtio_tmem_knobs[] = {
+	VIRTIO_TMEM_KNOB(batches),
+	VIRTIO_TMEM_KNOB(fail_add_interval),
+	VIRTIO_TMEM_KNOB(fail_add_burst),
+	VIRTIO_TMEM_KNOB(store_delay_us),
+	VIRTIO_TMEM_KNOB(store_delay_every),
+	VIRTIO_TMEM_KNOB(get_delay_us),
+	VIRTIO_TMEM_KNOB(get_delay_every),
+	VIRTIO_TMEM_KNOB(busy_alloc_pages),
+	VIRTIO_TMEM_KNOB(nomem_setup),
+	VIRTIO_TMEM_KNOB(fail_restores),
+};
+
 void virtio_tmem_fault_debugfs(struct dentry *dir)
 {
 	struct dentry *d = debugfs_create_dir("fault", dir);
+	unsigned int i;
 
-	debugfs_create_u32("batches", 0600, d, &virtio_tmem_faults.batches);
-	debugfs_create_u32("fail_add_interval", 0600, d,
-			   &virtio_tmem_faults.fail_add_interval);
-	debugfs_create_u32("fail_add_burst", 0600, d,
-			   &virtio_tmem_faults.fail_add_burst);
-	debugfs_create_u32("store_delay_us", 0600, d,
-			   &virtio_tmem_faults.store_delay_us);
-	debugfs_create_u32("store_delay_every", 0600, d,
-			   &virtio_tmem_faults.store_delay_every);
-	debugfs_create_u32("get_delay_us", 0600, d,
-			   &virtio_tmem_faults.get_delay_us);
-	debugfs_create_u32("get_delay_every", 0600, d,
-			   &virtio_tmem_faults.get_delay_every);
-	debugfs_create_u32("busy_alloc_pages", 0600, d,
-			   &virtio_tmem_faults.busy_alloc_pages);
+	for (i = 0; i < ARRAY_SIZE(virtio_tmem_knobs); i++)
+		debugfs_create_u32(virtio_tmem_knobs[i].name, 0600, d,
+				   virtio_tmem_knobs[i].value);
 }
 
 /* Sleep us microseconds once in every calls (0 or 1: each time). */
@@ -110,4 +122,15 @@ void virtio_tmem_fault_busy_alloc(void)
 	}
 	list_for_each_entry_safe(page, next, &pages, lru)
 		__free_page(page);
+}
+
+/* Whether a restore should fail now; counts the failures down. */
+bool virtio_tmem_fault_restore_fails(void)
+{
+	u32 n = READ_ONCE(virtio_tmem_faults.fail_restores);
+
+	if (!n)
+		return false;
+	WRITE_ONCE(virtio_tmem_faults.fail_restores, n - 1);
+	return true;
 }

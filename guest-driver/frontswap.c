@@ -366,7 +366,7 @@ static int virtio_tmem_fs_get_range(struct virtio_tmem *vt,
 		.first = le32_to_cpu(get->index),
 	};
 	unsigned int n, want;
-	u32 found = 0;
+	u32 found;
 	int st;
 
 	want = min3(READ_ONCE(virtio_tmem_prefetch),
@@ -386,13 +386,8 @@ static int virtio_tmem_fs_get_range(struct virtio_tmem *vt,
 		virtio_tmem_pf_end(&f, more, 0);
 		return -EAGAIN;
 	}
-	get->type = VIRTIO_TMEM_OP_GET_RANGE;
-	get->arg = cpu_to_le32(VIRTIO_TMEM_RANGE_ARG(PAGE_SHIFT, n));
-	st = virtio_tmem_sync_range(vt, q, get, VIRTIO_TMEM_FS_LOAD, pool, page,
-				    more, n - 1, &found);
-	if (st != VIRTIO_TMEM_S_OK && st != VIRTIO_TMEM_S_MISS)
-		found = 0;
-	virtio_tmem_pf_end(&f, more, found);
+	st = virtio_tmem_pf_send(vt, q, &f, get, VIRTIO_TMEM_FS_LOAD, page,
+				 more, &found);
 	get->type = VIRTIO_TMEM_OP_GET;
 	get->arg = cpu_to_le32(PAGE_SHIFT);
 	return st;

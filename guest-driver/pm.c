@@ -14,6 +14,12 @@
  * (PM_POST_*).  If a page cannot be brought back, the system does not
  * sleep: the notifier (or, failing that, freeze) says why, and nothing is
  * lost.
+ *
+ * Restore allocates nothing of the driver's own: freeze keeps the queues,
+ * their staging pages and the event buffers.  If restore fails anyway
+ * (the transport found no memory for the rings), the guest runs on
+ * without the device; the next freeze has nothing to do and the next
+ * restore tries again.
  */
 #include <linux/suspend.h>
 
@@ -100,6 +106,11 @@ int virtio_tmem_freeze(struct virtio_device *vdev)
 	int err = 0;
 
 	mutex_lock(&virtio_tmem_dev_mutex);
+	if (vt->frozen) {
+		/* The last restore failed: nothing is set up, nothing held. */
+		mutex_unlock(&virtio_tmem_dev_mutex);
+		return 0;
+	}
 	virtio_tmem_stop_stores(vt, VIRTIO_TMEM_DRAIN_SLEEP);
 	left = virtio_tmem_frontswap_on_host();
 	if (left) {

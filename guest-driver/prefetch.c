@@ -338,6 +338,38 @@ void virtio_tmem_pf_end(struct virtio_tmem_pf_flight *f, struct page **pages,
 	virtio_tmem_count(VIRTIO_TMEM_PREFETCH_STALE, stale);
 }
 
+/**
+ * virtio_tmem_pf_send - send a flight's GET_RANGE and keep what it brought
+ * @vt: the device
+ * @q: the queue of the page's key
+ * @f: the flight, registered by virtio_tmem_pf_begin() (and trimmed)
+ * @get: a GET of the flight's first page; its type and argument are
+ *	changed to ask for f->count pages
+ * @class: VIRTIO_TMEM_* class of the op, for the statistics
+ * @page: the first page's buffer
+ * @pages: the flight's other pages
+ * @found: (out) bit i set if the page at f->first + i came back
+ *
+ * Ends the flight.  Returns the first page's VIRTIO_TMEM_S_* status.
+ */
+int virtio_tmem_pf_send(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
+			struct virtio_tmem_pf_flight *f,
+			struct virtio_tmem_op *get, u8 class, struct page *page,
+			struct page **pages, u32 *found)
+{
+	int st;
+
+	*found = 0;
+	get->type = VIRTIO_TMEM_OP_GET_RANGE;
+	get->arg = cpu_to_le32(VIRTIO_TMEM_RANGE_ARG(PAGE_SHIFT, f->count));
+	st = virtio_tmem_sync_range(vt, q, get, class, f->pool, page, pages,
+				    f->count - 1, found);
+	if (st != VIRTIO_TMEM_S_OK && st != VIRTIO_TMEM_S_MISS)
+		*found = 0;
+	virtio_tmem_pf_end(f, pages, *found);
+	return st;
+}
+
 /* Pages the cache holds: what /sys/kernel/debug/virtio_tmem/stats shows. */
 unsigned int virtio_tmem_pf_pages(void)
 {

@@ -827,11 +827,21 @@ static int virtio_tmem_batch_init(struct virtio_tmem *vt,
 	return 0;
 }
 
-int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
+/**
+ * virtio_tmem_queues_alloc - allocate the request queues and their pages
+ * @vt: the device
+ *
+ * Once, at probe: freeze keeps them, so that a restore, which runs with
+ * I/O forbidden and often with memory short (the pages the host held came
+ * back before the guest slept), needs none of the driver's allocations.
+ * On failure nothing stays allocated.
+ */
+int virtio_tmem_queues_alloc(struct virtio_tmem *vt)
 {
 	unsigned int i, j;
-	int err;
 
+	if (READ_ONCE(virtio_tmem_faults.nomem_setup))
+		return -ENOMEM;
 	vt->queues = kcalloc(vt->nqueues, sizeof(*vt->queues), GFP_KERNEL);
 	if (!vt->queues)
 		return -ENOMEM;
@@ -844,8 +854,6 @@ int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
 		init_waitqueue_head(&q->wait);
 		timer_setup(&q->timer, virtio_tmem_timer, 0);
 		INIT_WORK(&q->refill_work, virtio_tmem_refill);
-		q->retry_ms = 1;
-		q->vq = vqs[i];
 		q->vt = vt;
 	}
 	for (i = 0; i < vt->nqueues; i++) {
@@ -863,24 +871,71 @@ int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs)
 				   sizeof(*q->pages), GFP_KERNEL);
 		if (!q->batches || !q->deferred || !q->deferred_slots ||
 		    !q->pages)
-			return -ENOMEM;
+			goto nomem;
 		for (; q->npages < vt->batch * VIRTIO_TMEM_STAGING; q->npages++) {
 			q->pages[q->nfree] = virtio_tmem_alloc_page(GFP_KERNEL);
 			if (!q->pages[q->nfree])
-				return -ENOMEM;
+				goto nomem;
 			q->nfree++;
 		}
 		for (j = 0; j < VIRTIO_TMEM_BATCHES; j++) {
-			err = virtio_tmem_batch_init(vt, &q->batches[j]);
-			if (err)
-				return err;
+			if (virtio_tmem_batch_init(vt, &q->batches[j]))
+				goto nomem;
 			list_add_tail(&q->batches[j].node, &q->idle);
 		}
 	}
 	return 0;
+
+nomem:
+	virtio_tmem_queues_free(vt);
+	return -ENOMEM;
 }
 
-/* After the device is reset: no batch is in flight any more. */
+/**
+ * virtio_tmem_queues_attach - give the queues their virtqueues
+ * @vt: the device
+ * @vqs: one per request queue
+ *
+ * At probe and at every restore.  The queues are idle: nothing was sent
+ * since virtio_tmem_queues_detach() or since they were allocated.
+ */
+void virtio_tmem_queues_attach(struct virtio_tmem *vt, struct virtqueue **vqs)
+{
+	unsigned int i;
+
+	for (i = 0; i < vt->nqueues; i++) {
+		struct virtio_tmem_queue *q = &vt->queues[i];
+
+		q->vq = vqs[i];
+		q->retry_ms = 1;
+		q->kick_classes = 0;
+		if (q->npages < vt->batch * VIRTIO_TMEM_STAGING)
+			schedule_work(&q->refill_work);
+	}
+}
+
+/**
+ * virtio_tmem_queues_detach - stop using the virtqueues
+ * @vt: the device, reset, its queues quiesced
+ *
+ * Before the virtqueues are deleted; the queues' memory stays.
+ */
+void virtio_tmem_queues_detach(struct virtio_tmem *vt)
+{
+	unsigned int i;
+
+	for (i = 0; vt->queues && i < vt->nqueues; i++) {
+		struct virtio_tmem_queue *q = &vt->queues[i];
+
+		del_timer_sync(&q->timer);
+		cancel_work_sync(&q->refill_work);
+		WARN_ON_ONCE(q->inflight || !list_empty(&q->stalled) ||
+			     q->nbusy);
+		q->vq = NULL;
+	}
+}
+
+/* At remove, or when probe failed: no batch is in flight any more. */
 void virtio_tmem_queues_free(struct virtio_tmem *vt)
 {
 	unsigned int i, j;

@@ -269,7 +269,9 @@ void virtio_tmem_teardown(struct virtio_tmem *vt);
 void virtio_tmem_stop_stores(struct virtio_tmem *vt, unsigned int why);
 
 /* request.c */
-int virtio_tmem_queues_init(struct virtio_tmem *vt, struct virtqueue **vqs);
+int virtio_tmem_queues_alloc(struct virtio_tmem *vt);
+void virtio_tmem_queues_attach(struct virtio_tmem *vt, struct virtqueue **vqs);
+void virtio_tmem_queues_detach(struct virtio_tmem *vt);
 void virtio_tmem_queues_free(struct virtio_tmem *vt);
 void virtio_tmem_request_done(struct virtqueue *vq);
 struct virtio_tmem_queue *virtio_tmem_queue_of(struct virtio_tmem *vt,
@@ -350,6 +352,10 @@ void virtio_tmem_pf_trim(struct virtio_tmem_pf_flight *f, struct page **pages,
 			 unsigned int count);
 void virtio_tmem_pf_end(struct virtio_tmem_pf_flight *f, struct page **pages,
 			u32 found);
+int virtio_tmem_pf_send(struct virtio_tmem *vt, struct virtio_tmem_queue *q,
+			struct virtio_tmem_pf_flight *f,
+			struct virtio_tmem_op *get, u8 class, struct page *page,
+			struct page **pages, u32 *found);
 unsigned int virtio_tmem_pf_pages(void);
 
 /* stats.c */
@@ -428,6 +434,8 @@ struct virtio_tmem_faults {
 	u32 get_delay_us;	/* stall cleancache gets past the pool */
 	u32 get_delay_every;	/* check, one in this many (0: all) */
 	u32 busy_alloc_pages;	/* pages to allocate with a slot busy */
+	u32 nomem_setup;	/* queue and event allocations fail */
+	u32 fail_restores;	/* restores to fail (-ENOMEM) */
 };
 
 extern struct virtio_tmem_faults virtio_tmem_faults;
@@ -435,6 +443,7 @@ bool virtio_tmem_fault_add_fails(void);
 void virtio_tmem_fault_store_delay(void);
 void virtio_tmem_fault_get_delay(void);
 void virtio_tmem_fault_busy_alloc(void);
+bool virtio_tmem_fault_restore_fails(void);
 void virtio_tmem_fault_debugfs(struct dentry *dir);
 
 /* torture.c */

@@ -622,14 +622,18 @@ def stream_disk(wd):
     return drives, manifest
 
 
+# The plan's first lines for a test of stream_disk(): the disk on /mnt/stream.
+STREAM_MOUNT = ("disks_up\nmodule_load\nmkdir -p /mnt/stream\n"
+                'mount -t ext4 -o ro "$(findfs LABEL=e2estream)" /mnt/stream && '
+                "result stream=mounted || result stream=failed\n")
+
+
 def t_hints(res):
     """HINT honoured: cleancache off for a pool that misses, then on again."""
     wd = workdir(res)
     drives, manifest = stream_disk(wd)
     nbytes = STREAM_FILES * STREAM_MB * MiB
-    plan = ("disks_up\nmodule_load\nmkdir -p /mnt/stream\n"
-            'mount -t ext4 -o ro "$(findfs LABEL=e2estream)" /mnt/stream && '
-            "result stream=mounted || result stream=failed\n"
+    plan = (STREAM_MOUNT +
             f"run stream1 verify_sums stream1 /e2e/stream.md5 {nbytes}\n"
             "sleep 3\n"
             f"run stream2 verify_sums stream2 /e2e/stream.md5 {nbytes}\n")
@@ -865,6 +869,48 @@ def misaligned_extents(img, path):
     return out, p.stdout.count("\n")
 
 
+def t_restore_fail(res):
+    """Sleep when restore finds memory short: restore must not need the
+    driver's own allocations, and after a restore failed for another
+    reason the guest keeps going, sleeps again and gets the device back."""
+    passes, mb = 4, 160
+    plan = swap_plan("restorefail", mb, passes)
+    cmds = {
+        # Every allocation of the driver's for queues and event buffers
+        # fails while the guest sleeps and wakes.
+        "pass0": "fault nomem_setup 1; suspend_devices; fault nomem_setup 0; "
+                 "stats pm.nomem",
+        # The restore itself fails: the device stays down, swap goes on.
+        "pass1": "fault fail_restores 1; suspend_devices; stats pm.failed",
+        # Sleep again: freeze finds nothing set up; restore brings it back.
+        "pass2": "suspend_devices; stats pm.again",
+    }
+
+    def on_sync(g, name, n):
+        if name in cmds:
+            g.host[name] = g.host_stats()
+            return [f"sh . /e2e/lib.sh; {cmds[name]}", "go"]
+        return ["go"]
+
+    boot(res, plan, f"budget={BUDGET}", on_sync=on_sync)
+    g = res.guest
+    common_checks(res, {"restorefail": ("swap-verify", swap_bytes(mb, passes))})
+    device = {k: (g.stats.get(k) or {}).get("device")
+              for k in ("pm.nomem", "pm.failed", "pm.again")}
+    res.check("restored with every driver allocation failing",
+              device["pm.nomem"] == 1, f"device={device['pm.nomem']} after pm.nomem",
+              needs_module=True)
+    held = host_at(g, "pass0").get("pages_persistent", 0)
+    res.check("the host held swap pages when the guest went to sleep",
+              held > 0, f"pages_persistent={held}", needs_module=True)
+    res.check("a failed restore leaves the device down, the guest running",
+              device["pm.failed"] == 0, f"device={device['pm.failed']} after pm.failed",
+              needs_module=True)
+    res.check("the next sleep brings the device back", device["pm.again"] == 1,
+              f"device={device['pm.again']} after pm.again", needs_module=True)
+    grew(res, "after the device came back", "pm.again", "swap.pass3", "frontswap_stores")
+
+
 def t_swapfile_1k(res):
     """RECLAIM with a swap file whose blocks are not page-aligned."""
     passes, mb = 3, 144
@@ -1011,6 +1057,7 @@ TESTS = {
     "contention-debug": (t_contention, "debug"),
     "unbind-load": (t_unbind_load, "plain"),
     "suspend": (t_suspend, "plain"),
+    "restore-fail": (t_restore_fail, "plain"),
     "swapfile-1k": (t_swapfile_1k, "plain"),
     "features": (t_features, "plain"),
     # scripts/stock-kernels: Debian's own kernels, module built against
