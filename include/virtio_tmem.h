@@ -75,6 +75,7 @@
 #define VIRTIO_TMEM_F_EVICT_REPORT	2 /* reports of dropped ephemeral pages */
 #define VIRTIO_TMEM_F_CREDITS		3 /* credits for batched persistent puts */
 #define VIRTIO_TMEM_F_GET_RANGE		4 /* GET_RANGE: a page and its neighbours */
+#define VIRTIO_TMEM_F_MISS_REPORT	5 /* MISSES: gets answered by the driver */
 
 struct virtio_tmem_config {
 	__le16 num_queues;	/* request queues */
@@ -94,6 +95,7 @@ struct virtio_tmem_config {
 #define VIRTIO_TMEM_OP_FLUSH_POOL	8
 #define VIRTIO_TMEM_OP_CREDITS		9
 #define VIRTIO_TMEM_OP_GET_RANGE	10
+#define VIRTIO_TMEM_OP_MISSES		11
 
 /* virtio_tmem_op.flags */
 #define VIRTIO_TMEM_OP_F_CREDIT		(1 << 0) /* a PUT that spends a credit */
@@ -135,6 +137,9 @@ struct virtio_tmem_config {
  *   FLUSH_OBJECT  pool, oid;   status value: pages flushed
  *   FLUSH_POOL    pool;        status value: pages flushed
  *   CREDITS       arg: credits wanted; status value: credits granted
+ *   MISSES        pool (ephemeral); arg: gets of the pool the driver
+ *                 answered as misses without sending them, 1 or more.
+ *                 The device counts them as gets that missed, for HINT.
  *
  * Fields an operation does not use must be zero.
  */

@@ -345,7 +345,8 @@ void virtio_tmem_events_evict_enable(VirtIOTmem *s, bool on)
     qemu_mutex_unlock(&s->evict_lock);
 }
 
-void virtio_tmem_events_get(VirtIOTmem *s, uint32_t slot, bool hit)
+void virtio_tmem_events_gets(VirtIOTmem *s, uint32_t slot, uint32_t gets,
+                             uint32_t hits)
 {
     VirtIOTmemPoolState *ps = &s->pstate[slot];
     bool off;
@@ -354,8 +355,10 @@ void virtio_tmem_events_get(VirtIOTmem *s, uint32_t slot, bool hit)
         !virtio_vdev_has_feature(VIRTIO_DEVICE(s), VIRTIO_TMEM_F_EPHEMERAL)) {
         return;
     }
-    ps->win_gets++;
-    ps->win_hits += hit;
+    /* a window is never longer: the sums cannot wrap */
+    gets = MIN(gets, VIRTIO_TMEM_MAX_HINT_WINDOW);
+    ps->win_gets += gets;
+    ps->win_hits += MIN(hits, gets);
     if (ps->win_gets < s->hint_window) {
         return;
     }

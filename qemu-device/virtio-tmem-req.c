@@ -417,11 +417,33 @@ static uint8_t virtio_tmem_get(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
         qemu_mutex_lock(&s->lock);
         /* the slot may have changed hands: then its window is not ours */
         if (slot < s->npools && s->pools[slot] == pool) {
-            virtio_tmem_events_get(s, slot, !rc);
+            virtio_tmem_events_gets(s, slot, 1, !rc);
         }
         qemu_mutex_unlock(&s->lock);
     }
     return virtio_tmem_status_of(rc);
+}
+
+/*
+ * MISSES: @n gets of an ephemeral pool that the driver answered itself, as
+ * its presence filter showed the store could not have the page.  They
+ * count toward the pool's HINT like gets that missed here.
+ */
+static uint8_t virtio_tmem_misses(VirtIOTmem *s, int pool, uint32_t slot,
+                                  uint32_t n)
+{
+    enum tmem_pool_kind kind;
+
+    if (!n || tmem_pool_info(s->store, pool, &kind, NULL) ||
+        kind != TMEM_EPHEMERAL) {
+        return VIRTIO_TMEM_S_INVALID;
+    }
+    qemu_mutex_lock(&s->lock);
+    if (slot < s->npools && s->pools[slot] == pool) {
+        virtio_tmem_events_gets(s, slot, n, 0);
+    }
+    qemu_mutex_unlock(&s->lock);
+    return VIRTIO_TMEM_S_OK;
 }
 
 /*
@@ -469,12 +491,10 @@ static uint8_t virtio_tmem_get_range(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
         kind == TMEM_EPHEMERAL && (first == 0 || first == -ENOENT)) {
         qemu_mutex_lock(&s->lock);
         if (slot < s->npools && s->pools[slot] == pool) {
-            virtio_tmem_events_get(s, slot, !first);
-            for (i = 1; i < count; i++) {
-                if (*found & 1u << i) {
-                    virtio_tmem_events_get(s, slot, true);
-                }
-            }
+            /* the first page as a GET; the others only if they hit */
+            uint32_t more = ctpop32(*found & ~1u);
+
+            virtio_tmem_events_gets(s, slot, 1 + more, !first + more);
         }
         qemu_mutex_unlock(&s->lock);
     }
@@ -528,6 +548,7 @@ static const uint8_t virtio_tmem_op_fields[] = {
     [VIRTIO_TMEM_OP_CREDITS] = VIRTIO_TMEM_F_ARG,
     [VIRTIO_TMEM_OP_GET_RANGE] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_OID |
                                  VIRTIO_TMEM_F_INDEX | VIRTIO_TMEM_F_ARG,
+    [VIRTIO_TMEM_OP_MISSES] = VIRTIO_TMEM_F_POOL | VIRTIO_TMEM_F_ARG,
 };
 
 static bool virtio_tmem_op_clean(const struct virtio_tmem_op *op)
@@ -599,6 +620,12 @@ static uint8_t coroutine_fn virtio_tmem_run_op(VirtIOTmem *s,
             return VIRTIO_TMEM_S_UNSUPPORTED;
         }
         break;
+    case VIRTIO_TMEM_OP_MISSES:
+        if (!virtio_vdev_has_feature(VIRTIO_DEVICE(s),
+                                     VIRTIO_TMEM_F_MISS_REPORT)) {
+            return VIRTIO_TMEM_S_UNSUPPORTED;
+        }
+        break;
     default:
         break;
     }
@@ -621,6 +648,9 @@ static uint8_t coroutine_fn virtio_tmem_run_op(VirtIOTmem *s,
         return virtio_tmem_get_range(s, rq, pool, VIRTIO_TMEM_POOL_SLOT(id),
                                      &key, le32_to_cpu(op->arg), elem,
                                      *in_off - in_len, value);
+    case VIRTIO_TMEM_OP_MISSES:
+        return virtio_tmem_misses(s, pool, VIRTIO_TMEM_POOL_SLOT(id),
+                                  le32_to_cpu(op->arg));
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
         return virtio_tmem_status_of(tmem_flush_page(s->store, pool, &key));
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
@@ -678,11 +708,16 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
         rq->status[i] = (struct virtio_tmem_status) {
             .status = st, .value = cpu_to_le32(value),
         };
-        if (op->type <= VIRTIO_TMEM_OP_GET_RANGE) {
+        if (op->type < VIRTIO_TMEM_NR_OPS) {
             os = &s->opstats[op->type];
             qatomic_inc(&os->ops);
         }
-        if (op->type == VIRTIO_TMEM_OP_GET_RANGE) {
+        if (op->type == VIRTIO_TMEM_OP_MISSES) {
+            /* the gets it reported */
+            if (st == VIRTIO_TMEM_S_OK) {
+                qatomic_add(&os->pages, le32_to_cpu(op->arg));
+            }
+        } else if (op->type == VIRTIO_TMEM_OP_GET_RANGE) {
             /* the pages it returned, whatever the first one's status */
             qatomic_add(&qs->pages, ctpop32(value));
             qatomic_add(&os->pages, ctpop32(value));

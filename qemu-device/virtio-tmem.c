@@ -376,7 +376,7 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
  * The features the properties leave on.  Eviction reports are about
  * ephemeral pages, so the spec (section 3) forbids offering them alone;
  * x-unchecked-features lets a test offer them anyway, to see a driver
- * refuse them.
+ * refuse them.  Miss reports are about ephemeral pools too.
  */
 static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t f,
                                          Error **errp)
@@ -387,6 +387,9 @@ static uint64_t virtio_tmem_get_features(VirtIODevice *vdev, uint64_t f,
     if (!virtio_has_feature(mine, VIRTIO_TMEM_F_EPHEMERAL) &&
         !s->unchecked_features) {
         virtio_clear_feature(&mine, VIRTIO_TMEM_F_EVICT_REPORT);
+    }
+    if (!virtio_has_feature(mine, VIRTIO_TMEM_F_EPHEMERAL)) {
+        virtio_clear_feature(&mine, VIRTIO_TMEM_F_MISS_REPORT);
     }
     return f | mine;
 }
@@ -685,13 +688,14 @@ static const char *const virtio_tmem_op_names[] = {
     [VIRTIO_TMEM_OP_FLUSH_POOL] = "flush-pool",
     [VIRTIO_TMEM_OP_CREDITS] = "credits",
     [VIRTIO_TMEM_OP_GET_RANGE] = "get-range",
+    [VIRTIO_TMEM_OP_MISSES] = "misses",
 };
 
 /* The device's counters, copied under its locks for one stats answer. */
 typedef struct VirtIOTmemStatsSnap {
     VirtIOTmemQueueStats total;
     VirtIOTmemQueueStats *queues;
-    VirtIOTmemOpStats ops[VIRTIO_TMEM_OP_GET_RANGE + 1];
+    VirtIOTmemOpStats ops[VIRTIO_TMEM_NR_OPS];
     uint64_t events[VIRTIO_TMEM_EVENT_RESET + 1];
     uint64_t events_sent, events_lost, evicted_keys, evict_dropped;
     bool iothread_active;
@@ -870,6 +874,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_CREDITS, true),
     DEFINE_PROP_BIT64("get-range", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_GET_RANGE, true),
+    DEFINE_PROP_BIT64("miss-report", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_MISS_REPORT, true),
     DEFINE_PROP_BOOL("x-unchecked-features", VirtIOTmem, unchecked_features,
                      false),
 };

@@ -42,6 +42,7 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 #define VIRTIO_TMEM_RING_OPS    (VIRTIO_TMEM_QUEUE_SIZE * VIRTIO_TMEM_MAX_OPS)
 #define VIRTIO_TMEM_MAX_CREDITS     VIRTIO_TMEM_RING_OPS
 #define VIRTIO_TMEM_MAX_HINT_WINDOW VIRTIO_TMEM_RING_OPS
+#define VIRTIO_TMEM_NR_OPS          (VIRTIO_TMEM_OP_MISSES + 1)
 
 /* Keys in one EVICTED event: as many as a minimum-size buffer holds. */
 #define VIRTIO_TMEM_EVICT_KEYS \
@@ -194,7 +195,7 @@ struct VirtIOTmem {
 
     /* Statistics; the queue and operation counters are atomic */
     VirtIOTmemQueueStats *qstats;   /* one per request queue */
-    VirtIOTmemOpStats opstats[VIRTIO_TMEM_OP_GET_RANGE + 1];
+    VirtIOTmemOpStats opstats[VIRTIO_TMEM_NR_OPS];
     uint64_t events_sent;       /* events written to the event queue */
     uint64_t events_lost;       /* EVICTED events with no buffer to go to */
     uint64_t events_type[VIRTIO_TMEM_EVENT_RESET + 1];  /* sent, by type */
@@ -242,7 +243,8 @@ void virtio_tmem_events_evict_enable(VirtIOTmem *s, bool on);
 /* Let the bottom half look for events to send.  Any thread. */
 void virtio_tmem_events_kick(VirtIOTmem *s);
 /* A GET on an ephemeral pool's @slot: the hit-ratio window.  Lock. */
-void virtio_tmem_events_get(VirtIOTmem *s, uint32_t slot, bool hit);
+void virtio_tmem_events_gets(VirtIOTmem *s, uint32_t slot, uint32_t gets,
+                             uint32_t hits);
 /* A CREDITS op granted @granted of @wanted, @over_budget.  Lock. */
 void virtio_tmem_events_credits(VirtIOTmem *s, uint32_t wanted,
                                 uint32_t granted, bool over_budget);

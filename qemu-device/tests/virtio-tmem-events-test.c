@@ -260,11 +260,13 @@ static void expect_hint(TmemCtx *c, uint32_t pool, uint64_t value)
 /*
  * HINT: a window of 64 GETs that all miss turns an ephemeral pool's
  * cleancache off; a window that hits, a bigger budget, or hint-retry
- * (here 1 s) turn it on again.  Persistent pools get no hints.
+ * (here 1 s) turn it on again.  Persistent pools get no hints.  Gets the
+ * driver answered itself and reported with MISSES count as misses.
  */
 static void test_hint(void *obj, void *data, QGuestAllocator *alloc)
 {
     TmemCtx ctx, *c = &ctx;
+    TmemOp op, ops[4];
     uint32_t pe, pp;
     TmemEvent ev;
     gint64 off_at;
@@ -301,7 +303,28 @@ static void test_hint(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmpint(g_get_monotonic_time() - off_at, >=,
                     800 * 1000 /* 1 s, less the time to read the OFF */);
 
-    g_assert_cmpuint(tmem_event_stat(c, "hint"), ==, n0 + 6);
+    /*
+     * A window the driver answered itself: MISSES reports count as gets
+     * that missed, and turn it off; a persistent pool or a count of 0 is
+     * malformed.
+     */
+    op = tmem_op_arg(VIRTIO_TMEM_OP_MISSES, BATCH / 2);
+    op.pool = pe;
+    ops[0] = op;
+    ops[1] = op;
+    ops[2] = op;
+    ops[2].pool = pp;
+    ops[3] = op;
+    ops[3].arg = 0;
+    tmem_run(c, ops, 4);
+    g_assert_cmpuint(ops[0].status, ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(ops[1].status, ==, VIRTIO_TMEM_S_OK);
+    g_assert_cmpuint(ops[2].status, ==, VIRTIO_TMEM_S_INVALID);
+    g_assert_cmpuint(ops[3].status, ==, VIRTIO_TMEM_S_INVALID);
+    expect_hint(c, pe, VIRTIO_TMEM_HINT_CLEANCACHE_OFF);
+    expect_hint(c, pe, VIRTIO_TMEM_HINT_CLEANCACHE_ON);  /* hint-retry */
+
+    g_assert_cmpuint(tmem_event_stat(c, "hint"), ==, n0 + 8);
     tmem_pool_destroy(c, pe);
     tmem_pool_destroy(c, pp);
     tmem_stop(c);

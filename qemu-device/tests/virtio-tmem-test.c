@@ -67,6 +67,7 @@ static void test_config(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_CREDITS), !=, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), !=, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_GET_RANGE), !=, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_MISS_REPORT), !=, 0);
 
     /* Modern only: PCI device ID 0x1040 + 63 */
     pdev = container_of(vdev, QVirtioPCIDevice, vdev)->pdev;
@@ -554,6 +555,7 @@ static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_CREDITS), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_GET_RANGE), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_MISS_REPORT), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_PAGE_64K), !=, 0);
     g_assert_cmpuint(qvirtio_config_readl(c->vdev,
                      offsetof(struct virtio_tmem_config, max_credits)), ==, 0);
@@ -568,6 +570,11 @@ static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
     tmem_run(c, &op, 1);
     tmem_assert_status(&op, VIRTIO_TMEM_S_UNSUPPORTED);
     g_assert_cmpuint(op.value, ==, 0);
+    /* no ephemeral pools, no miss reports */
+    op = tmem_op_arg(VIRTIO_TMEM_OP_MISSES, 1);
+    op.pool = pp;
+    tmem_run(c, &op, 1);
+    tmem_assert_status(&op, VIRTIO_TMEM_S_UNSUPPORTED);
     tmem_stop(c);
 }
 

@@ -54,7 +54,8 @@
                         (1ull << VIRTIO_TMEM_F_EPHEMERAL) |     \
                         (1ull << VIRTIO_TMEM_F_PAGE_64K) |      \
                         (1ull << VIRTIO_TMEM_F_CREDITS) |      \
-                        (1ull << VIRTIO_TMEM_F_GET_RANGE))
+                        (1ull << VIRTIO_TMEM_F_GET_RANGE) |     \
+                        (1ull << VIRTIO_TMEM_F_MISS_REPORT))
 #define TMEM_FEATURES_ALL  (TMEM_FEATURES |                     \
                             (1ull << VIRTIO_TMEM_F_EVICT_REPORT))
 

@@ -473,6 +473,15 @@ static void model_op(TmemFuzz *f, TmemFuzzOp *op, uint8_t st, uint32_t value)
             model_fail(f, op, "a failed get-range returned pages", st);
         }
         break;
+    case VIRTIO_TMEM_OP_MISSES:
+        /* the store is untouched; an ephemeral pool takes a count */
+        if (check && !op->dirty &&
+            (st == VIRTIO_TMEM_S_OK) !=
+            (!persistent && op->arg &&
+             (f->features & (1ull << VIRTIO_TMEM_F_MISS_REPORT)))) {
+            model_fail(f, op, "misses: the wrong pools or counts taken", st);
+        }
+        break;
     case VIRTIO_TMEM_OP_FLUSH_PAGE:
         if (p && (st == VIRTIO_TMEM_S_OK || st == VIRTIO_TMEM_S_MISS)) {
             if (check && persistent && !k != (st == VIRTIO_TMEM_S_MISS)) {
@@ -638,7 +647,8 @@ static const uint8_t tmem_fuzz_op_mix[64] = {
     [55] = VIRTIO_TMEM_OP_POOL_NEW,
     [56] = VIRTIO_TMEM_OP_POOL_DESTROY,
     [57 ... 60] = VIRTIO_TMEM_OP_CREDITS,
-    [61 ... 63] = 0,                    /* an unknown or dirty operation */
+    [61] = VIRTIO_TMEM_OP_MISSES,
+    [62 ... 63] = 0,                    /* an unknown or dirty operation */
 };
 
 /* The fields each operation leaves zero, as bits: pool, oid, index, arg */
@@ -653,6 +663,7 @@ static const uint8_t tmem_fuzz_unused[] = {
     [VIRTIO_TMEM_OP_FLUSH_POOL] = 0xe,
     [VIRTIO_TMEM_OP_CREDITS] = 0x7,
     [VIRTIO_TMEM_OP_GET_RANGE] = 0,
+    [VIRTIO_TMEM_OP_MISSES] = 0x6,
 };
 
 /*
@@ -736,6 +747,7 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
     case VIRTIO_TMEM_OP_FLUSH_OBJECT:
     case VIRTIO_TMEM_OP_FLUSH_POOL:
     case VIRTIO_TMEM_OP_POOL_DESTROY:
+    case VIRTIO_TMEM_OP_MISSES:
         op->pool = cpu_to_le32(pick_pool(f, in, &rec->pool));
         if (rec->pool >= 0) {
             shift = f->pools[rec->pool].shift;
@@ -807,6 +819,12 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
     case VIRTIO_TMEM_OP_CREDITS:
         a = in_byte(in);
         op->arg = cpu_to_le32(a == 0xff ? UINT32_MAX : a);
+        break;
+    case VIRTIO_TMEM_OP_MISSES:
+        /* 0 is malformed; UINT32_MAX must not wrap the hint window */
+        a = in_byte(in);
+        rec->arg = a == 0xff ? UINT32_MAX : a;
+        op->arg = cpu_to_le32(rec->arg);
         break;
     }
     if (dirty) {
