@@ -29,24 +29,7 @@ static unsigned int virtio_tmem_filter_slot(const struct virtio_tmem_op *op)
 	       (BIT(VIRTIO_TMEM_FILTER_BITS) - 1);
 }
 
-static atomic_t *virtio_tmem_filter_object(struct virtio_tmem_filter *f,
-					   const struct virtio_tmem_op *op)
-{
-	return &f->objects[jhash(op->oid, sizeof(op->oid), 0) &
-			   (BIT(VIRTIO_TMEM_OBJ_FILTER_BITS) - 1)];
-}
-
-/* The host holds nothing of the pool's any more. */
-void virtio_tmem_filter_clear(struct virtio_tmem_pool *pool)
-{
-	if (pool->filter)
-		memset(pool->filter, 0, sizeof(*pool->filter));
-}
-
-/*
- * Count a put the host may hold (@delta 1), or one it no longer holds
- * (-1).  Saturated key counts stay saturated: they only cost exits.
- */
+/* Saturated counts stay saturated: they only cost exits. */
 void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 			    const struct virtio_tmem_op *op, int delta)
 {
@@ -54,46 +37,17 @@ void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 
 	if (!pool->filter)
 		return;
-	if (delta > 0)
-		atomic_inc(virtio_tmem_filter_object(pool->filter, op));
-	else
-		atomic_dec_if_positive(virtio_tmem_filter_object(pool->filter,
-								 op));
-	count = &pool->filter->keys[virtio_tmem_filter_slot(op)];
+	count = &pool->filter[virtio_tmem_filter_slot(op)];
 	v = READ_ONCE(*count);
 	if (v == U8_MAX || (delta < 0 && !v))
 		return;
 	WRITE_ONCE(*count, v + delta);
 }
 
-/*
- * The host dropped @n pages of @op's object (FLUSH_OBJECT's count): each
- * was counted when it was put, so the object's counter stays at least
- * the pages the host still holds of the objects that share it.
- */
-void virtio_tmem_filter_drop_object(struct virtio_tmem_pool *pool,
-				    const struct virtio_tmem_op *op, u32 n)
-{
-	atomic_t *count;
-	int v;
-
-	if (!pool->filter || !n)
-		return;
-	count = virtio_tmem_filter_object(pool->filter, op);
-	v = atomic_read(count);
-	while (!atomic_try_cmpxchg(count, &v, (u32)v > n ? v - (int)n : 0))
-		;
-}
-
-/* Whether the host may hold the page at @op's key. */
 static bool virtio_tmem_filter_maybe(const struct virtio_tmem_pool *pool,
 				     const struct virtio_tmem_op *op)
 {
-	if (!atomic_read(virtio_tmem_filter_object(pool->filter, op)))
-		return false;
-	if (READ_ONCE(virtio_tmem_faults.filter_full))
-		return true;
-	return READ_ONCE(pool->filter->keys[virtio_tmem_filter_slot(op)]);
+	return READ_ONCE(pool->filter[virtio_tmem_filter_slot(op)]);
 }
 
 static struct virtio_tmem_pool *virtio_tmem_cc_pool(int id)
@@ -167,7 +121,7 @@ void virtio_tmem_repair(struct work_struct *work)
 		if (virtio_tmem_sync_op(vt, &vt->queues[0], &flush,
 					VIRTIO_TMEM_FLUSH, pool, NULL, NULL))
 			continue;	/* stays poisoned */
-		virtio_tmem_filter_clear(pool);
+		memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
 		WRITE_ONCE(pool->poisoned, false);
 	}
 	mutex_unlock(&virtio_tmem_pools_mutex);
@@ -181,39 +135,6 @@ static void virtio_tmem_cc_send_flush(struct virtio_tmem *vt,
 	if (!virtio_tmem_queue_flush(virtio_tmem_cc_queue(vt, flush), flush,
 				     pool))
 		virtio_tmem_pool_poison(vt, pool);
-}
-
-/*
- * Tell the host about the gets the filter answered, in the batch a put
- * just joined: its HINT judges a pool by its gets, and without the report
- * a pool that only misses (a streaming read) would look idle.  Costs no
- * exit; kept for the next put if the batch is full.  Caller must hold
- * q->lock.
- */
-static void virtio_tmem_cc_report_misses(struct virtio_tmem *vt,
-					 struct virtio_tmem_queue *q,
-					 struct virtio_tmem_pool *pool)
-{
-	struct virtio_tmem_slot *s;
-	struct virtio_tmem_op *op;
-	int n;
-
-	if (!vt->has_miss_report ||
-	    atomic_read(&pool->misses_unreported) < VIRTIO_TMEM_MISS_REPORT)
-		return;
-	n = atomic_xchg(&pool->misses_unreported, 0);
-	op = virtio_tmem_add_note(q, &s);
-	if (!op) {
-		atomic_add(n, &pool->misses_unreported);
-		return;
-	}
-	op->type = VIRTIO_TMEM_OP_MISSES;
-	op->pool = cpu_to_le32(pool->dev_id);
-	op->arg = cpu_to_le32(n);
-	s->class = VIRTIO_TMEM_CONTROL;
-	s->pool = pool;
-	virtio_tmem_op_added(q);
-	virtio_tmem_count(VIRTIO_TMEM_MISSES_REPORTED, n);
 }
 
 /* Called with interrupts off: no sleeping, no allocation. */
@@ -250,7 +171,6 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 			copy_highpage(s->copy, page);
 			virtio_tmem_filter_add(pool, op, 1);
 			virtio_tmem_op_added(q);
-			virtio_tmem_cc_report_misses(vt, q, pool);
 			outcome = VIRTIO_TMEM_CLEANCACHE_PUTS;
 		}
 		spin_unlock_irqrestore(&q->lock, flags);
@@ -372,8 +292,6 @@ static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
 	if (!READ_ONCE(virtio_tmem_sync) &&
 	    !virtio_tmem_filter_maybe(pool, &get)) {
 		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_MISSES_NO_EXIT, 1);
-		if (vt->has_miss_report)
-			atomic_inc(&pool->misses_unreported);
 		goto out;
 	}
 	if (!virtio_tmem_cc_get_range(vt, pool, &get, page))
@@ -467,12 +385,11 @@ static int virtio_tmem_cleancache_init_fs(size_t pagesize)
 	if (id == VIRTIO_TMEM_CC_POOLS)
 		goto fail;
 	pool = &virtio_tmem_cc_pools[id];
-	pool->filter = vzalloc(sizeof(*pool->filter));
+	pool->filter = vzalloc(BIT(VIRTIO_TMEM_FILTER_BITS));
 	if (!pool->filter)
 		goto fail;
 	pool->kind = VIRTIO_TMEM_POOL_EPHEMERAL;
 	pool->pf_window = VIRTIO_TMEM_RANGE_MAX;
-	atomic_set(&pool->misses_unreported, 0);
 	pool->in_use = true;
 	pool->hint_off = false;
 	pool->poisoned = false;

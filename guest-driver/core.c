@@ -173,7 +173,8 @@ static void virtio_tmem_forget_all(void)
 		WRITE_ONCE(pool->on_device, false);
 		WRITE_ONCE(pool->hint_off, false);
 		WRITE_ONCE(pool->poisoned, false);
-		virtio_tmem_filter_clear(pool);
+		if (pool->filter)
+			memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
 	}
 	virtio_tmem_pf_forget_pool(NULL);
 }
@@ -373,8 +374,6 @@ static int virtio_tmem_probe(struct virtio_device *vdev)
 	vt->has_credits = virtio_has_feature(vdev, VIRTIO_TMEM_F_CREDITS);
 	vt->has_ephemeral = virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL);
 	vt->has_get_range = virtio_has_feature(vdev, VIRTIO_TMEM_F_GET_RANGE);
-	vt->has_miss_report = virtio_has_feature(vdev,
-						 VIRTIO_TMEM_F_MISS_REPORT);
 	INIT_WORK(&vt->reclaim_work, virtio_tmem_reclaim);
 	INIT_WORK(&vt->repair_work, virtio_tmem_repair);
 	INIT_WORK(&vt->config_work, virtio_tmem_config_work);
@@ -472,7 +471,6 @@ static unsigned int virtio_tmem_features[] = {
 	VIRTIO_TMEM_F_EVICT_REPORT,
 	VIRTIO_TMEM_F_CREDITS,
 	VIRTIO_TMEM_F_GET_RANGE,
-	VIRTIO_TMEM_F_MISS_REPORT,
 };
 
 static const struct virtio_device_id virtio_tmem_id_table[] = {

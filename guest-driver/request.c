@@ -172,9 +172,6 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 				virtio_tmem_filter_add(s->pool, op, -1);
 			fallthrough;
 		case VIRTIO_TMEM_OP_FLUSH_OBJECT:
-			if (op->type == VIRTIO_TMEM_OP_FLUSH_OBJECT &&
-			    st == VIRTIO_TMEM_S_OK && ephemeral)
-				virtio_tmem_filter_drop_object(s->pool, op, val);
 			if (st == VIRTIO_TMEM_S_OK || st == VIRTIO_TMEM_S_MISS)
 				break;
 			virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);
@@ -378,18 +375,6 @@ static void virtio_tmem_undefer(struct virtio_tmem_queue *q, bool all)
 		virtio_tmem_submit(q);
 }
 
-/* The next op of @b, and its slot, zeroed. */
-static struct virtio_tmem_op *virtio_tmem_take_op(struct virtio_tmem_batch *b,
-						  struct virtio_tmem_slot **slot)
-{
-	struct virtio_tmem_op *op = &b->out->ops[b->nops];
-
-	memset(op, 0, sizeof(*op));
-	*slot = &b->slots[b->nops];
-	memset(*slot, 0, sizeof(**slot));
-	return op;
-}
-
 /**
  * virtio_tmem_add_op - reserve an op at the tail of the queue's sequence
  * @q: the queue; caller must hold q->lock, taken with irqsave into @flags
@@ -449,32 +434,15 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 			   !virtio_tmem_pages_coming(q));
 		spin_lock_irqsave(&q->lock, *flags);
 	}
-	op = virtio_tmem_take_op(b, slot);
+	op = &b->out->ops[b->nops];
+	memset(op, 0, sizeof(*op));
+	*slot = &b->slots[b->nops];
+	memset(*slot, 0, sizeof(**slot));
 	if (need_page) {
 		(*slot)->copy = q->pages[--q->nfree];
 		b->nstaged++;
 	}
 	return op;
-}
-
-/**
- * virtio_tmem_add_note - an op the caller may drop, if it fits now
- * @q: the queue; caller must hold q->lock
- * @slot: set to the op's guest-side state, zeroed
- *
- * For reports that ride with the ops already queued: it neither waits,
- * nor sends, nor takes a place flushes may need later.
- *
- * Return: an op in the open batch, zeroed, or NULL if it has no room.
- * The caller fills it and calls virtio_tmem_op_added().
- */
-struct virtio_tmem_op *virtio_tmem_add_note(struct virtio_tmem_queue *q,
-					    struct virtio_tmem_slot **slot)
-{
-	lockdep_assert_held(&q->lock);
-	if (!q->open || q->ndeferred || virtio_tmem_batch_full(q->vt, q->open))
-		return NULL;
-	return virtio_tmem_take_op(q->open, slot);
 }
 
 /* Count the op at b->nops into @b. */

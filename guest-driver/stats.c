@@ -64,7 +64,6 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_PREFETCH_HITS] = "prefetch_hits",
 	[VIRTIO_TMEM_PREFETCH_DROPPED] = "prefetch_dropped",
 	[VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED] = "frontswap_loads_prefetched",
-	[VIRTIO_TMEM_MISSES_REPORTED] = "misses_reported",
 };
 
 static const char * const virtio_tmem_class_names[] = {

@@ -54,10 +54,8 @@
 #define VIRTIO_TMEM_BACKOFF_MS		100	/* after a refused synchronous store */
 #define VIRTIO_TMEM_DEFERRED		4096	/* flushes waiting for a batch */
 #define VIRTIO_TMEM_CC_POOLS		32
-#define VIRTIO_TMEM_FILTER_BITS		16	/* a pool's counters by key */
-#define VIRTIO_TMEM_OBJ_FILTER_BITS	12	/* and by object */
+#define VIRTIO_TMEM_FILTER_BITS		16
 #define VIRTIO_TMEM_PF_PAGES		128	/* prefetched pages held, at most */
-#define VIRTIO_TMEM_MISS_REPORT		64	/* misses per MISSES report */
 
 /* What an op was for: kicks and interrupts are counted per class. */
 enum virtio_tmem_class {
@@ -69,23 +67,6 @@ enum virtio_tmem_class {
 	VIRTIO_TMEM_CONTROL,
 	VIRTIO_TMEM_BRING_BACK,		/* gets of reclaim and the drain */
 	VIRTIO_TMEM_NR_CLASSES,
-};
-
-/*
- * The presence filter of an ephemeral pool (cleancache.c): how many puts
- * the host may still hold, counted by the slot each key hashes to, and by
- * the slot each object (file) hashes to.  A get asks the host only if both
- * counts are above 0.  The key counters saturate once the pool holds more
- * pages than there are counters; the object counters keep answering the
- * misses of files the host holds nothing of, however many pages it holds.
- * A count that is too high costs one exit, one that is too low costs one
- * hit; neither decides coherency, since flushes are always sent.  The key
- * counters are updated racily on purpose; the object counters, which a
- * lost update would zero for a whole file, atomically.
- */
-struct virtio_tmem_filter {
-	u8 keys[BIT(VIRTIO_TMEM_FILTER_BITS)];
-	atomic_t objects[BIT(VIRTIO_TMEM_OBJ_FILTER_BITS)];
 };
 
 /*
@@ -109,12 +90,13 @@ struct virtio_tmem_pool {
 	 */
 	u8 pf_window;
 	u32 dev_id;
-	struct virtio_tmem_filter *filter;	/* ephemeral pools */
 	/*
-	 * Ephemeral pools: gets the filter answered since the last MISSES
-	 * report, so that the host's HINT still sees them (spec 6.x).
+	 * Ephemeral pools: how many puts of keys hashing to each slot the
+	 * host may still hold.  Updated racily on purpose: a count that is
+	 * too high costs one exit, one that is too low costs one hit; it
+	 * never decides coherency, since flushes are always sent.
 	 */
-	atomic_t misses_unreported;
+	u8 *filter;
 	/*
 	 * Persistent pools: the offsets stored on the device and not yet
 	 * invalidated, so that they can be fetched before it goes away, and
@@ -233,7 +215,7 @@ struct virtio_tmem {
 	unsigned int max_ops;		/* ops per request, from config */
 	unsigned int batch;		/* pages per request */
 	u32 max_credits;
-	bool has_credits, has_ephemeral, has_get_range, has_miss_report;
+	bool has_credits, has_ephemeral, has_get_range;
 	/*
 	 * Why new pages are refused, a VIRTIO_TMEM_DRAIN_* bit each, or 0.
 	 * Set, then waited for with synchronize_srcu(), so that every store
@@ -299,8 +281,6 @@ struct virtio_tmem_op *virtio_tmem_add_op(struct virtio_tmem_queue *q,
 					  bool need_page, bool can_wait,
 					  unsigned long *flags);
 void virtio_tmem_op_added(struct virtio_tmem_queue *q);
-struct virtio_tmem_op *virtio_tmem_add_note(struct virtio_tmem_queue *q,
-					    struct virtio_tmem_slot **slot);
 bool virtio_tmem_queue_flush(struct virtio_tmem_queue *q,
 			     const struct virtio_tmem_op *flush,
 			     struct virtio_tmem_pool *pool);
@@ -341,9 +321,6 @@ int virtio_tmem_restore(struct virtio_device *vdev);
 
 /* cleancache.c */
 extern const struct cleancache_ops virtio_tmem_cleancache_ops;
-void virtio_tmem_filter_clear(struct virtio_tmem_pool *pool);
-void virtio_tmem_filter_drop_object(struct virtio_tmem_pool *pool,
-				    const struct virtio_tmem_op *op, u32 n);
 void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 			    const struct virtio_tmem_op *op, int delta);
 void virtio_tmem_pool_poison(struct virtio_tmem *vt,
@@ -427,7 +404,6 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_PREFETCH_HITS,
 	VIRTIO_TMEM_PREFETCH_DROPPED,
 	VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED,
-	VIRTIO_TMEM_MISSES_REPORTED,
 	VIRTIO_TMEM_NR_STATS,
 };
 
@@ -460,7 +436,6 @@ struct virtio_tmem_faults {
 	u32 busy_alloc_pages;	/* pages to allocate with a slot busy */
 	u32 nomem_setup;	/* queue and event allocations fail */
 	u32 fail_restores;	/* restores to fail (-ENOMEM) */
-	u32 filter_full;	/* per-key filters say "maybe" to all */
 };
 
 extern struct virtio_tmem_faults virtio_tmem_faults;
