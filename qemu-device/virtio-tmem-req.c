@@ -397,6 +397,21 @@ static uint8_t virtio_tmem_put(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
     return st;
 }
 
+/*
+ * Count @gets gets, @hits of them hits, toward the HINT of the ephemeral
+ * pool in @slot, if the slot still holds @pool: it may have changed hands,
+ * and then its window is not ours.
+ */
+static void virtio_tmem_hint_gets(VirtIOTmem *s, int pool, uint32_t slot,
+                                  uint32_t gets, uint32_t hits)
+{
+    qemu_mutex_lock(&s->lock);
+    if (slot < s->npools && s->pools[slot] == pool) {
+        virtio_tmem_events_gets(s, slot, gets, hits);
+    }
+    qemu_mutex_unlock(&s->lock);
+}
+
 /* A GET; on an ephemeral pool it counts toward the pool's HINT. */
 static uint8_t virtio_tmem_get(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
                                int pool, uint32_t slot,
@@ -414,12 +429,7 @@ static uint8_t virtio_tmem_get(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
     if ((!rc || rc == -ENOENT) &&
         !tmem_pool_info(s->store, pool, &kind, NULL) &&
         kind == TMEM_EPHEMERAL) {
-        qemu_mutex_lock(&s->lock);
-        /* the slot may have changed hands: then its window is not ours */
-        if (slot < s->npools && s->pools[slot] == pool) {
-            virtio_tmem_events_gets(s, slot, 1, !rc);
-        }
-        qemu_mutex_unlock(&s->lock);
+        virtio_tmem_hint_gets(s, pool, slot, 1, !rc);
     }
     return virtio_tmem_status_of(rc);
 }
@@ -438,11 +448,7 @@ static uint8_t virtio_tmem_misses(VirtIOTmem *s, int pool, uint32_t slot,
         kind != TMEM_EPHEMERAL) {
         return VIRTIO_TMEM_S_INVALID;
     }
-    qemu_mutex_lock(&s->lock);
-    if (slot < s->npools && s->pools[slot] == pool) {
-        virtio_tmem_events_gets(s, slot, n, 0);
-    }
-    qemu_mutex_unlock(&s->lock);
+    virtio_tmem_hint_gets(s, pool, slot, n, 0);
     return VIRTIO_TMEM_S_OK;
 }
 
@@ -489,14 +495,10 @@ static uint8_t virtio_tmem_get_range(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
     }
     if (!tmem_pool_info(s->store, pool, &kind, NULL) &&
         kind == TMEM_EPHEMERAL && (first == 0 || first == -ENOENT)) {
-        qemu_mutex_lock(&s->lock);
-        if (slot < s->npools && s->pools[slot] == pool) {
-            /* the first page as a GET; the others only if they hit */
-            uint32_t more = ctpop32(*found & ~1u);
+        /* the first page as a GET; the others only if they hit */
+        uint32_t more = ctpop32(*found & ~1u);
 
-            virtio_tmem_events_gets(s, slot, 1 + more, !first + more);
-        }
-        qemu_mutex_unlock(&s->lock);
+        virtio_tmem_hint_gets(s, pool, slot, 1 + more, !first + more);
     }
     if (first && first != -ENOENT) {
         *found = 0;     /* a failed op reports no pages (spec 6.3) */
