@@ -64,6 +64,8 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_PREFETCH_HITS] = "prefetch_hits",
 	[VIRTIO_TMEM_PREFETCH_DROPPED] = "prefetch_dropped",
 	[VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED] = "frontswap_loads_prefetched",
+	[VIRTIO_TMEM_SLEEP_RESERVED] = "sleep_reserved_pages",
+	[VIRTIO_TMEM_FREE_AT_FREEZE] = "free_pages_at_freeze",
 };
 
 static const char * const virtio_tmem_class_names[] = {

@@ -143,12 +143,13 @@ torture() {
 	return $rc
 }
 
-# suspend_devices: suspend to idle with pm_test=devices, so that every
-# driver's freeze and restore run, and resume 5 s later.
+# suspend_devices [KEY]: suspend to idle with pm_test=devices, so that
+# every driver's freeze and restore run, and resume 5 s later; result
+# KEY (suspend) = resumed or failed.
 suspend_devices() {
 	echo devices >/sys/power/pm_test &&
-		echo freeze >/sys/power/state && result suspend=resumed ||
-		result suspend=failed
+		echo freeze >/sys/power/state && result "${1:-suspend}=resumed" ||
+		result "${1:-suspend}=failed"
 	echo none >/sys/power/pm_test
 }
 
