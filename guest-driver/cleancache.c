@@ -29,7 +29,24 @@ static unsigned int virtio_tmem_filter_slot(const struct virtio_tmem_op *op)
 	       (BIT(VIRTIO_TMEM_FILTER_BITS) - 1);
 }
 
-/* Saturated counts stay saturated: they only cost exits. */
+static atomic_t *virtio_tmem_filter_object(struct virtio_tmem_filter *f,
+					   const struct virtio_tmem_op *op)
+{
+	return &f->objects[jhash(op->oid, sizeof(op->oid), 0) &
+			   (BIT(VIRTIO_TMEM_OBJ_FILTER_BITS) - 1)];
+}
+
+/* The host holds nothing of the pool's any more. */
+void virtio_tmem_filter_clear(struct virtio_tmem_pool *pool)
+{
+	if (pool->filter)
+		memset(pool->filter, 0, sizeof(*pool->filter));
+}
+
+/*
+ * Count a put the host may hold (@delta 1), or one it no longer holds
+ * (-1).  Saturated key counts stay saturated: they only cost exits.
+ */
 void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 			    const struct virtio_tmem_op *op, int delta)
 {
@@ -37,17 +54,46 @@ void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 
 	if (!pool->filter)
 		return;
-	count = &pool->filter[virtio_tmem_filter_slot(op)];
+	if (delta > 0)
+		atomic_inc(virtio_tmem_filter_object(pool->filter, op));
+	else
+		atomic_dec_if_positive(virtio_tmem_filter_object(pool->filter,
+								 op));
+	count = &pool->filter->keys[virtio_tmem_filter_slot(op)];
 	v = READ_ONCE(*count);
 	if (v == U8_MAX || (delta < 0 && !v))
 		return;
 	WRITE_ONCE(*count, v + delta);
 }
 
+/*
+ * The host dropped @n pages of @op's object (FLUSH_OBJECT's count): each
+ * was counted when it was put, so the object's counter stays at least
+ * the pages the host still holds of the objects that share it.
+ */
+void virtio_tmem_filter_drop_object(struct virtio_tmem_pool *pool,
+				    const struct virtio_tmem_op *op, u32 n)
+{
+	atomic_t *count;
+	int v;
+
+	if (!pool->filter || !n)
+		return;
+	count = virtio_tmem_filter_object(pool->filter, op);
+	v = atomic_read(count);
+	while (!atomic_try_cmpxchg(count, &v, (u32)v > n ? v - (int)n : 0))
+		;
+}
+
+/* Whether the host may hold the page at @op's key. */
 static bool virtio_tmem_filter_maybe(const struct virtio_tmem_pool *pool,
 				     const struct virtio_tmem_op *op)
 {
-	return READ_ONCE(pool->filter[virtio_tmem_filter_slot(op)]);
+	if (!atomic_read(virtio_tmem_filter_object(pool->filter, op)))
+		return false;
+	if (READ_ONCE(virtio_tmem_faults.filter_full))
+		return true;
+	return READ_ONCE(pool->filter->keys[virtio_tmem_filter_slot(op)]);
 }
 
 static struct virtio_tmem_pool *virtio_tmem_cc_pool(int id)
@@ -121,7 +167,7 @@ void virtio_tmem_repair(struct work_struct *work)
 		if (virtio_tmem_sync_op(vt, &vt->queues[0], &flush,
 					VIRTIO_TMEM_FLUSH, pool, NULL, NULL))
 			continue;	/* stays poisoned */
-		memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
+		virtio_tmem_filter_clear(pool);
 		WRITE_ONCE(pool->poisoned, false);
 	}
 	mutex_unlock(&virtio_tmem_pools_mutex);
@@ -385,7 +431,7 @@ static int virtio_tmem_cleancache_init_fs(size_t pagesize)
 	if (id == VIRTIO_TMEM_CC_POOLS)
 		goto fail;
 	pool = &virtio_tmem_cc_pools[id];
-	pool->filter = vzalloc(BIT(VIRTIO_TMEM_FILTER_BITS));
+	pool->filter = vzalloc(sizeof(*pool->filter));
 	if (!pool->filter)
 		goto fail;
 	pool->kind = VIRTIO_TMEM_POOL_EPHEMERAL;

@@ -173,8 +173,7 @@ static void virtio_tmem_forget_all(void)
 		WRITE_ONCE(pool->on_device, false);
 		WRITE_ONCE(pool->hint_off, false);
 		WRITE_ONCE(pool->poisoned, false);
-		if (pool->filter)
-			memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
+		virtio_tmem_filter_clear(pool);
 	}
 	virtio_tmem_pf_forget_pool(NULL);
 }

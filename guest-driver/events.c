@@ -83,7 +83,7 @@ static void virtio_tmem_event_handle(struct virtio_tmem *vt, const void *buf,
 						  sizeof(struct virtio_tmem_key)));
 			break;
 		case VIRTIO_TMEM_EVENT_RESET:
-			memset(pool->filter, 0, BIT(VIRTIO_TMEM_FILTER_BITS));
+			virtio_tmem_filter_clear(pool);
 			break;
 		}
 	}

@@ -25,6 +25,9 @@
  *                      restore finds memory short
  *   fail_restores      the next this many restores after sleep fail with
  *                      -ENOMEM where the transport allocates the rings
+ *   filter_full        while set, every cleancache pool's per-key presence
+ *                      filter says the host may hold any key, as one whose
+ *                      pool holds far more pages than it has counters
  *
  * All are 0 (off) at load.  They cost a load and a branch when off.
  */
@@ -65,6 +68,7 @@ static const struct {
 	VIRTIO_TMEM_KNOB(busy_alloc_pages),
 	VIRTIO_TMEM_KNOB(nomem_setup),
 	VIRTIO_TMEM_KNOB(fail_restores),
+	VIRTIO_TMEM_KNOB(filter_full),
 };
 
 void virtio_tmem_fault_debugfs(struct dentry *dir)

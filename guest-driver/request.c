@@ -172,6 +172,9 @@ static void virtio_tmem_complete(struct virtio_tmem_queue *q,
 				virtio_tmem_filter_add(s->pool, op, -1);
 			fallthrough;
 		case VIRTIO_TMEM_OP_FLUSH_OBJECT:
+			if (op->type == VIRTIO_TMEM_OP_FLUSH_OBJECT &&
+			    st == VIRTIO_TMEM_S_OK && ephemeral)
+				virtio_tmem_filter_drop_object(s->pool, op, val);
 			if (st == VIRTIO_TMEM_S_OK || st == VIRTIO_TMEM_S_MISS)
 				break;
 			virtio_tmem_count(VIRTIO_TMEM_FLUSHES_LOST, 1);

@@ -54,7 +54,8 @@
 #define VIRTIO_TMEM_BACKOFF_MS		100	/* after a refused synchronous store */
 #define VIRTIO_TMEM_DEFERRED		4096	/* flushes waiting for a batch */
 #define VIRTIO_TMEM_CC_POOLS		32
-#define VIRTIO_TMEM_FILTER_BITS		16
+#define VIRTIO_TMEM_FILTER_BITS		16	/* a pool's counters by key */
+#define VIRTIO_TMEM_OBJ_FILTER_BITS	12	/* and by object */
 #define VIRTIO_TMEM_PF_PAGES		128	/* prefetched pages held, at most */
 
 /* What an op was for: kicks and interrupts are counted per class. */
@@ -67,6 +68,23 @@ enum virtio_tmem_class {
 	VIRTIO_TMEM_CONTROL,
 	VIRTIO_TMEM_BRING_BACK,		/* gets of reclaim and the drain */
 	VIRTIO_TMEM_NR_CLASSES,
+};
+
+/*
+ * The presence filter of an ephemeral pool (cleancache.c): how many puts
+ * the host may still hold, counted by the slot each key hashes to, and by
+ * the slot each object (file) hashes to.  A get asks the host only if both
+ * counts are above 0.  The key counters saturate once the pool holds more
+ * pages than there are counters; the object counters keep answering the
+ * misses of files the host holds nothing of, however many pages it holds.
+ * A count that is too high costs one exit, one that is too low costs one
+ * hit; neither decides coherency, since flushes are always sent.  The key
+ * counters are updated racily on purpose; the object counters, which a
+ * lost update would zero for a whole file, atomically.
+ */
+struct virtio_tmem_filter {
+	u8 keys[BIT(VIRTIO_TMEM_FILTER_BITS)];
+	atomic_t objects[BIT(VIRTIO_TMEM_OBJ_FILTER_BITS)];
 };
 
 /*
@@ -90,13 +108,7 @@ struct virtio_tmem_pool {
 	 */
 	u8 pf_window;
 	u32 dev_id;
-	/*
-	 * Ephemeral pools: how many puts of keys hashing to each slot the
-	 * host may still hold.  Updated racily on purpose: a count that is
-	 * too high costs one exit, one that is too low costs one hit; it
-	 * never decides coherency, since flushes are always sent.
-	 */
-	u8 *filter;
+	struct virtio_tmem_filter *filter;	/* ephemeral pools */
 	/*
 	 * Persistent pools: the offsets stored on the device and not yet
 	 * invalidated, so that they can be fetched before it goes away, and
@@ -321,6 +333,9 @@ int virtio_tmem_restore(struct virtio_device *vdev);
 
 /* cleancache.c */
 extern const struct cleancache_ops virtio_tmem_cleancache_ops;
+void virtio_tmem_filter_clear(struct virtio_tmem_pool *pool);
+void virtio_tmem_filter_drop_object(struct virtio_tmem_pool *pool,
+				    const struct virtio_tmem_op *op, u32 n);
 void virtio_tmem_filter_add(struct virtio_tmem_pool *pool,
 			    const struct virtio_tmem_op *op, int delta);
 void virtio_tmem_pool_poison(struct virtio_tmem *vt,
@@ -438,6 +453,7 @@ struct virtio_tmem_faults {
 	u32 busy_alloc_pages;	/* pages to allocate with a slot busy */
 	u32 nomem_setup;	/* queue and event allocations fail */
 	u32 fail_restores;	/* restores to fail (-ENOMEM) */
+	u32 filter_full;	/* per-key filters say "maybe" to all */
 };
 
 extern struct virtio_tmem_faults virtio_tmem_faults;

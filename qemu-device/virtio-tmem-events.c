@@ -10,7 +10,10 @@
  *  - HINT: an ephemeral pool's GETs over the last hint-window hit less
  *    than 1 in 32: CLEANCACHE_OFF.  CLEANCACHE_ON again when a window
  *    hits 1 in 8 or better, hint-retry after the OFF, or when the budget
- *    grows.
+ *    grows.  Pages the store dropped count as GETs that missed: a put
+ *    that went before any get is one that did not pay, and a pool that
+ *    only streams asks for nothing the store holds (the driver's filter
+ *    answers those misses itself), so only its drops show it.
  *  - CREDITS: a CREDITS op was cut short because the store was over its
  *    budget; once it is back under, the credits asked for are granted.
  *  - RECLAIM: the store is over budget or has spilled since the last
@@ -115,6 +118,46 @@ static int64_t virtio_tmem_slot_of(VirtIOTmem *s, int pool)
     return -1;
 }
 
+/* One more page dropped from @pool, for its HINT.  evict_lock held. */
+static void virtio_tmem_tally_evict(VirtIOTmem *s, int pool)
+{
+    uint32_t i;
+
+    for (i = 0; i < s->nevict_tally; i++) {
+        if (s->evict_tally[i].pool == pool) {
+            s->evict_tally[i].pages++;
+            return;
+        }
+    }
+    if (i < VIRTIO_TMEM_EVICT_TALLY) {
+        s->evict_tally[i] = (VirtIOTmemEvictTally) { pool, 1 };
+        s->nevict_tally++;
+    }
+}
+
+/*
+ * Count the drops tallied since the last look toward each pool's HINT.
+ * Pools the driver no longer holds are stale and go.  Lock.
+ */
+static void virtio_tmem_hint_evictions(VirtIOTmem *s)
+{
+    VirtIOTmemEvictTally tally[VIRTIO_TMEM_EVICT_TALLY];
+    uint32_t i, n;
+    int64_t slot;
+
+    qemu_mutex_lock(&s->evict_lock);
+    n = s->nevict_tally;
+    memcpy(tally, s->evict_tally, n * sizeof(*tally));
+    s->nevict_tally = 0;
+    qemu_mutex_unlock(&s->evict_lock);
+    for (i = 0; i < n; i++) {
+        slot = virtio_tmem_slot_of(s, tally[i].pool);
+        if (slot >= 0) {
+            virtio_tmem_events_gets(s, slot, tally[i].pages, 0);
+        }
+    }
+}
+
 /* Runs in whatever thread the store reclaims in, under a store lock. */
 static void virtio_tmem_evict_cb(void *opaque, int pool,
                                  const struct tmem_key *key)
@@ -123,6 +166,7 @@ static void virtio_tmem_evict_cb(void *opaque, int pool,
     bool kick = false;
 
     qemu_mutex_lock(&s->evict_lock);
+    virtio_tmem_tally_evict(s, pool);
     if (!s->evict_on) {
         /* the driver did not ask */
     } else if (s->nevict == VIRTIO_TMEM_EVICT_BUF) {
@@ -269,6 +313,7 @@ static void virtio_tmem_event_bh(void *opaque)
         qemu_mutex_unlock(&s->lock);
         return;
     }
+    virtio_tmem_hint_evictions(s);
     watch = virtio_tmem_poll(s, now, &over);
     for (i = 0; i < s->npools; i++) {
         VirtIOTmemPoolState *ps = &s->pstate[i];

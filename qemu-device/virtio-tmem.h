@@ -50,6 +50,8 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
      sizeof(struct virtio_tmem_key))
 /* Eviction reports held between two sends; more are dropped, counted. */
 #define VIRTIO_TMEM_EVICT_BUF       1024
+/* Pools whose drops are tallied between two looks; drops of more go. */
+#define VIRTIO_TMEM_EVICT_TALLY     32
 
 struct tmem_store;
 struct tmem_key;
@@ -60,6 +62,12 @@ typedef struct VirtIOTmemEvictReport {
     uint32_t index;
     uint64_t oid[3];
 } VirtIOTmemEvictReport;
+
+/* Ephemeral pages the store dropped from one pool since the last look. */
+typedef struct VirtIOTmemEvictTally {
+    int pool;                   /* store pool id */
+    uint32_t pages;
+} VirtIOTmemEvictTally;
 
 /* Per driver pool slot: events owed and the hit-ratio window. */
 typedef struct VirtIOTmemPoolState {
@@ -190,6 +198,9 @@ struct VirtIOTmem {
     uint32_t nevict;
     VirtIOTmemEvictReport *evict;       /* VIRTIO_TMEM_EVICT_BUF */
     uint64_t evict_dropped;     /* reports dropped: buffer full */
+    /* Drops per pool, for HINT, whether or not reports are on */
+    VirtIOTmemEvictTally evict_tally[VIRTIO_TMEM_EVICT_TALLY];
+    uint32_t nevict_tally;
     VirtIOTmemEvictReport *evict_scratch;   /* the bottom half's copy */
     struct virtio_tmem_key *evict_keys;     /* one event's keys */
 

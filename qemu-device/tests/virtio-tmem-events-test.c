@@ -324,7 +324,18 @@ static void test_hint(void *obj, void *data, QGuestAllocator *alloc)
     expect_hint(c, pe, VIRTIO_TMEM_HINT_CLEANCACHE_OFF);
     expect_hint(c, pe, VIRTIO_TMEM_HINT_CLEANCACHE_ON);  /* hint-retry */
 
-    g_assert_cmpuint(tmem_event_stat(c, "hint"), ==, n0 + 8);
+    /*
+     * No gets at all, but the store drops the puts before any get came
+     * (a stream whose misses the driver's filter answers): the drops
+     * count as misses and turn it off; a bigger budget, on again.
+     */
+    tmem_set_budget(c, 256 * KiB);
+    put_ephemeral(c, pe, 8, 4 * BATCH);
+    expect_hint(c, pe, VIRTIO_TMEM_HINT_CLEANCACHE_OFF);
+    tmem_set_budget(c, 2 * DEF_BUDGET);
+    expect_hint(c, pe, VIRTIO_TMEM_HINT_CLEANCACHE_ON);
+
+    g_assert_cmpuint(tmem_event_stat(c, "hint"), ==, n0 + 10);
     tmem_pool_destroy(c, pe);
     tmem_pool_destroy(c, pp);
     tmem_stop(c);

@@ -637,8 +637,9 @@ def t_hints(res):
             f"run stream1 verify_sums stream1 /e2e/stream.md5 {nbytes}\n"
             "sleep 3\n"
             f"run stream2 verify_sums stream2 /e2e/stream.md5 {nbytes}\n")
-    # A short window and retry, so that both turns happen within the run.
-    boot(res, plan, f"budget={BUDGET},hint-window=256,hint-retry=2000", wd=wd,
+    # A short window and retry, so that both turns happen within the run;
+    # a budget under the files' size, so that the stream's puts are dropped.
+    boot(res, plan, "budget=64M,hint-window=256,hint-retry=2000", wd=wd,
          drives=drives, files={"stream.md5": manifest})
     g = res.guest
     common_checks(res, {"stream1": ("stream1", nbytes), "stream2": ("stream2", nbytes)})
@@ -649,6 +650,50 @@ def t_hints(res):
     sent = host_at(g, "end#1").get("events.hint", 0)
     res.check("the host sent the hints (QMP events.hint)", sent >= 2, f"events.hint={sent}",
               needs_module=True)
+    # The filter answers the stream's misses in the guest: what the host
+    # judges the pool by is the pages it dropped before any get came.
+    ev = host_at(g, "end#1").get("evictions", 0)
+    res.check("the host dropped pages of the stream (counted as misses for HINT)", ev > 0,
+              f"evictions={ev}", needs_module=True)
+
+
+def t_miss_filter(res):
+    """Misses the host cannot serve cost no exit, however full a pool's
+    per-key filter: a file with no page on the host is read without asking
+    the host; files it holds are still served from it."""
+    wd = workdir(res)
+    drives, manifest = stream_disk(wd)
+    nbytes = STREAM_FILES * STREAM_MB * MiB
+    plan = (STREAM_MOUNT +
+            # As if the pool held far more pages than the filter has counters.
+            "fault filter_full 1\n"
+            f"run read1 verify_sums read1 /e2e/stream.md5 {nbytes}\n"
+            f"run read2 verify_sums read2 /e2e/stream.md5 {nbytes}\n")
+    # hint-window=0: cleancache stays on while the first read misses.
+    boot(res, plan, f"budget={BUDGET},hint-window=0", wd=wd, drives=drives,
+         files={"stream.md5": manifest})
+    g = res.guest
+    common_checks(res, {"read1": ("read1", nbytes), "read2": ("read2", nbytes)})
+    d = {k: g.delta("read1.before", "read1.after", k) or 0
+         for k in ("cleancache_gets", "cleancache_misses_no_exit", "kicks_cleancache_get",
+                   "cleancache_puts")}
+    gets = d["cleancache_gets"]
+    res.check("first read: files were put to the host as they left the page cache",
+              d["cleancache_puts"] > 0, f"cleancache_puts={d['cleancache_puts']}",
+              needs_module=True)
+    # Each file is read before any of its pages is evicted: the host has
+    # none of it while it is read.
+    res.check("first read: at least 80 % of gets missed without an exit",
+              gets > 0 and d["cleancache_misses_no_exit"] >= 0.8 * gets,
+              f"misses_no_exit={d['cleancache_misses_no_exit']} of gets={gets}",
+              needs_module=True)
+    res.check("first read: at most 0.1 kicks per get",
+              gets > 0 and d["kicks_cleancache_get"] <= 0.1 * gets,
+              f"kicks_cleancache_get={d['kicks_cleancache_get']} for gets={gets}",
+              needs_module=True)
+    hits = g.delta("read2.before", "read2.after", "cleancache_hits")
+    res.check("second read: pages the host holds are still served", (hits or 0) > 0,
+              f"cleancache_hits={hits}", needs_module=True)
 
 
 def t_selfcheck(res):
@@ -1104,6 +1149,7 @@ TESTS = {
     "lifecycle": (t_lifecycle, "plain"),
     "reclaim": (t_reclaim, "plain"),
     "hints": (t_hints, "plain"),
+    "miss-filter": (t_miss_filter, "plain"),
     "torture": (t_torture, "plain"),
     "torture-debug": (t_torture, "debug"),
     "contention": (t_contention, "plain"),
