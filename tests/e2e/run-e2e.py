@@ -907,7 +907,7 @@ def t_suspend_busy(res):
             f"--seed 77 --stats {STATS} &\n"
             "sv=$!\n"
             "sleep 8\n"
-            "result wmark_min=$(awk '$1 == \"min\" { s += $2 } END { print s }' /proc/zoneinfo)\n"
+            "result min_free_kb=$(cat /proc/sys/vm/min_free_kbytes)\n"
             f"for n in $(seq {sleeps}); do\n"
             "\tkill -0 $sv 2>/dev/null || break\n"
             "\tresult memfree$n=$(awk '/^MemFree/ {print $2}' /proc/meminfo)\n"
@@ -935,17 +935,22 @@ def t_suspend_busy(res):
     # The driver sets memory aside while reclaim can still swap and
     # frees it in freeze (guest-driver/pm.c): 1/64 of RAM here.
     # The driver sets memory aside while reclaim can still swap and frees
-    # it in freeze (guest-driver/pm.c): the minimum watermarks and 1 MiB.
-    wmark = num(g.init_result("wmark_min")[0]) or 0
+    # it in freeze (guest-driver/pm.c): the minimum watermarks (with their
+    # boosts, which come and go) and 1 MiB.  Without boosts they add up to
+    # vm.min_free_kbytes.
+    wmark = (num(g.init_result("min_free_kb")[0]) or 0) // 4
     labels = ["busy.before"] + [f"sleep{n}" for n in range(1, sleeps + 1) if f"sleep{n}" in g.stats]
     reserved = [g.delta(a, b, "sleep_reserved_pages") for a, b in zip(labels, labels[1:])]
     at_freeze = [g.stats[b].get("free_pages_at_freeze") for b in labels[1:]]
+    # What reclaim cannot find, the guest sleeps without (a CI run set
+    # aside 537 of 590 once): the goal is the free memory at freeze.
     res.check("the driver set memory aside for every sleep",
-              bool(reserved) and all((r or 0) >= wmark + 256 for r in reserved),
-              f"pages set aside per sleep: {reserved}, minimum watermarks {wmark} pages "
-              "(without boosts) + 256", needs_module=True)
-    res.check("and handed it back before devices slept",
-              bool(at_freeze) and all((f or 0) >= (r or 1) for f, r in zip(at_freeze, reserved)),
+              bool(reserved) and all((r or 0) > 0 for r in reserved),
+              f"pages set aside per sleep: {reserved}, wanted: the minimum watermarks "
+              f"({wmark} pages without boosts) + 256, less what reclaim could not find",
+              needs_module=True)
+    res.check("devices froze with free memory above the minimum watermarks + 1 MiB",
+              bool(at_freeze) and all((f or 0) >= wmark + 256 for f in at_freeze),
               f"free pages at each freeze: {at_freeze}", needs_module=True)
     grew(res, "after the sleeps", "sleep1", "busy.after", "frontswap_stores")
 
