@@ -373,6 +373,7 @@ static int virtio_tmem_probe(struct virtio_device *vdev)
 	vt->has_credits = virtio_has_feature(vdev, VIRTIO_TMEM_F_CREDITS);
 	vt->has_ephemeral = virtio_has_feature(vdev, VIRTIO_TMEM_F_EPHEMERAL);
 	vt->has_get_range = virtio_has_feature(vdev, VIRTIO_TMEM_F_GET_RANGE);
+	vt->has_overtake = virtio_has_feature(vdev, VIRTIO_TMEM_F_OVERTAKE);
 	INIT_WORK(&vt->reclaim_work, virtio_tmem_reclaim);
 	INIT_WORK(&vt->repair_work, virtio_tmem_repair);
 	INIT_WORK(&vt->config_work, virtio_tmem_config_work);
@@ -470,6 +471,7 @@ static unsigned int virtio_tmem_features[] = {
 	VIRTIO_TMEM_F_EVICT_REPORT,
 	VIRTIO_TMEM_F_CREDITS,
 	VIRTIO_TMEM_F_GET_RANGE,
+	VIRTIO_TMEM_F_OVERTAKE,
 };
 
 static const struct virtio_device_id virtio_tmem_id_table[] = {

@@ -111,6 +111,7 @@ static struct virtio_tmem_batch *virtio_tmem_batch_get(struct virtio_tmem_queue 
 	b->classes = 0;
 	b->nstaged = 0;
 	b->credits_asked = 0;
+	b->ahead = false;
 	return b;
 }
 
@@ -260,7 +261,14 @@ static void virtio_tmem_send(struct virtio_tmem_queue *q,
 	unsigned int i, j, no = 1, ni = 1;
 
 	lockdep_assert_held(&q->lock);
-	virtio_tmem_ask_credits(q->vt, b);
+	if (b->ahead) {
+		/* Alone, so that the device may run it ahead: no CREDITS. */
+		b->out->req.flags = cpu_to_le16(VIRTIO_TMEM_REQ_F_OVERTAKE);
+	} else {
+		virtio_tmem_ask_credits(q->vt, b);
+		b->out->req.flags = 0;
+		q->submitted++;
+	}
 	b->out->req.nops = cpu_to_le16(b->nops);
 	sg_init_table(b->sg_out, 1 + b->nputs);
 	sg_set_buf(&b->sg_out[0], b->out, struct_size(b->out, ops, b->nops));
@@ -285,7 +293,6 @@ static void virtio_tmem_send(struct virtio_tmem_queue *q,
 			break;
 		}
 	}
-	q->submitted++;
 	virtio_tmem_count(VIRTIO_TMEM_REQUESTS, 1);
 	list_add_tail(&b->node, &q->stalled);
 	virtio_tmem_add_stalled(q);
@@ -525,7 +532,8 @@ static unsigned long virtio_tmem_reap(struct virtio_tmem_queue *q)
 	while ((b = virtqueue_get_buf(q->vq, &len))) {
 		classes |= b->classes;
 		q->inflight--;
-		q->completed++;
+		if (!b->ahead)
+			q->completed++;
 		virtio_tmem_complete(q, b,
 				     len >= struct_size(b->in, status, b->nops));
 		any = true;
@@ -671,6 +679,8 @@ int virtio_tmem_sync_range(struct virtio_tmem *vt,
 		o = &alone->out->ops[0];
 		s = &alone->slots[0];
 		memset(s, 0, sizeof(*s));
+		/* Nothing sent before it is needed first: spec 6.9. */
+		alone->ahead = vt->has_overtake;
 	} else {
 		o = virtio_tmem_add_op(q, &s, false, true, &flags);
 	}

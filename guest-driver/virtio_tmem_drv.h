@@ -162,6 +162,11 @@ struct virtio_tmem_batch {
 	unsigned int nstaged;		/* staging pages it carries */
 	unsigned int credits_asked;
 	unsigned long classes;
+	/*
+	 * A lone load the device may run before the requests sent ahead of
+	 * it (VIRTIO_TMEM_REQ_F_OVERTAKE): outside the queue's order.
+	 */
+	bool ahead;
 	struct virtio_tmem_out *out;
 	struct virtio_tmem_in *in;
 	struct virtio_tmem_slot *slots;
@@ -194,7 +199,8 @@ struct virtio_tmem_queue {
 	unsigned int inflight;		/* on the ring */
 	/* Synchronous ops polling the used ring; callbacks are off meanwhile. */
 	unsigned int npolling;
-	unsigned long submitted, completed;	/* requests, ever */
+	/* requests in the queue's order (not ahead), ever */
+	unsigned long submitted, completed;
 	unsigned long kick_classes;	/* carried since the last kick */
 	/* Sends a batch left half full; retries stalled batches. */
 	struct timer_list timer;
@@ -227,7 +233,7 @@ struct virtio_tmem {
 	unsigned int max_ops;		/* ops per request, from config */
 	unsigned int batch;		/* pages per request */
 	u32 max_credits;
-	bool has_credits, has_ephemeral, has_get_range;
+	bool has_credits, has_ephemeral, has_get_range, has_overtake;
 	/*
 	 * Why new pages are refused, a VIRTIO_TMEM_DRAIN_* bit each, or 0.
 	 * Set, then waited for with synchronize_srcu(), so that every store

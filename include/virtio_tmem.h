@@ -76,6 +76,7 @@
 #define VIRTIO_TMEM_F_CREDITS		3 /* credits for batched persistent puts */
 #define VIRTIO_TMEM_F_GET_RANGE		4 /* GET_RANGE: a page and its neighbours */
 #define VIRTIO_TMEM_F_MISS_REPORT	5 /* MISSES: gets answered by the driver */
+#define VIRTIO_TMEM_F_OVERTAKE		6 /* requests that may run ahead */
 
 struct virtio_tmem_config {
 	__le16 num_queues;	/* request queues */
@@ -155,8 +156,17 @@ struct virtio_tmem_op {
 
 struct virtio_tmem_req {
 	__le16 nops;		/* 1 .. max_ops */
-	__le16 reserved[3];
+	__le16 flags;		/* VIRTIO_TMEM_REQ_F_*; 0 without a feature */
+	__le16 reserved[2];
 };
+
+/*
+ * virtio_tmem_req.flags, with VIRTIO_TMEM_F_OVERTAKE: no op of the request
+ * depends on a request made available before it, so the device may run
+ * it first (spec 6.9).  The device does so only for requests of GETs and
+ * GET_RANGEs.
+ */
+#define VIRTIO_TMEM_REQ_F_OVERTAKE	(1 << 0)
 
 /* Status codes, and the operations that may return them */
 #define VIRTIO_TMEM_S_OK		0 /* all */

@@ -87,6 +87,13 @@ static bool virtio_tmem_op_data(const struct virtio_tmem_op *op,
     }
 }
 
+/* The request flags the driver may set: those of features it took. */
+static uint16_t virtio_tmem_req_flags(VirtIOTmem *s)
+{
+    return virtio_vdev_has_feature(VIRTIO_DEVICE(s), VIRTIO_TMEM_F_OVERTAKE) ?
+           VIRTIO_TMEM_REQ_F_OVERTAKE : 0;
+}
+
 /*
  * Read the header and operations of @elem and check that the chain holds
  * everything they imply.  Returns the number of operations, or 0 after
@@ -141,8 +148,39 @@ static unsigned virtio_tmem_parse(VirtIOTmem *s, VirtIOTmemReqQueue *rq,
         return 0;
     }
     *in_len = in_need;
-    *skip = req.reserved[0] || req.reserved[1] || req.reserved[2];
+    *skip = (le16_to_cpu(req.flags) & ~virtio_tmem_req_flags(s)) ||
+            req.reserved[0] || req.reserved[1];
     return nops;
+}
+
+bool virtio_tmem_may_run_ahead(VirtIOTmem *s, VirtIOTmemReqQueue *ahead,
+                               VirtQueueElement *elem)
+{
+    struct virtio_tmem_req req;
+    size_t in_len;
+    unsigned nops, i;
+    bool skip;
+
+    if (iov_to_buf(elem->out_sg, elem->out_num, 0, &req, sizeof(req)) !=
+            sizeof(req) ||
+        le16_to_cpu(req.flags) != VIRTIO_TMEM_REQ_F_OVERTAKE ||
+        le16_to_cpu(req.nops) > VIRTIO_TMEM_AHEAD_OPS) {
+        return false;
+    }
+    nops = virtio_tmem_parse(s, ahead, elem, &in_len, &skip);
+    if (!nops || skip) {
+        /* broken or skipped: left for its turn, to be reported then */
+        g_free(ahead->error);
+        ahead->error = NULL;
+        return false;
+    }
+    for (i = 0; i < nops; i++) {
+        if (ahead->ops[i].type != VIRTIO_TMEM_OP_GET &&
+            ahead->ops[i].type != VIRTIO_TMEM_OP_GET_RANGE) {
+            return false;
+        }
+    }
+    return true;
 }
 
 /*
@@ -684,6 +722,7 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
     if (!nops) {
         return false;
     }
+    rq->ahead_blocked = false;
     trace_virtio_tmem_request(s, nops);
     if (skip) {
         /* A header we do not understand: run nothing, say so. */
@@ -731,6 +770,9 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
         }
         trace_virtio_tmem_op(op->type, le32_to_cpu(op->pool),
                              le32_to_cpu(op->index), st);
+        if (i + 1 < nops) {
+            virtio_tmem_run_ahead(rq);
+        }
     }
     qatomic_add(&qs->ops, nops);
     nops_done = nops;

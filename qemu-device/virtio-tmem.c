@@ -126,6 +126,74 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
     aio_wait_kick();
 }
 
+/* The scratch to run requests ahead of @rq's with: same queue and counters. */
+static VirtIOTmemReqQueue *virtio_tmem_ahead_new(VirtIOTmemReqQueue *rq)
+{
+    VirtIOTmemReqQueue *ahead = g_new0(VirtIOTmemReqQueue, 1);
+
+    ahead->s = rq->s;
+    ahead->vq = rq->vq;
+    ahead->qs = rq->qs;
+    ahead->ops = g_new(struct virtio_tmem_op, VIRTIO_TMEM_AHEAD_OPS);
+    ahead->status = g_new(struct virtio_tmem_status, VIRTIO_TMEM_AHEAD_OPS);
+    ahead->page = qemu_memalign(4096, 65536);
+    return ahead;
+}
+
+static void virtio_tmem_ahead_free(VirtIOTmemReqQueue *ahead)
+{
+    g_free(ahead->ops);
+    g_free(ahead->status);
+    qemu_vfree(ahead->page);
+    g_free(ahead);
+}
+
+/*
+ * Called between two ops of a request on @rq: run the chains made
+ * available after it that may go ahead of it (virtio_tmem_may_run_ahead:
+ * the driver says nothing older is needed first), so that a guest's load
+ * does not wait behind the compression of a batch of puts.  The first
+ * chain that may not is put back, and it and every later one keep their
+ * order.  The interrupt for them goes at once: the guest is waiting.
+ */
+void coroutine_fn virtio_tmem_run_ahead(VirtIOTmemReqQueue *rq)
+{
+    VirtIOTmemReqQueue *ahead = rq->ahead;
+    VirtIODevice *vdev = VIRTIO_DEVICE(rq->s);
+    VirtQueueElement *elem;
+    unsigned done = 0;
+
+    if (!ahead || rq->ahead_blocked ||
+        !virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_OVERTAKE) ||
+        virtio_queue_empty(rq->vq)) {
+        return;
+    }
+    /* quiet: the guest need not notify us of what we will find anyway */
+    while (!vdev->broken &&
+           (elem = virtqueue_pop_quiet(rq->vq, sizeof(VirtQueueElement)))) {
+        size_t written;
+        bool ok;
+
+        if (!virtio_tmem_may_run_ahead(rq->s, ahead, elem)) {
+            /* nothing behind it may pass it: no more looks this request */
+            virtqueue_unpop(rq->vq, elem, 0);
+            g_free(elem);
+            rq->ahead_blocked = true;
+            break;
+        }
+        ok = virtio_tmem_handle_request(rq->s, ahead, elem, &written);
+        if (!virtio_tmem_complete(ahead, elem, ok, written)) {
+            break;
+        }
+        qatomic_inc(&rq->qs->ahead);
+        trace_virtio_tmem_request_ahead(rq->s, virtio_get_queue_index(rq->vq));
+        done++;
+    }
+    if (done) {
+        virtio_tmem_notify(rq);
+    }
+}
+
 /*
  * A look at a request queue.  @kicks is the guest notifications that
  * brought us here, 0 when a poll or the device itself did: a kick is an
@@ -578,6 +646,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         s->rq[i].ops = g_new(struct virtio_tmem_op, s->max_ops);
         s->rq[i].status = g_new(struct virtio_tmem_status, s->max_ops);
         s->rq[i].page = qemu_memalign(4096, 65536);
+        s->rq[i].ahead = virtio_tmem_ahead_new(&s->rq[i]);
     }
     s->page = qemu_memalign(4096, 65536);
     s->pools = g_new(int, s->max_pools);
@@ -597,6 +666,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     virtio_tmem_wait_serving(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->reqq[i]);
+        virtio_tmem_ahead_free(s->rq[i].ahead);
         g_free(s->rq[i].ops);
         g_free(s->rq[i].status);
         qemu_vfree(s->rq[i].page);
@@ -669,12 +739,14 @@ static bool virtio_tmem_visit_counters(Visitor *v,
 {
     uint64_t kicks = q->kicks, interrupts = q->interrupts;
     uint64_t requests = q->requests, ops = q->ops, pages = q->pages;
+    uint64_t ahead = q->ahead;
 
     return visit_type_uint64(v, "kicks", &kicks, errp) &&
            visit_type_uint64(v, "interrupts", &interrupts, errp) &&
            visit_type_uint64(v, "requests", &requests, errp) &&
            visit_type_uint64(v, "ops", &ops, errp) &&
-           visit_type_uint64(v, "pages", &pages, errp);
+           visit_type_uint64(v, "pages", &pages, errp) &&
+           visit_type_uint64(v, "requests_ahead", &ahead, errp);
 }
 
 static const char *const virtio_tmem_op_names[] = {
@@ -719,6 +791,7 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
             .requests = qatomic_read(&q->requests),
             .ops = qatomic_read(&q->ops),
             .pages = qatomic_read(&q->pages),
+            .ahead = qatomic_read(&q->ahead),
         };
     }
     for (i = 0; i < ARRAY_SIZE(sn->ops); i++) {
@@ -743,6 +816,7 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
         sn->total.requests += sn->queues[i].requests;
         sn->total.ops += sn->queues[i].ops;
         sn->total.pages += sn->queues[i].pages;
+        sn->total.ahead += sn->queues[i].ahead;
     }
 }
 
@@ -876,6 +950,8 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_GET_RANGE, true),
     DEFINE_PROP_BIT64("miss-report", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_MISS_REPORT, true),
+    DEFINE_PROP_BIT64("overtake", VirtIOTmem, host_features,
+                      VIRTIO_TMEM_F_OVERTAKE, true),
     DEFINE_PROP_BOOL("x-unchecked-features", VirtIOTmem, unchecked_features,
                      false),
 };

@@ -90,6 +90,7 @@ typedef struct VirtIOTmemQueueStats {
     uint64_t requests;      /* descriptor chains completed */
     uint64_t ops;           /* operations run */
     uint64_t pages;         /* pages moved by PUT, GET and GET_EXCL */
+    uint64_t ahead;         /* requests run ahead of older ones */
 } VirtIOTmemQueueStats;
 
 /*
@@ -120,7 +121,19 @@ typedef struct VirtIOTmemReqQueue {
     struct virtio_tmem_status *status;
     uint8_t *page;              /* bounce buffer for one page */
     char *error;                /* why the chain is broken, for virtio_error */
+
+    /*
+     * With VIRTIO_TMEM_F_OVERTAKE: the same queue, with scratch of its
+     * own for VIRTIO_TMEM_AHEAD_OPS ops, to run a flagged request between
+     * two ops of this one (virtio_tmem_run_ahead).  NULL in itself.
+     */
+    struct VirtIOTmemReqQueue *ahead;
+    /* The next chain may not run ahead: look no more until the next request */
+    bool ahead_blocked;
 } VirtIOTmemReqQueue;
+
+/* Ops in a request that may run ahead of older ones, at most */
+#define VIRTIO_TMEM_AHEAD_OPS       4
 
 /* Operations run and pages moved, per operation type. */
 typedef struct VirtIOTmemOpStats {
@@ -228,6 +241,15 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
                                              VirtIOTmemReqQueue *rq,
                                              VirtQueueElement *elem,
                                              size_t *written);
+/*
+ * Whether @elem may run ahead of the requests made available before it:
+ * flagged VIRTIO_TMEM_REQ_F_OVERTAKE, well formed, and of at most
+ * VIRTIO_TMEM_AHEAD_OPS GETs and GET_RANGEs, which change nothing an
+ * older request could see.  Decodes it into @ahead's scratch.
+ */
+bool virtio_tmem_may_run_ahead(VirtIOTmem *s, VirtIOTmemReqQueue *ahead,
+                               VirtQueueElement *elem);
+void coroutine_fn virtio_tmem_run_ahead(VirtIOTmemReqQueue *rq);
 
 /*
  * Wait until no request queue is being served, so none waits for a

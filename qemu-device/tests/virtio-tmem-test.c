@@ -68,6 +68,7 @@ static void test_config(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_EVICT_REPORT), !=, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_GET_RANGE), !=, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_MISS_REPORT), !=, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_OVERTAKE), !=, 0);
 
     /* Modern only: PCI device ID 0x1040 + 63 */
     pdev = container_of(vdev, QVirtioPCIDevice, vdev)->pdev;
@@ -537,17 +538,22 @@ static void *tmem_features_off_setup(GString *cmd_line, void *arg)
     g_string_append(cmd_line,
                     " -global virtio-tmem-pci.ephemeral=off"
                     " -global virtio-tmem-pci.credits=off"
-                    " -global virtio-tmem-pci.get-range=off");
+                    " -global virtio-tmem-pci.get-range=off"
+                    " -global virtio-tmem-pci.overtake=off");
     return arg;
 }
 
 static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
 {
     static uint8_t range[2 * PAGE_4K];
+    struct virtio_tmem_req overtake = {
+        .nops = cpu_to_le16(1),
+        .flags = cpu_to_le16(VIRTIO_TMEM_REQ_F_OVERTAKE),
+    };
     TmemCtx ctx, *c = &ctx;
+    uint32_t pp, used_len;
     uint64_t host;
     TmemOp op;
-    uint32_t pp;
 
     tmem_init(c, obj, alloc, TMEM_FEATURES_ALL);
     host = qvirtio_get_features(c->vdev);
@@ -556,6 +562,7 @@ static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_CREDITS), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_GET_RANGE), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_MISS_REPORT), ==, 0);
+    g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_OVERTAKE), ==, 0);
     g_assert_cmphex(host & (1ull << VIRTIO_TMEM_F_PAGE_64K), !=, 0);
     g_assert_cmpuint(qvirtio_config_readl(c->vdev,
                      offsetof(struct virtio_tmem_config, max_credits)), ==, 0);
@@ -575,6 +582,10 @@ static void test_features_off(void *obj, void *data, QGuestAllocator *alloc)
     op.pool = pp;
     tmem_run(c, &op, 1);
     tmem_assert_status(&op, VIRTIO_TMEM_S_UNSUPPORTED);
+    /* without OVERTAKE its flag is a reserved bit: nothing runs */
+    op = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 1, 0, range, PAGE_4K);
+    g_assert_cmpuint(tmem_run_hdr(c, 1, &op, 1, &overtake, &used_len), ==, 0);
+    tmem_assert_status(&op, VIRTIO_TMEM_S_SKIPPED);
     tmem_stop(c);
 }
 
@@ -776,6 +787,104 @@ static void test_get_range(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * Make @first (a batch) and then @second available, notify once, and
+ * wait until both are used; returns the head the device used first.
+ */
+static uint32_t run_pair(TmemCtx *c, TmemPending *first, TmemPending *second)
+{
+    QVirtQueue *vq = first->vq;
+    uint16_t slot = vq->last_used_idx;
+    gint64 start = g_get_monotonic_time();
+    uint32_t id;
+
+    tmem_avail(c, vq, first->head);
+    tmem_avail(c, vq, second->head);
+    /* both at once: a notification the device may not have asked for */
+    c->vdev->bus->virtqueue_kick(c->vdev, vq);
+    c->kicks++;
+    while (tmem_used_idx(c, vq) != (uint16_t)(slot + 2)) {
+        g_assert_cmpint(g_get_monotonic_time() - start, <=, TMEM_TIMEOUT_US);
+        g_usleep(1000);
+    }
+    qtest_memread(c->qts, tmem_used_elem_addr(vq, slot) +
+                  offsetof(struct vring_used_elem, id), &id, sizeof(id));
+    vq->last_used_idx = slot + 2;
+    return le32_to_cpu(id);
+}
+
+/*
+ * VIRTIO_TMEM_F_OVERTAKE: a flagged request of GETs made available after
+ * a batch of puts runs between the batch's ops and is used first, and
+ * returns what it would have in order; a flagged request with a PUT, or
+ * an unflagged GET, keeps its place; unknown flag bits skip the request.
+ */
+static void test_overtake(void *obj, void *data, QGuestAllocator *alloc)
+{
+    static uint8_t pages[BATCH][PAGE_4K];
+    uint8_t got[PAGE_4K], want[PAGE_4K];
+    struct virtio_tmem_req hb = { .nops = cpu_to_le16(BATCH) };
+    struct virtio_tmem_req hg = {
+        .nops = cpu_to_le16(1),
+        .flags = cpu_to_le16(VIRTIO_TMEM_REQ_F_OVERTAKE),
+    };
+    TmemCtx ctx, *c = &ctx;
+    TmemOp batch[BATCH], one[1];
+    TmemPending pb, pg;
+    uint64_t ahead0;
+    uint32_t pp, used_len;
+    unsigned i, round;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    tmem_put_random(c, pp, 1, 100, BATCH);
+    ahead0 = tmem_stat(c, "requests_ahead");
+
+    for (round = 0; round < 3; round++) {
+        for (i = 0; i < BATCH; i++) {
+            tmem_fill_random(pages[i], PAGE_4K, 1000 * round + i);
+            batch[i] = tmem_op_put(pp, 2, i, pages[i], PAGE_4K);
+        }
+        memset(got, 0, sizeof(got));
+        if (round == 2) {
+            /* a PUT may not overtake: it waits its turn */
+            one[0] = tmem_op_put(pp, 3, 0, pages[0], PAGE_4K);
+        } else {
+            one[0] = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 1, 5, got, PAGE_4K);
+        }
+        /* round 1: the same GET without the flag keeps its place */
+        hg.flags = cpu_to_le16(round == 1 ? 0 : VIRTIO_TMEM_REQ_F_OVERTAKE);
+        tmem_post(c, 1, batch, BATCH, &hb, &pb);
+        c->keep_descs = true;
+        tmem_post(c, 1, one, 1, &hg, &pg);
+        c->keep_descs = false;
+        g_assert_cmpuint(run_pair(c, &pb, &pg), ==,
+                         round == 0 ? pg.head : pb.head);
+        g_assert_cmpuint(tmem_finish(c, &pg, one, 1), ==, 1);
+        g_assert_cmpuint(tmem_finish(c, &pb, batch, BATCH), ==, BATCH);
+        tmem_assert_status(&one[0], VIRTIO_TMEM_S_OK);
+        for (i = 0; i < BATCH; i++) {
+            tmem_assert_status(&batch[i], VIRTIO_TMEM_S_OK);
+        }
+        if (round < 2) {
+            tmem_fill_random(want, PAGE_4K, 100 + 5);
+            g_assert_cmpmem(got, PAGE_4K, want, PAGE_4K);
+        }
+        g_assert_cmpuint(tmem_stat(c, "requests_ahead"), ==,
+                         ahead0 + 1);
+    }
+    tmem_check_random(c, pp, 2, 2000, BATCH);
+
+    /* flag bits the device does not know: every op skipped */
+    hg.flags = cpu_to_le16(VIRTIO_TMEM_REQ_F_OVERTAKE << 1);
+    one[0] = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 1, 5, got, PAGE_4K);
+    g_assert_cmpuint(tmem_run_hdr(c, 1, one, 1, &hg, &used_len), ==, 0);
+    tmem_assert_status(&one[0], VIRTIO_TMEM_S_SKIPPED);
+
+    tmem_pool_destroy(c, pp);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions alias = {
@@ -795,6 +904,7 @@ static void register_virtio_tmem_test(void)
     qos_add_test("put-get", "virtio-tmem", test_put_get, NULL);
     qos_add_test("batch", "virtio-tmem", test_batch, NULL);
     qos_add_test("get-range", "virtio-tmem", test_get_range, NULL);
+    qos_add_test("overtake", "virtio-tmem", test_overtake, NULL);
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("query", "virtio-tmem", test_query, NULL);
     qos_add_test("alias", "virtio-tmem", test_alias, &alias);

@@ -417,7 +417,9 @@ uint32_t tmem_add_chain(TmemCtx *c, QVirtQueue *vq,
 
     g_assert_cmpuint(total, >=, 1);
     g_assert_cmpuint(total, <=, vq->size);
-    qvirtqueue_reset_pool(vq);
+    if (!c->keep_descs) {
+        qvirtqueue_reset_pool(vq);
+    }
 
     for (i = 0, a = raddr; i < nr; a += rseg[i], i++) {
         g_assert_cmpuint(rseg[i], >, 0);
@@ -456,6 +458,15 @@ uint16_t tmem_used_idx(TmemCtx *c, QVirtQueue *vq)
  * goes only if the device's avail_event asks for this chain, otherwise
  * only without VRING_USED_F_NO_NOTIFY.
  */
+void tmem_avail(TmemCtx *c, QVirtQueue *vq, uint32_t head)
+{
+    uint16_t idx = qtest_readw(c->qts, vq->avail + 2);
+
+    qtest_writew(c->qts, vq->avail + 4 + 2 * (idx % vq->size), head);
+    qtest_writew(c->qts, vq->avail + 2, idx + 1);
+    c->chains++;
+}
+
 void tmem_kick(TmemCtx *c, QVirtQueue *vq, uint32_t head)
 {
     uint16_t idx, flags, avail_event;
@@ -522,31 +533,23 @@ static bool value_must_be_zero(const TmemOp *op)
  * queue @q (1-based); fill in their status, value and GET buffers.
  * Return nops_done; *@used_len is the used length.
  */
-uint16_t tmem_run_hdr(TmemCtx *c, unsigned q, TmemOp *ops,
-                      unsigned nops,
-                      const struct virtio_tmem_req *hdr,
-                      uint32_t *used_len)
+void tmem_post(TmemCtx *c, unsigned q, const TmemOp *ops, unsigned nops,
+               const struct virtio_tmem_req *hdr, TmemPending *p)
 {
-    QVirtQueue *vq;
-    struct virtio_tmem_resp resp;
     g_autofree uint8_t *rbuf = NULL;
-    g_autofree uint8_t *wbuf = NULL;
     g_autofree uint32_t *rseg = g_new0(uint32_t, nops + 2);
     g_autofree uint32_t *wseg = g_new0(uint32_t, nops + 2);
     unsigned nr = 0, nw = 0, i;
-    size_t rlen, wlen, off;
-    uint64_t raddr, waddr;
-    uint32_t head;
-    uint16_t done;
+    size_t rlen;
 
     g_assert_cmpuint(q, >=, 1);
     g_assert_cmpuint(q, <, c->nvqs);
-    vq = c->vq[q];
+    p->vq = c->vq[q];
 
     rbuf = tmem_encode_hdr(ops, nops, hdr, &rlen);
-    wlen = tmem_wlen(ops, nops);
+    p->wlen = tmem_wlen(ops, nops);
 
-    if (c->split && nops + 2 + nops + 2 <= vq->size) {
+    if (c->split && nops + 2 + nops + 2 <= p->vq->size) {
         rseg[nr++] = sizeof(struct virtio_tmem_req);
         rseg[nr++] = nops * sizeof(struct virtio_tmem_op);
         wseg[nw++] = sizeof(struct virtio_tmem_resp);
@@ -561,21 +564,28 @@ uint16_t tmem_run_hdr(TmemCtx *c, unsigned q, TmemOp *ops,
         }
     } else {
         rseg[nr++] = rlen;
-        wseg[nw++] = wlen;
+        wseg[nw++] = p->wlen;
     }
 
-    raddr = guest_alloc(c->alloc, rlen);
-    waddr = guest_alloc(c->alloc, wlen);
-    qtest_bufwrite(c->qts, raddr, rbuf, rlen);
-    qtest_memset(c->qts, waddr, 0xff, wlen);
+    p->raddr = guest_alloc(c->alloc, rlen);
+    p->waddr = guest_alloc(c->alloc, p->wlen);
+    qtest_bufwrite(c->qts, p->raddr, rbuf, rlen);
+    qtest_memset(c->qts, p->waddr, 0xff, p->wlen);
+    p->head = tmem_add_chain(c, p->vq, p->raddr, rseg, nr, p->waddr, wseg,
+                             nw);
+}
 
-    head = tmem_add_chain(c, vq, raddr, rseg, nr, waddr, wseg, nw);
-    *used_len = tmem_kick_wait(c, vq, head);
+uint16_t tmem_finish(TmemCtx *c, TmemPending *p, TmemOp *ops, unsigned nops)
+{
+    g_autofree uint8_t *wbuf = g_malloc(p->wlen);
+    struct virtio_tmem_resp resp;
+    size_t off;
+    uint16_t done;
+    unsigned i;
 
-    wbuf = g_malloc(wlen);
-    qtest_bufread(c->qts, waddr, wbuf, wlen);
-    guest_free(c->alloc, raddr);
-    guest_free(c->alloc, waddr);
+    qtest_bufread(c->qts, p->waddr, wbuf, p->wlen);
+    guest_free(c->alloc, p->raddr);
+    guest_free(c->alloc, p->waddr);
 
     memcpy(&resp, wbuf, sizeof(resp));
     done = le16_to_cpu(resp.nops_done);
@@ -608,6 +618,18 @@ uint16_t tmem_run_hdr(TmemCtx *c, unsigned q, TmemOp *ops,
         }
     }
     return done;
+}
+
+uint16_t tmem_run_hdr(TmemCtx *c, unsigned q, TmemOp *ops,
+                      unsigned nops,
+                      const struct virtio_tmem_req *hdr,
+                      uint32_t *used_len)
+{
+    TmemPending p;
+
+    tmem_post(c, q, ops, nops, hdr, &p);
+    *used_len = tmem_kick_wait(c, p.vq, p.head);
+    return tmem_finish(c, &p, ops, nops);
 }
 
 /* One well-formed request on queue @q; used length must be W. */

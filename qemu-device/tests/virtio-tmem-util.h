@@ -55,7 +55,8 @@
                         (1ull << VIRTIO_TMEM_F_PAGE_64K) |      \
                         (1ull << VIRTIO_TMEM_F_CREDITS) |      \
                         (1ull << VIRTIO_TMEM_F_GET_RANGE) |     \
-                        (1ull << VIRTIO_TMEM_F_MISS_REPORT))
+                        (1ull << VIRTIO_TMEM_F_MISS_REPORT) |   \
+                        (1ull << VIRTIO_TMEM_F_OVERTAKE))
 #define TMEM_FEATURES_ALL  (TMEM_FEATURES |                     \
                             (1ull << VIRTIO_TMEM_F_EVICT_REPORT))
 
@@ -80,7 +81,17 @@ typedef struct TmemCtx {
     uint64_t kicks;
     /* if set, called once a request is kicked, before it is waited for */
     void (*while_running)(struct TmemCtx *c);
+    /* the next chain takes descriptors after the last one's */
+    bool keep_descs;
 } TmemCtx;
+
+/* A request written to guest memory and chained, not yet used */
+typedef struct TmemPending {
+    QVirtQueue *vq;
+    uint32_t head;
+    uint64_t raddr, waddr;
+    size_t wlen;
+} TmemPending;
 
 /* One operation, its data and its result */
 typedef struct TmemOp {
@@ -156,6 +167,16 @@ void tmem_kick(TmemCtx *c, QVirtQueue *vq, uint32_t head);
 uint32_t tmem_kick_wait(TmemCtx *c, QVirtQueue *vq, uint32_t head);
 uint16_t tmem_run_hdr(TmemCtx *c, unsigned q, TmemOp *ops, unsigned nops,
                       const struct virtio_tmem_req *hdr, uint32_t *used_len);
+/*
+ * tmem_run_hdr() in steps: chain it; make it available (tmem_kick()) and
+ * wait for it as you like; then read its results into @ops.
+ */
+void tmem_post(TmemCtx *c, unsigned q, const TmemOp *ops, unsigned nops,
+               const struct virtio_tmem_req *hdr, TmemPending *p);
+uint16_t tmem_finish(TmemCtx *c, TmemPending *p, TmemOp *ops,
+                     unsigned nops);
+/* Make @head available without notifying the device. */
+void tmem_avail(TmemCtx *c, QVirtQueue *vq, uint32_t head);
 uint16_t tmem_run_q(TmemCtx *c, unsigned q, TmemOp *ops, unsigned nops);
 /* One request on queue 1 in which every op must run. */
 void tmem_run(TmemCtx *c, TmemOp *ops, unsigned nops);

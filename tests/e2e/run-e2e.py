@@ -233,7 +233,14 @@ def host_at(g, label):
 
 def t_swap(res):
     """Swap: pages go to the host per both sides' stats; <= 1/32 kicks/page."""
-    swap_test(res, "budget=512M")
+    g = swap_test(res, "budget=512M")
+    # Loads are flagged VIRTIO_TMEM_REQ_F_OVERTAKE; the device runs one
+    # between two puts of a batch when it finds it there.
+    h = host_at(g, "end#1")
+    res.check("swap: the device ran loads ahead of batches (requests_ahead)",
+              h.get("requests_ahead", 0) > 0,
+              f"requests_ahead={h.get('requests_ahead')} of {h.get('requests')} requests",
+              needs_module=True)
 
 
 def t_swap_iothread(res):

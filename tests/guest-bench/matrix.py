@@ -65,6 +65,9 @@ CONFIGS = [
            module="poll_us=200"),
     # What prefetched gets and loads (GET_RANGE) buy: the default without them.
     Config("tmem-noprefetch", "tmem, default batch, no prefetch", module="prefetch=1"),
+    # What running loads ahead of older requests buys: the default without it.
+    Config("tmem-inorder", "tmem, default batch, no overtaking", module="",
+           device=TMEM_DEVICE + ",overtake=off"),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
     Config("tmem-iothread", "tmem, default batch, iothread polling", module="",

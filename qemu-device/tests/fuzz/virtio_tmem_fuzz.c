@@ -1001,8 +1001,12 @@ static void make_request(TmemFuzz *f, TmemFuzzInput *in)
     if (kind == 1) {
         req.clean = false;
         switch (mutate & 7) {
-        case 0:     /* reserved header bits: every operation skipped */
-            hdr->reserved[mbyte % 3] = cpu_to_le16(1 + mbyte);
+        case 0:     /* reserved or unknown header bits: all skipped */
+            if (mbyte & 1) {
+                hdr->reserved[(mbyte >> 1) % 2] = cpu_to_le16(1 + mbyte);
+            } else {
+                hdr->flags = cpu_to_le16(2u << ((mbyte >> 1) % 15));
+            }
             break;
         case 1:
             hdr->nops = cpu_to_le16(mbyte & 1 ? 0 : TMEM_FUZZ_MAX_OPS + mbyte);
