@@ -458,13 +458,14 @@ uint16_t tmem_used_idx(TmemCtx *c, QVirtQueue *vq)
  * goes only if the device's avail_event asks for this chain, otherwise
  * only without VRING_USED_F_NO_NOTIFY.
  */
-void tmem_avail(TmemCtx *c, QVirtQueue *vq, uint32_t head)
+uint16_t tmem_avail(TmemCtx *c, QVirtQueue *vq, uint32_t head)
 {
     uint16_t idx = qtest_readw(c->qts, vq->avail + 2);
 
     qtest_writew(c->qts, vq->avail + 4 + 2 * (idx % vq->size), head);
     qtest_writew(c->qts, vq->avail + 2, idx + 1);
     c->chains++;
+    return idx;
 }
 
 void tmem_kick(TmemCtx *c, QVirtQueue *vq, uint32_t head)
@@ -475,14 +476,11 @@ void tmem_kick(TmemCtx *c, QVirtQueue *vq, uint32_t head)
         /* interrupt us for the next used buffer */
         qvirtqueue_set_used_event(c->qts, vq, vq->last_used_idx);
     }
-    idx = qtest_readw(c->qts, vq->avail + 2);
-    qtest_writew(c->qts, vq->avail + 4 + 2 * (idx % vq->size), head);
-    qtest_writew(c->qts, vq->avail + 2, idx + 1);
+    idx = tmem_avail(c, vq, head);
     /* read after idx is written */
     flags = qtest_readw(c->qts, vq->used);
     avail_event = qtest_readw(c->qts, vq->used + 4 +
                               sizeof(struct vring_used_elem) * vq->size);
-    c->chains++;
     if (!(flags & VRING_USED_F_NO_NOTIFY) &&
         (!vq->event || avail_event == idx)) {
         c->vdev->bus->virtqueue_kick(c->vdev, vq);

@@ -175,8 +175,8 @@ void tmem_post(TmemCtx *c, unsigned q, const TmemOp *ops, unsigned nops,
                const struct virtio_tmem_req *hdr, TmemPending *p);
 uint16_t tmem_finish(TmemCtx *c, TmemPending *p, TmemOp *ops,
                      unsigned nops);
-/* Make @head available without notifying the device. */
-void tmem_avail(TmemCtx *c, QVirtQueue *vq, uint32_t head);
+/* Make @head available without notifying the device; the old avail idx. */
+uint16_t tmem_avail(TmemCtx *c, QVirtQueue *vq, uint32_t head);
 uint16_t tmem_run_q(TmemCtx *c, unsigned q, TmemOp *ops, unsigned nops);
 /* One request on queue 1 in which every op must run. */
 void tmem_run(TmemCtx *c, TmemOp *ops, unsigned nops);
