@@ -187,6 +187,8 @@ def pick(all_items, names, what):
 def collect(args, configs, wls, sets, t_start):
     """Prepare, run every guest, and return the run's data (JSON-ready)."""
     ctx = Context(args)
+    # the commit the builds below come from: HEAD may move during the run
+    commit = gl.run(["git", "rev-parse", "--short", "HEAD"], "git rev-parse")
     log("guest-bench: preparing (QEMU, kernel and module are cached builds)")
     gl.ensure_packages()
     gl.run(["scripts/ensure-packages.sh", "gnuplot-nox", "util-linux"], "ensure-packages.sh")
@@ -240,7 +242,7 @@ def collect(args, configs, wls, sets, t_start):
 
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
-        "commit": gl.run(["git", "rev-parse", "--short", "HEAD"], "git rev-parse"),
+        "commit": commit,
         "machine": machine(ctx.qemu, kernel_release,
                            os.path.join(gl.BUILD, "bench", "host-lib.json"), ctx.data_image),
         "quick": args.quick, "reps": args.reps, "reference": matrix.REFERENCE,
