@@ -13,6 +13,7 @@
  */
 #include <errno.h>
 #include <limits.h>
+#include <sched.h>
 #include <string.h>
 
 #include "tmem_int.h"
@@ -123,8 +124,9 @@ static int tm_put_ram(struct tmem_store *s, struct tm_pool *p, int pool,
  * the spill file.  Its index entry still needs RAM, and is charged to
  * the budget like any other: otherwise pages that cost no data RAM
  * (same-filled ones, or this) would let a guest grow the index, and the
- * host's RAM, without limit.  Returns 0, -ENOSPC (no room for the entry,
- * spill full or failing), -ENOMEM or -EBADF.
+ * host's RAM, without limit.  Returns 0, TM_NEED_ROOM (no room in the
+ * budget for the entry), -ENOSPC (spill full or failing), -ENOMEM or
+ * -EBADF.
  */
 static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 			const struct tmem_key *key, const struct tm_packed *pk,
@@ -135,15 +137,13 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 	struct tm_spill_io io = { .bytes = pk->size };
 	int rc;
 
-	if (info & TM_E_SAME) {
-		rc = tm_put_index(s, p, pool, key, info, pk->word,
-				  TM_CHARGE_STRICT);
-		return rc == TM_NEED_ROOM ? -ENOSPC : rc;
-	}
+	if (info & TM_E_SAME)
+		return tm_put_index(s, p, pool, key, info, pk->word,
+				    TM_CHARGE_STRICT);
 
 	/* Write nothing for a page whose entry would be refused anyway. */
 	pthread_mutex_lock(&sh->lock);
-	rc = tm_ent_fits(s, sh, (uint32_t)pool, key) ? 0 : -ENOSPC;
+	rc = tm_ent_fits(s, sh, (uint32_t)pool, key) ? 0 : TM_NEED_ROOM;
 	pthread_mutex_unlock(&sh->lock);
 	if (rc)
 		return rc;
@@ -168,7 +168,7 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 			  TM_CHARGE_STRICT);
 	if (rc) {
 		tm_spill_free(sp, io.unit, io.bytes);
-		return rc == TM_NEED_ROOM ? -ENOSPC : rc;
+		return rc;
 	}
 	tm_stat_add(sh, TMEM_STAT_SPILLS, 1);
 	tm_stat_add(sh, TMEM_STAT_SPILL_DIRECT, 1);
@@ -209,6 +209,52 @@ static void tm_put_reject(struct tmem_store *s, int pool,
 #define TM_PUT_TRIES	64
 /* Spill batches a put may write for room before writing itself out. */
 #define TM_PUT_SPILLS	2
+/* How long a persistent page bound for the spill file waits for room. */
+#define TM_PUT_WAIT_NS	(20 * 1000 * 1000)
+
+/*
+ * A persistent page that found no RAM goes to the spill file, and needs
+ * RAM only for its index entry.  Other putters may take what reclaim
+ * frees before this one gets to it, or hold the data RAM there is in
+ * slabs they are still spilling.  While some data RAM exists to be freed,
+ * keep freeing and trying, for up to TM_PUT_WAIT_NS: only a full spill
+ * file (or one that fails), or a budget all index, refuses a persistent
+ * page.  Counted in TMEM_STAT_PUT_WAITS and friends.
+ */
+static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
+			     int pool, const struct tmem_key *key,
+			     const struct tm_packed *pk, uint32_t info)
+{
+	struct tm_shard *sh = tm_shard(s, pool, key);
+	uint64_t start = 0, now;
+	int rc;
+
+	for (;;) {
+		rc = tm_put_spill(s, p, pool, key, pk, info);
+		if (rc != TM_NEED_ROOM)
+			break;
+		now = tm_now_ns();
+		if (!start) {
+			start = now;
+			tm_stat_add(sh, TMEM_STAT_PUT_WAITS, 1);
+		} else if (now - start > TM_PUT_WAIT_NS) {
+			tm_stat_add(sh, TMEM_STAT_PUT_WAIT_TIMEOUTS, 1);
+			break;
+		}
+		if (tm_make_entry_room(s))
+			continue;
+		if (!atomic_load(&s->ram_data))
+			break;		/* the budget is all index */
+		/* wait out a spill in progress, let the others on */
+		pthread_mutex_lock(&s->spill.ring_lock);
+		pthread_mutex_unlock(&s->spill.ring_lock);
+		sched_yield();
+	}
+	if (start)
+		tm_stat_add(sh, TMEM_STAT_PUT_WAIT_NS,
+			    (int64_t)(tm_now_ns() - start));
+	return rc;
+}
 
 TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
 			     const struct tmem_key *key, const void *page,
@@ -248,11 +294,20 @@ TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
 		if (rc != TM_NEED_ROOM || !tm_make_room(s, kind, &spills))
 			break;
 	}
-	if (rc == TM_NEED_ROOM) {
+	/*
+	 * A persistent page that found no RAM goes to the spill file, and
+	 * needs RAM only for its index entry.  Other putters may take what
+	 * reclaim frees before this one gets to it, or hold all the data RAM
+	 * there is in slots they are still filling or spilling.  While the
+	 * spill file has room and some data RAM exists to be freed, keep
+	 * freeing and trying, for up to TM_PUT_WAIT_NS: only a full spill
+	 * file (or one that fails), or a budget all index, refuses a
+	 * persistent page.
+	 */
+	if (rc == TM_NEED_ROOM && !kind && tm_spill_usable(&s->spill))
+		rc = tm_put_spill_wait(s, p, pool, key, &pk, info);
+	if (rc == TM_NEED_ROOM)
 		rc = -ENOSPC;
-		if (!kind && tm_spill_usable(&s->spill))
-			rc = tm_put_spill(s, p, pool, key, &pk, info);
-	}
 	/* A promise kept: over budget rather than refused. */
 	if (rc == -ENOSPC && flags & TMEM_PUT_RESERVED) {
 		rc = tm_put_ram(s, p, pool, key, &pk, info, kind,

@@ -399,6 +399,18 @@ bool tm_make_room(struct tmem_store *s, int kind, int *spills_left)
 	return tm_reclaim_spill(s) > 0;
 }
 
+/*
+ * tm_make_entry_room - free RAM for the index entry of a persistent page
+ * that goes straight to the spill file, by any step reclaim can take,
+ * spilling included.  Returns false when nothing more can be freed.
+ */
+bool tm_make_entry_room(struct tmem_store *s)
+{
+	atomic_fetch_add(&s->reclaim_runs, 1);
+	return tm_slab_cache_drop(s) || tm_compact(s) || tm_reclaim_drop(s) ||
+	       tm_reclaim_drop_same(s) || tm_reclaim_spill(s);
+}
+
 static bool tm_over_budget(struct tmem_store *s)
 {
 	return tm_ram_used(s) > atomic_load(&s->budget);

@@ -347,6 +347,9 @@ static const char *const tm_stat_names[TMEM_STAT__COUNT] = {
 	[TMEM_STAT_SPILL_BUFFERED] = "spill_buffered",
 	[TMEM_STAT_SPILL_RING_RESETS] = "spill_ring_resets",
 	[TMEM_STAT_SPILL_LOST] = "spill_lost",
+	[TMEM_STAT_PUT_WAITS] = "put_waits",
+	[TMEM_STAT_PUT_WAIT_NS] = "put_wait_ns",
+	[TMEM_STAT_PUT_WAIT_TIMEOUTS] = "put_wait_timeouts",
 };
 
 TM_EXPORT const char *tmem_stat_name(unsigned int stat)

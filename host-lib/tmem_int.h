@@ -386,6 +386,7 @@ int tm_reclaim_start(struct tmem_store *s);
 void tm_reclaim_stop(struct tmem_store *s);
 void tm_reclaim_kick(struct tmem_store *s);
 bool tm_make_room(struct tmem_store *s, int kind, int *spills_left);
+bool tm_make_entry_room(struct tmem_store *s);
 uint64_t tm_compact(struct tmem_store *s);
 void tm_free_data(struct tmem_store *s, uint32_t info, uint64_t loc);
 

@@ -317,6 +317,11 @@ enum tmem_stat {
 	TMEM_STAT_SPILL_RING_RESETS,	/* io_uring rings replaced after failing */
 	TMEM_STAT_SPILL_LOST,		/* gauge: spill bytes a failed write may
 					 * still land in, never reused */
+	/* appended since ABI 1.3, read with tmem_stat_values() as well */
+	TMEM_STAT_PUT_WAITS,		/* persistent puts that waited for room
+					 * for their index entry */
+	TMEM_STAT_PUT_WAIT_NS,		/* ...the time they waited, in total */
+	TMEM_STAT_PUT_WAIT_TIMEOUTS,	/* ...of which gave up at the limit */
 	TMEM_STAT__COUNT
 };
 

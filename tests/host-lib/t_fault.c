@@ -248,6 +248,24 @@ static void test_spill_write(enum tm_fault f)
 		t_eq(st.v[TMEM_STAT_SPILL_ENOSPC], 0);
 	t_assert(st.v[TMEM_STAT_SPILL_ENOSPC] <=
 		 st.v[TMEM_STAT_SPILL_WRITE_ERRORS]);
+	/*
+	 * Nothing could free room while the spill failed: the refused puts
+	 * gave up at once rather than spin out the wait limit, one after
+	 * another (a block device behind the store would stall that long
+	 * per write).
+	 */
+	{
+		uint64_t v[TMEM_STAT__COUNT];
+
+		t_rc(tmem_stat_values(s, v, TMEM_STAT__COUNT),
+		     TMEM_STAT__COUNT);
+		printf("  put_waits %llu, put_wait_timeouts %llu, %llu us\n",
+		       (unsigned long long)v[TMEM_STAT_PUT_WAITS],
+		       (unsigned long long)v[TMEM_STAT_PUT_WAIT_TIMEOUTS],
+		       (unsigned long long)v[TMEM_STAT_PUT_WAIT_NS] / 1000);
+		t_eq(v[TMEM_STAT_PUT_WAIT_TIMEOUTS], 0);
+		t_assert(v[TMEM_STAT_PUT_WAITS] <= refused);
+	}
 
 	/* A budget cut while spill still fails: nothing may be lost. */
 	t_rc(tmem_set_budget(s, 0), 0);
