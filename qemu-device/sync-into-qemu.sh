@@ -26,6 +26,11 @@ put "$dev/virtio-tmem-migration.c" hw/virtio/virtio-tmem-migration.c
 put "$dev/virtio-tmem-qmp.c" hw/virtio/virtio-tmem-qmp.c
 put "$dev/virtio-tmem-pci.c" hw/virtio/virtio-tmem-pci.c
 put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
+# the store object and the block driver, in their homes in QEMU
+put "$dev/tmem-store.c" backends/tmem-store.c
+put "$dev/tmem-store.h" include/system/tmem-store.h
+put "$dev/tmem-block.c" block/tmem.c
+put "$dev/tmem-block.h" include/block/tmem.h
 for f in "$dev"/tests/virtio-tmem-*.[ch]; do
 	put "$f" "tests/qtest/${f##*/}"
 done

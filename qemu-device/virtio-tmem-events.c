@@ -158,7 +158,12 @@ static void virtio_tmem_hint_evictions(VirtIOTmem *s)
     }
 }
 
-/* Runs in whatever thread the store reclaims in, under a store lock. */
+/*
+ * Runs in whatever thread the store reclaims in, under a store lock.
+ * A shared store reports other users' pools too: neither their tally
+ * nor their reports map to a driver pool, and the bottom half drops
+ * them.
+ */
 static void virtio_tmem_evict_cb(void *opaque, int pool,
                                  const struct tmem_key *key)
 {
@@ -471,13 +476,13 @@ void virtio_tmem_events_init(VirtIOTmem *s)
                                       &DEVICE(s)->mem_reentrancy_guard);
     s->event_timer = timer_new_ms(QEMU_CLOCK_REALTIME,
                                   virtio_tmem_event_tick, s);
-    tmem_set_evict_cb(s->store, virtio_tmem_evict_cb, s);
+    /* the store tells its users once the device attaches (realize) */
+    s->store_user.evict = virtio_tmem_evict_cb;
 }
 
 void virtio_tmem_events_cleanup(VirtIOTmem *s)
 {
-    /* once this returns the callback is not running and never will */
-    tmem_set_evict_cb(s->store, NULL, NULL);
+    /* unrealize detached from the store: no evict callback runs now */
     timer_free(s->event_timer);
     qemu_bh_delete(s->event_bh);
     g_free(s->pstate);

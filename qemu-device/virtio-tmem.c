@@ -552,18 +552,26 @@ static void virtio_tmem_drop_own_iothread(VirtIOTmem *s)
     }
 }
 
+/* The store's budget went from @old to @bytes: tell the driver.  Main loop */
+static void virtio_tmem_budget_changed(void *opaque, uint64_t old,
+                                       uint64_t bytes)
+{
+    VirtIOTmem *s = opaque;
+
+    qemu_mutex_lock(&s->lock);
+    s->budget = bytes;
+    virtio_tmem_events_budget(s, old, bytes);
+    qemu_mutex_unlock(&s->lock);
+    virtio_notify_config(VIRTIO_DEVICE(s));
+    trace_virtio_tmem_budget(s, bytes);
+}
+
 static void virtio_tmem_realize(DeviceState *dev, Error **errp)
 {
     VirtIODevice *vdev = VIRTIO_DEVICE(dev);
     VirtIOTmem *s = VIRTIO_TMEM(dev);
-    struct tmem_config cfg = {
-        .budget = s->budget,
-        .spill_path = s->spill,
-        .spill_max = s->spill_max,
-        .flags = s->spill_buffered ? TMEM_SPILL_BUFFERED : 0,
-    };
+    bool spills;
     uint32_t i;
-    int rc;
 
     if (s->num_queues < 1 || s->num_queues > VIRTIO_TMEM_MAX_QUEUES) {
         error_setg(errp, "num-queues must be 1 to %d",
@@ -596,11 +604,17 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
                    VIRTIO_TMEM_MAX_HINT_WINDOW);
         return;
     }
-    if (s->spill && !s->spill_max) {
+    if (s->store_link && (s->budget_given || s->spill || s->spill_max)) {
+        error_setg(errp, "budget, spill and spill-max belong to the "
+                   "tmem-store object when store= is given");
+        return;
+    }
+    if (!s->store_link && s->spill && !s->spill_max) {
         error_setg(errp, "spill needs spill-max");
         return;
     }
-    if (s->iothread || s->spill) {
+    spills = s->store_link ? s->store_link->spill != NULL : s->spill != NULL;
+    if (s->iothread || spills) {
         BusState *qbus = qdev_get_parent_bus(dev);
         VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
         bool can = k->set_guest_notifiers && k->ioeventfd_assign;
@@ -614,22 +628,19 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
             return;
         }
     }
-    rc = tmem_store_create(&cfg, &s->store);
-    if (rc < 0) {
-        virtio_tmem_drop_own_iothread(s);
-        error_setg_errno(errp, -rc, "cannot create the page store%s%s",
-                         s->spill ? " with spill file in " : "",
-                         s->spill ? s->spill : "");
-        if (rc == -EEXIST) {
-            error_append_hint(errp, "spill names an existing file; give a "
-                              "directory or a path that does not exist\n");
-        } else if (rc == -EOPNOTSUPP) {
-            error_append_hint(errp, "the spill file system keeps its data "
-                              "in RAM (tmpfs) or lacks O_DIRECT; use a disk, "
-                              "or spill-buffered=on to accept it\n");
+    if (s->store_link) {
+        s->ts = s->store_link;
+    } else {
+        s->ts = tmem_store_new_child(OBJECT(s), s->budget, s->spill,
+                                     s->spill_max, s->spill_buffered, errp);
+        if (!s->ts) {
+            virtio_tmem_drop_own_iothread(s);
+            return;
         }
-        return;
+        s->own_store = true;
     }
+    s->store = tmem_store_get(s->ts);
+    s->budget = s->ts->budget;
 
     virtio_init(vdev, VIRTIO_ID_TMEM, sizeof(struct virtio_tmem_config));
     s->eventq = virtio_add_queue(vdev, VIRTIO_TMEM_QUEUE_SIZE,
@@ -652,6 +663,10 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     s->pools = g_new(int, s->max_pools);
     s->pool_gen = g_new0(uint16_t, s->max_pools);
     virtio_tmem_events_init(s);
+    s->store_user.name = object_get_canonical_path(OBJECT(s));
+    s->store_user.budget_changed = virtio_tmem_budget_changed;
+    s->store_user.opaque = s;
+    tmem_store_attach(s->ts, &s->store_user);
     if (s->iothread) {
         object_ref(OBJECT(s->iothread));
     }
@@ -673,14 +688,24 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     }
     virtio_delete_queue(s->eventq);
     virtio_cleanup(vdev);
-    virtio_tmem_events_cleanup(s);
     /* pools retired by POOL_DESTROY may still be flushing */
     AIO_WAIT_WHILE_UNLOCKED(NULL, qatomic_read(&s->destroying));
+    /* a shared store outlives the device: take its pages out */
+    qemu_mutex_lock(&s->lock);
+    virtio_tmem_drop_pools(s);
+    qemu_mutex_unlock(&s->lock);
+    tmem_store_detach(s->ts, &s->store_user);
+    g_free((char *)s->store_user.name);
+    virtio_tmem_events_cleanup(s);
     if (s->iothread) {
         object_unref(OBJECT(s->iothread));
     }
     virtio_tmem_drop_own_iothread(s);
-    tmem_store_destroy(s->store);
+    if (s->own_store) {
+        object_unparent(OBJECT(s->ts));
+        s->own_store = false;
+    }
+    s->ts = NULL;
     s->store = NULL;
     g_free(s->reqq);
     g_free(s->rq);
@@ -699,38 +724,39 @@ static void virtio_tmem_get_budget(Object *obj, Visitor *v, const char *name,
 }
 
 /*
- * Before realize this sets the initial budget; after, it acts at once.
- * 0 keeps nothing (every ephemeral page goes, persistent ones spill);
- * otherwise at least one page, at most VIRTIO_TMEM_MAX_BUDGET.
+ * Before realize this sets the budget of the device's own store; after,
+ * it changes that store's budget at once.  0 keeps nothing (every
+ * ephemeral page goes, persistent ones spill); otherwise at least one
+ * page, at most TMEM_STORE_MAX_BUDGET.  With store= the budget is the
+ * tmem-store object's.
  */
 static void virtio_tmem_set_budget(Object *obj, Visitor *v, const char *name,
                                    void *opaque, Error **errp)
 {
     VirtIOTmem *s = VIRTIO_TMEM(obj);
-    uint64_t value, old;
+    uint64_t value;
 
     if (!visit_type_size(v, name, &value, errp)) {
         return;
     }
-    if (value && (value < VIRTIO_TMEM_MIN_BUDGET ||
-                  value > VIRTIO_TMEM_MAX_BUDGET)) {
-        error_setg(errp, "budget must be 0 or %u to %" PRIu64 " bytes, "
-                   "not %" PRIu64, VIRTIO_TMEM_MIN_BUDGET,
-                   (uint64_t)VIRTIO_TMEM_MAX_BUDGET, value);
+    if (s->ts && !s->own_store) {
+        error_setg(errp, "the budget is the store's: qom-set %s budget",
+                   object_get_canonical_path_component(OBJECT(s->ts)));
         return;
     }
-    qemu_mutex_lock(&s->lock);
-    old = s->budget;
+    if (s->ts) {
+        tmem_store_set_budget(s->ts, value, errp);
+        return;
+    }
+    if (value && (value < TMEM_STORE_MIN_BUDGET ||
+                  value > TMEM_STORE_MAX_BUDGET)) {
+        error_setg(errp, "budget must be 0 or %u to %" PRIu64 " bytes, "
+                   "not %" PRIu64, TMEM_STORE_MIN_BUDGET,
+                   (uint64_t)TMEM_STORE_MAX_BUDGET, value);
+        return;
+    }
     s->budget = value;
-    if (s->store) {
-        tmem_set_budget(s->store, value);
-        virtio_tmem_events_budget(s, old, value);
-    }
-    qemu_mutex_unlock(&s->lock);
-    if (s->store) {
-        virtio_notify_config(VIRTIO_DEVICE(s));
-    }
-    trace_virtio_tmem_budget(s, value);
+    s->budget_given = true;
 }
 
 static bool virtio_tmem_visit_counters(Visitor *v,
@@ -821,7 +847,8 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
 }
 
 /*
- * The "stats" property: every store statistic by its host-lib name, the
+ * The "stats" property: every statistic of the store the device uses
+ * (with store=, all its users' pages) by its host-lib name, the
  * device's totals (kicks, interrupts, requests, ops, pages), the same
  * per request queue ("queues") and per operation ("operations"), and
  * the events sent, by type ("events").
@@ -831,27 +858,14 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
 {
     VirtIOTmem *s = VIRTIO_TMEM(obj);
     VirtIOTmemStatsSnap sn = { 0 };
-    uint64_t vals[TMEM_STAT__COUNT] = { 0 };
-    struct tmem_stats st = { 0 };
     unsigned i;
     bool ok = false;
 
-    if (s->store) {
-        tmem_stats(s->store, &st);
-        tmem_stat_values(s->store, vals, TMEM_STAT__COUNT);
-    }
     virtio_tmem_snap(s, &sn);
     if (!visit_start_struct(v, name, NULL, 0, errp)) {
         return;
     }
-    for (i = 0; i < TMEM_STAT__COUNT; i++) {
-        if (!visit_type_uint64(v, tmem_stat_name(i), &vals[i], errp)) {
-            goto out;
-        }
-    }
-    if (!visit_type_number(v, "compression_ratio", &st.compression_ratio,
-                           errp) ||
-        !visit_type_number(v, "fragmentation", &st.fragmentation, errp) ||
+    if (!tmem_store_visit_stats(s->ts, v, errp) ||
         !virtio_tmem_visit_counters(v, &sn.total, errp) ||
         !visit_type_uint64(v, "events_sent", &sn.events_sent, errp) ||
         !visit_type_uint64(v, "events_lost", &sn.events_lost, errp) ||
@@ -927,6 +941,8 @@ static const VMStateDescription vmstate_virtio_tmem = {
 };
 
 static const Property virtio_tmem_properties[] = {
+    DEFINE_PROP_LINK("store", VirtIOTmem, store_link, TYPE_TMEM_STORE,
+                     TmemStore *),
     DEFINE_PROP_STRING("spill", VirtIOTmem, spill),
     DEFINE_PROP_SIZE("spill-max", VirtIOTmem, spill_max, 0),
     DEFINE_PROP_BOOL("spill-buffered", VirtIOTmem, spill_buffered, false),

@@ -19,6 +19,7 @@
 #include "qemu/timer.h"
 #include "qom/object.h"
 #include "system/iothread.h"
+#include "system/tmem-store.h"
 
 #define TYPE_VIRTIO_TMEM "virtio-tmem-device"
 OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
@@ -31,14 +32,13 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 /*
  * Bounds on the properties.  A budget is 0 (store nothing) or at least
  * one page, and at most 2^56 bytes: all that a process can address
- * with 5-level paging, so no host can give one guest more.  Credits
+ * with 5-level paging, so no host can give one guest more (the store's
+ * own bounds, TMEM_STORE_*_BUDGET).  Credits
  * beyond the credited puts one request queue can carry at once (a ring
  * of requests of the largest max-ops) buy a driver nothing but let it
  * overrun the budget further; a hit-ratio window of more GETs than that
  * judges too late to be of use.
  */
-#define VIRTIO_TMEM_MIN_BUDGET      4096
-#define VIRTIO_TMEM_MAX_BUDGET      (1ULL << 56)
 #define VIRTIO_TMEM_RING_OPS    (VIRTIO_TMEM_QUEUE_SIZE * VIRTIO_TMEM_MAX_OPS)
 #define VIRTIO_TMEM_MAX_CREDITS     VIRTIO_TMEM_RING_OPS
 #define VIRTIO_TMEM_MAX_HINT_WINDOW VIRTIO_TMEM_RING_OPS
@@ -145,7 +145,10 @@ struct VirtIOTmem {
     VirtIODevice parent_obj;
 
     /* Properties */
+    TmemStore *store_link;  /* store=: a tmem-store object to share */
+    /* Without store=, these make a store of the device's own: */
     uint64_t budget;        /* host RAM budget in bytes; qom-set at will */
+    bool budget_given;      /* budget was set before realize */
     char *spill;            /* spill directory or file; NULL: none */
     uint64_t spill_max;     /* cap on the spill file, bytes */
     bool spill_buffered;    /* allow a spill file that may stay in RAM */
@@ -161,7 +164,10 @@ struct VirtIOTmem {
     bool unchecked_features;    /* testing: offer even what breaks 6.3 */
 
     /* Set up by realize */
-    struct tmem_store *store;   /* the pages; private to this device */
+    TmemStore *ts;              /* store_link, or the device's own */
+    bool own_store;             /* ts is the device's child "store" */
+    TmemStoreUser store_user;   /* this device, as a user of ts */
+    struct tmem_store *store;   /* ts's pages; other users' too */
     VirtQueue *eventq;          /* always served in the main loop */
     VirtQueue **reqq;           /* num_queues request queues */
     VirtIOTmemReqQueue *rq;     /* and their notifier handlers' view */

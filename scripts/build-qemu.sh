@@ -71,8 +71,18 @@ fi
 make -s lib
 qemu-device/sync-into-qemu.sh "$work/src" "$top"
 echo "build-qemu: building in $work/build (progress: $work/build/ninja.log)" >&2
+# Our files, compiled again by the next build: a build that stops (or
+# warns) must not leave objects whose warnings no later log will show.
+touch_ours() {
+	touch -c "$work"/src/hw/virtio/virtio-tmem*.c \
+	      "$work"/src/backends/tmem-store.c "$work"/src/block/tmem.c \
+	      "$work"/src/tests/qtest/virtio-tmem-*.c \
+	      "$work"/src/tests/qtest/libqos/virtio-tmem.c \
+	      "$work"/src/tests/qtest/fuzz/virtio_tmem_fuzz.c
+}
 ninja -C "$work/build" "$target" "$@" >"$work/build/ninja.log" 2>&1 || {
 	tail -n 40 "$work/build/ninja.log" >&2
+	touch_ours
 	exit 1
 }
 # QEMU builds with --disable-werror; our own files get no such slack (an
@@ -81,10 +91,7 @@ if grep -E -A3 'tmem[^ :]*\.[ch]:[0-9]+:[0-9]+: warning' \
 	"$work/build/ninja.log" >&2; then
 	echo "build-qemu: warnings in virtio-tmem code (above)" >&2
 	# make the next build compile them again, and fail again
-	touch "$work"/src/hw/virtio/virtio-tmem*.c \
-	      "$work"/src/tests/qtest/virtio-tmem-*.c \
-	      "$work"/src/tests/qtest/libqos/virtio-tmem.c \
-	      "$work"/src/tests/qtest/fuzz/virtio_tmem_fuzz.c
+	touch_ours
 	exit 1
 fi
 # The +ds source ships no firmware; a QEMU run from its build tree finds

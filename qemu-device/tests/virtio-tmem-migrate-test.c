@@ -188,43 +188,6 @@ static void *tmem_stream_setup(GString *cmd_line, void *arg)
     return sc;
 }
 
-/* Poll query-migrate until it says completed or failed; return which. */
-static char *tmem_migrate_wait(QTestState *qts)
-{
-    gint64 start = g_get_monotonic_time();
-
-    for (;;) {
-        QDict *rsp = qtest_qmp_assert_success_ref(qts,
-                                                  "{'execute': 'query-migrate'}");
-        const char *st = qdict_get_try_str(rsp, "status");
-        char *ret = NULL;
-
-        if (st && (!strcmp(st, "completed") || !strcmp(st, "failed"))) {
-            ret = g_strdup(st);
-            if (qdict_haskey(rsp, "error-desc")) {
-                g_test_message("migration %s: %s", st,
-                               qdict_get_str(rsp, "error-desc"));
-            }
-        }
-        qobject_unref(rsp);
-        if (ret) {
-            return ret;
-        }
-        g_assert_cmpint(g_get_monotonic_time() - start, <, TMEM_TIMEOUT_US);
-        g_usleep(20 * 1000);
-    }
-}
-
-/* Migrate @qts to @path; return the final status. */
-static char *tmem_migrate_to_file(QTestState *qts, const char *path)
-{
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
-
-    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
-                             "{'uri': %s}}", uri);
-    return tmem_migrate_wait(qts);
-}
-
 /*
  * Load @bytes into a new destination.  Its stderr goes to a log, whose
  * text is returned in *@log.  Returns the destination's final status;
@@ -236,30 +199,12 @@ static char *tmem_load_stream(TmemStreamCtx *sc, const char *what,
 {
     g_autofree char *path = g_build_filename(sc->dir, "patched", NULL);
     g_autofree char *logf = g_build_filename(sc->dir, "dst.log", NULL);
-    g_autofree char *uri = g_strdup_printf("file:%s", path);
-    g_autofree char *args = g_strdup_printf("%s -incoming defer",
-                                            sc->cmd_line);
     QTestState *dst;
-    int saved, fd;
     char *st;
 
     g_test_message("loading the stream %s", what);
     g_assert_true(g_file_set_contents(path, (const char *)bytes, len, NULL));
-    fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    g_assert_cmpint(fd, >=, 0);
-    saved = dup(STDERR_FILENO);
-    dup2(fd, STDERR_FILENO);
-    close(fd);
-    dst = qtest_init(args);
-    dup2(saved, STDERR_FILENO);
-    close(saved);
-
-    qtest_qmp_assert_success(dst, "{'execute': 'migrate-incoming', "
-                             "'arguments': {'uri': %s, "
-                             "'exit-on-error': false}}", uri);
-    st = tmem_migrate_wait(dst);
-    /* alive, and answering */
-    qtest_qmp_assert_success(dst, "{'execute': 'query-status'}");
+    dst = tmem_migrate_from_file(sc->cmd_line, path, logf, &st);
     qtest_quit(dst);
     g_assert_true(g_file_get_contents(logf, log, NULL, NULL));
     if (**log) {

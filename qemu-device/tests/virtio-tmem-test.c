@@ -16,6 +16,7 @@
 #include "qemu/module.h"
 #include "qobject/qdict.h"
 #include "qobject/qlist.h"
+#include "qobject/qstring.h"
 #include "standard-headers/linux/pci_regs.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
@@ -613,13 +614,14 @@ static void test_features_unchecked(void *obj, void *data,
 
 /*
  * Test: query-tmem lists the device with the same stats as its "stats"
- * property, and HMP info tmem shows them, kicks per page included.
+ * property, then the store the device made for itself, with the device
+ * as its one user; HMP info tmem shows them, kicks per page included.
  */
 static void test_query(void *obj, void *data, QGuestAllocator *alloc)
 {
     TmemCtx ctx, *c = &ctx;
     QDict *resp, *entry, *st;
-    QList *list;
+    QList *list, *users;
     char *hmp;
     uint32_t pp;
 
@@ -630,14 +632,31 @@ static void test_query(void *obj, void *data, QGuestAllocator *alloc)
     resp = qtest_qmp(c->qts, "{'execute': 'query-tmem'}");
     g_assert(qdict_haskey(resp, "return"));
     list = qdict_get_qlist(resp, "return");
-    g_assert_cmpuint(qlist_size(list), ==, 1);
-    entry = qobject_to(QDict, qlist_peek(list));
+    g_assert_cmpuint(qlist_size(list), ==, 2);
+    entry = qobject_to(QDict, qlist_pop(list));
+    g_assert_cmpstr(qdict_get_str(entry, "kind"), ==, "device");
     g_assert_cmpstr(qdict_get_str(entry, "path"), ==,
                     "/machine/peripheral/tmem0/virtio-backend");
+    g_assert_cmpstr(qdict_get_str(entry, "store"), ==,
+                    "/machine/peripheral/tmem0/virtio-backend/tmem-store");
     st = qdict_get_qdict(entry, "stats");
     g_assert_cmpuint(qdict_get_int(st, "pages_persistent"), ==, BATCH);
     g_assert_cmpuint(qdict_get_int(st, "pages"), ==, tmem_stat(c, "pages"));
     g_assert_cmpuint(qdict_get_int(st, "kicks"), ==, tmem_stat(c, "kicks"));
+    qobject_unref(entry);
+    entry = qobject_to(QDict, qlist_pop(list));
+    g_assert_cmpstr(qdict_get_str(entry, "kind"), ==, "store");
+    g_assert_cmpstr(qdict_get_str(entry, "path"), ==,
+                    "/machine/peripheral/tmem0/virtio-backend/tmem-store");
+    users = qdict_get_qlist(entry, "users");
+    g_assert_cmpuint(qlist_size(users), ==, 1);
+    g_assert_cmpstr(qstring_get_str(qobject_to(QString, qlist_peek(users))),
+                    ==, "/machine/peripheral/tmem0/virtio-backend");
+    st = qdict_get_qdict(entry, "stats");
+    g_assert_cmpuint(qdict_get_int(st, "pages_persistent"), ==, BATCH);
+    g_assert_cmpuint(qdict_get_int(st, "users"), ==, 1);
+    g_assert_false(qdict_haskey(st, "kicks"));
+    qobject_unref(entry);
     qobject_unref(resp);
 
     hmp = qtest_hmp(c->qts, "info tmem");
@@ -645,6 +664,9 @@ static void test_query(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_nonnull(strstr(hmp, "64 persistent"));
     g_assert_nonnull(strstr(hmp, "kicks per page"));
     g_assert_nonnull(strstr(hmp, "events: "));
+    g_assert_nonnull(strstr(hmp, "/machine/peripheral/tmem0/virtio-backend/"
+                            "tmem-store (store), used by: "
+                            "/machine/peripheral/tmem0/virtio-backend"));
     g_free(hmp);
 
     tmem_pool_destroy(c, pp);
@@ -678,7 +700,8 @@ static void test_alias(void *obj, void *data, QGuestAllocator *alloc)
 
     resp = qtest_qmp(c->qts, "{'execute': 'query-tmem'}");
     list = qdict_get_qlist(resp, "return");
-    g_assert_cmpuint(qlist_size(list), ==, 2);
+    /* two devices, each with a store of its own */
+    g_assert_cmpuint(qlist_size(list), ==, 4);
     QLIST_FOREACH_ENTRY(list, e) {
         entry = qobject_to(QDict, qlist_entry_obj(e));
         if (!strcmp(qdict_get_str(entry, "path"),

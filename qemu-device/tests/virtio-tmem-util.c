@@ -834,3 +834,65 @@ void tmem_expect_broken(TmemCtx *c, const char *what)
     c->live_pool = tmem_pool_new(c, POOL_P4K);
     tmem_check_put_get(c, c->live_pool, PAGE_4K, 500);
 }
+
+/* Poll query-migrate until it says completed or failed; return which. */
+char *tmem_migrate_wait(QTestState *qts)
+{
+    gint64 start = g_get_monotonic_time();
+
+    for (;;) {
+        QDict *rsp = qtest_qmp_assert_success_ref(qts,
+                                                  "{'execute': 'query-migrate'}");
+        const char *st = qdict_get_try_str(rsp, "status");
+        char *ret = NULL;
+
+        if (st && (!strcmp(st, "completed") || !strcmp(st, "failed"))) {
+            ret = g_strdup(st);
+            if (qdict_haskey(rsp, "error-desc")) {
+                g_test_message("migration %s: %s", st,
+                               qdict_get_str(rsp, "error-desc"));
+            }
+        }
+        qobject_unref(rsp);
+        if (ret) {
+            return ret;
+        }
+        g_assert_cmpint(g_get_monotonic_time() - start, <, TMEM_TIMEOUT_US);
+        g_usleep(20 * 1000);
+    }
+}
+
+char *tmem_migrate_to_file(QTestState *qts, const char *path)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+
+    qtest_qmp_assert_success(qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    return tmem_migrate_wait(qts);
+}
+
+QTestState *tmem_migrate_from_file(const char *cmd_line, const char *path,
+                                   const char *logf, char **status)
+{
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree char *args = g_strdup_printf("%s -incoming defer", cmd_line);
+    QTestState *dst;
+    int saved, fd;
+
+    fd = open(logf, O_WRONLY | O_CREAT | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    saved = dup(STDERR_FILENO);
+    dup2(fd, STDERR_FILENO);
+    close(fd);
+    dst = qtest_init(args);
+    dup2(saved, STDERR_FILENO);
+    close(saved);
+
+    qtest_qmp_assert_success(dst, "{'execute': 'migrate-incoming', "
+                             "'arguments': {'uri': %s, "
+                             "'exit-on-error': false}}", uri);
+    *status = tmem_migrate_wait(dst);
+    /* alive, and answering */
+    qtest_qmp_assert_success(dst, "{'execute': 'query-status'}");
+    return dst;
+}

@@ -205,4 +205,17 @@ bool tmem_event_next(TmemCtx *c, TmemEvent *ev, gint64 timeout_us);
 bool tmem_event_wait(TmemCtx *c, uint16_t type, TmemEvent *ev,
                      gint64 timeout_us);
 
+/*
+ * Migration through a file.  tmem_migrate_wait() polls query-migrate
+ * until completed or failed and returns which; tmem_migrate_to_file()
+ * migrates @qts to @path.  tmem_migrate_from_file() starts a destination
+ * with @cmd_line and -incoming defer, its stderr in @logf, loads @path
+ * with exit-on-error off, stores the final status in *@status and
+ * returns the destination, which must still answer QMP.
+ */
+char *tmem_migrate_wait(QTestState *qts);
+char *tmem_migrate_to_file(QTestState *qts, const char *path);
+QTestState *tmem_migrate_from_file(const char *cmd_line, const char *path,
+                                   const char *logf, char **status);
+
 #endif

@@ -7,6 +7,7 @@ disk.  The console is QEMU's stdio: the guest prints E2E-* lines
 (tests/e2e/guest/e2e-common.h), and at each E2E-SYNC point the host
 answers on the same console, after acting over QMP if it wants to.
 """
+import lzma
 import os
 import queue
 import re
@@ -104,11 +105,14 @@ def find_qemu(show=False):
     return q
 
 
-def stock_kernels():
+def stock_kernels(headers=None):
     """The names in scripts/stock-kernels: distribution kernels, booted as
-    variant "stock:NAME"."""
+    variant "stock:NAME".  headers=True: only those listed with headers
+    packages (the module builds against them); False: only those without
+    (Linux 6.x, which has no hook for it)."""
     with open(os.path.join(TOP, "scripts", "stock-kernels")) as f:
-        return [ln.split()[0] for ln in f if ln.strip() and not ln.startswith("#")]
+        lines = [ln.split() for ln in f if ln.strip() and not ln.startswith("#")]
+    return [w[0] for w in lines if headers is None or (len(w) > 4) == headers]
 
 
 def stock_root(name, show=False):
@@ -132,24 +136,62 @@ def find_kernel(variant, show=False):
     return img
 
 
-# A distribution kernel's virtio drivers are modules; init.sh loads what
-# the harness packs under /e2e/kmod, in name order: dependencies first.
-STOCK_KMODS = ("drivers/virtio/virtio.ko", "drivers/virtio/virtio_ring.ko",
-               "drivers/virtio/virtio_pci.ko", "drivers/block/virtio_blk.ko")
+# A distribution kernel's virtio drivers may be modules; init.sh loads
+# what the harness packs under /e2e/kmod, in name order: dependencies
+# first.  What is built in (modules.builtin) needs nothing.
+STOCK_KMODS = ("virtio_pci", "virtio_blk")
 
 
-def kernel_modules(variant, show=False):
-    """{name under /e2e: path}: the kernel's own modules a guest needs."""
+def _modname(path):
+    return os.path.basename(path).split(".ko")[0].replace("-", "_")
+
+
+def kernel_modules(variant, outdir, show=False):
+    """{name under /e2e: path}: the kernel's own modules a guest needs:
+    STOCK_KMODS and what they depend on, in load order.  The packages
+    ship no modules.dep (depmod makes it on install), so each module's
+    own modinfo names its dependencies.  Compressed modules (.ko.xz)
+    are unpacked into outdir."""
     if not variant.startswith("stock:"):
         return {}
-    mods = os.path.join(stock_root(variant[6:], show), "lib", "modules")
-    krel = sorted(os.listdir(mods))[0]
+    root = stock_root(variant[6:], show)
+    mods = next((os.path.join(root, d, "modules") for d in ("lib", "usr/lib")
+                 if os.path.isdir(os.path.join(root, d, "modules"))), None)
+    if mods is None:
+        raise RuntimeError(f"{variant}: no lib/modules in {root}")
+    kdir = os.path.join(mods, sorted(os.listdir(mods))[0])
+    with open(os.path.join(kdir, "modules.builtin")) as f:
+        builtin = {_modname(ln.strip()) for ln in f if ln.strip()}
+    files = {}
+    for d, _, names in os.walk(os.path.join(kdir, "kernel")):
+        for n in names:
+            if n.endswith((".ko", ".ko.xz")):
+                files[_modname(n)] = os.path.join(d, n)
+    os.makedirs(outdir, exist_ok=True)
     out = {}
-    for i, m in enumerate(STOCK_KMODS):
-        path = os.path.join(mods, krel, "kernel", m)
-        if not os.path.exists(path):
-            raise RuntimeError(f"{variant}: no {m} in {mods}/{krel}")
-        out[f"kmod/{i}-{os.path.basename(m)}"] = path
+
+    def add(name):
+        if name in builtin or any(k.endswith(f"-{name}.ko") for k in out):
+            return
+        if name not in files:
+            raise RuntimeError(f"{variant}: {name} is neither a module nor built in")
+        path = files[name]
+        opener = lzma.open if path.endswith(".xz") else open
+        with opener(path, "rb") as f:
+            data = f.read()
+        m = re.search(rb"(?:^|\0)depends=([^\0]*)\0", data)
+        for d in (m.group(1).decode().split(",") if m else []):
+            if d:
+                add(d.replace("-", "_"))
+        ko = f"{len(out):02d}-{name}.ko"
+        if path.endswith(".xz"):
+            path = os.path.join(outdir, ko)
+            with open(path, "wb") as f:
+                f.write(data)
+        out[f"kmod/{ko}"] = path
+
+    for name in STOCK_KMODS:
+        add(name)
     return out
 
 
@@ -317,8 +359,11 @@ class Guest:
         self.proc.stdin.flush()
 
     def host_stats(self, label=None):
-        """query-tmem now (the first device); recorded under label if given."""
+        """query-tmem now: the first device's stats or, in a guest with a
+        tmem disk and no device, the first store's; recorded under label
+        if given."""
         r = self.qmp.cmd("query-tmem")
+        r = [e for e in r if e["kind"] == "device"] or r
         s = flat(r[0]["stats"]) if r else {}
         if label:
             self.host[label] = s
@@ -429,6 +474,8 @@ class Guest:
                     self.send(a)
         except (TimeoutError, QMPError, OSError, RuntimeError) as e:
             self.error = f"{type(e).__name__}: {e}"
+            if isinstance(e, TimeoutError):
+                self._stats_at_timeout()
         finally:
             # proc is None if QEMU could not be started at all
             if self.proc and self.proc.poll() is None:
@@ -443,6 +490,17 @@ class Guest:
         if not self.done and not self.error:
             self.error = f"QEMU exited (status {self.proc.returncode}) before the guest finished"
         return self
+
+    def _stats_at_timeout(self):
+        """A stalled guest: print what the host holds and did, for the
+        log (the QMP monitor usually still answers)."""
+        try:
+            st = self.host_stats("timeout")
+        except (QMPError, OSError) as e:
+            print(f"  {self.name}: no host stats at the timeout: {e}", flush=True)
+            return
+        print(f"  {self.name}: host stats at the timeout: " +
+              ", ".join(f"{k}={v}" for k, v in sorted(st.items()) if v), flush=True)
 
     # -- reading what the guest said --
 

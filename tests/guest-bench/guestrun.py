@@ -12,6 +12,7 @@ import shutil
 import time
 
 import guestlib as gl
+from matrix import TMEM_BLK_SERIAL, TMEM_BLK_STORE
 from probe import Probe, drop_host_cache, trace_args
 
 SWAP_MB = 512
@@ -29,11 +30,20 @@ def make_swap(path):
 
 def drives(cfg, swap, data):
     """Both disks in every configuration, so every guest has the same
-    devices; the data disk is read-only and shared by all runs."""
+    devices; the data disk is read-only and shared by all runs.  The swap
+    disk is the image swap, or (swap="tmem-blk") a tmem block node of the
+    same size named swap in a store of its own."""
     args = []
-    for name, path, ro in (("swap", swap, ""), ("data", data, ",readonly=on")):
-        args += ["-drive", f"if=none,id={name},file={path},format=raw,cache={cfg.cache}{ro}",
-                 "-device", f"virtio-blk-pci,drive={name}"]
+    if cfg.swap == "tmem-blk":
+        args += ["-object", f"tmem-store,id=swapstore,{TMEM_BLK_STORE}",
+                 "-blockdev", f"driver=tmem,node-name=swap,store=swapstore,"
+                              f"size={SWAP_MB}M,discard=unmap",
+                 "-device", f"virtio-blk-pci,drive=swap,serial={TMEM_BLK_SERIAL}"]
+    else:
+        args += ["-drive", f"if=none,id=swap,file={swap},format=raw,cache={cfg.cache}",
+                 "-device", "virtio-blk-pci,drive=swap"]
+    args += ["-drive", f"if=none,id=data,file={data},format=raw,cache={cfg.cache},readonly=on",
+             "-device", "virtio-blk-pci,drive=data"]
     return args + cfg.qemu_args
 
 
@@ -83,7 +93,10 @@ class Run:
                      tmem=self.cfg.device if self.cfg.tmem else None,
                      timeout=ctx.timeout, extra=trace_args(trace))
         self.guest = g
-        self.probe = Probe(g, trace, {"swap": swap, "data": ctx.data_image})
+        images = {"data": ctx.data_image}
+        if self.cfg.swap != "tmem-blk":
+            images["swap"] = swap
+        self.probe = Probe(g, trace, images, nodes=("swap",))
         try:
             g.run(self.on_sync, on_tick=self.probe.tick, tick=1.0)
             self.check()

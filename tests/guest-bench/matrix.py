@@ -20,20 +20,35 @@ TMEM_DEVICE = "budget=256M,hint-window=0"
 TMEM_DEVICE_HINTS = "budget=256M"
 # zram's disksize: more than any workload swaps; it only costs what it holds.
 ZRAM_BYTES = 256 * MiB
+# Swap on virtio-blk over a tmem block node (for guests without frontswap):
+# the device's budget, in a store of its own, and the swap image's size.
+TMEM_BLK_STORE = "budget=256M"
+TMEM_BLK_SERIAL = "tmemswap"
 
 
 class Config:
     """key: short name; alt: the issue's letter for the comparison, or None;
     module: insmod parameters (None: no driver, no device); device: the
     virtio-tmem-pci properties; sweep: a point of the batch-size sweep;
-    swap: "disk", "zram" or None; cache: the host cache mode of both
-    virtio-blk disks; qemu_args: more of QEMU's command line."""
+    swap: "disk", "tmem-blk" (the swap disk is a tmem block node, made and
+    swapped on by the guest, freed pages discarded), "zram" or None;
+    cache: the host cache mode of the virtio-blk disks on image files;
+    qemu_args: more of QEMU's command line; workloads: the only workloads
+    it runs, or None for all."""
 
     def __init__(self, key, title, alt=None, module=None, device=TMEM_DEVICE,
-                 sweep=False, swap="disk", cache="none", qemu_args=()):
+                 sweep=False, swap="disk", cache="none", qemu_args=(),
+                 workloads=None):
         self.key, self.title, self.alt = key, title, alt
         self.module, self.device, self.sweep = module, device, sweep
         self.swap, self.cache, self.qemu_args = swap, cache, list(qemu_args)
+        self.workloads = workloads
+
+    def runs(self, wl):
+        """Whether this configuration runs workload wl at all."""
+        if wl.needs_swap and self.swap is None:
+            return False
+        return self.workloads is None or wl.name in self.workloads
 
     @property
     def tmem(self):
@@ -46,6 +61,8 @@ class Config:
             lines.append(f"module_load {self.module}".rstrip())
         if self.swap == "disk":
             lines.append("swap_disk")
+        elif self.swap == "tmem-blk":
+            lines.append(f"blk_swap_on {TMEM_BLK_SERIAL}")
         elif self.swap == "zram":
             lines.append(f"swap_zram {ZRAM_BYTES}")
         lines.append("data_ro")
@@ -75,6 +92,9 @@ CONFIGS = [
     Config("disk-none", "swap on virtio-blk, cache=none", alt="c"),
     Config("disk-wb", "swap on virtio-blk, cache=writeback", alt="c'", cache="writeback"),
     Config("zram", "in-guest zram swap (lz4)", alt="d", swap="zram"),
+    # swap only: a block node has no page cache to offer
+    Config("tmem-blk", "swap on virtio-blk over a tmem block node", alt="f",
+           swap="tmem-blk", workloads=("anon",)),
     Config("none", "no swap, no tmem", alt="e", swap=None),
 ]
 REFERENCE = "disk-none"

@@ -4,7 +4,8 @@ A Probe samples, at the guest's sync points and on a timer:
   - the QEMU process: RSS now and at peak (VmRSS, VmHWM), CPU time, and the
     bytes it made the host's storage read and write (/proc/PID/io);
   - query-blockstats: the I/O the guest issued to each virtio-blk drive;
-  - query-tmem: the device's counters (tmem's accounted bytes, kicks, ...);
+  - query-tmem: the device's counters (tmem's accounted bytes, kicks, ...),
+    or with no device the first store's (a guest swapping on a tmem disk);
   - QEMU's trace of virtio notifications: every guest->host kick
     (virtio_queue_notify) and host->guest interrupt (virtio_notify,
     virtio_notify_irqfd) of every virtio device, so virtio-blk's are
@@ -97,10 +98,11 @@ class TraceCounter:
 class Probe:
     """Samples one Guest (tests/e2e/guestlib.py) while it runs."""
 
-    def __init__(self, guest, trace_path, images):
+    def __init__(self, guest, trace_path, images, nodes=()):
         self.g = guest
         self.trace = TraceCounter(trace_path)
         self.images = images            # {drive id: path}
+        self.disks = set(images) | set(nodes)   # ids or node names of disks
         self.peak_tmem_ram = 0
         self.peak_ratio = None          # the store's LZ4 ratio at that peak
         self.peak_rss_kb = 0
@@ -121,8 +123,9 @@ class Probe:
         out = {}
         for dev in self.g.qmp.cmd("query-blockstats"):
             s = dev.get("stats", {})
-            name = dev.get("device") or dev.get("qdev", "?")
-            if name not in self.images:     # the machine's empty cd-rom and floppy
+            # a -drive by its id, a -blockdev by its node's name
+            name = dev.get("device") or dev.get("node-name") or dev.get("qdev", "?")
+            if name not in self.disks:      # the machine's empty cd-rom and floppy
                 continue
             out[name] = {k: s.get(k, 0) for k in ("rd_bytes", "wr_bytes", "rd_operations",
                                                    "wr_operations", "flush_operations")}

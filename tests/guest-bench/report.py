@@ -102,7 +102,8 @@ def alt_table(summary, configs, wl, reference):
             continue
         if m is None:
             why = "does not fit in the 128 MiB guest without swap: not run" \
-                if wl.needs_swap and c.swap is None else "not run"
+                if wl.needs_swap and c.swap is None else \
+                "swap only, no page cache: not run" if not c.runs(wl) else "not run"
             rows.append([f"({c.alt})", c.title, why] + [""] * 10)
             continue
         if not m.get("ok"):
@@ -212,10 +213,13 @@ def config_table(data, configs):
         dev = next((x for x in data["configs"] if x["key"] == c.key), {})
         tm = (f"`virtio-tmem-pci,{dev['device']}`, insmod `{c.module or '(defaults)'}`"
               if c.tmem else "none")
-        sw = {"disk": "virtio-blk disk", "zram": "zram0 (lz4)", None: "none"}[c.swap]
+        sw = {"disk": "virtio-blk disk", "zram": "zram0 (lz4)",
+              "tmem-blk": f"virtio-blk disk on `-blockdev driver=tmem` (store "
+                          f"`{matrix.TMEM_BLK_STORE}`), `swapon --discard=pages`",
+              None: "none"}[c.swap]
         rows.append([f"({c.alt})" if c.alt else "", f"`{c.key}`", c.title, tm, sw,
-                     f"cache={c.cache}"])
-    return table(["", "key", "configuration", "tmem", "swap", "both disks"], rows)
+                     f"cache={c.cache}" if c.swap != "tmem-blk" else f"data: cache={c.cache}"])
+    return table(["", "key", "configuration", "tmem", "swap", "disks on images"], rows)
 
 
 def generated(data, configs, workloads):

@@ -206,10 +206,10 @@ def collect(args, configs, wls, sets, t_start):
         f"({time.monotonic() - t:.0f} s)")
 
     plan = [(cfg, wl, rep) for rep in range(1, args.reps + 1) for wl in wls for cfg in configs
-            if not (wl.needs_swap and cfg.swap is None)]
+            if cfg.runs(wl)]
     log(f"guest-bench: {len(plan)} guest runs: {len(configs)} configurations x "
         f"{len(wls)} workloads x {args.reps} repetitions (no-swap runs only where "
-        "the workload fits)")
+        "the workload fits, the tmem block node only for swap)")
     records, failures, kernel_release = [], {}, None
     for i, (cfg, wl, rep) in enumerate(plan, 1):
         el = time.monotonic() - t_start
@@ -248,7 +248,8 @@ def collect(args, configs, wls, sets, t_start):
         "quick": args.quick, "reps": args.reps, "reference": matrix.REFERENCE,
         "configs": [{"key": c.key, "title": c.title, "alt": c.alt, "module_params": c.module,
                      "device": c.device if c.tmem else None, "batch_sweep": c.sweep,
-                     "swap": c.swap, "cache": c.cache} for c in configs],
+                     "swap": c.swap, "cache": c.cache, "workloads": c.workloads}
+                    for c in configs],
         "workloads": [{"name": w.name, "title": w.title, "command": w.cmd,
                        "bytes_verified_per_run": w.verify, "what": w.what} for w in wls],
         "negative_controls": controls, "failures": failures, "runs": records,

@@ -59,6 +59,21 @@ disks_up() {
 		result mount=$datadev || result mount=failed
 }
 
+# blk_swap_on SERIAL: make swap on the virtio disk whose serial is SERIAL
+# (a tmem block node behind stock virtio-blk) and swap on it, freed pages
+# discarded as they go (swapon --discard=pages), so the host lets them go.
+# Linux discards freed swap only on a disk it takes for an SSD, and takes
+# every virtio-blk disk for a rotating one: say it is not.
+blk_swap_on() {
+	dev=
+	for b in /sys/block/vd*; do
+		[ "$(cat "$b/serial" 2>/dev/null)" = "$1" ] && dev=/dev/${b##*/}
+	done
+	[ -n "$dev" ] && echo 0 >"/sys/block/${dev#/dev/}/queue/rotational" &&
+		mkswap "$dev" >/dev/null && swapon -dpages "$dev" &&
+		result swapon="$dev" || { result swapon=failed; return 1; }
+}
+
 # tmem_dev: the virtio device the driver is bound to (e.g. virtio2).
 tmem_dev() {
 	for d in "$DRV"/virtio*; do
