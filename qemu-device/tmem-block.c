@@ -277,7 +277,10 @@ static void GRAPH_RDLOCK tmem_blk_refresh_limits(BlockDriverState *bs,
  * The stream is not trusted on load: another size, a block number past
  * the end or any other marker fails the load, with an error_report; a
  * stream cut short ends at its end.  Blocks the source held are kept
- * even over the budget (TMEM_PUT_RESERVED), as virtio-tmem's pages are.
+ * even over the budget (TMEM_PUT_RESERVED), as virtio-tmem's pages are;
+ * a block sent twice replaces itself, so what a stream can make the
+ * store keep is bounded by the disk's size.  A block of zeros is not
+ * kept, as on a write.
  */
 #define TMEM_BLK_MIG_BLOCK      1
 #define TMEM_BLK_MIG_END        0
@@ -358,6 +361,11 @@ static int tmem_blk_load(QEMUFile *f, void *pv, size_t size,
             return -EIO;
         }
         key = tmem_blk_key(block);
+        if (buffer_is_zero(page, TMEM_BLK_PAGE)) {
+            /* as a write of zeros: an absent block reads as zeros */
+            tmem_flush_page(s->store, s->pool, &key);
+            continue;
+        }
         rc = tmem_put_flags(s->store, s->pool, &key, page, TMEM_BLK_PAGE,
                             TMEM_PUT_RESERVED);
         if (rc < 0) {

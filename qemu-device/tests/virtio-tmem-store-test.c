@@ -210,15 +210,38 @@ static void tblk_del_node(QTestState *qts, const char *node)
 /*
  * Copy all of node @from onto node @to with a backup job, as a guest's
  * reads and writes would go; NULL if it worked, else the job's error.
+ * With @store, the job runs at 2 MiB/s, and once it has copied 1 MiB
+ * (and is still running) @store's budget is cut to @budget.
  */
-static char *tblk_copy(QTestState *qts, const char *from, const char *to)
+static char *tblk_copy_cut(QTestState *qts, const char *from, const char *to,
+                           const char *store, uint64_t budget)
 {
+    gint64 start = g_get_monotonic_time();
     QDict *ev, *data;
     char *err = NULL;
 
     qtest_qmp_assert_success(qts, "{'execute': 'blockdev-backup', "
                              "'arguments': {'job-id': 'copy', 'device': %s, "
-                             "'target': %s, 'sync': 'full'}}", from, to);
+                             "'target': %s, 'sync': 'full', 'speed': %d}}",
+                             from, to, store ? (int)(2 * MiB) : 0);
+    while (store) {
+        QDict *rsp = qtest_qmp(qts, "{'execute': 'query-block-jobs'}");
+        QDict *job = qobject_to(QDict,
+                                qlist_peek(qdict_get_qlist(rsp, "return")));
+        int64_t off, len;
+
+        g_assert_nonnull(job);
+        off = qdict_get_int(job, "offset");
+        len = qdict_get_int(job, "len");
+        qobject_unref(rsp);
+        if (off >= MiB) {
+            g_assert_cmpint(off, <, len);       /* the cut is under load */
+            tblk_set_budget(qts, store, budget);
+            break;
+        }
+        g_assert_cmpint(g_get_monotonic_time() - start, <, TMEM_TIMEOUT_US);
+        g_usleep(10 * 1000);
+    }
     ev = qtest_qmp_eventwait_ref(qts, "BLOCK_JOB_COMPLETED");
     data = qdict_get_qdict(ev, "data");
     if (qdict_haskey(data, "error")) {
@@ -226,6 +249,11 @@ static char *tblk_copy(QTestState *qts, const char *from, const char *to)
     }
     qobject_unref(ev);
     return err;
+}
+
+static char *tblk_copy(QTestState *qts, const char *from, const char *to)
+{
+    return tblk_copy_cut(qts, from, to, NULL, 0);
 }
 
 /* Write all of @data (@size bytes) to @node, as one block job. */
@@ -311,9 +339,10 @@ static void test_block_rw(void *obj, void *data, QGuestAllocator *alloc)
 
 /*
  * Test: past the budget the node's blocks spill and come back; a budget
- * cut over QMP spills them under load; once the spill file is full too,
- * writes fail with ENOSPC, and what other nodes of the store hold stays
- * intact.  RAM never goes over the budget.
+ * cut over QMP while a job writes to the node spills them under load;
+ * once the spill file is full too, writes fail with ENOSPC, and what
+ * other nodes of the store hold stays intact.  RAM never goes over the
+ * budget.
  */
 static void test_block_spill(void *obj, void *data, QGuestAllocator *alloc)
 {
@@ -340,13 +369,24 @@ static void test_block_spill(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmpuint(tblk_store_stat(c->qts, "st1", "get_hits_spill"), >=,
                      spilled);
 
-    /* a bigger budget, more pages, then a cut: RAM comes back under it */
+    /* a bigger budget and more pages */
     tblk_set_budget(c->qts, "st1", 16 * MiB);
     tblk_fill(want, 1024, 512, 4000);
     tblk_write(c->qts, env, "tb1", want, 4 * MiB, 2 * MiB);
     g_assert_cmpuint(tblk_store_stat(c->qts, "st1", "pages_persistent"), ==,
                      1536);
-    tblk_set_budget(c->qts, "st1", 128 * KiB);
+    /*
+     * The whole disk again, with 1 MiB more, by a slowed job; the budget
+     * is cut while it writes: every write is taken, and RAM comes back
+     * under the new budget.
+     */
+    tblk_fill(want, 1536, 256, 4500);
+    tblk_file_node(c->qts, env, "src", "src.img", want, TBLK_SIZE);
+    err = tblk_copy_cut(c->qts, "src", "tb1", "st1", 128 * KiB);
+    tblk_del_node(c->qts, "src");
+    g_assert_null(err);
+    g_assert_cmpuint(tblk_store_stat(c->qts, "st1", "pages_persistent"), ==,
+                     1792);
     tblk_wait_ram(c->qts, "st1", 128 * KiB);
     tblk_verify(c->qts, env, "tb1", want, TBLK_SIZE);
 

@@ -390,7 +390,10 @@ def t_budget(res):
             seen["restored"] = g.qmp.cmd("qom-get", {"path": "tmem0", "property": "budget"})
         return ["go"]
 
-    boot(res, plan, f"budget={BUDGET},spill={{wd}}/spill,spill-max=32M", on_sync=on_sync)
+    # hint-window=0: a HINT that turns cleancache off before pass 0 (the
+    # page-cache program's misses can) leaves no ephemeral page to drop
+    boot(res, plan, f"budget={BUDGET},spill={{wd}}/spill,spill-max=32M,hint-window=0",
+         on_sync=on_sync)
     g = res.guest
     common_checks(res, {"pcwarm": ("pagecache-verify", 4 * 3 * 32 * MiB),
                         "budget": ("swap-verify", swap_bytes(mb, passes))})

@@ -12,10 +12,11 @@
  *
  * A model of the disk checks every read: it returns what the last write
  * there put, zeros for blocks never written or freed, except for the
- * blocks a refused write (ENOSPC) touched, which are undefined.  A write may be refused only
- * with ENOSPC; a request in range must not fail otherwise, one past the
- * end must fail; and the store's RAM stays within its budget.  Any
- * mismatch aborts.  Each input starts from an empty disk.
+ * blocks a refused write (ENOSPC) touched, which are undefined.  A write
+ * may be refused only with ENOSPC; a request in range must not fail
+ * otherwise, one past the end must fail; and the store's RAM stays
+ * within its budget.  Any mismatch aborts.  Each input starts from an
+ * empty disk.
  *
  * An input whose first byte has its top two bits set is instead a
  * program for the node's migration section (block/tmem.c): blocks,
