@@ -472,8 +472,10 @@ static void test_store_shared(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmpuint(tblk_store_stat(c->qts, "st0", "ram_used"), <=,
                      2 * MiB);
     /*
-     * What room the failed write left, a few pages at most, is all the
-     * device gets: the rest of a batch of puts is refused.
+     * The failed write left less than 16 pages of room, and the device
+     * gets about that: the rest of a batch of puts is refused.  (Not
+     * exactly that: a put may first free a little, by compaction or the
+     * slab cache, and a CI run saw one put taken with no room left.)
      */
     room = 2 * MiB - tblk_store_stat(c->qts, "st0", "ram_used");
     g_assert_cmpuint(room, <, 16 * PAGE_4K);
@@ -486,7 +488,7 @@ static void test_store_shared(void *obj, void *data, QGuestAllocator *alloc)
         tmem_assert_status2(&ops[i], VIRTIO_TMEM_S_OK, VIRTIO_TMEM_S_NOSPACE);
         accepted += ops[i].status == VIRTIO_TMEM_S_OK;
     }
-    g_assert_cmpuint(accepted, <=, room / PAGE_4K);
+    g_assert_cmpuint(accepted, <, 16);
     g_assert_cmpuint(tblk_store_stat(c->qts, "st0", "ram_used"), <=,
                      2 * MiB);
     tmem_check_random(c, pp, 7, 64, BATCH);
