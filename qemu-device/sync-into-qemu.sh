@@ -38,7 +38,7 @@ done
 put "$top/tests/host-lib/old_hash.h" tests/qtest/virtio-tmem-old-hash.h
 put "$dev/tests/libqos/virtio-tmem.c" tests/qtest/libqos/virtio-tmem.c
 put "$dev/tests/libqos/virtio-tmem.h" tests/qtest/libqos/virtio-tmem.h
-for f in "$dev"/tests/fuzz/*.c; do
+for f in "$dev"/tests/fuzz/*.[ch]; do
 	put "$f" "tests/qtest/fuzz/${f##*/}"
 done
 put "$top/include/tmem.h" hw/virtio/tmem/tmem.h

@@ -1098,6 +1098,18 @@ def t_features(res):
 STOCK_BUDGET, STOCK_CUT = 64 * MiB, 4 * MiB
 
 
+def cut_budget(g, path):
+    """Host stats "before-cut"; qom-set path's budget to STOCK_CUT; wait
+    up to 10 s for ram_used to come under it; host stats "cut"."""
+    g.host_stats("before-cut")
+    g.qmp.cmd("qom-set", {"path": path, "property": "budget", "value": STOCK_CUT})
+    for _ in range(50):
+        time.sleep(0.2)
+        if g.host_stats().get("ram_used", 0) <= STOCK_CUT:
+            break
+    g.host_stats("cut")
+
+
 def t_stock(res):
     """A distribution kernel (Debian 11's, no cleancache) with the module
     built against its headers package: swap through the device, the budget
@@ -1106,14 +1118,7 @@ def t_stock(res):
 
     def on_sync(g, name, n):
         if name == "pass0":       # pages are out: cut the budget under them
-            g.host_stats("before-cut")
-            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget",
-                                  "value": STOCK_CUT})
-            for _ in range(50):
-                time.sleep(0.2)
-                if g.host_stats().get("ram_used", 0) <= STOCK_CUT:
-                    break
-            g.host_stats("cut")
+            cut_budget(g, "tmem0")
         return ["go"]
 
     boot(res, swap_plan("stock", mb, passes),
@@ -1193,14 +1198,7 @@ def t_stock_blk(res):
 
     def on_sync(g, name, n):
         if name == "pass0":       # blocks are in the store: cut the budget
-            g.host_stats("before-cut")
-            g.qmp.cmd("qom-set", {"path": "/objects/st0", "property": "budget",
-                                  "value": STOCK_CUT})
-            for _ in range(50):
-                time.sleep(0.2)
-                if g.host_stats().get("ram_used", 0) <= STOCK_CUT:
-                    break
-            g.host_stats("cut")
+            cut_budget(g, "/objects/st0")
             # stopped, so that the stats are the snapshot's
             g.qmp.cmd("stop")
             g.host_stats("saved")

@@ -36,16 +36,13 @@
 #include "block/block-global-state.h"
 #include "block/block_int.h"
 #include "block/tmem.h"
-#include "io/channel-buffer.h"
-#include "migration/qemu-file.h"
-#include "migration/qemu-file-types.h"
-#include "migration/vmstate.h"
 #include "system/block-backend.h"
 #include "system/tmem-store.h"
 #include "tmem.h"
 
 #include "tests/qtest/libqtest.h"
 #include "fuzz.h"
+#include "tmem_fuzz_util.h"
 
 #define TMEM_BLK_FUZZ_SIZE      (1 * MiB)
 #define TMEM_BLK_FUZZ_MAX_LEN   (64 * KiB)
@@ -105,24 +102,10 @@ static void fuzz_fail(const char *what, unsigned type, uint64_t off,
     abort();
 }
 
-/* @len bytes of data of kind @mode (zeros, one byte, or random) */
-static void fill(uint8_t *p, size_t len, uint8_t mode, uint32_t seed)
+/* Data of kind @kind (tmem_fuzz_page_fill's low bits) from @seed */
+static void fill(uint8_t *p, size_t len, uint8_t kind, uint32_t seed)
 {
-    size_t i;
-
-    switch (mode & 3) {
-    case 0:
-        memset(p, 0, len);
-        break;
-    case 1:
-        memset(p, seed | 1, len);
-        break;
-    default:
-        for (i = 0; i < len; i++) {
-            seed = seed * 1103515245u + 12345u;
-            p[i] = seed >> 16;
-        }
-    }
+    tmem_fuzz_page_fill(p, len, (kind & 3) | (uint8_t)(seed << 2));
 }
 
 /* What the model says about a write or zeroing of [@off, @off + @len). */
@@ -254,51 +237,6 @@ static const VMStateDescription vmstate_tmem_blk_fuzz = {
     },
 };
 
-static int load_section(TmemBlkFuzz *f, const uint8_t *data, size_t len)
-{
-    QIOChannelBuffer *bioc = qio_channel_buffer_new(len);
-    QEMUFile *file;
-    int rc;
-
-    memcpy(bioc->data, data, len);
-    bioc->usage = len;
-    file = qemu_file_new_input(QIO_CHANNEL(bioc));
-    rc = vmstate_load_state(file, &vmstate_tmem_blk_fuzz, f->node, 1);
-    qemu_fclose(file);
-    object_unref(OBJECT(bioc));
-    return rc;
-}
-
-/* The section saved now, or NULL if saving failed. */
-static GByteArray *save_section(TmemBlkFuzz *f)
-{
-    QIOChannelBuffer *bioc = qio_channel_buffer_new(65536);
-    QEMUFile *file = qemu_file_new_output(QIO_CHANNEL(bioc));
-    GByteArray *out = NULL;
-    int rc;
-
-    rc = vmstate_save_state(file, &vmstate_tmem_blk_fuzz, f->node, NULL);
-    if (!rc) {
-        rc = qemu_fflush(file);
-    }
-    if (!rc) {
-        out = g_byte_array_sized_new(bioc->usage);
-        g_byte_array_append(out, bioc->data, bioc->usage);
-    }
-    qemu_fclose(file);
-    object_unref(OBJECT(bioc));
-    return out;
-}
-
-static void put_be(GByteArray *a, uint64_t v, unsigned bytes)
-{
-    while (bytes--) {
-        uint8_t b = v >> (8 * bytes);
-
-        g_byte_array_append(a, &b, 1);
-    }
-}
-
 /*
  * Build a section from @in: per entry, a byte (bits 0-1: a block, a bad
  * marker, a block past the end, or the end; bits 2-3: its data) and a
@@ -317,10 +255,10 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
     memset(f->disk, 0, sizeof(f->disk));
     memset(f->known, true, sizeof(f->known));
     if (how & 1) {
-        put_be(a, TMEM_BLK_FUZZ_SIZE + 4096, 8);    /* another disk */
+        tmem_fuzz_put_be(a, TMEM_BLK_FUZZ_SIZE + 4096, 8);    /* another disk */
         valid = false;
     } else {
-        put_be(a, TMEM_BLK_FUZZ_SIZE, 8);
+        tmem_fuzz_put_be(a, TMEM_BLK_FUZZ_SIZE, 8);
     }
     while (in->left) {
         uint8_t e = in_byte(in);
@@ -340,7 +278,7 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
             block += nblocks;                       /* past the end */
             valid = false;
         }
-        put_be(a, block, 8);
+        tmem_fuzz_put_be(a, block, 8);
         fill(f->buf, 4096, e >> 2, in_le32(in));
         g_byte_array_append(a, f->buf, 4096);
         if (block < nblocks) {
@@ -353,7 +291,8 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
         valid = false;
     }
 
-    rc = load_section(f, a->data, a->len);
+    rc = tmem_fuzz_vmstate_load(&vmstate_tmem_blk_fuzz, f->node, a->data,
+                                a->len);
     if (rc) {
         if (valid) {
             fuzz_fail("a well-formed section was refused", 0, 0, a->len, rc);
@@ -371,8 +310,9 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
                       TMEM_BLK_FUZZ_MAX_LEN, rc);
         }
     }
-    saved = save_section(f);
-    if (!saved || load_section(f, saved->data, saved->len)) {
+    saved = tmem_fuzz_vmstate_save(&vmstate_tmem_blk_fuzz, f->node);
+    if (!saved || tmem_fuzz_vmstate_load(&vmstate_tmem_blk_fuzz, f->node,
+                                         saved->data, saved->len)) {
         fuzz_fail("a loaded section does not save and load again", 0, 0,
                   saved ? saved->len : 0, -EINVAL);
     }

@@ -43,6 +43,7 @@
 #include "standard-headers/linux/virtio_tmem.h"
 #include "fuzz.h"
 #include "qos_fuzz.h"
+#include "tmem_fuzz_util.h"
 
 #define TMEM_FUZZ_QSIZE     256         /* entries of each ring */
 #define TMEM_FUZZ_REQQS     2           /* num-queues on the command line */
@@ -201,38 +202,6 @@ static uint64_t page_sum(const uint8_t *p, size_t len)
         h ^= h >> 29;
     }
     return h;
-}
-
-/*
- * Page contents by @d: zeros, one byte repeated (same-filled), noise
- * (incompressible) or text-like (compressible), from a seed.
- */
-static void page_fill(uint8_t *p, size_t len, uint8_t d)
-{
-    uint64_t x = 0x9e3779b97f4a7c15ull * (d + 1);
-    size_t i;
-
-    switch (d & 3) {
-    case 0:
-        memset(p, 0, len);
-        break;
-    case 1:
-        memset(p, d, len);
-        break;
-    case 2:
-        for (i = 0; i < len; i += 8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            memcpy(p + i, &x, 8);
-        }
-        break;
-    default:
-        for (i = 0; i < len; i++) {
-            p[i] = "tmem page, fuzzed "[(i + d) % 18] ^ ((i & 511) ? 0 : d);
-        }
-        break;
-    }
 }
 
 /* Drop pool @i from the model; pools_compact() reclaims its entry. */
@@ -794,7 +763,7 @@ static void make_op(TmemFuzz *f, TmemFuzzInput *in, struct virtio_tmem_op *op,
         rec->len = 1u << shift;
         op->arg = cpu_to_le32(shift);
         if (type == VIRTIO_TMEM_OP_PUT) {
-            page_fill(f->page, rec->len, a);
+            tmem_fuzz_page_fill(f->page, rec->len, a);
             rec->key.sum = page_sum(f->page, rec->len);
         }
         break;
@@ -895,7 +864,7 @@ static unsigned make_ops(TmemFuzz *f, TmemFuzzInput *in, unsigned nops,
                            VIRTIO_TMEM_RANGE_SHIFT(shift) : 0;
             }
             if (rec->type == VIRTIO_TMEM_OP_PUT) {
-                page_fill(f->page, rec->len, i);
+                tmem_fuzz_page_fill(f->page, rec->len, i);
             }
         } else {
             make_op(f, in, &ops[i], rec);

@@ -19,9 +19,6 @@
 
 #include "qemu/osdep.h"
 #include "qom/object.h"
-#include "io/channel-buffer.h"
-#include "migration/qemu-file.h"
-#include "migration/vmstate.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-tmem.h"
 
@@ -29,6 +26,7 @@
 #include "standard-headers/linux/virtio_tmem.h"
 #include "fuzz.h"
 #include "qos_fuzz.h"
+#include "tmem_fuzz_util.h"
 
 #define TMEM_MIG_FUZZ_MAX_POOLS     16  /* max-pools on the command line */
 #define TMEM_MIG_FUZZ_MAX_CREDITS   64  /* max-credits on the command line */
@@ -58,46 +56,6 @@ static uint8_t in_byte(TmemMigInput *in)
     return b;
 }
 
-static void put_be(GByteArray *a, uint64_t v, unsigned bytes)
-{
-    uint8_t b[8];
-    unsigned i;
-
-    for (i = 0; i < bytes; i++) {
-        b[i] = v >> (8 * (bytes - 1 - i));
-    }
-    g_byte_array_append(a, b, bytes);
-}
-
-/* Page contents: zeros, one byte repeated, noise or text, from @d */
-static void page_fill(uint8_t *p, size_t len, uint8_t d)
-{
-    uint64_t x = 0x9e3779b97f4a7c15ull * (d + 1);
-    size_t i;
-
-    switch (d & 3) {
-    case 0:
-        memset(p, 0, len);
-        break;
-    case 1:
-        memset(p, d, len);
-        break;
-    case 2:
-        for (i = 0; i < len; i += 8) {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            memcpy(p + i, &x, 8);
-        }
-        break;
-    default:
-        for (i = 0; i < len; i++) {
-            p[i] = "tmem page, fuzzed "[(i + d) % 18] ^ ((i & 511) ? 0 : d);
-        }
-        break;
-    }
-}
-
 /*
  * Write a stream from the input's program into f->stream.  Returns
  * whether it is one the device must accept with @features.
@@ -119,13 +77,13 @@ static bool make_stream(TmemMigFuzz *f, TmemMigInput *in, uint64_t features)
                    TMEM_MIG_FUZZ_MAX_CREDITS : 0)) {
         valid = false;
     }
-    put_be(a, credits, 4);
+    tmem_fuzz_put_be(a, credits, 4);
 
     npools = n < 0xf8 ? n % 6 : TMEM_MIG_FUZZ_MAX_POOLS + (n & 7) - 3;
     if (npools > TMEM_MIG_FUZZ_MAX_POOLS) {
         valid = false;
     }
-    put_be(a, npools, 4);
+    tmem_fuzz_put_be(a, npools, 4);
     for (i = 0; i < npools && in->left; i++) {
         uint8_t k = in_byte(in), g = in_byte(in), np, kind, shift;
 
@@ -138,12 +96,12 @@ static bool make_stream(TmemMigFuzz *f, TmemMigInput *in, uint64_t features)
         } else if (k >= 0xf0) {
             shift = k & 1 ? 0 : 13;     /* no such page size */
         }
-        put_be(a, kind, 1);
-        put_be(a, g | (k & 0x30) << 6, 2);
+        tmem_fuzz_put_be(a, kind, 1);
+        tmem_fuzz_put_be(a, g | (k & 0x30) << 6, 2);
         if (!kind) {
             continue;
         }
-        put_be(a, shift, 1);
+        tmem_fuzz_put_be(a, shift, 1);
         if ((kind != VIRTIO_TMEM_POOL_PERSISTENT &&
              kind != VIRTIO_TMEM_POOL_EPHEMERAL) ||
             (shift != 12 && shift != 16) ||
@@ -160,21 +118,21 @@ static bool make_stream(TmemMigFuzz *f, TmemMigInput *in, uint64_t features)
         for (j = 0; j < np; j++) {
             uint8_t key = in_byte(in), d = in_byte(in);
 
-            put_be(a, 1, 1);
-            put_be(a, (key >> 4) & 3, 8);
-            put_be(a, key & 0x80 ? 0xfffffffffffff000ull : 0, 8);
-            put_be(a, key & 0x40 ? 7 : 0, 8);
-            put_be(a, key & 15, 4);
-            page_fill(f->page, 1u << shift, d);
+            tmem_fuzz_put_be(a, 1, 1);
+            tmem_fuzz_put_be(a, (key >> 4) & 3, 8);
+            tmem_fuzz_put_be(a, key & 0x80 ? 0xfffffffffffff000ull : 0, 8);
+            tmem_fuzz_put_be(a, key & 0x40 ? 7 : 0, 8);
+            tmem_fuzz_put_be(a, key & 15, 4);
+            tmem_fuzz_page_fill(f->page, 1u << shift, d);
             g_byte_array_append(a, f->page, 1u << shift);
         }
-        put_be(a, 0, 1);
+        tmem_fuzz_put_be(a, 0, 1);
     }
     if (i < npools) {
         valid = false;          /* the input ended first */
     }
     /* what follows the section in a real stream is not a subsection */
-    put_be(a, 0, 1);
+    tmem_fuzz_put_be(a, 0, 1);
     return valid;
 }
 
@@ -198,48 +156,19 @@ static bool corrupt_stream(TmemMigFuzz *f, TmemMigInput *in)
     return changed;
 }
 
-/* Load f->stream into the device as an incoming migration would. */
+/* Load a stream into the device as an incoming migration would. */
 static int load_stream(TmemMigFuzz *f, const uint8_t *data, size_t len)
 {
-    QIOChannelBuffer *bioc = qio_channel_buffer_new(len);
-    QEMUFile *file;
-    int rc;
+    int rc = tmem_fuzz_vmstate_load(&vmstate_virtio_tmem_device, f->s, data,
+                                    len);
 
-    memcpy(bioc->data, data, len);
-    bioc->usage = len;
-    file = qemu_file_new_input(QIO_CHANNEL(bioc));
-    rc = vmstate_load_state(file, &vmstate_virtio_tmem_device, f->s, 1);
-    if (!rc) {
-        rc = virtio_tmem_post_load(f->s, 1);
-    }
-    qemu_fclose(file);
-    object_unref(OBJECT(bioc));
-    return rc;
+    return rc ? rc : virtio_tmem_post_load(f->s, 1);
 }
 
-/*
- * Save the device's section; returns the stream, or NULL if it failed.
- * Closing the file closes the channel, which frees its buffer: the
- * stream is copied out before.
- */
+/* Save the device's section; returns the stream, or NULL if it failed. */
 static GByteArray *save_stream(TmemMigFuzz *f)
 {
-    QIOChannelBuffer *bioc = qio_channel_buffer_new(65536);
-    QEMUFile *file = qemu_file_new_output(QIO_CHANNEL(bioc));
-    GByteArray *out = NULL;
-    int rc;
-
-    rc = vmstate_save_state(file, &vmstate_virtio_tmem_device, f->s, NULL);
-    if (!rc) {
-        rc = qemu_fflush(file);
-    }
-    if (!rc) {
-        out = g_byte_array_sized_new(bioc->usage);
-        g_byte_array_append(out, bioc->data, bioc->usage);
-    }
-    qemu_fclose(file);
-    object_unref(OBJECT(bioc));
-    return out;
+    return tmem_fuzz_vmstate_save(&vmstate_virtio_tmem_device, f->s);
 }
 
 static void tmem_mig_fuzz_report(void)
