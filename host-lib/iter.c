@@ -1,13 +1,15 @@
 // SPDX-License-Identifier: MIT
 /*
- * iter.c - walk a pool's pages, for migration.
+ * iter.c - walk a pool's pages, or its keys, for migration.
  *
  * The walk snapshots the pool's keys when it begins and then fetches each
  * page with an ordinary get, so it holds no lock between steps and sees
  * a page flushed since as simply gone.
  */
 #include <errno.h>
+#include <limits.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "tmem_int.h"
 
@@ -105,6 +107,28 @@ TM_EXPORT int tmem_iter_next(struct tmem_iter *it, struct tmem_key *key,
 		return rc ? rc : 1;
 	}
 	return 0;
+}
+
+TM_EXPORT int tmem_iter_next_keys(struct tmem_iter *it, struct tmem_key *keys,
+				  unsigned int n)
+{
+	size_t left;
+
+	if (!it || (n && !keys))
+		return -EINVAL;
+	left = it->n - it->pos;
+	if (n > left)
+		n = (unsigned int)left;
+	if (n > INT_MAX)
+		n = INT_MAX;
+	memcpy(keys, &it->keys[it->pos], n * sizeof(*keys));
+	it->pos += n;
+	return (int)n;
+}
+
+TM_EXPORT int64_t tmem_iter_left(const struct tmem_iter *it)
+{
+	return it ? (int64_t)(it->n - it->pos) : -EINVAL;
 }
 
 TM_EXPORT void tmem_iter_end(struct tmem_iter *it)

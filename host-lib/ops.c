@@ -16,6 +16,8 @@
 #include <sched.h>
 #include <string.h>
 
+#include <lz4.h>
+
 #include "tmem_int.h"
 
 /* @pool of @s, whose pages must be @len bytes long. */
@@ -256,40 +258,27 @@ static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 	return rc;
 }
 
-TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
-			     const struct tmem_key *key, const void *page,
-			     size_t len, unsigned int flags)
+/*
+ * Store packed page @pk (@len bytes unpacked) under @key, making room as
+ * needed.  @flags are tmem_put_flags'; tm_args and the flags were checked.
+ */
+static int tm_put_packed(struct tmem_store *s, struct tm_pool *p, int pool,
+			 const struct tmem_key *key, const struct tm_packed *pk,
+			 size_t len, unsigned int flags)
 {
+	int kind = p->kind == TMEM_EPHEMERAL;
 	int spills = TM_PUT_SPILLS;
-	struct tm_packed pk;
-	struct tm_pool *p;
 	uint32_t info;
-	int kind, rc;
+	int rc = 0;
 
-	rc = tm_args(s, pool, key, page, len, &p);
-	if (rc) {
-		/* With a key to name, a malformed put still flushes it. */
-		if (s && key && tm_pool_get(s, pool))
-			tm_put_reject(s, pool, key, rc);
-		else if (s)
-			tm_stat_add(&s->shard[0], TMEM_STAT_PUT_REJ_INVALID, 1);
-		return rc;
-	}
-	kind = p->kind == TMEM_EPHEMERAL;
-	rc = -EINVAL;
-	if (flags & ~TMEM_PUT_RESERVED || (kind && flags & TMEM_PUT_RESERVED))
-		goto reject;
-	rc = tm_pack(page, (uint32_t)len, &pk);
-	if (!rc && (pk.flags & TM_E_RAW) && s->raw_policy == TMEM_RAW_REJECT &&
+	if ((pk->flags & TM_E_RAW) && s->raw_policy == TMEM_RAW_REJECT &&
 	    !(flags & TMEM_PUT_RESERVED))
-		rc = -E2BIG;
-	if (rc)
-		goto reject;
+		return -E2BIG;
 
-	info = pk.flags | pk.size | (kind ? TM_E_EPHEMERAL : 0) |
+	info = pk->flags | pk->size | (kind ? TM_E_EPHEMERAL : 0) |
 	       (len == TM_PAGE_MAX ? TM_E_BIG : 0);
 	for (int i = 0; i < TM_PUT_TRIES; i++) {
-		rc = tm_put_ram(s, p, pool, key, &pk, info, kind,
+		rc = tm_put_ram(s, p, pool, key, pk, info, kind,
 				TM_CHARGE_STRICT);
 		if (rc != TM_NEED_ROOM || !tm_make_room(s, kind, &spills))
 			break;
@@ -305,28 +294,135 @@ TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
 	 * persistent page.
 	 */
 	if (rc == TM_NEED_ROOM && !kind && tm_spill_usable(&s->spill))
-		rc = tm_put_spill_wait(s, p, pool, key, &pk, info);
+		rc = tm_put_spill_wait(s, p, pool, key, pk, info);
 	if (rc == TM_NEED_ROOM)
 		rc = -ENOSPC;
 	/* A promise kept: over budget rather than refused. */
 	if (rc == -ENOSPC && flags & TMEM_PUT_RESERVED) {
-		rc = tm_put_ram(s, p, pool, key, &pk, info, kind,
+		rc = tm_put_ram(s, p, pool, key, pk, info, kind,
 				TM_CHARGE_FORCE);
 		if (!rc)
 			tm_stat_add(tm_shard(s, pool, key),
 				    TMEM_STAT_PUT_OVER_BUDGET, 1);
 		tm_reclaim_kick(s);
 	}
-	if (rc)
-		goto reject;
-	tm_stat_add(tm_shard(s, pool, key), TMEM_STAT_PUTS, 1);
-	return 0;
-
-reject:
 	if (rc == TM_NEED_ROOM)		/* never seen outside the library */
 		rc = flags & TMEM_PUT_RESERVED ? -ENOMEM : -ENOSPC;
-	tm_put_reject(s, pool, key, rc);
 	return rc;
+}
+
+/*
+ * The checks every put makes before it looks at the page.  On error a
+ * put with a key to name still flushes it.
+ */
+static int tm_put_args(struct tmem_store *s, int pool,
+		       const struct tmem_key *key, const void *page,
+		       size_t len, unsigned int flags, struct tm_pool **pp)
+{
+	int rc = tm_args(s, pool, key, page, len, pp);
+
+	if (!rc && (flags & ~TMEM_PUT_RESERVED ||
+		    ((*pp)->kind == TMEM_EPHEMERAL &&
+		     flags & TMEM_PUT_RESERVED)))
+		rc = -EINVAL;
+	if (rc) {
+		if (s && key && tm_pool_get(s, pool))
+			tm_put_reject(s, pool, key, rc);
+		else if (s)
+			tm_stat_add(&s->shard[0], TMEM_STAT_PUT_REJ_INVALID, 1);
+	}
+	return rc;
+}
+
+/* The put is over: count it, or make sure no older copy outlives it. */
+static int tm_put_done(struct tmem_store *s, int pool,
+		       const struct tmem_key *key, int rc)
+{
+	if (rc)
+		tm_put_reject(s, pool, key, rc);
+	else
+		tm_stat_add(tm_shard(s, pool, key), TMEM_STAT_PUTS, 1);
+	return rc;
+}
+
+TM_EXPORT int tmem_put_flags(struct tmem_store *s, int pool,
+			     const struct tmem_key *key, const void *page,
+			     size_t len, unsigned int flags)
+{
+	struct tm_packed pk;
+	struct tm_pool *p;
+	int rc;
+
+	rc = tm_put_args(s, pool, key, page, len, flags, &p);
+	if (rc)
+		return rc;
+	rc = tm_pack(page, (uint32_t)len, &pk);
+	if (!rc)
+		rc = tm_put_packed(s, p, pool, key, &pk, len, flags);
+	return tm_put_done(s, pool, key, rc);
+}
+
+/*
+ * Check that @st and @data are a page of @len bytes in that form, and
+ * describe it in @pk.  LZ4 data is decompressed into scratch to prove it
+ * yields exactly one page; nothing else is read past @st->len.
+ */
+static int tm_stored_check(const struct tmem_stored *st, const void *data,
+			   uint32_t len, struct tm_packed *pk)
+{
+	size_t scratch_len;
+	void *scratch;
+
+	memset(pk, 0, sizeof(*pk));
+	switch (st->form) {
+	case TMEM_FORM_SAME:
+		if (st->len)
+			return -EBADMSG;
+		pk->flags = TM_E_SAME;
+		pk->word = st->word;
+		return 0;
+	case TMEM_FORM_RAW:
+		if (st->len != len || !data)
+			return -EBADMSG;
+		pk->flags = TM_E_RAW;
+		break;
+	case TMEM_FORM_LZ4:
+		if (!st->len || st->len >= len || !data)
+			return -EBADMSG;
+		scratch = tm_scratch(&scratch_len);
+		if (!scratch || scratch_len < len)
+			return -ENOMEM;
+		if (LZ4_decompress_safe(data, scratch, (int)st->len,
+					(int)len) != (int)len)
+			return -EBADMSG;
+		break;
+	default:
+		return -EBADMSG;
+	}
+	pk->data = data;
+	pk->size = st->len;
+	return 0;
+}
+
+TM_EXPORT int tmem_put_stored(struct tmem_store *s, int pool,
+			      const struct tmem_key *key,
+			      const struct tmem_stored *st, const void *data,
+			      unsigned int flags)
+{
+	struct tm_pool *p = s && st ? tm_pool_get(s, pool) : NULL;
+	struct tm_packed pk;
+	size_t len = p ? p->page_size : 0;
+	int rc;
+
+	/* The page size is the pool's: only the form can be wrong. */
+	rc = tm_put_args(s, pool, key, st ? (const void *)st : NULL,
+			 len, flags, &p);
+	if (rc)
+		return rc;
+	rc = tm_stored_check(st, data, (uint32_t)len, &pk);
+	if (!rc)
+		rc = tm_put_packed(s, p, pool, key, &pk, len, flags);
+	return tm_put_done(s, pool, key, rc);
 }
 
 TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
@@ -335,26 +431,50 @@ TM_EXPORT int tmem_put(struct tmem_store *s, int pool,
 	return tmem_put_flags(s, pool, key, page, len, 0);
 }
 
-/* Rebuild the page of in-RAM entry @e into @buf.  Caller holds the lock. */
+/*
+ * Hand out the page described by @info, @word and the data at @data:
+ * rebuilt into @buf, or with @st, as it is stored (its data copied to
+ * @buf, which holds @len bytes).
+ */
+static int tm_emit(const uint8_t *data, uint32_t info, uint64_t word,
+		   void *buf, uint32_t len, struct tmem_stored *st)
+{
+	if (!st)
+		return tm_unpack(data, info, word, buf, len);
+	*st = (struct tmem_stored){ .len = info & TM_E_SIZE };
+	if (info & TM_E_SAME) {
+		st->form = TMEM_FORM_SAME;
+		st->len = 0;
+		st->word = word;
+		return 0;
+	}
+	st->form = info & TM_E_RAW ? TMEM_FORM_RAW : TMEM_FORM_LZ4;
+	if (st->len > len)
+		return -EIO;
+	memcpy(buf, data, st->len);
+	return 0;
+}
+
+/* Hand out in-RAM entry @e, as tm_emit.  Caller holds the lock. */
 static int tm_read_ram(struct tmem_store *s, struct tm_entry *e, void *buf,
-		       uint32_t len)
+		       uint32_t len, struct tmem_stored *st)
 {
 	struct tm_slab *sb;
 
 	if (e->info & TM_E_SAME)
-		return tm_unpack(NULL, e->info, e->loc, buf, len);
+		return tm_emit(NULL, e->info, e->loc, buf, len, st);
 	sb = tm_slab_of(s, e->loc);
 	/* Read first: a store on every hit bounces the line. */
 	if (!atomic_load_explicit(&sb->referenced, memory_order_relaxed))
 		atomic_store_explicit(&sb->referenced, 1, memory_order_relaxed);
-	return tm_unpack(tm_slot_ptr(s, e->loc), e->info, 0, buf, len);
+	return tm_emit(tm_slot_ptr(s, e->loc), e->info, 0, buf, len, st);
 }
 
 /* Unlocked spill reads that a racing change may void, before giving up. */
 #define TM_SPILL_READ_TRIES	4
 
 /*
- * Read spilled entry *@eidp of @key into @buf.  Called and returns with
+ * Read spilled entry *@eidp of @key into @buf (as tm_emit).  Called and returns with
  * the shard lock held, but drops it for the disk read, so that a slow
  * disk stalls only this get, not every key of the shard.  The read is
  * trusted only if no spilled extent of the shard was let go meanwhile
@@ -366,7 +486,7 @@ static int tm_read_ram(struct tmem_store *s, struct tm_entry *e, void *buf,
 static int tm_read_spilled(struct tmem_store *s, struct tm_shard *sh,
 			   struct tm_pool *p, int pool,
 			   const struct tmem_key *key, uint32_t *eidp,
-			   void *buf, uint32_t len)
+			   void *buf, uint32_t len, struct tmem_stored *st)
 {
 	uint8_t *data = tm_scratch(NULL);
 	int rc = -EIO;
@@ -385,7 +505,7 @@ static int tm_read_spilled(struct tmem_store *s, struct tm_shard *sh,
 		pthread_mutex_lock(&sh->lock);
 		if (sh->spill_seq == seq) {
 			if (!rc)
-				rc = tm_unpack(data, info, 0, buf, len);
+				rc = tm_emit(data, info, 0, buf, len, st);
 			tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
 				    TMEM_STAT_SPILL_READS, 1);
 			return rc;
@@ -406,15 +526,17 @@ static int tm_read_spilled(struct tmem_store *s, struct tm_shard *sh,
 		rc = tm_spill_read(&s->spill, e->loc, e->info & TM_E_SIZE,
 				   data);
 		if (!rc)
-			rc = tm_unpack(data, e->info, 0, buf, len);
+			rc = tm_emit(data, e->info, 0, buf, len, st);
 		tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
 			    TMEM_STAT_SPILL_READS, 1);
 	}
 	return rc;
 }
 
+/* A get; with @st, of the page as stored (tm_emit). */
 static int tm_get(struct tmem_store *s, int pool, const struct tmem_key *key,
-		  void *buf, size_t len, bool exclusive)
+		  void *buf, size_t len, bool exclusive,
+		  struct tmem_stored *st)
 {
 	struct tm_shard *sh;
 	struct tm_pool *p;
@@ -440,7 +562,7 @@ static int tm_get(struct tmem_store *s, int pool, const struct tmem_key *key,
 	}
 	if (tm_ent_ptr(sh, eid)->info & TM_E_SPILL) {
 		rc = tm_read_spilled(s, sh, p, pool, key, &eid, buf,
-				     (uint32_t)len);
+				     (uint32_t)len, st);
 		spilled = rc != 1;
 		if (rc == -ENOENT || rc == -EBADF) {
 			if (rc == -ENOENT)
@@ -450,7 +572,7 @@ static int tm_get(struct tmem_store *s, int pool, const struct tmem_key *key,
 	}
 	e = tm_ent_ptr(sh, eid);
 	if (!spilled)
-		rc = tm_read_ram(s, e, buf, (uint32_t)len);
+		rc = tm_read_ram(s, e, buf, (uint32_t)len, st);
 	if (rc) {
 		tm_stat_add(sh, TMEM_STAT_GET_ERRORS, 1);
 		rc = -EIO;
@@ -468,14 +590,14 @@ out:
 TM_EXPORT int tmem_get(struct tmem_store *s, int pool,
 		       const struct tmem_key *key, void *buf, size_t len)
 {
-	return tm_get(s, pool, key, buf, len, false);
+	return tm_get(s, pool, key, buf, len, false, NULL);
 }
 
 TM_EXPORT int tmem_get_exclusive(struct tmem_store *s, int pool,
 				 const struct tmem_key *key, void *buf,
 				 size_t len)
 {
-	return tm_get(s, pool, key, buf, len, true);
+	return tm_get(s, pool, key, buf, len, true, NULL);
 }
 
 /*
@@ -510,21 +632,22 @@ static int tm_get_batch_done(struct tmem_store *s, struct tm_pool *p,
 			     int pool, const struct tmem_key *key,
 			     struct tm_bget *bg, int k,
 			     const struct tm_rbatch *b, const uint8_t *data,
-			     void *buf, uint32_t len, bool excl)
+			     void *buf, uint32_t len, bool excl,
+			     struct tmem_stored *st)
 {
 	struct tm_shard *sh = &s->shard[bg[k].shard];
 	uint64_t seq = bg[k].seq;
 	int rd = b->io[k].res, rc;
 
 	if (rd == TM_RD_ALONE)
-		return tm_get(s, pool, key, buf, len, excl);
+		return tm_get(s, pool, key, buf, len, excl, st);
 	pthread_mutex_lock(&sh->lock);
 	if (sh->spill_seq != seq || !tm_pool_alive(p, pool)) {
 		/* Something spilled went meanwhile: get it again, alone. */
 		pthread_mutex_unlock(&sh->lock);
-		return tm_get(s, pool, key, buf, len, excl);
+		return tm_get(s, pool, key, buf, len, excl, st);
 	}
-	rc = rd ? -EIO : tm_unpack(data, bg[k].info, 0, buf, len);
+	rc = rd ? -EIO : tm_emit(data, bg[k].info, 0, buf, len, st);
 	tm_stat_add(sh, rc ? TMEM_STAT_SPILL_READ_ERRORS :
 		    TMEM_STAT_SPILL_READS, 1);
 	if (rc) {
@@ -551,10 +674,11 @@ static int tm_get_batch_done(struct tmem_store *s, struct tm_pool *p,
 	return rc;
 }
 
-TM_EXPORT int tmem_get_batch(struct tmem_store *s, int pool,
-			     const struct tmem_key *keys, void *const *bufs,
-			     int *res, unsigned int n, size_t len,
-			     unsigned int flags)
+/* tmem_get_batch; with @sts, of the pages as stored (tm_emit). */
+static int tm_get_batch(struct tmem_store *s, int pool,
+			const struct tmem_key *keys, void *const *bufs,
+			struct tmem_stored *sts, int *res, unsigned int n,
+			size_t len, unsigned int flags)
 {
 	bool excl = flags & TMEM_GET_EXCLUSIVE;
 	struct tm_bget bg[TM_READ_DEPTH];
@@ -610,19 +734,39 @@ TM_EXPORT int tmem_get_batch(struct tmem_store *s, int pool,
 		for (unsigned int j = first; j < i; j++)
 			if (res[j] == TM_BG_LATER)
 				res[j] = tm_get(s, pool, &keys[j], bufs[j],
-						len, excl);
+						len, excl,
+						sts ? &sts[j] : NULL);
 		/* Spilled pages, as their reads complete. */
 		while ((k = tm_rbatch_reap(&s->spill, &b, &data)) >= 0) {
 			unsigned int j = bg[k].i;
 
 			res[j] = tm_get_batch_done(s, p, pool, &keys[j], bg, k,
 						   &b, data, bufs[j],
-						   (uint32_t)len, excl);
+						   (uint32_t)len, excl,
+						   sts ? &sts[j] : NULL);
 		}
 	}
 	for (i = 0; i < n; i++)
 		hits += res[i] == 0;
 	return hits;
+}
+
+TM_EXPORT int tmem_get_batch(struct tmem_store *s, int pool,
+			     const struct tmem_key *keys, void *const *bufs,
+			     int *res, unsigned int n, size_t len,
+			     unsigned int flags)
+{
+	return tm_get_batch(s, pool, keys, bufs, NULL, res, n, len, flags);
+}
+
+TM_EXPORT int tmem_get_stored_batch(struct tmem_store *s, int pool,
+				    const struct tmem_key *keys,
+				    void *const *bufs, struct tmem_stored *st,
+				    int *res, unsigned int n, size_t len)
+{
+	if (n && !st)
+		return -EINVAL;
+	return tm_get_batch(s, pool, keys, bufs, st, res, n, len, 0);
 }
 
 TM_EXPORT int tmem_flush_page(struct tmem_store *s, int pool,

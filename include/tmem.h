@@ -362,6 +362,60 @@ int tmem_stat_values(struct tmem_store *s, uint64_t *v, unsigned int n);
 const char *tmem_stat_name(unsigned int stat);
 
 /*
+ * Stored forms (ABI 1.4): a page as the store keeps it, to move it to
+ * another store without decompressing and compressing it again, as
+ * migration does.
+ */
+enum tmem_form {
+	TMEM_FORM_SAME = 1,	/* no data: every 8 bytes of the page are @word */
+	TMEM_FORM_LZ4 = 2,	/* an LZ4 block that decompresses to the page */
+	TMEM_FORM_RAW = 3,	/* the page itself, uncompressed */
+};
+
+struct tmem_stored {
+	uint32_t form;		/* enum tmem_form */
+	uint32_t len;		/* data bytes: 0 (SAME), below the page
+				 * size (LZ4), the page size (RAW) */
+	uint64_t word;		/* SAME: the page's first 8 bytes, as they
+				 * lie in memory (not a number) */
+};
+
+/*
+ * tmem_get_stored_batch - the stored forms of @n pages of @pool (ABI
+ * 1.4): the form of the page under @keys[i] goes to @st[i] and its data,
+ * @st[i].len bytes, to @bufs[i], which holds @len bytes (the pool's page
+ * size, which any form fits).  res[i] is as for tmem_get_batch: 0,
+ * -ENOENT, -EIO, -EBADF or -EINVAL.  Nothing is decompressed; spilled
+ * pages are read as tmem_get_batch reads them, together.  Counts in the
+ * get statistics as tmem_get_batch does.
+ *
+ * Returns the number of pages found, or -EINVAL (NULL @s, or NULL
+ * arrays with @n > 0, @len not the pool's page size, @n > INT_MAX) or
+ * -EBADF (no such pool); then @res is not written.
+ */
+int tmem_get_stored_batch(struct tmem_store *s, int pool,
+			  const struct tmem_key *keys, void *const *bufs,
+			  struct tmem_stored *st, int *res, unsigned int n,
+			  size_t len);
+
+/*
+ * tmem_put_stored - tmem_put_flags of a page given in its stored form
+ * (ABI 1.4), @st and @st->len bytes at @data, as tmem_get_stored_batch
+ * gave them, perhaps by another store.  The form is checked before
+ * anything is stored: LZ4 data must decompress to exactly the pool's
+ * page size, RAW data must be that size, a SAME page has no data.  A
+ * page that passes is kept as given, not compressed again.
+ *
+ * Returns what tmem_put_flags returns, or -EBADMSG: @st or @data is not
+ * a page of this pool (unknown form, wrong length, LZ4 data that does
+ * not decompress to a page).  On any error nothing is stored under @key
+ * any more, as for tmem_put.
+ */
+int tmem_put_stored(struct tmem_store *s, int pool, const struct tmem_key *key,
+		    const struct tmem_stored *st, const void *data,
+		    unsigned int flags);
+
+/*
  * tmem_iter_begin - start walking @pool's pages, for migration.  The
  * walk covers the pages stored when it began; pages flushed since are
  * skipped and pages put since may be missed, so the caller should stop
@@ -379,6 +433,22 @@ int tmem_iter_begin(struct tmem_store *s, int pool, struct tmem_iter **out);
  */
 int tmem_iter_next(struct tmem_iter *it, struct tmem_key *key,
 		   void *buf, size_t len);
+
+/*
+ * tmem_iter_next_keys - the walk's next keys, up to @n of them, without
+ * their pages (ABI 1.4), for a caller that fetches pages in batches
+ * (tmem_get_stored_batch).  A key may name a page flushed since the walk
+ * began.  Returns how many keys went to @keys, 0 once the walk is over,
+ * or -EINVAL.
+ */
+int tmem_iter_next_keys(struct tmem_iter *it, struct tmem_key *keys,
+			unsigned int n);
+
+/*
+ * tmem_iter_left - how many keys the walk has still to hand out (ABI
+ * 1.4), some of them perhaps flushed since it began; -EINVAL for NULL.
+ */
+int64_t tmem_iter_left(const struct tmem_iter *it);
 
 /* tmem_iter_end - free the walk.  NULL is a no-op. */
 void tmem_iter_end(struct tmem_iter *it);

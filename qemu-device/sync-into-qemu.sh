@@ -23,12 +23,15 @@ put "$dev/virtio-tmem.c" hw/virtio/virtio-tmem.c
 put "$dev/virtio-tmem-req.c" hw/virtio/virtio-tmem-req.c
 put "$dev/virtio-tmem-events.c" hw/virtio/virtio-tmem-events.c
 put "$dev/virtio-tmem-migration.c" hw/virtio/virtio-tmem-migration.c
+put "$dev/virtio-tmem-live.c" hw/virtio/virtio-tmem-live.c
 put "$dev/virtio-tmem-qmp.c" hw/virtio/virtio-tmem-qmp.c
 put "$dev/virtio-tmem-pci.c" hw/virtio/virtio-tmem-pci.c
 put "$dev/virtio-tmem.h" include/hw/virtio/virtio-tmem.h
 # the store object and the block driver, in their homes in QEMU
 put "$dev/tmem-store.c" backends/tmem-store.c
 put "$dev/tmem-store.h" include/system/tmem-store.h
+put "$dev/tmem-live.c" backends/tmem-live.c
+put "$dev/tmem-live.h" include/system/tmem-live.h
 put "$dev/tmem-block.c" block/tmem.c
 put "$dev/tmem-block.h" include/block/tmem.h
 for f in "$dev"/tests/virtio-tmem-*.[ch]; do

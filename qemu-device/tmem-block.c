@@ -17,8 +17,8 @@
  * the thread pool, never in the main loop or an iothread itself.
  *
  * The blocks are guest state that lives nowhere else, so they travel in
- * the migration stream (and in a snapshot's vmstate) in a section of the
- * node's own: see tmem_blk_save().
+ * the migration stream (and in a snapshot's vmstate), while the guest
+ * runs, in a live section of the node's own: see tmem_blk_live_ops.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -38,6 +38,7 @@
 #include "qemu/memalign.h"
 #include "qemu/module.h"
 #include "qemu/option.h"
+#include "system/tmem-live.h"
 #include "system/tmem-store.h"
 #include "tmem.h"
 #include "trace.h"
@@ -54,6 +55,7 @@ typedef struct BDRVTmemState {
     uint64_t size;              /* bytes, a multiple of TMEM_BLK_PAGE */
     TmemStoreUser user;         /* named after the node */
     VMStateDescription vmsd;    /* its section, "tmem-blk/NODE" */
+    TmemLive *live;             /* its blocks' live section */
 } BDRVTmemState;
 
 /* One request, as the worker in the thread pool sees it. */
@@ -164,6 +166,28 @@ static int tmem_blk_discard_work(void *opaque)
 }
 
 /*
+ * Blocks [@first, @first + @n) changed (or, after an error, may have):
+ * while a migration runs, they are sent again.  A request of more blocks
+ * than this sends the whole disk again instead, rather than grow the
+ * dirty set by as many keys: mkswap and swapon discard the whole disk.
+ */
+#define TMEM_BLK_LIVE_MARK_MAX  (64 * TMEM_BLK_MAX_PAGES)
+
+static void tmem_blk_live_mark(BDRVTmemState *s, uint64_t first, unsigned n)
+{
+    unsigned i;
+
+    if (!tmem_live_tracking(s->live)) {
+        return;
+    }
+    for (i = 0; i < n; i++) {
+        struct tmem_key key = tmem_blk_key(first + i);
+
+        tmem_live_mark_key(s->live, 0, &key);
+    }
+}
+
+/*
  * Run @fn on blocks [@offset, @offset + @bytes) in the thread pool, in
  * pieces of at most TMEM_BLK_MAX_PAGES.  The block layer aligns every
  * request to a block (request_alignment).
@@ -174,6 +198,7 @@ static int coroutine_fn tmem_blk_run(BlockDriverState *bs, int64_t offset,
 {
     BDRVTmemState *s = bs->opaque;
     TmemBlkReq r = { .s = s, .qiov = qiov };
+    bool whole = !is_read && bytes / TMEM_BLK_PAGE > TMEM_BLK_LIVE_MARK_MAX;
     int64_t done = 0;
     int ret = 0;
 
@@ -197,7 +222,13 @@ static int coroutine_fn tmem_blk_run(BlockDriverState *bs, int64_t offset,
         if (!ret && qiov && is_read) {
             qemu_iovec_from_buf(qiov, done, r.bounce, len);
         }
+        if (!is_read && !whole) {
+            tmem_blk_live_mark(s, r.first, r.n);
+        }
         done += len;
+    }
+    if (whole) {
+        tmem_live_mark_slot(s->live, 0);
     }
     qemu_vfree(r.bounce);
     trace_tmem_blk_request(s, is_read ? "read" : qiov ? "write" : "discard",
@@ -266,65 +297,92 @@ static void GRAPH_RDLOCK tmem_blk_refresh_limits(BlockDriverState *bs,
 }
 
 /*
- * Migration.  A section per node, "tmem-blk/NODE", saved with the VM
- * stopped and the node drained (as virtio-tmem's pools are), so the
- * destination's node needs the same node name and size.  Its stream:
+ * Migration.  The blocks travel in a live section, "tmem-blk-live/NODE"
+ * (system/tmem-live.h), the disk as slot 0 of 4 KiB pages: sent while
+ * the guest runs, what it writes or discards meanwhile sent again, the
+ * rest once the VM is stopped and the node drained.  Then a section
+ * "tmem-blk/NODE" carries the disk's size: the destination needs a node
+ * of the same name and size.
  *
- *   be64 size of the disk
- *   per stored block: u8 1, be64 block number, the block (4096 bytes)
- *   u8 0 after the last
- *
- * The stream is not trusted on load: another size, a block number past
- * the end or any other marker fails the load, with an error_report; a
- * stream cut short ends at its end.  Blocks the source held are kept
- * even over the budget (TMEM_PUT_RESERVED), as virtio-tmem's pages are;
- * a block sent twice replaces itself, so what a stream can make the
- * store keep is bounded by the disk's size.  A block of zeros is not
- * kept, as on a write.
+ * The stream is not trusted on load: the live section checks its records
+ * (tmem-live.c) and a block past the end of the destination's disk fails
+ * the load, with an error_report, as another size does.  Blocks the
+ * source held are kept even over the budget (TMEM_PUT_RESERVED), as
+ * virtio-tmem's pages are; a block sent twice replaces itself, so what a
+ * stream can make the store keep is bounded by the disk's size.
  */
-#define TMEM_BLK_MIG_BLOCK      1
-#define TMEM_BLK_MIG_END        0
+
+static int tmem_blk_live_slot_pool(void *opaque, uint32_t slot,
+                                   uint32_t *page_size)
+{
+    BDRVTmemState *s = opaque;
+
+    *page_size = TMEM_BLK_PAGE;
+    return slot ? -1 : s->pool;
+}
+
+static int tmem_blk_live_slot_reset(void *opaque, uint32_t slot,
+                                    uint8_t shift)
+{
+    BDRVTmemState *s = opaque;
+
+    if (slot || shift != 12) {
+        error_report("tmem block node '%s': pool slot %u of %u-bit pages in "
+                     "the stream", s->user.name, slot, shift);
+        return -EINVAL;
+    }
+    tmem_flush_pool(s->store, s->pool);
+    return 0;
+}
+
+static bool tmem_blk_live_key_ok(void *opaque, uint32_t slot,
+                                 const struct tmem_key *key)
+{
+    BDRVTmemState *s = opaque;
+
+    return !key->oid[1] && !key->oid[2] && key->oid[0] <= UINT32_MAX &&
+           (key->oid[0] << 32 | key->index) < s->size / TMEM_BLK_PAGE;
+}
+
+/* loadvm into a disk in use: what it held before goes */
+static void tmem_blk_live_load_begin(void *opaque)
+{
+    BDRVTmemState *s = opaque;
+
+    tmem_flush_pool(s->store, s->pool);
+}
+
+static const TmemLiveOps tmem_blk_live_ops = {
+    .slot_pool = tmem_blk_live_slot_pool,
+    .slot_reset = tmem_blk_live_slot_reset,
+    .key_ok = tmem_blk_live_key_ok,
+    .load_begin = tmem_blk_live_load_begin,
+};
+
+int tmem_blk_live_load_all(void *opaque, QEMUFile *f)
+{
+    return tmem_live_load_all(((BDRVTmemState *)opaque)->live, f);
+}
+
+int tmem_blk_live_save_all(void *opaque, QEMUFile *f)
+{
+    return tmem_live_save_all(((BDRVTmemState *)opaque)->live, f);
+}
 
 static int tmem_blk_save(QEMUFile *f, void *pv, size_t size,
                          const VMStateField *field, JSONWriter *vmdesc)
 {
     BDRVTmemState *s = pv;
-    g_autofree uint8_t *page = g_malloc(TMEM_BLK_PAGE);
-    struct tmem_iter *it;
-    struct tmem_key key;
-    int rc;
 
     qemu_put_be64(f, s->size);
-    rc = tmem_iter_begin(s->store, s->pool, &it);
-    if (rc < 0) {
-        goto fail;
-    }
-    while ((rc = tmem_iter_next(it, &key, page, TMEM_BLK_PAGE)) == 1) {
-        qemu_put_byte(f, TMEM_BLK_MIG_BLOCK);
-        qemu_put_be64(f, (uint64_t)key.oid[0] << 32 | key.index);
-        qemu_put_buffer(f, page, TMEM_BLK_PAGE);
-    }
-    tmem_iter_end(it);
-    /* a block that cannot be read back fails the migration, not vanish */
-    if (rc < 0) {
-        goto fail;
-    }
-    qemu_put_byte(f, TMEM_BLK_MIG_END);
     return qemu_file_get_error(f);
-
-fail:
-    error_report("tmem block node '%s': cannot save its blocks: %s",
-                 s->user.name, strerror(-rc));
-    return rc;
 }
 
 static int tmem_blk_load(QEMUFile *f, void *pv, size_t size,
                          const VMStateField *field)
 {
     BDRVTmemState *s = pv;
-    g_autofree uint8_t *page = g_malloc(TMEM_BLK_PAGE);
     uint64_t disk = qemu_get_be64(f);
-    int rc;
 
     if (disk != s->size) {
         error_report("tmem block node '%s': a disk of %" PRIu64 " bytes "
@@ -332,59 +390,18 @@ static int tmem_blk_load(QEMUFile *f, void *pv, size_t size,
                      s->size);
         return -EINVAL;
     }
-    /* loadvm into a disk in use: what it held before goes */
-    tmem_flush_pool(s->store, s->pool);
-    for (;;) {
-        uint8_t marker = qemu_get_byte(f);
-        struct tmem_key key;
-        uint64_t block;
-
-        rc = qemu_file_get_error(f);
-        if (rc < 0) {
-            return rc;
-        }
-        if (marker == TMEM_BLK_MIG_END) {
-            return 0;
-        }
-        if (marker != TMEM_BLK_MIG_BLOCK) {
-            error_report("tmem block node '%s': unknown marker 0x%x in the "
-                         "stream", s->user.name, marker);
-            return -EINVAL;
-        }
-        block = qemu_get_be64(f);
-        if (block >= s->size / TMEM_BLK_PAGE) {
-            error_report("tmem block node '%s': block %" PRIu64 " is past "
-                         "the end of the disk", s->user.name, block);
-            return -EINVAL;
-        }
-        if (qemu_get_buffer(f, page, TMEM_BLK_PAGE) != TMEM_BLK_PAGE) {
-            return -EIO;
-        }
-        key = tmem_blk_key(block);
-        if (buffer_is_zero(page, TMEM_BLK_PAGE)) {
-            /* as a write of zeros: an absent block reads as zeros */
-            tmem_flush_page(s->store, s->pool, &key);
-            continue;
-        }
-        rc = tmem_put_flags(s->store, s->pool, &key, page, TMEM_BLK_PAGE,
-                            TMEM_PUT_RESERVED);
-        if (rc < 0) {
-            error_report("tmem block node '%s': cannot keep block %" PRIu64
-                         ": %s", s->user.name, block, strerror(-rc));
-            return rc;
-        }
-    }
+    return qemu_file_get_error(f);
 }
 
-const VMStateInfo vmstate_info_tmem_blk = {
-    .name = "tmem-blk-blocks",
+static const VMStateInfo vmstate_info_tmem_blk = {
+    .name = "tmem-blk-size",
     .get = tmem_blk_load,
     .put = tmem_blk_save,
 };
 
 static const VMStateField vmstate_tmem_blk_fields[] = {
     {
-        .name = "blocks",
+        .name = "size",
         .info = &vmstate_info_tmem_blk,
         .flags = VMS_SINGLE,
     },
@@ -402,6 +419,7 @@ static int tmem_blk_open(BlockDriverState *bs, QDict *options, int flags,
                          Error **errp)
 {
     BDRVTmemState *s = bs->opaque;
+    g_autofree char *live = NULL;
     QemuOpts *opts;
     const char *id;
     int ret = -EINVAL;
@@ -441,8 +459,9 @@ static int tmem_blk_open(BlockDriverState *bs, QDict *options, int flags,
     s->user.name = g_strdup(bdrv_get_node_name(bs));
     s->vmsd = (VMStateDescription) {
         .name = g_strdup_printf("tmem-blk/%s", s->user.name),
-        .version_id = 1,
-        .minimum_version_id = 1,
+        /* 2: the blocks are in the live section */
+        .version_id = 2,
+        .minimum_version_id = 2,
         .fields = vmstate_tmem_blk_fields,
     };
     ret = vmstate_register_with_alias_id(NULL, 0, &s->vmsd, s, -1, 0, errp);
@@ -452,6 +471,8 @@ static int tmem_blk_open(BlockDriverState *bs, QDict *options, int flags,
         tmem_pool_destroy(s->store, s->pool);
         goto out;
     }
+    live = g_strdup_printf("tmem-blk-live/%s", s->user.name);
+    s->live = tmem_live_new(live, s->store, 1, &tmem_blk_live_ops, s);
     tmem_store_attach(s->ts, &s->user);
     bs->supported_write_flags = BDRV_REQ_FUA;
     bs->supported_zero_flags = BDRV_REQ_MAY_UNMAP | BDRV_REQ_FUA;
@@ -465,6 +486,7 @@ static void tmem_blk_close(BlockDriverState *bs)
 {
     BDRVTmemState *s = bs->opaque;
 
+    tmem_live_free(s->live);
     vmstate_unregister(NULL, &s->vmsd, s);
     tmem_pool_destroy(s->store, s->pool);
     tmem_store_detach(s->ts, &s->user);

@@ -9,13 +9,13 @@
 #ifndef BLOCK_TMEM_H
 #define BLOCK_TMEM_H
 
-#include "migration/vmstate.h"
-
 /*
- * The one field of a tmem node's migration section ("tmem-blk/NODE");
- * its opaque is the node's bs->opaque.  The stream is described in
- * block/tmem.c.  The block fuzz target loads and saves it directly.
+ * A tmem node's blocks in its live section, in one go (@opaque is the
+ * node's bs->opaque), for the block fuzz target: tmem_live_load_all()
+ * and tmem_live_save_all() (system/tmem-live.h).  The stream is
+ * described in block/tmem.c and backends/tmem-live.c.
  */
-extern const VMStateInfo vmstate_info_tmem_blk;
+int tmem_blk_live_load_all(void *opaque, QEMUFile *f);
+int tmem_blk_live_save_all(void *opaque, QEMUFile *f);
 
 #endif

@@ -1,30 +1,32 @@
 /*
- * Virtio transcendent memory device: migration
+ * Virtio transcendent memory device: migration of the device's state
  *
  * Persistent pages are guest state: a swapped-out page the guest kernel
- * dropped lives only here, so every one of them, spilled ones included,
- * travels in the device's section, with the pools and the credits.
- * Ephemeral pages may be dropped at any time, so their pools arrive
- * empty and the driver gets a RESET event for each, once it runs.
+ * dropped lives only here.  They travel before this section, while the
+ * guest still runs, in the device's live section (virtio-tmem-live.c),
+ * which also makes each persistent pool on the destination.  Ephemeral
+ * pages may be dropped at any time, so their pools arrive empty and the
+ * driver gets a RESET event for each, once it runs.
  *
- * The section is saved with the VM stopped, and with it the request
- * queues' handlers (in the main loop or an iothread), so it is one
- * consistent snapshot of the store.  Its stream:
+ * This section, saved with the VM stopped, carries the credits and the
+ * pool table, which the live section's pools must match:
  *
  *   be32 npools
  *   per pool slot: u8 kind (0: free), be16 generation,
- *                  and for a pool: u8 page shift, then for persistent
- *                  pools each page as u8 1, be64 oid[3], be32 index,
- *                  the page; and u8 0 after the last
+ *                  and for a pool: u8 page shift
+ *
+ * Version 1 of the section, from before pre-copy, carried every page of
+ * the persistent pools in it; it is refused (version 2 is the minimum),
+ * so snapshots taken before pre-copy do not load.
  *
  * The stream is not trusted on load.  npools is checked against
- * max-pools before it drives the loop; a pool's pages are a list ended
- * by a marker, not a count, and each costs the stream its bytes, so the
- * list ends with the stream at the latest.  Any other marker, kind or
- * page shift fails the load, and so do credits above max-credits and
- * pools or credits of a feature the guest did not negotiate, which
- * post_load checks once the features are loaded.  Every refusal is an
- * error_report and an error returned: the migration fails, QEMU lives.
+ * max-pools before it drives the loop.  An unknown kind or page shift
+ * fails the load, and so do a persistent pool whose pages did not arrive
+ * as such, pages for a slot the table has free or ephemeral, credits
+ * above max-credits and pools or credits of a feature the guest did not
+ * negotiate, which post_load checks once the features are loaded.  Every
+ * refusal is an error_report and an error returned: the migration fails,
+ * QEMU lives.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -38,38 +40,6 @@
 #include "migration/qemu-file-types.h"
 #include "migration/vmstate.h"
 #include "tmem.h"
-
-/* Before each page of a persistent pool, and after its last */
-#define VIRTIO_TMEM_MIG_PAGE        1
-#define VIRTIO_TMEM_MIG_END         0
-
-static int virtio_tmem_save_pool(QEMUFile *f, VirtIOTmem *s, int pool,
-                                 uint32_t page_size)
-{
-    struct tmem_iter *it;
-    struct tmem_key key;
-    int rc;
-
-    rc = tmem_iter_begin(s->store, pool, &it);
-    if (rc < 0) {
-        return rc;
-    }
-    while ((rc = tmem_iter_next(it, &key, s->page, page_size)) == 1) {
-        qemu_put_byte(f, VIRTIO_TMEM_MIG_PAGE);
-        qemu_put_be64(f, key.oid[0]);
-        qemu_put_be64(f, key.oid[1]);
-        qemu_put_be64(f, key.oid[2]);
-        qemu_put_be32(f, key.index);
-        qemu_put_buffer(f, s->page, page_size);
-    }
-    tmem_iter_end(it);
-    /* A page that cannot be read back must fail the migration, not vanish */
-    if (rc < 0) {
-        return rc;
-    }
-    qemu_put_byte(f, VIRTIO_TMEM_MIG_END);
-    return 0;
-}
 
 static int virtio_tmem_save(QEMUFile *f, void *pv, size_t size,
                             const VMStateField *field, JSONWriter *vmdesc)
@@ -94,7 +64,6 @@ static int virtio_tmem_save(QEMUFile *f, void *pv, size_t size,
             qemu_put_be16(f, s->pool_gen[i]);
             continue;
         }
-        /* a pool the driver holds goes whole, or the migration fails */
         rc = tmem_pool_info(s->store, s->pools[i], &kind, &page_size);
         if (rc < 0) {
             error_report("virtio-tmem: cannot save pool %u: %s", i,
@@ -105,80 +74,80 @@ static int virtio_tmem_save(QEMUFile *f, void *pv, size_t size,
                       VIRTIO_TMEM_POOL_PERSISTENT : VIRTIO_TMEM_POOL_EPHEMERAL);
         qemu_put_be16(f, s->pool_gen[i]);
         qemu_put_byte(f, ctz32(page_size));
-        if (kind == TMEM_PERSISTENT) {
-            rc = virtio_tmem_save_pool(f, s, s->pools[i], page_size);
-            if (rc < 0) {
-                error_report("virtio-tmem: cannot save pool %u: %s", i,
-                             strerror(-rc));
-                break;
-            }
-        }
     }
     qemu_mutex_unlock(&s->lock);
     return rc < 0 ? rc : qemu_file_get_error(f);
 }
 
-static int virtio_tmem_load_pages(QEMUFile *f, VirtIOTmem *s, uint32_t slot,
-                                  int pool, uint32_t page_size)
+/*
+ * Slot @i of the table is @kind with pages of 1 << @shift bytes: the
+ * live section made its persistent pool; an ephemeral one is made here.
+ */
+static int virtio_tmem_load_slot(VirtIOTmem *s, uint32_t i, uint8_t kind,
+                                 uint8_t shift)
 {
-    struct tmem_key key;
-    int rc;
+    enum tmem_pool_kind have = 0;
+    uint32_t page_size = 0;
+    int pool;
 
-    for (;;) {
-        uint8_t marker = qemu_get_byte(f);
-
-        rc = qemu_file_get_error(f);
-        if (rc < 0) {
-            return rc;
-        }
-        if (marker == VIRTIO_TMEM_MIG_END) {
-            return 0;
-        }
-        if (marker != VIRTIO_TMEM_MIG_PAGE) {
-            error_report("virtio-tmem: pool %u: unknown marker 0x%x in the "
-                         "stream", slot, marker);
+    if (s->pools[i] >= 0) {
+        tmem_pool_info(s->store, s->pools[i], &have, &page_size);
+    }
+    if (kind == VIRTIO_TMEM_POOL_PERSISTENT) {
+        if (have != TMEM_PERSISTENT || page_size != 1u << shift) {
+            error_report("virtio-tmem: pool %u is persistent, but its pages "
+                         "did not arrive", i);
             return -EINVAL;
         }
-        key.oid[0] = qemu_get_be64(f);
-        key.oid[1] = qemu_get_be64(f);
-        key.oid[2] = qemu_get_be64(f);
-        key.index = qemu_get_be32(f);
-        if (qemu_get_buffer(f, s->page, page_size) != page_size) {
-            return -EIO;
-        }
-        /* Accepted by the source, so kept here even over budget */
-        rc = tmem_put_flags(s->store, pool, &key, s->page, page_size,
-                            TMEM_PUT_RESERVED);
-        if (rc < 0) {
-            return rc;
-        }
+        return 0;
     }
+    if (s->pools[i] >= 0) {
+        error_report("virtio-tmem: pool %u is ephemeral, but pages arrived "
+                     "for it", i);
+        return -EINVAL;
+    }
+    pool = tmem_pool_create(s->store, TMEM_EPHEMERAL, 1u << shift);
+    if (pool < 0) {
+        return pool;
+    }
+    s->pools[i] = pool;
+    s->pstate[i].reset_pending = true;
+    return 0;
 }
 
-/*
- * Ephemeral pools arrive empty: the driver is told with a RESET for
- * each, sent by the event bottom half once the guest runs again.
- */
 static int virtio_tmem_load_locked(QEMUFile *f, VirtIOTmem *s)
 {
     uint32_t npools = qemu_get_be32(f), i;
 
-    virtio_tmem_drop_pools(s);
     virtio_tmem_events_reset(s);
     if (npools > s->max_pools) {
         error_report("virtio-tmem: %u pools arriving, max-pools is %u",
                      npools, s->max_pools);
         return -EINVAL;
     }
+    for (i = npools; i < s->npools; i++) {
+        if (s->pools[i] >= 0) {
+            error_report("virtio-tmem: pages arrived for pool %u, which is "
+                         "past the table", i);
+            return -EINVAL;
+        }
+    }
+    for (i = s->npools; i < npools; i++) {
+        s->pools[i] = -1;
+    }
+    s->npools = npools;
     for (i = 0; i < npools; i++) {
         uint8_t kind = qemu_get_byte(f);
         uint8_t shift;
-        int pool, rc;
+        int rc;
 
         s->pool_gen[i] = qemu_get_be16(f);
-        s->pools[i] = -1;
-        s->npools = i + 1;
         if (!kind) {
+            if (s->pools[i] >= 0) {
+                error_report("virtio-tmem: pages arrived for pool %u, which "
+                             "is free", i);
+                return -EINVAL;
+            }
             continue;
         }
         shift = qemu_get_byte(f);
@@ -193,21 +162,8 @@ static int virtio_tmem_load_locked(QEMUFile *f, VirtIOTmem *s)
                          i, shift);
             return -EINVAL;
         }
-        pool = tmem_pool_create(s->store,
-                                kind == VIRTIO_TMEM_POOL_PERSISTENT ?
-                                TMEM_PERSISTENT : TMEM_EPHEMERAL, 1u << shift);
-        if (pool < 0) {
-            return pool;
-        }
-        s->pools[i] = pool;
-        if (kind == VIRTIO_TMEM_POOL_EPHEMERAL) {
-            s->pstate[i].reset_pending = true;
-            continue;
-        }
-        rc = virtio_tmem_load_pages(f, s, i, pool, 1u << shift);
+        rc = virtio_tmem_load_slot(s, i, kind, shift);
         if (rc < 0) {
-            error_report("virtio-tmem: cannot load pool %u: %s", i,
-                         strerror(-rc));
             return rc;
         }
     }
@@ -271,21 +227,21 @@ int virtio_tmem_post_load(void *opaque, int version_id)
     return rc;
 }
 
-static const VMStateInfo vmstate_info_virtio_tmem_pages = {
-    .name = "virtio-tmem-pages",
+static const VMStateInfo vmstate_info_virtio_tmem_pools = {
+    .name = "virtio-tmem-pools",
     .get = virtio_tmem_load,
     .put = virtio_tmem_save,
 };
 
 const VMStateDescription vmstate_virtio_tmem_device = {
     .name = "virtio-tmem-device",
-    .version_id = 1,
-    .minimum_version_id = 1,
+    .version_id = 2,
+    .minimum_version_id = 2,
     .fields = (const VMStateField[]) {
         VMSTATE_UINT32(credits, VirtIOTmem),
         {
-            .name = "pools",
-            .info = &vmstate_info_virtio_tmem_pages,
+            .name = "pool-table",
+            .info = &vmstate_info_virtio_tmem_pools,
             .flags = VMS_SINGLE,
         },
         VMSTATE_END_OF_LIST()

@@ -184,13 +184,6 @@ bool virtio_tmem_may_run_ahead(VirtIOTmem *s, VirtIOTmemReqQueue *ahead,
 }
 
 /*
- * Driver pool ids are (generation << 16 | slot), so an id the driver
- * destroyed never reaches the pool that takes its slot next.
- */
-#define VIRTIO_TMEM_POOL_SLOT(id)   ((id) & 0xffff)
-#define VIRTIO_TMEM_POOL_GEN(id)    ((id) >> 16)
-
-/*
  * The store pool behind driver pool @id, or -1.  A pool destroyed after
  * this returns is not an error here: the store's id of it is never
  * reused for long, so a put or get on it is refused as a bad pool.
@@ -746,6 +739,7 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
         uint8_t st;
 
         st = virtio_tmem_run_op(s, rq, op, elem, &out_off, &in_off, &value);
+        virtio_tmem_live_note(s, op, st, value);
         rq->status[i] = (struct virtio_tmem_status) {
             .status = st, .value = cpu_to_le32(value),
         };

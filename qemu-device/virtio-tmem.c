@@ -522,6 +522,7 @@ static void virtio_tmem_reset(VirtIODevice *vdev)
     s->credits = 0;
     virtio_tmem_events_reset(s);
     qemu_mutex_unlock(&s->lock);
+    tmem_live_mark_all(s->live);
     trace_virtio_tmem_reset(s);
 }
 
@@ -659,7 +660,6 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         s->rq[i].page = qemu_memalign(4096, 65536);
         s->rq[i].ahead = virtio_tmem_ahead_new(&s->rq[i]);
     }
-    s->page = qemu_memalign(4096, 65536);
     s->pools = g_new(int, s->max_pools);
     s->pool_gen = g_new0(uint16_t, s->max_pools);
     virtio_tmem_events_init(s);
@@ -667,6 +667,7 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
     s->store_user.budget_changed = virtio_tmem_budget_changed;
     s->store_user.opaque = s;
     tmem_store_attach(s->ts, &s->store_user);
+    virtio_tmem_live_init(s);
     if (s->iothread) {
         object_ref(OBJECT(s->iothread));
     }
@@ -679,6 +680,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     uint32_t i;
 
     virtio_tmem_wait_serving(s);
+    virtio_tmem_live_cleanup(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->reqq[i]);
         virtio_tmem_ahead_free(s->rq[i].ahead);
@@ -709,7 +711,6 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     s->store = NULL;
     g_free(s->reqq);
     g_free(s->rq);
-    qemu_vfree(s->page);
     g_free(s->pools);
     g_free(s->pool_gen);
     g_free(s->qstats);
@@ -872,7 +873,8 @@ static void virtio_tmem_get_stats(Object *obj, Visitor *v, const char *name,
         !visit_type_uint64(v, "evicted_keys", &sn.evicted_keys, errp) ||
         !visit_type_uint64(v, "evict_reports_dropped", &sn.evict_dropped,
                            errp) ||
-        !visit_type_bool(v, "iothread_active", &sn.iothread_active, errp)) {
+        !visit_type_bool(v, "iothread_active", &sn.iothread_active, errp) ||
+        !tmem_live_visit_stats(s->live, v, errp)) {
         goto out;
     }
     if (!visit_start_list(v, "queues", NULL, 0, errp)) {
@@ -931,8 +933,9 @@ out:
 
 static const VMStateDescription vmstate_virtio_tmem = {
     .name = "virtio-tmem",
-    .minimum_version_id = 1,
-    .version_id = 1,
+    /* 2: persistent pages in the live section (virtio-tmem-live.c) */
+    .minimum_version_id = 2,
+    .version_id = 2,
     .post_load = virtio_tmem_post_load,
     .fields = (const VMStateField[]) {
         VMSTATE_VIRTIO_DEVICE,

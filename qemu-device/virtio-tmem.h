@@ -19,6 +19,7 @@
 #include "qemu/timer.h"
 #include "qom/object.h"
 #include "system/iothread.h"
+#include "system/tmem-live.h"
 #include "system/tmem-store.h"
 
 #define TYPE_VIRTIO_TMEM "virtio-tmem-device"
@@ -43,6 +44,13 @@ OBJECT_DECLARE_SIMPLE_TYPE(VirtIOTmem, VIRTIO_TMEM)
 #define VIRTIO_TMEM_MAX_CREDITS     VIRTIO_TMEM_RING_OPS
 #define VIRTIO_TMEM_MAX_HINT_WINDOW VIRTIO_TMEM_RING_OPS
 #define VIRTIO_TMEM_NR_OPS          (VIRTIO_TMEM_OP_MISSES + 1)
+
+/*
+ * Driver pool ids are (generation << 16 | slot), so an id the driver
+ * destroyed never reaches the pool that takes its slot next.
+ */
+#define VIRTIO_TMEM_POOL_SLOT(id)   ((id) & 0xffff)
+#define VIRTIO_TMEM_POOL_GEN(id)    ((id) >> 16)
 
 /* Keys in one EVICTED event: as many as a minimum-size buffer holds. */
 #define VIRTIO_TMEM_EVICT_KEYS \
@@ -191,7 +199,7 @@ struct VirtIOTmem {
     /* Request queues whose coroutine runs (VirtIOTmemReqQueue.co); atomic */
     unsigned serving;
 
-    uint8_t *page;              /* migration's bounce buffer */
+    TmemLive *live;             /* pre-copy of the pools (virtio-tmem-live.c) */
 
     /* Driver state; cleared by reset */
     int *pools;                 /* driver pool slot -> store pool, or -1 */
@@ -266,6 +274,21 @@ void virtio_tmem_wait_serving(VirtIOTmem *s);
 
 /* Destroy every pool of the driver's, and all their pages.  Holds lock. */
 void virtio_tmem_drop_pools(VirtIOTmem *s);
+
+/* virtio-tmem-live.c: pre-copy migration of the persistent pools */
+
+/* Register and unregister the device's live section (realize, unrealize) */
+void virtio_tmem_live_init(VirtIOTmem *s);
+void virtio_tmem_live_cleanup(VirtIOTmem *s);
+/*
+ * @op ran with @status and @value: while a migration runs, mark what it
+ * changed to be sent again.  After the op, from the request path.
+ */
+void virtio_tmem_live_note(VirtIOTmem *s, const struct virtio_tmem_op *op,
+                           uint8_t status, uint32_t value);
+/* The live section in one go, for the fuzz target: tmem_live_*_all() */
+int virtio_tmem_live_load_all(VirtIOTmem *s, QEMUFile *f);
+int virtio_tmem_live_save_all(VirtIOTmem *s, QEMUFile *f);
 
 /* virtio-tmem-events.c; "lock" means the caller holds s->lock */
 

@@ -123,18 +123,20 @@ static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
 
 /*
  * Test: a bad stream fails the load cleanly.  The source migrates to a
- * file; the test patches the device's section in copies of it and loads
- * each into a fresh destination (-incoming defer, exit-on-error off),
- * which must report the migration failed, print why, and live on.  The
- * unpatched stream must load, so that the failures are the patches'.
+ * file; the test patches copies of it and loads each into a fresh
+ * destination (-incoming defer, exit-on-error off), which must report
+ * the migration failed, print why, and live on.  The unpatched stream
+ * must load, so that the failures are the patches'.
  *
- * The section's pools, as virtio-tmem-migration.c writes them, with slot
- * 0 an empty persistent pool and slot 1 one page under oid TMEM_MAGIC:
+ * Slot 0 is an empty persistent pool and slot 1 holds one random page
+ * (so a RAW one) under oid TMEM_MAGIC.  The live section's first pass,
+ * as virtio-tmem-live.c writes it, is found by that oid:
  *
- *   credits npools | 1 gen 12 0 | 1 gen 12 1 oid[3] index page 0
+ *   SLOT 1 0 12 | SLOT 1 1 12 | PAGE 2 1 oid[3] index 3 page | END 0
  *
- * The big-endian TMEM_MAGIC is found in the file, and every field
- * around it is checked before any is changed.
+ * and the device's pool table (virtio-tmem-migration.c) after it by its
+ * bytes: credits npools | 1 gen0 12 | 1 gen1 12.  Every field is checked
+ * before any is changed.
  */
 
 #define TMEM_MAGIC          0x746d656d5354524dull   /* "tmemSTRM" */
@@ -233,6 +235,13 @@ static uint32_t get_be32(const uint8_t *p)
     return ldl_be_p(p);
 }
 
+/* Where @needle of @nlen bytes is in @buf after @from, or NULL */
+static uint8_t *tmem_find(uint8_t *buf, size_t len, size_t from,
+                          const uint8_t *needle, size_t nlen)
+{
+    return memmem(buf + from, len - from, needle, nlen);
+}
+
 static void test_bad_stream(void *obj, void *data, QGuestAllocator *alloc)
 {
     TmemStreamCtx *sc = data;
@@ -242,15 +251,16 @@ static void test_bad_stream(void *obj, void *data, QGuestAllocator *alloc)
     g_autofree char *st = NULL;
     g_autofree char *log = NULL;
     TmemCtx ctx, *c = &ctx;
-    uint8_t *p, *x = NULL, *copy;
+    uint8_t *p, *x = NULL, *copy, table[18];
     uint32_t credits, pp0, pp1;
-    size_t len, off;
+    size_t len, off, d;
     TmemOp op;
 
     tmem_init(c, obj, alloc, TMEM_FEATURES_P4K);
     pp0 = tmem_pool_new(c, POOL_P4K);
     pp1 = tmem_pool_new(c, POOL_P4K);
-    g_assert_cmpuint(pp0, !=, pp1);
+    g_assert_cmpuint(pp0 & 0xffff, ==, 0);
+    g_assert_cmpuint(pp1 & 0xffff, ==, 1);
     op = tmem_op_arg(VIRTIO_TMEM_OP_CREDITS, 5);
     tmem_run(c, &op, 1);
     tmem_assert_status(&op, VIRTIO_TMEM_S_OK);
@@ -265,31 +275,45 @@ static void test_bad_stream(void *obj, void *data, QGuestAllocator *alloc)
     g_assert_cmpstr(st, ==, "completed");
     g_assert_true(g_file_get_contents(src, (char **)&buf, &len, NULL));
 
-    /* the last big-endian TMEM_MAGIC is slot 1's page's oid[0] */
+    /* the only big-endian TMEM_MAGIC is slot 1's page's oid[0] */
     for (p = buf; p + 8 <= buf + len; p++) {
         p = memchr(p, 0x74, buf + len - 8 - p);
         if (!p) {
             break;
         }
         if (ldq_be_p(p) == TMEM_MAGIC) {
+            g_assert_null(x);
             x = p;
         }
     }
     g_assert_nonnull(x);
     off = x - buf;
-    g_assert_cmpuint(off, >=, 18);
-    g_assert_cmpuint(off + 4125, <=, len);
-    g_assert_cmpuint(get_be32(x - 18), ==, credits);    /* credits */
-    g_assert_cmpuint(get_be32(x - 14), ==, 2);          /* npools */
-    g_assert_cmpuint(x[-10], ==, VIRTIO_TMEM_POOL_PERSISTENT); /* slot 0 */
-    g_assert_cmpuint(x[-7], ==, 12);
-    g_assert_cmpuint(x[-6], ==, 0);                     /* its end */
-    g_assert_cmpuint(x[-5], ==, VIRTIO_TMEM_POOL_PERSISTENT); /* slot 1 */
-    g_assert_cmpuint(x[-2], ==, 12);
-    g_assert_cmpuint(x[-1], ==, 1);                     /* a page */
+    g_assert_cmpuint(off, >=, 17);
+    g_assert_cmpuint(off + 4126, <=, len);
+    g_assert_cmpuint(x[-17], ==, 1);                    /* SLOT */
+    g_assert_cmpuint(get_be32(x - 16), ==, 0);
+    g_assert_cmpuint(x[-12], ==, 12);
+    g_assert_cmpuint(x[-11], ==, 1);                    /* SLOT */
+    g_assert_cmpuint(get_be32(x - 10), ==, 1);
+    g_assert_cmpuint(x[-6], ==, 12);
+    g_assert_cmpuint(x[-5], ==, 2);                     /* PAGE */
+    g_assert_cmpuint(get_be32(x - 4), ==, 1);
     g_assert_cmpuint(get_be32(x + 24), ==, 3);          /* its index */
-    g_assert_cmpmem(x + 28, PAGE_4K, page, PAGE_4K);
-    g_assert_cmpuint(x[28 + PAGE_4K], ==, 0);           /* its end */
+    g_assert_cmpuint(x[28], ==, 3);                     /* RAW */
+    g_assert_cmpmem(x + 29, PAGE_4K, page, PAGE_4K);
+    g_assert_cmpuint(x[29 + PAGE_4K], ==, 0);           /* END */
+
+    stl_be_p(table, credits);
+    stl_be_p(table + 4, 2);
+    table[8] = VIRTIO_TMEM_POOL_PERSISTENT;
+    stw_be_p(table + 9, pp0 >> 16);
+    table[11] = 12;
+    table[12] = VIRTIO_TMEM_POOL_PERSISTENT;
+    stw_be_p(table + 13, pp1 >> 16);
+    table[15] = 12;
+    p = tmem_find(buf, len, off + PAGE_4K, table, 16);
+    g_assert_nonnull(p);
+    d = p - buf;
 
     /* The stream as written loads */
     g_free(st);
@@ -304,38 +328,204 @@ static void test_bad_stream(void *obj, void *data, QGuestAllocator *alloc)
         tmem_expect_bad(sc, what, copy, len, why);                      \
     } while (0)
 
-    /* more credits than max-credits lets a driver hold */
+    /* the live section */
+    TMEM_PATCHED("with slot 5000", "the most is",
+                 stl_be_p(copy + off - 16, 5000));
+    TMEM_PATCHED("with page shift 13", "page shift", copy[off - 12] = 13);
+    TMEM_PATCHED("with a page for slot 7", "has no pool",
+                 stl_be_p(copy + off - 4, 7));
+    TMEM_PATCHED("with slot 1 made free before its page",
+                 "has no pool", copy[off - 6] = 0);
+    TMEM_PATCHED("with record type 9", "record type", copy[off - 5] = 9);
+    TMEM_PATCHED("with page form 9", "page form", copy[off + 28] = 9);
+    TMEM_PATCHED("with LZ4 bytes that are no page", "not a page",
+                 copy[off + 28] = 2; stl_be_p(copy + off + 29, 100));
+    TMEM_PATCHED("with a page's worth of LZ4 bytes", "compressed bytes",
+                 copy[off + 28] = 2; stl_be_p(copy + off + 29, PAGE_4K));
+    TMEM_PATCHED("with 2^32 - 1 LZ4 bytes", "compressed bytes",
+                 copy[off + 28] = 2; stl_be_p(copy + off + 29, UINT32_MAX));
+    /* the device's pool table */
     TMEM_PATCHED("with credits above max-credits", "max-credits",
-                 stl_be_p(copy + off - 18, TMEM_MAX_CREDITS + 1));
+                 stl_be_p(copy + d, TMEM_MAX_CREDITS + 1));
     TMEM_PATCHED("with credits of 2^32 - 1", "max-credits",
-                 stl_be_p(copy + off - 18, UINT32_MAX));
-    /* a count of pools no device can hold */
+                 stl_be_p(copy + d, UINT32_MAX));
     TMEM_PATCHED("with 2^32 - 1 pools", "pools arriving",
-                 stl_be_p(copy + off - 14, UINT32_MAX));
-    /* a marker that is neither "a page" nor "the end" */
-    TMEM_PATCHED("with marker 2 ending a pool", "marker",
-                 copy[off + 28 + PAGE_4K] = 2);
-    TMEM_PATCHED("with marker 0xff before a page", "marker",
-                 copy[off - 1] = 0xff);
-    TMEM_PATCHED("with marker 2 ending an empty pool", "marker",
-                 copy[off - 6] = 2);
-    /* pools of a kind the guest did not negotiate */
-    TMEM_PATCHED("with a 64 KiB pool", "not negotiated",
-                 copy[off - 7] = 16);
-    TMEM_PATCHED("with pool kind 3", "kind",
-                 copy[off - 10] = 3);
-    /* an ephemeral pool has no page list: its end marker goes too */
-    memcpy(copy, buf, off - 10);
-    copy[off - 10] = VIRTIO_TMEM_POOL_EPHEMERAL;
-    memcpy(copy + off - 9, buf + off - 9, 3);
-    memcpy(copy + off - 6, buf + off - 5, len - (off - 5));
-    tmem_expect_bad(sc, "with an ephemeral pool", copy, len - 1,
-                    "not negotiated");
-    /* cut short inside a page */
+                 stl_be_p(copy + d + 4, UINT32_MAX));
+    TMEM_PATCHED("with one pool in the table", "past the table",
+                 stl_be_p(copy + d + 4, 1));
+    TMEM_PATCHED("with pool kind 3", "kind", copy[d + 8] = 3);
+    TMEM_PATCHED("with slot 0 of 64 KiB pages", "did not arrive",
+                 copy[d + 11] = 16);
+    TMEM_PATCHED("with slot 1 ephemeral", "pages arrived",
+                 copy[d + 12] = VIRTIO_TMEM_POOL_EPHEMERAL);
+    /* a free slot has no page shift: the stream is a byte shorter */
+    memcpy(copy, buf, d + 12);
+    copy[d + 12] = 0;
+    memcpy(copy + d + 13, buf + d + 13, 2);
+    memcpy(copy + d + 15, buf + d + 16, len - (d + 16));
+    tmem_expect_bad(sc, "with slot 1 free", copy, len - 1, "which is free");
+    /* cut short inside the page */
     tmem_expect_bad(sc, "cut short", buf, off + 100, NULL);
 #undef TMEM_PATCHED
     g_free(copy);
     unlink(src);
+}
+
+/*
+ * Test: pre-copy sends what the guest changes while it runs.  The
+ * migration is throttled so that it lasts seconds; once the store's
+ * pages have begun to go, the test overwrites, flushes and adds pages,
+ * destroys a pool and makes another in its slot, then lets the migration
+ * finish.  The stream is read back: the last record of every key must
+ * be the page as it is now (random pages travel raw), or GONE for a page
+ * flushed after it went.  The destination must load it and hold exactly
+ * the pages the source holds.
+ */
+
+#define TMEM_LIVE_OID       0x746d656d4c495645ull   /* "tmemLIVE" */
+#define TMEM_LIVE_PAGES     512
+
+/* The last PAGE or GONE record of (@oid, @index) in @buf, or NULL. */
+static const uint8_t *tmem_last_record(const uint8_t *buf, size_t len,
+                                       uint64_t oid, uint32_t index)
+{
+    const uint8_t *p, *last = NULL;
+
+    for (p = buf + 5; p + 29 <= buf + len; p++) {
+        p = memchr(p, oid >> 56, buf + len - 29 - p);
+        if (!p) {
+            break;
+        }
+        if (ldq_be_p(p) == oid && ldl_be_p(p + 24) == index &&
+            (p[-5] == 2 || p[-5] == 3)) {
+            last = p;
+        }
+    }
+    return last;
+}
+
+static void tmem_check_last(const uint8_t *buf, size_t len, uint64_t oid,
+                            uint32_t index, unsigned seed)
+{
+    const uint8_t *r = tmem_last_record(buf, len, oid, index);
+    uint8_t want[PAGE_4K];
+
+    g_assert_nonnull(r);
+    if (!seed) {
+        g_assert_cmpuint(r[-5], ==, 3);     /* GONE */
+        return;
+    }
+    g_assert_cmpuint(r[-5], ==, 2);         /* PAGE */
+    g_assert_cmpuint(r[28], ==, 3);         /* RAW */
+    g_assert_true(r + 29 + PAGE_4K <= buf + len);
+    tmem_fill_random(want, PAGE_4K, seed);
+    g_assert_cmpmem(r + 29, PAGE_4K, want, PAGE_4K);
+}
+
+static uint64_t tmem_live_stat(TmemCtx *c, const char *name)
+{
+    QDict *stats = tmem_stats(c);
+    QDict *mig = qdict_get_qdict(stats, "migration");
+    uint64_t v;
+
+    g_assert_nonnull(mig);
+    v = tmem_stat_of(mig, name);
+    qobject_unref(stats);
+    return v;
+}
+
+/* Wait until the live section has sent a page */
+static void tmem_wait_live_sent(TmemCtx *c)
+{
+    gint64 start = g_get_monotonic_time();
+
+    while (!tmem_live_stat(c, "pages_sent")) {
+        g_assert_cmpint(g_get_monotonic_time() - start, <, TMEM_TIMEOUT_US);
+        g_usleep(10 * 1000);
+    }
+}
+
+static void test_migrate_live(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemStreamCtx *sc = data;
+    g_autofree char *path = g_build_filename(sc->dir, "stream", NULL);
+    g_autofree char *logf = g_build_filename(sc->dir, "dst.log", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", path);
+    g_autofree uint8_t *buf = NULL;
+    g_autofree char *st = NULL;
+    TmemCtx ctx, *c = &ctx;
+    const uint64_t o1 = TMEM_LIVE_OID, o2 = o1 + 1, o3 = o1 + 2, o4 = o1 + 3;
+    uint32_t pp, pp2, pp3;
+    QTestState *dst;
+    uint64_t pages;
+    QDict *rsp;
+    size_t len;
+    unsigned i;
+    TmemOp op;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    pp = tmem_pool_new(c, POOL_P4K);
+    pp2 = tmem_pool_new(c, POOL_P4K);
+    tmem_put_random(c, pp, o1, 1000, TMEM_LIVE_PAGES);
+    tmem_put_random(c, pp2, o2, 3000, BATCH);
+    g_assert_cmpuint(tmem_stat(c, "pages_spilled"), >, 0);
+
+    /* about 2.5 MiB of pages at 256 KiB/s: ten seconds to change them */
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate-set-parameters',"
+                             "'arguments': {'max-bandwidth': 262144}}");
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    tmem_wait_live_sent(c);
+
+    /* overwrite the first BATCH pages, flush the next 16, add BATCH */
+    tmem_put_random(c, pp, o1, 2000, BATCH);
+    for (i = BATCH; i < BATCH + 16; i++) {
+        op = tmem_op_key(VIRTIO_TMEM_OP_FLUSH_PAGE, pp, o1, i);
+        tmem_run(c, &op, 1);
+        tmem_assert_status(&op, VIRTIO_TMEM_S_OK);
+    }
+    tmem_put_random(c, pp, o3, 4000, BATCH);
+    /* a pool goes, and another takes its slot */
+    tmem_pool_destroy(c, pp2);
+    pp3 = tmem_pool_new(c, POOL_P4K);
+    g_assert_cmpuint(pp3 & 0xffff, ==, pp2 & 0xffff);
+    tmem_put_random(c, pp3, o4, 5000, BATCH);
+    g_assert_cmpuint(tmem_live_stat(c, "keys_dirtied"), >=, 3 * BATCH + 16);
+
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate-set-parameters',"
+                             "'arguments': {'max-bandwidth': 1073741824}}");
+    st = tmem_migrate_wait(c->qts);
+    g_assert_cmpstr(st, ==, "completed");
+    g_assert_cmpuint(tmem_live_stat(c, "passes"), >=, 2);
+    pages = tmem_stat(c, "pages_persistent");
+    g_assert_cmpuint(pages, ==, TMEM_LIVE_PAGES - 16 + 2 * BATCH);
+
+    /* what the stream says each key is at the end */
+    g_assert_true(g_file_get_contents(path, (char **)&buf, &len, NULL));
+    for (i = 0; i < TMEM_LIVE_PAGES; i++) {
+        tmem_check_last(buf, len, o1, i,
+                        i < BATCH ? 2000 + i :
+                        i < BATCH + 16 ? 0 : 1000 + i);
+    }
+    for (i = 0; i < BATCH; i++) {
+        tmem_check_last(buf, len, o3, i, 4000 + i);
+        tmem_check_last(buf, len, o4, i, 5000 + i);
+    }
+
+    /* and the destination holds what the source does, no more */
+    g_free(st);
+    dst = tmem_migrate_from_file(sc->cmd_line, path, logf, &st);
+    g_assert_cmpstr(st, ==, "completed");
+    rsp = qtest_qmp_assert_success_ref(dst, "{'execute': 'qom-get', "
+                                       "'arguments': {'path': %s, "
+                                       "'property': 'stats'}}",
+                                       c->tmem->qom_path);
+    g_assert_cmpuint(tmem_stat_of(rsp, "pages_persistent"), ==, pages);
+    g_assert_cmpuint(tmem_stat_of(qdict_get_qdict(rsp, "migration"),
+                                  "pages_loaded"), >=, pages);
+    qobject_unref(rsp);
+    qtest_quit(dst);
+    unlink(path);
 }
 
 /*
@@ -415,6 +605,7 @@ static void register_virtio_tmem_migrate_test(void)
                  &migrate_io);
     qos_add_test("migrate-bad-stream", "virtio-tmem", test_bad_stream,
                  &stream);
+    qos_add_test("migrate-live", "virtio-tmem", test_migrate_live, &stream);
     qos_add_test("migrate-save-unreadable", "virtio-tmem",
                  test_save_unreadable, &stream);
 }

@@ -681,13 +681,13 @@ static void tblk_expect_bad(TblkEnv *env, const char *cmd_line,
  * them in the vmstate and snapshot-load brings them back over later
  * writes and discards; a migration carries them, spilled ones
  * included, to a destination that reads back every byte.  A destination
- * whose node has another size, or a stream with a block past the end or
- * an unknown marker, fails the load cleanly.
+ * whose node is smaller than the blocks sent, or a stream with a block
+ * past the end or an unknown record, fails the load cleanly.
  */
 static void test_block_migrate(void *obj, void *data, QGuestAllocator *alloc)
 {
-    static const char idstr[] = "tmem-blk/tb1";
     const unsigned npages = 512 + 3;
+    uint8_t rec[33] = { 2 };    /* PAGE, slot 0, oid 0, index 2000 */
     TblkEnv *env = data;
     TmemCtx ctx, *c = &ctx;
     g_autofree uint8_t *want = g_malloc0(TBLK_SIZE);
@@ -747,23 +747,120 @@ static void test_block_migrate(void *obj, void *data, QGuestAllocator *alloc)
     memcpy(strstr((char *)p, "8388608"), "4194304", 7);
     g_assert_true(g_file_get_contents(stream, (char **)&buf, &len, NULL));
     tblk_expect_bad(env, small, "into a smaller node", buf, len,
-                    "bytes arriving");
+                    "cannot hold");
 
-    /* tb1's section: idstr, be32 instance, be32 version, be64 size, ... */
-    p = memmem(buf, len, idstr, strlen(idstr));
+    /* block 2000's record in tb1's live section (backends/tmem-live.c) */
+    stl_be_p(rec + 29, 2000);
+    p = memmem(buf, len, rec, sizeof(rec));
     g_assert_nonnull(p);
-    off = p - buf + strlen(idstr) + 8;
-    g_assert_cmpuint(ldq_be_p(buf + off), ==, TBLK_SIZE);
-    g_assert_cmpuint(buf[off + 8], ==, 1);
+    off = p - buf;
+    g_assert_null(memmem(p + 1, buf + len - p - 1, rec, sizeof(rec)));
     copy = g_memdup2(buf, len);
-    stq_be_p(copy + off + 9, TBLK_PAGES);
+    stl_be_p(copy + off + 29, TBLK_PAGES);
     tblk_expect_bad(env, env->cmd_line, "with a block past the end", copy,
-                    len, "past the end");
+                    len, "cannot hold");
     memcpy(copy, buf, len);
-    copy[off + 8] = 7;
-    tblk_expect_bad(env, env->cmd_line, "with marker 7", copy, len,
-                    "marker");
+    stl_be_p(copy + off + 1, 1);
+    tblk_expect_bad(env, env->cmd_line, "with a block of slot 1", copy,
+                    len, "has no pool");
+    memcpy(copy, buf, len);
+    copy[off] = 7;
+    tblk_expect_bad(env, env->cmd_line, "with record type 7", copy, len,
+                    "record type");
     g_free(copy);
+}
+
+/* Wait until @rec is in the stream being written to @path */
+static void tblk_wait_sent(QTestState *qts, const char *path,
+                           const uint8_t *rec, size_t len)
+{
+    gint64 start = g_get_monotonic_time();
+
+    for (;;) {
+        g_autofree char *buf = NULL;
+        QDict *rsp;
+        size_t n;
+        bool sent;
+
+        sent = g_file_get_contents(path, &buf, &n, NULL) &&
+               memmem(buf, n, rec, len);
+        if (sent) {
+            return;
+        }
+        /* not over yet: the test's changes must land while it runs */
+        rsp = qtest_qmp_assert_success_ref(qts,
+                                           "{'execute': 'query-migrate'}");
+        g_assert_cmpstr(qdict_get_try_str(rsp, "status"), !=, "completed");
+        qobject_unref(rsp);
+        g_assert_cmpint(g_get_monotonic_time() - start, <, TMEM_TIMEOUT_US);
+        g_usleep(20 * 1000);
+    }
+}
+
+/*
+ * Test: pre-copy of a block node.  The migration is throttled; once block
+ * 48 is in the stream, the test rewrites blocks 0-63 and discards
+ * 100-115 while it runs, then lets it finish.  Block 48 must have
+ * travelled at least twice, as it was and, last, as it is; the
+ * destination must read back every byte as the source has it.
+ */
+static void test_block_migrate_live(void *obj, void *data,
+                                    QGuestAllocator *alloc)
+{
+    TblkEnv *env = data;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree uint8_t *want = g_malloc0(TBLK_SIZE);
+    g_autofree uint8_t *old = g_malloc(PAGE_4K);
+    g_autofree char *stream = g_build_filename(env->dir, "stream", NULL);
+    g_autofree char *logf = g_build_filename(env->dir, "dst.log", NULL);
+    g_autofree char *uri = g_strdup_printf("file:%s", stream);
+    g_autofree char *st = NULL;
+    g_autofree uint8_t *buf = NULL;
+    /* PAGE, slot 0, oid 0, index 48, RAW: block 48 as it travels */
+    uint8_t rec[34] = { 2, [32] = 48, [33] = 3 };
+    uint8_t *p, *last = NULL;
+    unsigned seen = 0;
+    QTestState *dst;
+    size_t len;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    tblk_fill(want, 0, 512, 7000);
+    memcpy(old, want + 48 * PAGE_4K, PAGE_4K);
+    tblk_write(c->qts, env, "tb1", want, 0, 512 * PAGE_4K);
+
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate-set-parameters',"
+                             "'arguments': {'max-bandwidth': 262144}}");
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate', 'arguments': "
+                             "{'uri': %s}}", uri);
+    tblk_wait_sent(c->qts, stream, rec, sizeof(rec));
+    tblk_fill(want, 0, 64, 9000);
+    tblk_write(c->qts, env, "tb1", want, 0, 64 * PAGE_4K);
+    tblk_io(c->qts, "tb1", "discard 409600 65536");
+    memset(want + 100 * PAGE_4K, 0, 16 * PAGE_4K);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'migrate-set-parameters',"
+                             "'arguments': {'max-bandwidth': 1073741824}}");
+    st = tmem_migrate_wait(c->qts);
+    g_assert_cmpstr(st, ==, "completed");
+
+    g_assert_true(g_file_get_contents(stream, (char **)&buf, &len, NULL));
+    for (p = buf; (p = memmem(p, buf + len - p, rec, sizeof(rec))); p++) {
+        g_assert_true(p + 34 + PAGE_4K <= buf + len);
+        if (!seen++) {
+            g_assert_cmpmem(p + 34, PAGE_4K, old, PAGE_4K);
+        }
+        last = p;
+    }
+    g_assert_cmpuint(seen, >=, 2);
+    g_assert_cmpmem(last + 34, PAGE_4K, want + 48 * PAGE_4K, PAGE_4K);
+
+    g_free(st);
+    dst = tmem_migrate_from_file(env->cmd_line, stream, logf, &st);
+    g_assert_cmpstr(st, ==, "completed");
+    g_assert_cmpuint(tblk_store_stat(dst, "st1", "pages_persistent"), ==,
+                     512 - 16);
+    tblk_verify(dst, env, "tb1", want, TBLK_SIZE);
+    qtest_quit(dst);
+    unlink(stream);
 }
 
 static void register_virtio_tmem_store_test(void)
@@ -780,6 +877,8 @@ static void register_virtio_tmem_store_test(void)
     qos_add_test("block-rw", "virtio-tmem", test_block_rw, &opts);
     qos_add_test("block-spill", "virtio-tmem", test_block_spill, &opts);
     qos_add_test("block-migrate", "virtio-tmem", test_block_migrate,
+                 &migrate);
+    qos_add_test("block-migrate-live", "virtio-tmem", test_block_migrate_live,
                  &migrate);
 }
 
