@@ -96,11 +96,14 @@ $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(BUILD)/release/libtmem.a
 		$(BUILD)/release/libtmem.a $(LIBS) -o $@
 # The host library first; then the guest benchmarks (tests/guest-bench/,
 # docs/benchmarks.md): TCG guests, ~30 minutes, build/bench/guest.json,
-# docs/bench/*.png.  BENCH_REPS sets the repetitions of each guest run.
+# docs/bench/*.png; then live migration of a guest's store at two sizes
+# (~3 minutes, build/bench/migration.json).  BENCH_REPS sets the
+# repetitions of each guest run.
 bench: deps $(BENCH_BIN)
 	@mkdir -p $(BUILD)/bench
 	$(BENCH_BIN) --json $(BUILD)/bench/host-lib.json
 	@tests/guest-bench/run-bench.py $(if $(BENCH_REPS),--reps $(BENCH_REPS))
+	@tests/guest-bench/migration.py $(if $(BENCH_REPS),--reps $(BENCH_REPS))
 
 clean:
 	rm -rf $(BUILD)

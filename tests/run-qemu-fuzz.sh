@@ -17,7 +17,8 @@
 # crash, a sanitizer report or a model mismatch fails, and the
 # artifact's reproducer is printed.  Per target it prints the runs, the
 # edges reached in the request decoder (virtio_tmem_handle_request) or
-# the migration load (virtio_tmem_load), from libFuzzer's
+# the migration load (virtio_tmem_load and the live section's
+# tmem_live_load*), from libFuzzer's
 # -print_coverage report (the decoder's edges are those of
 # virtio_tmem_handle_request, virtio_tmem_run_op and
 # virtio_tmem_get_range, which the compiler may or may not inline into
@@ -55,12 +56,16 @@ for target in virtio-tmem-fuzz virtio-tmem-spill-iothread-fuzz \
 	floor=$decoder_floor opts=()
 	case $target in
 	virtio-tmem-migration-fuzz)
-		funcs=virtio_tmem_load floor=$load_floor;;
+		# the table's load, and the live section's (backends/tmem-live.c)
+		funcs="virtio_tmem_load tmem_live_load tmem_live_load_key"
+		funcs+=" tmem_live_load_form tmem_live_load_slot"
+		floor=$load_floor;;
 	tmem-blk-fuzz)
 		# the block driver's request path, through the block layer
 		funcs="tmem_blk_run tmem_blk_read_work tmem_blk_write_work"
 		funcs+=" tmem_blk_discard_work tmem_blk_co_pdiscard"
-		funcs+=" tmem_blk_co_pwrite_zeroes tmem_blk_load tmem_blk_save"
+		funcs+=" tmem_blk_co_pwrite_zeroes tmem_blk_live_mark tmem_live_load"
+		funcs+=" tmem_live_load_key tmem_live_load_form tmem_live_load_slot"
 		floor=$blk_floor;;
 	generic-*) floor=0;;
 	esac

@@ -150,6 +150,7 @@ static void test_migrate(void *obj, void *data, QGuestAllocator *alloc)
 typedef struct TmemStreamCtx {
     char *dir;
     char *cmd_line;     /* the source's, for the destinations */
+    bool main_loop;     /* no spill, so no iothread: the main loop serves */
 } TmemStreamCtx;
 
 static void tmem_stream_cleanup(void *opaque)
@@ -172,21 +173,44 @@ static void tmem_stream_cleanup(void *opaque)
     g_free(sc);
 }
 
-static void *tmem_stream_setup(GString *cmd_line, void *arg)
+static TmemStreamCtx *tmem_stream_new(void)
 {
     TmemStreamCtx *sc = g_new0(TmemStreamCtx, 1);
 
     sc->dir = g_dir_make_tmp("qtest-tmem-stream.XXXXXX", NULL);
     g_assert_nonnull(sc->dir);
+    g_test_queue_destroy(tmem_stream_cleanup, sc);
+    return sc;
+}
+
+/* the source ends up migrated: no later test may reuse it */
+static void tmem_stream_name(TmemStreamCtx *sc, GString *cmd_line)
+{
+    g_string_append(cmd_line, " -name tmem-stream");
+    sc->cmd_line = g_strdup(cmd_line->str);
+}
+
+/* Without a spill file, and so without an iothread of the device's own */
+static void *tmem_stream_main_loop_setup(GString *cmd_line, void *arg)
+{
+    TmemStreamCtx *sc = tmem_stream_new();
+
+    sc->main_loop = true;
+    g_string_append(cmd_line, " -global virtio-tmem-pci.budget=64M");
+    tmem_stream_name(sc, cmd_line);
+    return sc;
+}
+
+static void *tmem_stream_setup(GString *cmd_line, void *arg)
+{
+    TmemStreamCtx *sc = tmem_stream_new();
+
     g_string_append_printf(cmd_line,
                            " -global virtio-tmem-pci.budget=1M"
                            " -global virtio-tmem-pci.spill=%s"
                            " -global virtio-tmem-pci.spill-max=64M",
                            sc->dir);
-    /* the source ends up migrated: no later test may reuse it */
-    g_string_append(cmd_line, " -name tmem-stream");
-    sc->cmd_line = g_strdup(cmd_line->str);
-    g_test_queue_destroy(tmem_stream_cleanup, sc);
+    tmem_stream_name(sc, cmd_line);
     return sc;
 }
 
@@ -379,7 +403,8 @@ static void test_bad_stream(void *obj, void *data, QGuestAllocator *alloc)
  * finish.  The stream is read back: the last record of every key must
  * be the page as it is now (random pages travel raw), or GONE for a page
  * flushed after it went.  The destination must load it and hold exactly
- * the pages the source holds.
+ * the pages the source holds.  Once with a spill file (and so with the
+ * queues in an iothread), once without (in the main loop).
  */
 
 #define TMEM_LIVE_OID       0x746d656d4c495645ull   /* "tmemLIVE" */
@@ -420,6 +445,14 @@ static void tmem_check_last(const uint8_t *buf, size_t len, uint64_t oid,
     g_assert_true(r + 29 + PAGE_4K <= buf + len);
     tmem_fill_random(want, PAGE_4K, seed);
     g_assert_cmpmem(r + 29, PAGE_4K, want, PAGE_4K);
+}
+
+static void tmem_assert_iothread(TmemCtx *c, bool want)
+{
+    QDict *stats = tmem_stats(c);
+
+    g_assert_cmpint(qdict_get_bool(stats, "iothread_active"), ==, want);
+    qobject_unref(stats);
 }
 
 static uint64_t tmem_live_stat(TmemCtx *c, const char *name)
@@ -468,7 +501,9 @@ static void test_migrate_live(void *obj, void *data, QGuestAllocator *alloc)
     pp2 = tmem_pool_new(c, POOL_P4K);
     tmem_put_random(c, pp, o1, 1000, TMEM_LIVE_PAGES);
     tmem_put_random(c, pp2, o2, 3000, BATCH);
-    g_assert_cmpuint(tmem_stat(c, "pages_spilled"), >, 0);
+    /* with a spill file, the device's queues run in an iothread */
+    g_assert_cmpuint(tmem_stat(c, "pages_spilled") > 0, ==, !sc->main_loop);
+    tmem_assert_iothread(c, !sc->main_loop);
 
     /* about 2.5 MiB of pages at 256 KiB/s: ten seconds to change them */
     qtest_qmp_assert_success(c->qts, "{'execute': 'migrate-set-parameters',"
@@ -593,6 +628,9 @@ static void register_virtio_tmem_migrate_test(void)
     QOSGraphTestOptions stream = {
         .before = tmem_stream_setup,
     };
+    QOSGraphTestOptions stream_main_loop = {
+        .before = tmem_stream_main_loop_setup,
+    };
     QOSGraphTestOptions migrate = {
         .before = tmem_migrate_setup,
     };
@@ -606,6 +644,8 @@ static void register_virtio_tmem_migrate_test(void)
     qos_add_test("migrate-bad-stream", "virtio-tmem", test_bad_stream,
                  &stream);
     qos_add_test("migrate-live", "virtio-tmem", test_migrate_live, &stream);
+    qos_add_test("migrate-live-main-loop", "virtio-tmem", test_migrate_live,
+                 &stream_main_loop);
     qos_add_test("migrate-save-unreadable", "virtio-tmem",
                  test_save_unreadable, &stream);
 }

@@ -5,13 +5,17 @@ a busybox initramfs whose /init is tests/e2e/guest/init.sh, a plan
 (/e2e/plan.sh) saying what to run, a virtio-blk swap disk and an ext4 data
 disk.  The console is QEMU's stdio: the guest prints E2E-* lines
 (tests/e2e/guest/e2e-common.h), and at each E2E-SYNC point the host
-answers on the same console, after acting over QMP if it wants to.
+answers on the same console, after acting over QMP if it wants to.  A
+guest that migrates has its console on a unix socket instead
+(Guest(console="socket"), Guest.migrate()), which the harness reconnects
+to each QEMU process in turn.
 """
 import lzma
 import os
 import queue
 import re
 import shutil
+import socket
 import subprocess
 import sys
 import threading
@@ -46,6 +50,15 @@ def host_tsc_khz():
     if " tsc_known_freq" not in info or not mhz:
         return None
     return int(float(mhz.group(1)) * 1000)
+
+
+def cpu_model():
+    """The host CPU's model name, for the benchmarks' machine records."""
+    with open("/proc/cpuinfo") as fh:
+        for line in fh:
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return "unknown CPU"
 
 
 def kernel_args():
@@ -316,15 +329,32 @@ class Guest:
 
     def __init__(self, name, workdir, qemu, kernel, initrd, drives,
                  tmem="budget=256M", smp=1, append="", timeout=300,
-                 echo=False, extra=()):
+                 echo=False, extra=(), console="stdio", mem_mb=GUEST_MB):
+        """console="stdio": the serial console is QEMU's stdio (with its
+        messages); "socket": it is a unix socket chardev the harness
+        connects to, which can follow the guest to another QEMU process
+        (migrate()); QEMU's own output then comes as "qemu[K]: " lines."""
         self.name, self.workdir, self.timeout = name, workdir, timeout
         self.echo = echo
+        self.console = console
         self.qmp_path = os.path.join(workdir, "harness-qmp.sock")
         self.console_path = os.path.join(workdir, "console.log")
+        self.console_sock = os.path.join(workdir, "console.sock")
         if os.path.exists(self.qmp_path):
             os.unlink(self.qmp_path)
-        self.cmd = [qemu, "-M", "pc", "-m", str(GUEST_MB), "-smp", str(smp),
-                    "-nographic", "-no-reboot",
+        if console == "socket":
+            # wait=on: QEMU waits for the harness before it starts the
+            # guest, so no console line is lost
+            display = ["-display", "none", "-monitor", "none", "-parallel", "none",
+                       "-chardev", f"socket,id=con0,path={self.console_sock},"
+                                   "server=on,wait=on",
+                       "-serial", "chardev:con0"]
+        elif console == "stdio":
+            display = ["-nographic"]
+        else:
+            raise ValueError(f"console={console!r}")
+        self.cmd = [qemu, "-M", "pc", "-m", str(mem_mb), "-smp", str(smp),
+                    *display, "-no-reboot",
                     "-L", "/usr/share/seabios", "-L", "/usr/share/qemu",
                     "-kernel", kernel, "-initrd", initrd,
                     "-append", f"{kernel_args()} {append}".strip(),
@@ -351,10 +381,23 @@ class Guest:
         self.boots = 0           # QEMU processes started
         self.reboots_expected = 0
         self.after_sh = []       # lines to send at the next E2E-SH line
+        # console="socket" (migrate()):
+        self.console_from = []   # (index in lines, process k): lines from
+                                 # there on came from QEMU process k's console
+        self.exits = {}          # process k: its exit status, once it exited
+        self.migrations = []     # what migrate() saw, one dict per migration
+        self._q = None
+        self._con = None         # the connected console socket
+        self._con_gen = 0        # the process whose console is current
+        self._con_reader = None
+        self._partial = b""      # a line the previous console left unfinished
 
     # -- the host side of the console protocol --
 
     def send(self, line):
+        if self.console == "socket":
+            self._con.sendall((line + "\n").encode())
+            return
         self.proc.stdin.write((line + "\n").encode())
         self.proc.stdin.flush()
 
@@ -378,6 +421,9 @@ class Guest:
         self.after_sh = list(then)
 
     def _start(self, q):
+        if self.console == "socket":
+            self._start_socket(q)
+            return
         if os.path.exists(self.qmp_path):
             os.unlink(self.qmp_path)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.PIPE,
@@ -395,6 +441,224 @@ class Guest:
                 log_f.flush()
                 q.put(raw.decode("utf-8", "replace").rstrip("\r\n"))
         q.put(None)
+
+    # -- console="socket": the console follows the guest between processes --
+
+    def _spawn(self, cmd, k, q, con_path):
+        """Start QEMU process k with cmd (its console on the socket
+        con_path); return (proc, connected console socket).  Its
+        stdout and stderr go to the queue as "qemu[k]: " lines."""
+        if os.path.exists(con_path):
+            os.unlink(con_path)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT)
+        threading.Thread(target=self._qemu_output, args=(q, proc, k), daemon=True).start()
+        deadline = time.monotonic() + 30
+        while True:
+            sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+            try:
+                sock.connect(con_path)
+                return proc, sock
+            except OSError:
+                sock.close()
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    proc.kill()
+                    proc.wait()
+                    raise RuntimeError(f"QEMU process {k} (exit {proc.returncode}) "
+                                       f"did not open its console socket {con_path}")
+                time.sleep(0.05)
+
+    def _qemu_output(self, q, proc, k):
+        for raw in iter(proc.stdout.readline, b""):
+            q.put(f"qemu[{k}]: " + raw.decode("utf-8", "replace").rstrip("\r\n"))
+        self.exits[k] = proc.wait()
+
+    def _start_socket(self, q):
+        self._q = q
+        k = self.boots
+        if os.path.exists(self.qmp_path):
+            os.unlink(self.qmp_path)
+        self.proc, self._con = self._spawn(self.cmd, k, q, self.console_sock)
+        self._con_gen = k
+        self._con_reader = threading.Thread(
+            target=self._console_reader, args=(q, self._con, k, None, self.boots > 0),
+            daemon=True)
+        self._con_reader.start()
+        self.boots += 1
+        self.qmp = QMP(self.qmp_path, timeout=30)
+
+    def _console_reader(self, q, sock, k, prev, append):
+        """Lines of process k's console, once the previous process's
+        console (thread prev) has given all of its own; at the end of the
+        current console, None."""
+        if prev is not None:
+            prev.join()
+        q.put(("console", k))
+        buf = self._partial
+        self._partial = b""
+        with open(self.console_path, "ab" if append else "wb") as log_f:
+            while True:
+                try:
+                    data = sock.recv(65536)
+                except OSError:
+                    data = b""
+                if not data:
+                    break
+                log_f.write(data)
+                log_f.flush()
+                buf += data
+                *lines, buf = buf.split(b"\n")
+                for raw in lines:
+                    q.put(raw.decode("utf-8", "replace").rstrip("\r"))
+        if self._con_gen == k:     # the guest's end, not a migration
+            if buf:
+                q.put(buf.decode("utf-8", "replace").rstrip("\r"))
+            q.put(None)
+        else:
+            self._partial = buf
+
+    def lines_of(self, k):
+        """The console lines QEMU process k showed (console="socket")."""
+        out, starts = [], self.console_from + [(len(self.lines), None)]
+        for (i, kk), (j, _) in zip(starts, starts[1:]):
+            if kk == k:
+                out += self.lines[i:j]
+        return out
+
+    def migrate(self, replace=(), params=None, incoming_paused=False, timeout=600,
+                poll=0.1, on_poll=None, via_file=None):
+        """Live-migrate the guest (console="socket") to a new QEMU process
+        k: the current command line, with QMP and console sockets of its
+        own, each (old, new) of replace substituted in every argument, and
+        -incoming unix:migrate-k.sock; then quit the source, and go on
+        with process k.  params: migrate-set-parameters for the source.
+        incoming_paused: start the destination with -S, so that it stays
+        paused on arrival until the caller's "cont" (its state can be read
+        as it arrived).  on_poll(g, info), if given, runs at every poll of
+        the source's query-migrate.  via_file: a path; the source then
+        migrates to file:via_file, and the destination (-incoming defer)
+        loads that file once the source completed (the stream's exact
+        size is the file's: m["file_bytes"]).
+
+        Returns (and appends to self.migrations) a dict: k, status, info
+        (the source's last query-migrate), src_before/src_after/dst_arrival
+        (flat query-tmem stats: the source just before migrate, the
+        source once it completed, the destination on arrival), src_status
+        (query-status once completed), src_exit, wall_ms, error.  On
+        failure the destination is killed and the guest goes on where it
+        was (a source that had completed is resumed: source_resumed); the
+        caller checks m["status"] and m["error"]."""
+        assert self.console == "socket"
+        k = self.boots
+        wd = self.workdir
+        qmp_k = os.path.join(wd, f"harness-qmp-{k}.sock")
+        con_k = os.path.join(wd, f"console-{k}.sock")
+        mig = os.path.join(wd, f"migrate-{k}.sock")
+        for p in (qmp_k, mig):
+            if os.path.exists(p):
+                os.unlink(p)
+        # the current process's command line and sockets
+        cur_cmd, cur_qmp, cur_con = getattr(self, "_cur", (self.cmd, self.qmp_path,
+                                                            self.console_sock))
+        base = [a.replace(cur_qmp, qmp_k).replace(cur_con, con_k) for a in cur_cmd]
+        for old, new in replace:
+            base = [a.replace(old, new) for a in base]
+        uri = f"file:{via_file}" if via_file else f"unix:{mig}"
+        cmd = base + ["-incoming", "defer" if via_file else uri] + \
+            (["-S"] if incoming_paused else [])
+        if via_file and os.path.exists(via_file):
+            os.unlink(via_file)
+        m = {"k": k, "status": None, "error": None, "info": None, "src_exit": None}
+        self.migrations.append(m)
+        t0 = time.monotonic()
+        self.boots += 1
+        proc = con = dqmp = None
+        try:
+            proc, con = self._spawn(cmd, k, self._q, con_k)
+            dqmp = QMP(qmp_k, timeout=30)
+            if params:
+                self.qmp.cmd("migrate-set-parameters", params)
+            m["src_before"] = self.host_stats()
+            m["t_start"] = time.monotonic()
+            self.qmp.cmd("migrate", {"uri": uri})
+            deadline = time.monotonic() + timeout
+            while True:
+                info = self.qmp.cmd("query-migrate")
+                m["info"] = info
+                if on_poll:
+                    on_poll(self, info)
+                if info.get("status") in ("completed", "failed", "cancelled"):
+                    break
+                if time.monotonic() > deadline:
+                    self.qmp.cmd("migrate_cancel")
+                    raise TimeoutError(f"migration {k} not done after {timeout} s")
+                time.sleep(poll)
+            m["t_done"] = time.monotonic()
+            m["status"] = info["status"]
+            if info["status"] != "completed":
+                raise RuntimeError(f"migration {k}: {info.get('error-desc', info['status'])}")
+            m["src_status"] = self.qmp.cmd("query-status").get("status")
+            m["src_after"] = self.host_stats()
+            if via_file:
+                m["file_bytes"] = os.path.getsize(via_file)
+                dqmp.cmd("migrate-incoming", {"uri": uri})
+            # the destination, once it has loaded the whole stream: running,
+            # or paused with -S
+            while True:
+                st = dqmp.cmd("query-status").get("status")
+                if st != "inmigrate":
+                    break
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"migration {k}: destination still loading")
+                time.sleep(0.02)
+            m["t_arrived"] = time.monotonic()
+            m["dst_status"] = st
+            if st != ("paused" if incoming_paused else "running"):
+                raise RuntimeError(f"migration {k}: destination is {st} on arrival")
+            r = dqmp.cmd("query-tmem")
+            r = [e for e in r if e["kind"] == "device"] or r
+            m["dst_arrival"] = flat(r[0]["stats"]) if r else {}
+        except (QMPError, OSError, RuntimeError, TimeoutError) as e:
+            m["error"] = f"{type(e).__name__}: {e}"
+            if dqmp:
+                dqmp.close()
+            if con:
+                con.close()
+            if proc:
+                proc.kill()
+                proc.wait()
+            # a source that completed stays stopped: let the guest go on
+            # there, so that the caller's checks see what happened
+            try:
+                if self.qmp.cmd("query-status").get("status") == "postmigrate":
+                    self.qmp.cmd("cont")
+                    m["source_resumed"] = True
+            except (QMPError, OSError):
+                pass
+            return m
+        finally:
+            m["wall_ms"] = round((time.monotonic() - t0) * 1000, 1)
+        # The switch: the old console's reader gives its last lines and
+        # stops at its end (the source quits); the new one goes on.
+        old_proc, old_qmp, old_reader = self.proc, self.qmp, self._con_reader
+        self._con_gen = k
+        self._con = con
+        self._con_reader = threading.Thread(
+            target=self._console_reader, args=(self._q, con, k, old_reader, True), daemon=True)
+        self._con_reader.start()
+        self.proc, self.qmp = proc, dqmp
+        self._cur = (base, qmp_k, con_k)
+        try:
+            old_qmp.cmd("quit")
+        except (QMPError, OSError):
+            pass
+        old_qmp.close()
+        try:
+            m["src_exit"] = old_proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            old_proc.kill()
+            m["src_exit"] = f"killed: still running 60 s after quit ({old_proc.wait()})"
+        return m
 
     def _parse(self, line):
         m = MARK.search(line)
@@ -460,6 +724,9 @@ class Guest:
                     continue
                 if line is None:
                     break
+                if isinstance(line, tuple):     # ("console", k): migrate()
+                    self.console_from.append((len(self.lines), line[1]))
+                    continue
                 self.lines.append(line)
                 if self.echo:
                     print(f"  | {line}", flush=True)

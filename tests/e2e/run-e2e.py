@@ -136,12 +136,13 @@ def workdir(res):
 
 def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
          wd=None, drives=(), files=None, on_tick=None, data_block=4096,
-         append=""):
+         append="", console="stdio"):
     """wd: the test's workdir if it made one already (workdir());
     drives: more -drive/-device arguments; files: {name: path}, more files
     for /e2e in the initramfs; on_tick(guest): called every 2 s;
     data_block: the block size of the data disk's ext4; append: more of
-    the kernel's command line."""
+    the kernel's command line; console: guestlib.Guest's ("socket" for a
+    guest that migrates)."""
     ctx = res.ctx
     wd = wd or workdir(res)
     drives = gl.make_disks(wd, fmt, data_block=data_block) + list(drives)
@@ -156,8 +157,9 @@ def boot(res, plan, tmem, fmt="raw", smp=1, on_sync=None, timeout=300,
         drives = [d.replace("{wd}", wd) for d in drives]
     g = gl.Guest(res.name, wd, ctx.qemu, ctx.kernel(res.variant), initrd, drives,
                  tmem=tmem, smp=smp, timeout=timeout, echo=ctx.args.verbose,
-                 append=append)
-    res.guest = g.run(on_sync, on_tick=on_tick)
+                 append=append, console=console)
+    res.guest = g
+    g.run(on_sync, on_tick=on_tick)
     res.seconds = g.seconds
     return g
 
@@ -1359,6 +1361,200 @@ def t_mixed(res):
     res.check("no I/O error in the guest", not ioerr, "; ".join(ioerr[:3]))
 
 
+# Migration parameters of the live-migrate test: a bandwidth cap far above
+# what a unix socket carries here (QEMU's default cap is 128 MiB/s), so the
+# link is not the limit; downtime-limit stays QEMU's default (300 ms).
+MIGRATE_PARAMS = {"max-bandwidth": 10 << 30}
+QEMU_TROUBLE = re.compile(r"error|assert|abort|core dumped|segmentation|"
+                          r"cannot|failed", re.I)
+
+
+def migration_figures(m):
+    """The figures of one guestlib.Guest.migrate(), for the log and e2e.json.
+    ram.transferred is everything the stream carried (QEMU counts every
+    byte of the migration file); precopy-bytes + downtime-bytes are its RAM
+    pages alone, so the rest is device state, the store's pages first."""
+    info = m.get("info") or {}
+    ram = info.get("ram") or {}
+    ram_bytes = ram.get("precopy-bytes", 0) + ram.get("downtime-bytes", 0) + \
+        ram.get("postcopy-bytes", 0)
+    sb, sa, da = m.get("src_before") or {}, m.get("src_after") or {}, \
+        m.get("dst_arrival") or {}
+    return {
+        "process": m["k"], "status": m["status"], "error": m["error"],
+        "downtime_ms": info.get("downtime"), "total_ms": info.get("total-time"),
+        "setup_ms": info.get("setup-time"), "wall_ms": m.get("wall_ms"),
+        "transferred_bytes": ram.get("transferred"), "ram_bytes": ram_bytes,
+        "other_bytes": (ram.get("transferred") - ram_bytes
+                        if ram.get("transferred") is not None else None),
+        "downtime_ram_bytes": ram.get("downtime-bytes"),
+        "pages_persistent": sa.get("pages_persistent"),
+        "bytes_persistent": sa.get("bytes_persistent"),
+        "pages_spilled": sa.get("pages_spilled"),
+        "dst_pages_persistent": da.get("pages_persistent"),
+        "dst_bytes_persistent": da.get("bytes_persistent"),
+        "puts_during": (sa.get("operations.put.pages", 0) -
+                        sb.get("operations.put.pages", 0)) if sa and sb else None,
+    }
+
+
+def t_live_migrate(res):
+    """Live migration while the guest swaps through the device, pages in
+    the host's RAM and in its spill file: to a second QEMU process, where
+    the guest runs on and verifies, then back to a third, where it
+    finishes.  The console follows the guest (a socket chardev per
+    process)."""
+    passes, mb = 5, 192
+    wd = workdir(res)
+    spills = [os.path.join(wd, d) for d in ("spill", "spill-1", "spill-2")]
+    for d in spills:
+        os.makedirs(d)
+    answered = {}   # sync point: when the harness answered it
+    done = []       # the migrations' dicts, as they ran
+    notes = {}      # per migration: the harness's view when it began
+
+    def on_sync(g, name, n):
+        answered[name] = time.monotonic()
+        return ["go"]
+
+    def running_pass():
+        return 1 + max((int(n[4:]) for n in answered if re.fullmatch(r"pass\d+", n)),
+                       default=-1)
+
+    def migrate(g, k):
+        """Cut the budget to half of what the store uses, so that pages
+        spill, and give it back once they have; a second on, migrate to
+        process k, with its own spill directory.  (The host asks the guest
+        to take spilled pages back, RECLAIM, and it does, to its swap
+        disk: a store under a small budget from the start soon holds no
+        spilled page.  And while usage is over the budget the driver
+        stores nothing, so the budget is back before the migration.)  The
+        destination starts paused (-S), so that its store can be read as
+        it arrived; then it goes on."""
+        cut = max(4 * MiB, g.host_stats().get("ram_used", 0) // 2)
+        g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": cut})
+        for _ in range(50):
+            time.sleep(0.2)
+            st = g.host_stats()
+            if st.get("ram_used", 0) <= cut and st.get("pages_spilled", 0) > 0:
+                break
+        g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": BUDGET})
+        notes[k] = {"cut": cut, "at_cut": st, "restored": g.host_stats(),
+                    "pass": running_pass(), "ended": "migrate" in g.ends}
+        time.sleep(1)
+        m = g.migrate(replace=[(f"spill={spills[k - 1]},", f"spill={spills[k]},")],
+                      params=MIGRATE_PARAMS, incoming_paused=True)
+        done.append(m)
+        if m["status"] == "completed" and not m["error"]:
+            g.qmp.cmd("cont")
+
+    def on_tick(g):
+        # 2 s into pass 2 (random order: the guest reads its pages back
+        # and rewrites a quarter of them; the longest pass): away; 2 s
+        # into pass 3 (strided): on to a third process
+        now = time.monotonic()
+        if not done and now - answered.get("pass1", now) >= 2:
+            migrate(g, 1)
+        elif len(done) == 1 and done[0]["status"] == "completed" and \
+                now - answered.get("pass2", now) >= 2:
+            migrate(g, 2)
+
+    try:
+        boot(res, swap_plan("migrate", mb, passes),
+             f"budget={BUDGET},spill={spills[0]},spill-max=1G", wd=wd, on_sync=on_sync,
+             on_tick=on_tick, console="socket", timeout=420)
+    finally:
+        g = res.guest
+        figs = [migration_figures(m) for m in (g.migrations if g else [])]
+        res.figures["migrations"] = figs
+        with open(os.path.join(wd, "migrations.json"), "w") as f:
+            json.dump({"figures": figs, "notes": notes,
+                       "migrations": g.migrations if g else []}, f, indent=2, default=str)
+    common_checks(res, {"migrate": ("swap-verify", swap_bytes(mb, passes))})
+    swap_checks(res, "migrate", mb, "migrate.before", "migrate.after")
+    res.check("two live migrations ran", len(done) == 2,
+              f"{len(done)} ran; the guest reached {sorted(answered)}")
+    pass_re = re.compile(r"E2E-PASS prog=swap-verify pass=(\d+) .*corruptions=(\d+)")
+    for m, fig in zip(done, figs):
+        k = m["k"]
+        info = m.get("info") or {}
+        sa, da = m.get("src_after") or {}, m.get("dst_arrival") or {}
+        nk = notes.get(k, {})
+        sb = nk.get("restored") or {}
+        res.check(f"migration {k}: completed, downtime reported",
+                  m["status"] == "completed" and not m["error"] and
+                  isinstance(info.get("downtime"), int),
+                  f"status={m['status']} error={m['error']} downtime={fig['downtime_ms']} ms "
+                  f"total={fig['total_ms']} ms setup={fig['setup_ms']} ms "
+                  f"transferred={fig['transferred_bytes']} B (RAM {fig['ram_bytes']} B, "
+                  f"other {fig['other_bytes']} B)")
+        res.check(f"migration {k}: the source held pages in its RAM and its spill file",
+                  sa.get("pages_persistent", 0) > sa.get("pages_spilled", 0) > 0,
+                  f"pages_persistent={sa.get('pages_persistent')} "
+                  f"pages_spilled={sa.get('pages_spilled')} ram_used={sa.get('ram_used')} "
+                  f"(budget cut to {nk.get('cut')} and given back before)",
+                  needs_module=True)
+        # The guest was in the middle of a pass: that pass's end came on
+        # the destination's console; and it stored pages from a second
+        # before the migration to its completion
+        p = nk.get("pass")
+        where = [kk for kk in range(3) if any(
+            pm and int(pm.group(1)) == p for pm in map(pass_re.search, g.lines_of(kk)))]
+        puts = sa.get("operations.put.pages", 0) - sb.get("operations.put.pages", 0)
+        res.check(f"migration {k}: the guest was swapping through the device as it began",
+                  where == [k] and not nk.get("ended") and puts > 0,
+                  f"pass {p}, running when it began, ended on process(es) {where}; host put "
+                  f"pages +{puts} from 1 s before migrate to its completion "
+                  f"(+{fig['puts_during']} from migrate on)", needs_module=True)
+        res.check(f"migration {k}: the destination had every persistent page on arrival",
+                  da.get("pages_persistent", -1) == sa.get("pages_persistent", 0) > 0 and
+                  da.get("bytes_persistent") == sa.get("bytes_persistent"),
+                  f"pages_persistent {sa.get('pages_persistent')} at the source, "
+                  f"{da.get('pages_persistent')} arrived; bytes_persistent "
+                  f"{sa.get('bytes_persistent')}, {da.get('bytes_persistent')} arrived",
+                  needs_module=True)
+        res.check(f"migration {k}: the source stopped (postmigrate) and quit cleanly",
+                  m.get("src_status") == "postmigrate" and m.get("src_exit") == 0,
+                  f"status {m.get('src_status')}, exit {m.get('src_exit')}")
+        for what, st in (("source", sa), ("destination", da)):
+            res.check(f"migration {k}: no spill I/O errors at the {what}",
+                      st.get("spill_write_errors", 0) == 0 and
+                      st.get("spill_read_errors", 0) == 0,
+                      f"write {st.get('spill_write_errors')}, read {st.get('spill_read_errors')}")
+    # what each process's console showed: the guest followed the migrations
+    for k in (1, 2):
+        ps = [pm.groups() for pm in map(pass_re.search, g.lines_of(k)) if pm]
+        res.check(f"process {k}: the guest ran passes there, and verified them",
+                  bool(ps) and all(c == "0" for _, c in ps),
+                  f"passes ended there: {[int(p) for p, _ in ps]}, corruptions "
+                  f"{[int(c) for _, c in ps]}")
+    final = g.lines_of(2)
+    fin = [ln for ln in final if "E2E-RESULT prog=swap-verify" in ln]
+    res.check("the final process showed the program's result: every byte verified",
+              bool(fin) and f"bytes_verified={swap_bytes(mb, passes)} " in fin[-1] and
+              " corruptions=0 " in fin[-1] and
+              any(re.search(r"E2E-END migrate rc=0\b", ln) for ln in final),
+              fin[-1] if fin else "no E2E-RESULT on process 2's console")
+    # the store on each destination took the guest's puts after it arrived
+    if len(done) == 2:
+        p1 = (done[1].get("src_before") or {}).get("operations.put.pages", 0) - \
+            (done[0].get("dst_arrival") or {}).get("operations.put.pages", 0)
+        p2 = host_at(g, "end#1").get("operations.put.pages", 0) - \
+            (done[1].get("dst_arrival") or {}).get("operations.put.pages", 0)
+        res.check("each destination's device took puts after arrival", p1 > 0 and p2 > 0,
+                  f"host put pages: +{p1} on process 1, +{p2} on process 2",
+                  needs_module=True)
+    end = host_at(g, "end#1")
+    res.check("no spill I/O errors at the end",
+              end.get("spill_write_errors", 0) == 0 and end.get("spill_read_errors", 0) == 0,
+              f"write {end.get('spill_write_errors')}, read {end.get('spill_read_errors')}")
+    res.check("the last QEMU process exited 0 after the guest's power-off",
+              g.proc is not None and g.proc.returncode == 0,
+              f"exit {g.proc.returncode if g.proc else None}")
+    trouble = [ln for ln in g.lines if ln.startswith("qemu[") and QEMU_TROUBLE.search(ln)]
+    res.check("no QEMU process reported an error", not trouble, "; ".join(trouble[:3]))
+
+
 # Lockdep and KASAN (the debug kernel) watch the page-cache, torture and
 # contention tests: cleancache, pools coming and going, RECLAIM, unbind,
 # the drain to a swap file and rebind.  The lifecycle and reclaim tests run
@@ -1386,6 +1582,7 @@ TESTS = {
     "swapfile-1k": (t_swapfile_1k, "plain"),
     "features": (t_features, "plain"),
     "mixed": (t_mixed, "plain"),
+    "live-migrate": (t_live_migrate, "plain"),
     # scripts/stock-kernels: Debian's own kernels, module built against
     # their headers packages; those with no hook (6.x) swap to a tmem disk
     **{f"stock-{n}": (t_stock, f"stock:{n}") for n in gl.stock_kernels(headers=True)},
@@ -1509,6 +1706,7 @@ def main():
         entry = {"status": res.status, "seconds": round(res.seconds, 1),
                  "checks": [{"status": s, "check": w, "detail": d} for s, w, d in res.checks]}
         entry.update(figures(res))
+        entry.update(res.figures)
         with out_lock:
             print("\n".join(lines), flush=True)
             counts[res.status] += 1

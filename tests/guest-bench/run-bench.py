@@ -128,12 +128,7 @@ def storage_speed(path):
 
 
 def machine(qemu, kernel_release, host_lib_json, image):
-    cpu = "unknown CPU"
-    with open("/proc/cpuinfo") as fh:
-        for line in fh:
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
+    cpu = gl.cpu_model()
     with open("/proc/meminfo") as fh:
         mem_kb = int(fh.readline().split()[1])
     qv = subprocess.run([qemu, "-version"], stdout=subprocess.PIPE, text=True).stdout

@@ -19,10 +19,11 @@
  * empty disk.
  *
  * An input whose first byte has its top two bits set is instead a
- * program for the node's migration section (block/tmem.c): blocks,
- * mostly well-formed, sometimes with a bad marker, a block past the end
- * or another disk size, or cut short.  A well-formed stream must load,
- * and the disk must then hold exactly its blocks; a bad one must fail
+ * program for the node's live migration section (block/tmem.c,
+ * backends/tmem-live.c): blocks raw or same-filled and blocks gone,
+ * mostly well-formed, sometimes with a bad record type, page size, slot
+ * or block past the end, or cut short.  A well-formed stream must load,
+ * and the disk must then hold exactly what it says; a bad one must fail
  * the load and nothing more; what loaded must save and load again.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
@@ -222,25 +223,34 @@ static void run_request(TmemBlkFuzz *f, TmemBlkInput *in)
     }
 }
 
-/* The node's migration section, as block/tmem.c registers it */
-static const VMStateDescription vmstate_tmem_blk_fuzz = {
-    .name = "tmem-blk/t0",
-    .version_id = 1,
-    .minimum_version_id = 1,
-    .fields = (const VMStateField[]) {
-        {
-            .name = "blocks",
-            .info = &vmstate_info_tmem_blk,
-            .flags = VMS_SINGLE,
-        },
-        VMSTATE_END_OF_LIST()
-    },
-};
+static int load_live(void *opaque, QEMUFile *f)
+{
+    return tmem_blk_live_load_all(opaque, f);
+}
+
+static int save_live(void *opaque, QEMUFile *f)
+{
+    return tmem_blk_live_save_all(opaque, f);
+}
+
+/* A PAGE or GONE record of @block (backends/tmem-live.c) */
+static void put_key(GByteArray *a, uint8_t type, uint32_t slot,
+                    uint64_t block)
+{
+    g_byte_array_append(a, &type, 1);
+    tmem_fuzz_put_be(a, slot, 4);
+    tmem_fuzz_put_be(a, block >> 32, 8);
+    tmem_fuzz_put_be(a, 0, 8);
+    tmem_fuzz_put_be(a, 0, 8);
+    tmem_fuzz_put_be(a, (uint32_t)block, 4);
+}
 
 /*
- * Build a section from @in: per entry, a byte (bits 0-1: a block, a bad
- * marker, a block past the end, or the end; bits 2-3: its data) and a
- * block number.  The model gets the well-formed blocks.
+ * Build the node's live section from @in: a SLOT record for slot 0, then
+ * per entry a byte (bits 0-2: a block raw or same-filled, its absence, a
+ * bad record type, a block past the end, one of slot 1, or the end; bits
+ * 3-4: its data) and a block number.  The model gets what the
+ * well-formed records leave.
  */
 static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
 {
@@ -254,45 +264,57 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
     f->streams++;
     memset(f->disk, 0, sizeof(f->disk));
     memset(f->known, true, sizeof(f->known));
+    g_byte_array_append(a, (uint8_t[]) { 1, 0, 0, 0, 0 }, 5);
     if (how & 1) {
-        tmem_fuzz_put_be(a, TMEM_BLK_FUZZ_SIZE + 4096, 8);    /* another disk */
+        g_byte_array_append(a, (uint8_t[]) { 16 }, 1);  /* 64 KiB pages */
         valid = false;
     } else {
-        tmem_fuzz_put_be(a, TMEM_BLK_FUZZ_SIZE, 8);
+        g_byte_array_append(a, (uint8_t[]) { 12 }, 1);
     }
     while (in->left) {
         uint8_t e = in_byte(in);
         uint64_t block = in_le32(in) % nblocks;
 
-        if ((e & 3) == 3) {
-            break;
-        }
-        if ((e & 3) == 1) {
-            e = e == 1 ? 0xff : e;                  /* neither 0 nor 1 */
-            g_byte_array_append(a, &e, 1);
-            valid = false;
-            continue;
-        }
-        g_byte_array_append(a, (uint8_t[]) { 1 }, 1);
-        if ((e & 3) == 2) {
-            block += nblocks;                       /* past the end */
-            valid = false;
-        }
-        tmem_fuzz_put_be(a, block, 8);
-        fill(f->buf, 4096, e >> 2, in_le32(in));
-        g_byte_array_append(a, f->buf, 4096);
-        if (block < nblocks) {
+        switch (e & 7) {
+        case 0:
+        case 1:
+            fill(f->buf, 4096, e >> 3, in_le32(in));
+            put_key(a, 2, 0, block);
+            if ((e & 7) == 1 && !memcmp(f->buf, f->buf + 8, 4096 - 8)) {
+                g_byte_array_append(a, (uint8_t[]) { 1 }, 1);  /* SAME */
+                g_byte_array_append(a, f->buf, 8);
+            } else {
+                g_byte_array_append(a, (uint8_t[]) { 3 }, 1);  /* RAW */
+                g_byte_array_append(a, f->buf, 4096);
+            }
             memcpy(f->disk + block * 4096, f->buf, 4096);
+            continue;
+        case 2:
+            put_key(a, 3, 0, block);                    /* GONE */
+            memset(f->disk + block * 4096, 0, 4096);
+            continue;
+        case 3:
+            g_byte_array_append(a, (uint8_t[]) { 0x7f }, 1);
+            break;
+        case 4:
+            put_key(a, 3, 0, block + nblocks);          /* past the end */
+            break;
+        case 5:
+            put_key(a, 3, 1, block);                    /* no such slot */
+            break;
+        default:
+            goto end;
         }
+        valid = false;
     }
+end:
     g_byte_array_append(a, (uint8_t[]) { 0 }, 1);
     if (how & 2) {
         g_byte_array_set_size(a, a->len / 2);       /* cut short */
         valid = false;
     }
 
-    rc = tmem_fuzz_vmstate_load(&vmstate_tmem_blk_fuzz, f->node, a->data,
-                                a->len);
+    rc = tmem_fuzz_load(load_live, f->node, a->data, a->len);
     if (rc) {
         if (valid) {
             fuzz_fail("a well-formed section was refused", 0, 0, a->len, rc);
@@ -301,7 +323,7 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
     }
     f->streams_loaded++;
     if (!valid) {
-        return;     /* a marker 0 may end a corrupt stream early: no model */
+        return;     /* an END may end a corrupt stream early: no model */
     }
     for (i = 0; i < TMEM_BLK_FUZZ_SIZE; i += TMEM_BLK_FUZZ_MAX_LEN) {
         rc = blk_pread(f->blk, i, TMEM_BLK_FUZZ_MAX_LEN, f->buf, 0);
@@ -310,9 +332,9 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
                       TMEM_BLK_FUZZ_MAX_LEN, rc);
         }
     }
-    saved = tmem_fuzz_vmstate_save(&vmstate_tmem_blk_fuzz, f->node);
-    if (!saved || tmem_fuzz_vmstate_load(&vmstate_tmem_blk_fuzz, f->node,
-                                         saved->data, saved->len)) {
+    saved = tmem_fuzz_save(save_live, f->node);
+    if (!saved || tmem_fuzz_load(load_live, f->node, saved->data,
+                                 saved->len)) {
         fuzz_fail("a loaded section does not save and load again", 0, 0,
                   saved ? saved->len : 0, -EINVAL);
     }

@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the virtio-tmem and tmem block fuzz targets: page
- * contents, big-endian stream building, and loading or saving one
- * vmstate description through a memory buffer, as a migration would.
+ * contents, big-endian stream building, and loading or saving a
+ * section (a vmstate description, or a live section's records) through
+ * a memory buffer, as a migration would.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -60,38 +61,40 @@ static inline void tmem_fuzz_put_be(GByteArray *a, uint64_t v,
     g_byte_array_append(a, b, bytes);
 }
 
-/* Load @len bytes of @data into @opaque as @vmsd's section. */
-static inline int tmem_fuzz_vmstate_load(const VMStateDescription *vmsd,
-                                         void *opaque, const uint8_t *data,
-                                         size_t len)
+/* What reads or writes one section's stream, as a migration would */
+typedef int TmemFuzzStreamFn(void *opaque, QEMUFile *f);
+
+/* Run @fn on a file that reads the @len bytes at @data. */
+static inline int tmem_fuzz_load(TmemFuzzStreamFn *fn, void *opaque,
+                                 const uint8_t *data, size_t len)
 {
     QIOChannelBuffer *bioc = qio_channel_buffer_new(len);
     QEMUFile *file;
     int rc;
 
-    memcpy(bioc->data, data, len);
+    if (len) {
+        memcpy(bioc->data, data, len);  /* an empty buffer has no data */
+    }
     bioc->usage = len;
     file = qemu_file_new_input(QIO_CHANNEL(bioc));
-    rc = vmstate_load_state(file, vmsd, opaque, 1);
+    rc = fn(opaque, file);
     qemu_fclose(file);
     object_unref(OBJECT(bioc));
     return rc;
 }
 
 /*
- * @opaque saved as @vmsd's section, or NULL if saving failed.  Closing
- * the file closes the channel, which frees its buffer: the stream is
- * copied out before.
+ * What @fn writes, or NULL if it failed.  Closing the file closes the
+ * channel, which frees its buffer: the stream is copied out before.
  */
-static inline GByteArray *tmem_fuzz_vmstate_save(const VMStateDescription *vmsd,
-                                                 void *opaque)
+static inline GByteArray *tmem_fuzz_save(TmemFuzzStreamFn *fn, void *opaque)
 {
     QIOChannelBuffer *bioc = qio_channel_buffer_new(65536);
     QEMUFile *file = qemu_file_new_output(QIO_CHANNEL(bioc));
     GByteArray *out = NULL;
     int rc;
 
-    rc = vmstate_save_state(file, vmsd, opaque, NULL);
+    rc = fn(opaque, file);
     if (!rc) {
         rc = qemu_fflush(file);
     }
@@ -102,6 +105,45 @@ static inline GByteArray *tmem_fuzz_vmstate_save(const VMStateDescription *vmsd,
     qemu_fclose(file);
     object_unref(OBJECT(bioc));
     return out;
+}
+
+/* A vmstate description and its opaque, for the two above */
+typedef struct TmemFuzzVmsd {
+    const VMStateDescription *vmsd;
+    void *opaque;
+} TmemFuzzVmsd;
+
+static inline int tmem_fuzz_vmsd_load(void *opaque, QEMUFile *f)
+{
+    TmemFuzzVmsd *v = opaque;
+
+    return vmstate_load_state(f, v->vmsd, v->opaque, v->vmsd->version_id);
+}
+
+static inline int tmem_fuzz_vmsd_save(void *opaque, QEMUFile *f)
+{
+    TmemFuzzVmsd *v = opaque;
+
+    return vmstate_save_state(f, v->vmsd, v->opaque, NULL);
+}
+
+/* Load @len bytes of @data into @opaque as @vmsd's section. */
+static inline int tmem_fuzz_vmstate_load(const VMStateDescription *vmsd,
+                                         void *opaque, const uint8_t *data,
+                                         size_t len)
+{
+    TmemFuzzVmsd v = { vmsd, opaque };
+
+    return tmem_fuzz_load(tmem_fuzz_vmsd_load, &v, data, len);
+}
+
+/* @opaque saved as @vmsd's section, or NULL if saving failed. */
+static inline GByteArray *tmem_fuzz_vmstate_save(const VMStateDescription *vmsd,
+                                                 void *opaque)
+{
+    TmemFuzzVmsd v = { vmsd, opaque };
+
+    return tmem_fuzz_save(tmem_fuzz_vmsd_save, &v);
 }
 
 #endif

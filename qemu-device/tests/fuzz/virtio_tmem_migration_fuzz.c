@@ -1,16 +1,24 @@
 /*
  * virtio-tmem fuzz target for the incoming migration stream
  *
- * The fuzzer's bytes become the device's section (vmstate
- * virtio-tmem-device: credits, then the pools and their pages) and are
- * loaded into the running device from a memory buffer, the way an
- * incoming migration loads it, followed by the post_load checks.  A bad
- * stream must fail the load and nothing more.  Most inputs are a
- * program that writes a well-formed stream (pools of either kind and
- * page size, pages, credits) and then corrupts or cuts it at a few
- * places; the others are raw streams.  A stream that loads must save
- * again, and what it saves must load and save to the same size; an
- * uncorrupted, well-formed stream must load.  Any mismatch aborts.
+ * An input is what a destination reads of the device: the records of
+ * its live section (backends/tmem-live.c: SLOT, PAGE in the SAME, LZ4
+ * or RAW form, GONE, up to an END), then its own section (vmstate
+ * virtio-tmem-device, version 2: credits and the pool table, which must
+ * match the pools the live records made).  Both are loaded into the
+ * running device from one memory buffer, the way an incoming migration
+ * loads them, followed by the post_load checks.  A bad stream must fail
+ * the load and nothing more.  Most inputs are a program that writes a
+ * well-formed stream (persistent pools of either page size, made,
+ * re-made and dropped by SLOT records, with pages in every form and
+ * GONE records; ephemeral and free slots; credits) and then corrupts or
+ * cuts it at a few places; the others are raw streams.  A stream that
+ * loads must save again (the live records and the section), and what it
+ * saves must load and save to the same size; an uncorrupted,
+ * well-formed stream must load.  Any mismatch aborts.
+ *
+ * With TMEM_MIG_FUZZ_DUMP=FILE in the environment, each stream that
+ * loads is saved again into FILE as a raw-stream input: a seed.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -18,9 +26,11 @@
  */
 
 #include "qemu/osdep.h"
+#include <lz4.h>
 #include "qom/object.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-tmem.h"
+#include "tmem.h"
 
 #include "tests/qtest/libqtest.h"
 #include "standard-headers/linux/virtio_tmem.h"
@@ -30,12 +40,25 @@
 
 #define TMEM_MIG_FUZZ_MAX_POOLS     16  /* max-pools on the command line */
 #define TMEM_MIG_FUZZ_MAX_CREDITS   64  /* max-credits on the command line */
+#define TMEM_MIG_FUZZ_MAX_RECORDS   24  /* live records a program writes */
+
+/* The live section's record types (backends/tmem-live.c) */
+enum {
+    TMEM_MIG_LIVE_END = 0,
+    TMEM_MIG_LIVE_SLOT = 1,
+    TMEM_MIG_LIVE_PAGE = 2,
+    TMEM_MIG_LIVE_GONE = 3,
+};
 
 typedef struct TmemMigFuzz {
     VirtIOTmem *s;
     GByteArray *stream;
     uint8_t *page;
+    uint8_t *lz4;               /* LZ4_compressBound(65536) bytes */
     uint64_t inputs, loaded, refused, bytes;
+    uint64_t wellformed;        /* well-formed, uncorrupted streams */
+    uint64_t records[TMEM_MIG_LIVE_GONE + 1];  /* by type, END: streams */
+    uint64_t forms[TMEM_FORM_RAW + 1];         /* PAGE records by form */
 } TmemMigFuzz;
 
 static TmemMigFuzz tmem_mig_fuzz;
@@ -56,16 +79,93 @@ static uint8_t in_byte(TmemMigInput *in)
     return b;
 }
 
+/* A SLOT record: @slot becomes a pool of 1 << @shift bytes, or none. */
+static void put_slot(TmemMigFuzz *f, uint32_t slot, uint8_t shift)
+{
+    tmem_fuzz_put_be(f->stream, TMEM_MIG_LIVE_SLOT, 1);
+    tmem_fuzz_put_be(f->stream, slot, 4);
+    tmem_fuzz_put_be(f->stream, shift, 1);
+    f->records[TMEM_MIG_LIVE_SLOT]++;
+}
+
+/* The start of a PAGE or GONE record, its key from @k */
+static void put_key(TmemMigFuzz *f, uint8_t type, uint32_t slot, uint8_t k)
+{
+    GByteArray *a = f->stream;
+
+    tmem_fuzz_put_be(a, type, 1);
+    tmem_fuzz_put_be(a, slot, 4);
+    tmem_fuzz_put_be(a, (k >> 3) & 3, 8);
+    tmem_fuzz_put_be(a, k & 0x80 ? 0xfffffffffffff000ull : 0, 8);
+    tmem_fuzz_put_be(a, k & 0x40 ? 7 : 0, 8);
+    tmem_fuzz_put_be(a, (k & 7) | (k & 0x20 ? 0xfffffff8u : 0), 4);
+    f->records[type]++;
+}
+
 /*
- * Write a stream from the input's program into f->stream.  Returns
- * whether it is one the device must accept with @features.
+ * A PAGE record's form and data, for a page of @size bytes, from @d.
+ * Returns whether the form is one the device knows.
+ */
+static bool put_page(TmemMigFuzz *f, uint32_t size, uint8_t d)
+{
+    GByteArray *a = f->stream;
+    uint64_t word = 0x9e3779b97f4a7c15ull * (d + 1);
+    int len;
+
+    if (d >= 0xfc) {
+        /* no such form */
+        tmem_fuzz_put_be(a, d & 1 ? 0 : 4 + (d & 2) * 100, 1);
+        return false;
+    }
+    switch ((d >> 2) % 3) {
+    case 0:
+        /* the 8-byte fill word: zero, one byte repeated, or any */
+        if (!(d & 3)) {
+            word = 0;
+        } else if ((d & 3) == 1) {
+            memset(&word, d, 8);
+        }
+        tmem_fuzz_put_be(a, TMEM_FORM_SAME, 1);
+        g_byte_array_append(a, (const uint8_t *)&word, 8);
+        f->forms[TMEM_FORM_SAME]++;
+        return true;
+    case 1:
+        tmem_fuzz_page_fill(f->page, size, d);
+        len = LZ4_compress_default((const char *)f->page, (char *)f->lz4,
+                                   size, LZ4_compressBound(65536));
+        if (len > 0 && len < (int)size) {
+            tmem_fuzz_put_be(a, TMEM_FORM_LZ4, 1);
+            tmem_fuzz_put_be(a, len, 4);
+            g_byte_array_append(a, f->lz4, len);
+            f->forms[TMEM_FORM_LZ4]++;
+            return true;
+        }
+        break;          /* noise does not compress: raw, then */
+    default:
+        tmem_fuzz_page_fill(f->page, size, d);
+        break;
+    }
+    tmem_fuzz_put_be(a, TMEM_FORM_RAW, 1);
+    g_byte_array_append(a, f->page, size);
+    f->forms[TMEM_FORM_RAW]++;
+    return true;
+}
+
+/*
+ * Write a stream from the input's program into f->stream: live records
+ * and an END, then the device's section.  Returns whether it is one the
+ * device must accept with @features.
  */
 static bool make_stream(TmemMigFuzz *f, TmemMigInput *in, uint64_t features)
 {
     GByteArray *a = f->stream;
     bool valid = true;
-    uint8_t c = in_byte(in), n = in_byte(in);
-    uint32_t credits, npools, i, j;
+    bool eph = features & (1ull << VIRTIO_TMEM_F_EPHEMERAL);
+    bool big = features & (1ull << VIRTIO_TMEM_F_PAGE_64K);
+    uint8_t c = in_byte(in), n = in_byte(in), r = in_byte(in);
+    /* the page shift of each slot's pool as the live records leave it */
+    uint8_t live[TMEM_MIG_FUZZ_MAX_POOLS + 8] = { 0 };
+    uint32_t credits, npools, nslots, i;
 
     /* credits: mostly a few, sometimes more than max-credits */
     if (c < 0xf0) {
@@ -77,59 +177,122 @@ static bool make_stream(TmemMigFuzz *f, TmemMigInput *in, uint64_t features)
                    TMEM_MIG_FUZZ_MAX_CREDITS : 0)) {
         valid = false;
     }
-    tmem_fuzz_put_be(a, credits, 4);
-
     npools = n < 0xf8 ? n % 6 : TMEM_MIG_FUZZ_MAX_POOLS + (n & 7) - 3;
     if (npools > TMEM_MIG_FUZZ_MAX_POOLS) {
         valid = false;
     }
-    tmem_fuzz_put_be(a, npools, 4);
-    for (i = 0; i < npools && in->left; i++) {
-        uint8_t k = in_byte(in), g = in_byte(in), np, kind, shift;
+    nslots = MAX(MIN(npools, TMEM_MIG_FUZZ_MAX_POOLS), 1);
 
-        kind = k & 3;           /* 0: a free slot, 3: ephemeral */
-        kind = kind == 3 ? VIRTIO_TMEM_POOL_EPHEMERAL :
-               kind ? VIRTIO_TMEM_POOL_PERSISTENT : 0;
-        shift = (k & 0x0c) == 0x0c ? 16 : 12;
-        if (k >= 0xf8) {
-            kind = 3 + (k & 1) * 200;   /* no such kind */
-        } else if (k >= 0xf0) {
-            shift = k & 1 ? 0 : 13;     /* no such page size */
+    /* the live records */
+    for (i = 0; i < r % (TMEM_MIG_FUZZ_MAX_RECORDS + 1) && in->left; i++) {
+        uint8_t t = in_byte(in), u = in_byte(in), sh;
+        uint32_t slot;
+
+        if (!(t & 3)) {
+            /* SLOT: most make a pool or drop one, in the table's slots */
+            slot = u < 0xf8 ? u % nslots : npools + (u & 7);
+            switch ((t >> 2) & 7) {
+            case 0:
+            case 1:
+                sh = 0;
+                break;
+            case 5:
+            case 6:
+                sh = 16;
+                break;
+            case 7:
+                sh = t & 0x20 ? 13 : 0xff;      /* no such page size */
+                valid = false;
+                break;
+            default:
+                sh = 12;
+                break;
+            }
+            put_slot(f, slot, sh);
+            if (slot >= TMEM_MIG_FUZZ_MAX_POOLS) {
+                valid = false;
+            } else if (sh == 0 || sh == 12 || sh == 16) {
+                live[slot] = sh;
+            }
+            continue;
+        }
+
+        /* PAGE or GONE; a slot with no pool gets one first, mostly */
+        slot = u < 0xf0 ? u % nslots : u & 15;
+        if (!live[slot]) {
+            if (u < 0xf0) {
+                live[slot] = u & 0x40 ? 16 : 12;
+                put_slot(f, slot, live[slot]);
+            } else {
+                valid = false;
+            }
+        }
+        sh = live[slot] ? live[slot] : 12;
+        if ((t & 3) == 3) {
+            put_key(f, TMEM_MIG_LIVE_GONE, slot, in_byte(in));
+        } else {
+            put_key(f, TMEM_MIG_LIVE_PAGE, slot, in_byte(in));
+            valid &= put_page(f, 1u << sh, in_byte(in));
+        }
+    }
+    tmem_fuzz_put_be(a, TMEM_MIG_LIVE_END, 1);
+    f->records[TMEM_MIG_LIVE_END]++;
+
+    /*
+     * The device's section: credits and the pool table, which an input
+     * that ends early completes as the live records left the pools.
+     */
+    tmem_fuzz_put_be(a, credits, 4);
+    tmem_fuzz_put_be(a, npools, 4);
+    for (i = 0; i < npools; i++) {
+        uint8_t k = in_byte(in), g = in_byte(in), kind, shift;
+
+        if (i < ARRAY_SIZE(live) && live[i]) {
+            /* the live records made a persistent pool here */
+            kind = VIRTIO_TMEM_POOL_PERSISTENT;
+            shift = live[i];
+            if (k >= 0xfc) {
+                kind = k & 1 ? VIRTIO_TMEM_POOL_EPHEMERAL : 0;
+            } else if (k >= 0xf8) {
+                shift = shift ^ (12 ^ 16);      /* not the size it has */
+            }
+        } else {
+            kind = (k & 3) < 2 ? 0 : VIRTIO_TMEM_POOL_EPHEMERAL;
+            shift = (k & 0x0c) == 0x0c ? 16 : 12;
+            if (k >= 0xfc) {
+                kind = k & 1 ? VIRTIO_TMEM_POOL_PERSISTENT :
+                       3 + (k & 2) * 100;       /* no pool; no such kind */
+            } else if (k >= 0xf0) {
+                kind = VIRTIO_TMEM_POOL_EPHEMERAL;
+                shift = k & 1 ? 0 : 13;         /* no such page size */
+            }
         }
         tmem_fuzz_put_be(a, kind, 1);
         tmem_fuzz_put_be(a, g | (k & 0x30) << 6, 2);
         if (!kind) {
+            if (i < ARRAY_SIZE(live) && live[i]) {
+                valid = false;
+            }
             continue;
         }
         tmem_fuzz_put_be(a, shift, 1);
-        if ((kind != VIRTIO_TMEM_POOL_PERSISTENT &&
-             kind != VIRTIO_TMEM_POOL_EPHEMERAL) ||
-            (shift != 12 && shift != 16) ||
-            (kind == VIRTIO_TMEM_POOL_EPHEMERAL &&
-             !(features & (1ull << VIRTIO_TMEM_F_EPHEMERAL))) ||
-            (shift == 16 && !(features & (1ull << VIRTIO_TMEM_F_PAGE_64K)))) {
+        if (kind == VIRTIO_TMEM_POOL_PERSISTENT) {
+            valid &= i < ARRAY_SIZE(live) && live[i] == shift;
+        } else if (kind == VIRTIO_TMEM_POOL_EPHEMERAL) {
+            valid &= !(i < ARRAY_SIZE(live) && live[i]) && eph &&
+                     (shift == 12 || shift == 16);
+        } else {
             valid = false;
         }
-        if (kind != VIRTIO_TMEM_POOL_PERSISTENT ||
-            (shift != 12 && shift != 16)) {
-            continue;
+        if (shift == 16 && !big) {
+            valid = false;
         }
-        np = in_byte(in) % 6;
-        for (j = 0; j < np; j++) {
-            uint8_t key = in_byte(in), d = in_byte(in);
-
-            tmem_fuzz_put_be(a, 1, 1);
-            tmem_fuzz_put_be(a, (key >> 4) & 3, 8);
-            tmem_fuzz_put_be(a, key & 0x80 ? 0xfffffffffffff000ull : 0, 8);
-            tmem_fuzz_put_be(a, key & 0x40 ? 7 : 0, 8);
-            tmem_fuzz_put_be(a, key & 15, 4);
-            tmem_fuzz_page_fill(f->page, 1u << shift, d);
-            g_byte_array_append(a, f->page, 1u << shift);
-        }
-        tmem_fuzz_put_be(a, 0, 1);
     }
-    if (i < npools) {
-        valid = false;          /* the input ended first */
+    /* a pool past the table, or in a 64 KiB page size not negotiated */
+    for (i = 0; i < ARRAY_SIZE(live); i++) {
+        if (live[i] && (i >= npools || (live[i] == 16 && !big))) {
+            valid = false;
+        }
     }
     /* what follows the section in a real stream is not a subsection */
     tmem_fuzz_put_be(a, 0, 1);
@@ -142,10 +305,14 @@ static bool corrupt_stream(TmemMigFuzz *f, TmemMigInput *in)
     GByteArray *a = f->stream;
     bool changed = false;
 
-    while (in->left >= 3 && a->len) {
-        uint32_t off = (in_byte(in) | in_byte(in) << 8) % a->len;
-        uint8_t x = in_byte(in);
+    while (in->left >= 4 && a->len) {
+        uint32_t off = in_byte(in);
+        uint8_t x;
 
+        off |= in_byte(in) << 8;
+        off |= in_byte(in) << 16;
+        off %= a->len;
+        x = in_byte(in);
         if (x) {
             a->data[off] ^= x;
         } else {
@@ -156,27 +323,74 @@ static bool corrupt_stream(TmemMigFuzz *f, TmemMigInput *in)
     return changed;
 }
 
-/* Load a stream into the device as an incoming migration would. */
-static int load_stream(TmemMigFuzz *f, const uint8_t *data, size_t len)
+/* The live records, then the device's section: a TmemFuzzStreamFn */
+static int read_stream(void *opaque, QEMUFile *file)
 {
-    int rc = tmem_fuzz_vmstate_load(&vmstate_virtio_tmem_device, f->s, data,
-                                    len);
+    VirtIOTmem *s = opaque;
+    int rc = virtio_tmem_live_load_all(s, file);
 
-    return rc ? rc : virtio_tmem_post_load(f->s, 1);
+    return rc ? rc : vmstate_load_state(file, &vmstate_virtio_tmem_device, s,
+                                        vmstate_virtio_tmem_device.version_id);
 }
 
-/* Save the device's section; returns the stream, or NULL if it failed. */
+static int write_stream(void *opaque, QEMUFile *file)
+{
+    VirtIOTmem *s = opaque;
+    int rc = virtio_tmem_live_save_all(s, file);
+
+    return rc ? rc : vmstate_save_state(file, &vmstate_virtio_tmem_device, s,
+                                        NULL);
+}
+
+/*
+ * Load a stream into the device as an incoming migration would: the
+ * live records, then the device's section, from one file on a buffer.
+ */
+static int load_stream(TmemMigFuzz *f, const uint8_t *data, size_t len)
+{
+    int rc = tmem_fuzz_load(read_stream, f->s, data, len);
+
+    return rc ? rc : virtio_tmem_post_load(f->s, 2);
+}
+
+/* Save the live records and the device's section, or NULL if it failed */
 static GByteArray *save_stream(TmemMigFuzz *f)
 {
-    return tmem_fuzz_vmstate_save(&vmstate_virtio_tmem_device, f->s);
+    return tmem_fuzz_save(write_stream, f->s);
+}
+
+/* TMEM_MIG_FUZZ_DUMP: @a as an input of raw mode with features @feat */
+static void dump_stream(uint8_t feat, GByteArray *a)
+{
+    const char *path = getenv("TMEM_MIG_FUZZ_DUMP");
+    g_autoptr(GByteArray) in = NULL;
+
+    if (!path) {
+        return;
+    }
+    in = g_byte_array_sized_new(a->len + 2);
+    g_byte_array_append(in, &feat, 1);
+    tmem_fuzz_put_be(in, 0, 1);
+    g_byte_array_append(in, a->data, a->len);
+    if (!g_file_set_contents(path, (const char *)in->data, in->len, NULL)) {
+        fprintf(stderr, "virtio-tmem-migration-fuzz: cannot write %s\n",
+                path);
+    }
 }
 
 static void tmem_mig_fuzz_report(void)
 {
+    TmemMigFuzz *f = &tmem_mig_fuzz;
+
     fprintf(stderr, "virtio-tmem-migration-fuzz: %" PRIu64 " inputs, %"
-            PRIu64 " streams loaded, %" PRIu64 " refused, %" PRIu64
-            " bytes loaded\n", tmem_mig_fuzz.inputs, tmem_mig_fuzz.loaded,
-            tmem_mig_fuzz.refused, tmem_mig_fuzz.bytes);
+            PRIu64 " streams loaded (%" PRIu64 " well-formed), %" PRIu64
+            " refused, %" PRIu64 " bytes loaded; written: %" PRIu64
+            " SLOT, %" PRIu64 " PAGE (%" PRIu64 " SAME, %" PRIu64 " LZ4, %"
+            PRIu64 " RAW), %" PRIu64 " GONE\n", f->inputs, f->loaded,
+            f->wellformed, f->refused, f->bytes,
+            f->records[TMEM_MIG_LIVE_SLOT], f->records[TMEM_MIG_LIVE_PAGE],
+            f->forms[TMEM_FORM_SAME], f->forms[TMEM_FORM_LZ4],
+            f->forms[TMEM_FORM_RAW], f->records[TMEM_MIG_LIVE_GONE]);
 }
 
 /*
@@ -200,6 +414,7 @@ static void virtio_tmem_migration_fuzz(QTestState *qts,
                                                     NULL));
         f->stream = g_byte_array_new();
         f->page = g_malloc(65536);
+        f->lz4 = g_malloc(LZ4_compressBound(65536));
         atexit(tmem_mig_fuzz_report);
     }
     vdev = VIRTIO_DEVICE(f->s);
@@ -216,6 +431,7 @@ static void virtio_tmem_migration_fuzz(QTestState *qts,
     if (mode & 3) {
         valid = make_stream(f, &in, vdev->guest_features);
         valid &= !corrupt_stream(f, &in);
+        f->wellformed += valid;
     } else {
         g_byte_array_append(f->stream, in.p, in.left);
     }
@@ -228,6 +444,7 @@ static void virtio_tmem_migration_fuzz(QTestState *qts,
             abort();
         }
         f->refused++;
+        virtio_reset(vdev);
         return;
     }
     f->loaded++;
@@ -240,6 +457,7 @@ static void virtio_tmem_migration_fuzz(QTestState *qts,
                 "not save\n");
         abort();
     }
+    dump_stream(feat, a);
     rc = load_stream(f, a->data, a->len);
     b = rc ? NULL : save_stream(f);
     if (!b || b->len != a->len) {
@@ -250,6 +468,7 @@ static void virtio_tmem_migration_fuzz(QTestState *qts,
     }
     g_byte_array_unref(a);
     g_byte_array_unref(b);
+    virtio_reset(vdev);
 }
 
 static void virtio_tmem_migration_pre_fuzz(QTestState *s)
