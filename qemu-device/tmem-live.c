@@ -34,9 +34,9 @@
  * accepted them, so the destination keeps them even over its budget and
  * spills them back under it.
  *
- * Memory: the dirty set costs about 80 bytes per key changed during the
- * migration, a walk 32 bytes per key of the pool walked; both go at the
- * end of the migration.
+ * Memory: the dirty set holds a 32-byte key, and its slot in a hash
+ * table, per key changed during the migration; a walk 32 bytes per key
+ * of the pool walked.  Both go at the end of the migration.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
