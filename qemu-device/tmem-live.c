@@ -58,13 +58,6 @@
 #include "tmem.h"
 #include "trace.h"
 
-enum {
-    TMEM_LIVE_END = 0,
-    TMEM_LIVE_SLOT = 1,
-    TMEM_LIVE_PAGE = 2,
-    TMEM_LIVE_GONE = 3,
-};
-
 /* Bytes of a PAGE record before its data; of a SLOT record */
 #define TMEM_LIVE_HDR           (1 + 4 + 3 * 8 + 4 + 1)
 #define TMEM_LIVE_SLOT_BYTES    (1 + 4 + 1)

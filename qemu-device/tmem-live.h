@@ -29,6 +29,14 @@ struct tmem_key;
 
 typedef struct TmemLive TmemLive;
 
+/* The live section's record types (the stream: tmem-live.c) */
+enum {
+    TMEM_LIVE_END = 0,
+    TMEM_LIVE_SLOT = 1,
+    TMEM_LIVE_PAGE = 2,
+    TMEM_LIVE_GONE = 3,
+};
+
 typedef struct TmemLiveOps {
     /*
      * The store pool in @slot whose pages travel, and its page size; or

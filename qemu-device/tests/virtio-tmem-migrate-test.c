@@ -457,14 +457,7 @@ static void tmem_assert_iothread(TmemCtx *c, bool want)
 
 static uint64_t tmem_live_stat(TmemCtx *c, const char *name)
 {
-    QDict *stats = tmem_stats(c);
-    QDict *mig = qdict_get_qdict(stats, "migration");
-    uint64_t v;
-
-    g_assert_nonnull(mig);
-    v = tmem_stat_of(mig, name);
-    qobject_unref(stats);
-    return v;
+    return tmem_sub_stat(c, "migration", name);
 }
 
 /* Wait until the live section has sent a page */

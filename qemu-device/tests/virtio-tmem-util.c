@@ -252,16 +252,21 @@ bool tmem_event_wait(TmemCtx *c, uint16_t type, TmemEvent *ev,
     }
 }
 
-uint64_t tmem_event_stat(TmemCtx *c, const char *type)
+uint64_t tmem_sub_stat(TmemCtx *c, const char *member, const char *name)
 {
     QDict *stats = tmem_stats(c);
-    QDict *events = qdict_get_qdict(stats, "events");
+    QDict *sub = qdict_get_qdict(stats, member);
     uint64_t val;
 
-    g_assert_nonnull(events);
-    val = tmem_stat_of(events, type);
+    g_assert_nonnull(sub);
+    val = tmem_stat_of(sub, name);
     qobject_unref(stats);
     return val;
+}
+
+uint64_t tmem_event_stat(TmemCtx *c, const char *type)
+{
+    return tmem_sub_stat(c, "events", type);
 }
 
 /* Status is ACKNOWLEDGE | DRIVER: negotiate, set up the queues, go. */

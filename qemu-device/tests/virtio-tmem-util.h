@@ -141,6 +141,8 @@ void tmem_wait_stat(TmemCtx *c, const char *name, bool le, uint64_t want);
 void tmem_set_budget(TmemCtx *c, uint64_t bytes);
 /* Events sent, of one type: stats' "events" member */
 uint64_t tmem_event_stat(TmemCtx *c, const char *type);
+/* Stat @name of member @member of the stats ("events", "migration") */
+uint64_t tmem_sub_stat(TmemCtx *c, const char *member, const char *name);
 
 /* Bring-up: negotiate @want, set up the queues, post event buffers */
 void tmem_init(TmemCtx *c, void *obj, QGuestAllocator *alloc,

@@ -38,6 +38,7 @@
 #include "block/block_int.h"
 #include "block/tmem.h"
 #include "system/block-backend.h"
+#include "system/tmem-live.h"
 #include "system/tmem-store.h"
 #include "tmem.h"
 
@@ -264,7 +265,7 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
     f->streams++;
     memset(f->disk, 0, sizeof(f->disk));
     memset(f->known, true, sizeof(f->known));
-    g_byte_array_append(a, (uint8_t[]) { 1, 0, 0, 0, 0 }, 5);
+    g_byte_array_append(a, (uint8_t[]) { TMEM_LIVE_SLOT, 0, 0, 0, 0 }, 5);
     if (how & 1) {
         g_byte_array_append(a, (uint8_t[]) { 16 }, 1);  /* 64 KiB pages */
         valid = false;
@@ -279,28 +280,28 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
         case 0:
         case 1:
             fill(f->buf, 4096, e >> 3, in_le32(in));
-            put_key(a, 2, 0, block);
+            put_key(a, TMEM_LIVE_PAGE, 0, block);
             if ((e & 7) == 1 && !memcmp(f->buf, f->buf + 8, 4096 - 8)) {
-                g_byte_array_append(a, (uint8_t[]) { 1 }, 1);  /* SAME */
+                g_byte_array_append(a, (uint8_t[]) { TMEM_FORM_SAME }, 1);
                 g_byte_array_append(a, f->buf, 8);
             } else {
-                g_byte_array_append(a, (uint8_t[]) { 3 }, 1);  /* RAW */
+                g_byte_array_append(a, (uint8_t[]) { TMEM_FORM_RAW }, 1);
                 g_byte_array_append(a, f->buf, 4096);
             }
             memcpy(f->disk + block * 4096, f->buf, 4096);
             continue;
         case 2:
-            put_key(a, 3, 0, block);                    /* GONE */
+            put_key(a, TMEM_LIVE_GONE, 0, block);
             memset(f->disk + block * 4096, 0, 4096);
             continue;
         case 3:
             g_byte_array_append(a, (uint8_t[]) { 0x7f }, 1);
             break;
         case 4:
-            put_key(a, 3, 0, block + nblocks);          /* past the end */
+            put_key(a, TMEM_LIVE_GONE, 0, block + nblocks); /* past the end */
             break;
         case 5:
-            put_key(a, 3, 1, block);                    /* no such slot */
+            put_key(a, TMEM_LIVE_GONE, 1, block);       /* no such slot */
             break;
         default:
             goto end;
@@ -308,7 +309,7 @@ static void run_stream(TmemBlkFuzz *f, TmemBlkInput *in, uint8_t how)
         valid = false;
     }
 end:
-    g_byte_array_append(a, (uint8_t[]) { 0 }, 1);
+    g_byte_array_append(a, (uint8_t[]) { TMEM_LIVE_END }, 1);
     if (how & 2) {
         g_byte_array_set_size(a, a->len / 2);       /* cut short */
         valid = false;

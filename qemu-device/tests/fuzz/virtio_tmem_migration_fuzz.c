@@ -30,6 +30,7 @@
 #include "qom/object.h"
 #include "hw/virtio/virtio.h"
 #include "hw/virtio/virtio-tmem.h"
+#include "system/tmem-live.h"
 #include "tmem.h"
 
 #include "tests/qtest/libqtest.h"
@@ -42,14 +43,6 @@
 #define TMEM_MIG_FUZZ_MAX_CREDITS   64  /* max-credits on the command line */
 #define TMEM_MIG_FUZZ_MAX_RECORDS   24  /* live records a program writes */
 
-/* The live section's record types (backends/tmem-live.c) */
-enum {
-    TMEM_MIG_LIVE_END = 0,
-    TMEM_MIG_LIVE_SLOT = 1,
-    TMEM_MIG_LIVE_PAGE = 2,
-    TMEM_MIG_LIVE_GONE = 3,
-};
-
 typedef struct TmemMigFuzz {
     VirtIOTmem *s;
     GByteArray *stream;
@@ -57,7 +50,7 @@ typedef struct TmemMigFuzz {
     uint8_t *lz4;               /* LZ4_compressBound(65536) bytes */
     uint64_t inputs, loaded, refused, bytes;
     uint64_t wellformed;        /* well-formed, uncorrupted streams */
-    uint64_t records[TMEM_MIG_LIVE_GONE + 1];  /* by type, END: streams */
+    uint64_t records[TMEM_LIVE_GONE + 1];  /* by type, END: streams */
     uint64_t forms[TMEM_FORM_RAW + 1];         /* PAGE records by form */
 } TmemMigFuzz;
 
@@ -82,10 +75,10 @@ static uint8_t in_byte(TmemMigInput *in)
 /* A SLOT record: @slot becomes a pool of 1 << @shift bytes, or none. */
 static void put_slot(TmemMigFuzz *f, uint32_t slot, uint8_t shift)
 {
-    tmem_fuzz_put_be(f->stream, TMEM_MIG_LIVE_SLOT, 1);
+    tmem_fuzz_put_be(f->stream, TMEM_LIVE_SLOT, 1);
     tmem_fuzz_put_be(f->stream, slot, 4);
     tmem_fuzz_put_be(f->stream, shift, 1);
-    f->records[TMEM_MIG_LIVE_SLOT]++;
+    f->records[TMEM_LIVE_SLOT]++;
 }
 
 /* The start of a PAGE or GONE record, its key from @k */
@@ -229,14 +222,14 @@ static bool make_stream(TmemMigFuzz *f, TmemMigInput *in, uint64_t features)
         }
         sh = live[slot] ? live[slot] : 12;
         if ((t & 3) == 3) {
-            put_key(f, TMEM_MIG_LIVE_GONE, slot, in_byte(in));
+            put_key(f, TMEM_LIVE_GONE, slot, in_byte(in));
         } else {
-            put_key(f, TMEM_MIG_LIVE_PAGE, slot, in_byte(in));
+            put_key(f, TMEM_LIVE_PAGE, slot, in_byte(in));
             valid &= put_page(f, 1u << sh, in_byte(in));
         }
     }
-    tmem_fuzz_put_be(a, TMEM_MIG_LIVE_END, 1);
-    f->records[TMEM_MIG_LIVE_END]++;
+    tmem_fuzz_put_be(a, TMEM_LIVE_END, 1);
+    f->records[TMEM_LIVE_END]++;
 
     /*
      * The device's section: credits and the pool table, which an input
@@ -388,9 +381,9 @@ static void tmem_mig_fuzz_report(void)
             " SLOT, %" PRIu64 " PAGE (%" PRIu64 " SAME, %" PRIu64 " LZ4, %"
             PRIu64 " RAW), %" PRIu64 " GONE\n", f->inputs, f->loaded,
             f->wellformed, f->refused, f->bytes,
-            f->records[TMEM_MIG_LIVE_SLOT], f->records[TMEM_MIG_LIVE_PAGE],
+            f->records[TMEM_LIVE_SLOT], f->records[TMEM_LIVE_PAGE],
             f->forms[TMEM_FORM_SAME], f->forms[TMEM_FORM_LZ4],
-            f->forms[TMEM_FORM_RAW], f->records[TMEM_MIG_LIVE_GONE]);
+            f->forms[TMEM_FORM_RAW], f->records[TMEM_LIVE_GONE]);
 }
 
 /*
