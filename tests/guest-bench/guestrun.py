@@ -16,6 +16,9 @@ from matrix import TMEM_BLK_SERIAL, TMEM_BLK_STORE
 from probe import Probe, drop_host_cache, trace_args
 
 SWAP_MB = 512
+# The guest's tick profile (profile.py --guest) counts in buckets of
+# 2^PROFILE_SHIFT bytes of kernel text: 16 bytes, finer than a function.
+PROFILE_SHIFT = 4
 
 
 def make_swap(path):
@@ -91,7 +94,8 @@ class Run:
         g = gl.Guest(self.key, self.wd, ctx.qemu, ctx.kernel, initrd,
                      drives(self.cfg, swap, ctx.data_image),
                      tmem=self.cfg.device if self.cfg.tmem else None,
-                     timeout=ctx.timeout, extra=trace_args(trace))
+                     timeout=ctx.timeout, extra=trace_args(trace),
+                     append=f"profile={PROFILE_SHIFT}" if ctx.guest_profile else "")
         self.guest = g
         images = {"data": ctx.data_image}
         if self.cfg.swap != "tmem-blk":

@@ -152,6 +152,7 @@ class Context:
         self.out = os.path.join(gl.BUILD, "bench", "guest")
         os.makedirs(self.out, exist_ok=True)
         self.timeout = args.timeout
+        self.guest_profile = args.guest_profile
 
 
 def parse_args():
@@ -163,6 +164,9 @@ def parse_args():
     ap.add_argument("--no-docs", action="store_true",
                     help="leave docs/ alone (plots go to build/bench/guest/plots)")
     ap.add_argument("--timeout", type=int, default=900, help="seconds per guest")
+    ap.add_argument("--guest-profile", action="store_true",
+                    help="boot the guests with the kernel's tick profiler "
+                         "(read by profile.py --guest)")
     ap.add_argument("--report-only", action="store_true",
                     help="no guests: redo the summaries, plots and docs from "
                          "build/bench/guest.json")

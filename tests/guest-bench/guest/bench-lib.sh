@@ -41,6 +41,39 @@ snap() {
 	stats "$1"
 }
 
+# prof_begin / prof_end / prof_dump LABEL: the kernel's tick profile,
+# only where the command line has "profile=N" (profile.py --guest).  The
+# counters are reset before the workload and copied to tmpfs right after
+# it (idle ticks at the sync point would follow otherwise); the copy's
+# non-zero buckets are printed later, outside the timed window, as
+# "E2E-PROF LABEL BUCKET COUNT" (bucket 0 is /proc/profile's first
+# counter, the last takes every module's ticks), with /proc/stat's cpu
+# line at both ends for the user time that the profile does not see.
+prof_begin() {
+	[ -e /proc/profile ] || return 0
+	echo 0 >/proc/profile
+	say "E2E-PROFSTAT $1.begin $(head -n 1 /proc/stat)"
+}
+
+prof_end() {
+	[ -e /proc/profile ] || return 0
+	mkdir -p /tmp && cat /proc/profile >/tmp/profile
+	say "E2E-PROFSTAT $1.end $(head -n 1 /proc/stat)"
+}
+
+prof_dump() {
+	[ -e /tmp/profile ] || return 0
+	od -A n -t u4 -v /tmp/profile | awk -v l="$1" '
+		{ for (i = 1; i <= NF; i++) {
+			if (n > 0 && $i > 0)
+				printf "E2E-PROF %s %d %s\n", l, n - 1, $i
+			else if (n == 0)
+				printf "E2E-PROF %s step %s\n", l, $i
+			n++ } }
+		END { printf "E2E-PROF %s buckets %d\n", l, n - 1 }'
+	rm -f /tmp/profile
+}
+
 # bench NAME CMD...: one timed workload, under bench-run (its faults).
 # The host times it from its answer at NAME.begin to NAME.end; the
 # snapshots are outside that window.
@@ -51,10 +84,13 @@ bench() {
 	snap "$name.before"
 	sync_point "$name.begin"
 	say "E2E-BEGIN $name"
+	prof_begin "$name"
 	bench-run "$@"
 	rc=$?
+	prof_end "$name"
 	sync_point "$name.end"
 	say "E2E-END $name rc=$rc"
 	snap "$name.after"
+	prof_dump "$name"
 	return $rc
 }
