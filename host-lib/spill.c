@@ -190,21 +190,27 @@ static bool tm_spill_gone_add(struct tm_spill *sp, uint64_t unit, uint32_t n)
 	return true;
 }
 
-/*
- * Give the extent of @bytes of data at @unit back.  Any thread, with
- * any of the store's locks held: with a medium that takes discards the
- * extent waits for tm_spill_discard_gone, which may not run here.
- */
-void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes)
+/* Hand @n units at @unit out again; @discard them first if it may. */
+static void tm_spill_unmap(struct tm_spill *sp, uint64_t unit, uint32_t n,
+			   bool discard)
 {
-	uint32_t n = tm_spill_units(sp, bytes);
-
 	pthread_mutex_lock(&sp->map_lock);
-	if (!sp->gone || !tm_spill_gone_add(sp, unit, n)) {
+	if (!discard || !sp->gone || !tm_spill_gone_add(sp, unit, n)) {
 		tm_bits_set(sp->map, unit, n, false);
 		sp->used -= n;
 	}
 	pthread_mutex_unlock(&sp->map_lock);
+}
+
+/*
+ * Give back the extent of @bytes of data at @unit, which held a page.
+ * Any thread, with any of the store's locks held: with a medium that
+ * takes discards the extent waits for tm_spill_discard_gone, which may
+ * not run here.
+ */
+void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes)
+{
+	tm_spill_unmap(sp, unit, tm_spill_units(sp, bytes), true);
 }
 
 /*
@@ -279,9 +285,11 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 }
 
 /*
- * tm_spill_release - give back the extent of a page whose write failed,
- * unless that write may still land there (lost): then the extent stays
- * allocated, and counted in spill_used, for the store's lifetime.
+ * tm_spill_release - give back the extent of a page whose write failed
+ * (or was not wanted any more), unless that write may still land there
+ * (lost): then the extent stays allocated, and counted in spill_used,
+ * for the store's lifetime.  A failed write's extent holds nothing, so
+ * it is not discarded.
  */
 void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io)
 {
@@ -289,7 +297,8 @@ void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io)
 		atomic_fetch_add(&sp->lost_bytes, (uint64_t)tm_spill_units(sp,
 				 io->bytes) << sp->unit_shift);
 	else
-		tm_spill_free(sp, io->unit, io->bytes);
+		tm_spill_unmap(sp, io->unit, tm_spill_units(sp, io->bytes),
+			       !io->res);
 }
 
 /*
