@@ -199,6 +199,7 @@ int tm_spill_file_open(struct tm_spill *sp, const char *path, uint64_t max,
 	rc = tm_spill_attach(sp, &tm_file_medium, f, shift, max);
 	if (rc < 0)
 		goto err_ring;
+	sp->fixed_bytes += sizeof(*f);
 	free(probe);
 	free(made);
 	return 0;

@@ -210,5 +210,7 @@ int tm_spill_ops_open(struct tm_spill *sp, const struct tmem_spill_ops *ops,
 			     (uint32_t)__builtin_ctz(unit), max);
 	if (rc)
 		free(x);
+	else
+		sp->fixed_bytes += sizeof(*x);
 	return rc;
 }

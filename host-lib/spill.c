@@ -81,6 +81,9 @@ int tm_spill_attach(struct tm_spill *sp, const struct tm_spill_medium *m,
 			goto err;
 	}
 	sp->buf_bytes = TM_SPILL_BUF;
+	sp->fixed_bytes = TM_SPILL_BUF +
+		(sp->nunits + 63) / 64 * sizeof(uint64_t) +
+		(sp->gone ? 2 * TM_SPILL_GONE * sizeof(*sp->gone) : 0);
 	sp->delay_ms = tm_test_delay_ms("TMEM_TEST_SPILL_DELAY_MS");
 	sp->priv = priv;
 	sp->medium = m;

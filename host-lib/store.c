@@ -262,7 +262,7 @@ static int tm_store_create(const struct tmem_config *cfg,
 	atomic_store(&s->ram_fixed, sizeof(*s) +
 		     TM_POOL_DIR * sizeof(*s->pool_dir) +
 		     s->slabs.dir_len * sizeof(*s->slabs.dir) +
-		     s->spill.buf_bytes + (s->spill.nunits + 63) / 8);
+		     s->spill.fixed_bytes);
 	rc = tm_reclaim_start(s);
 	if (rc)
 		goto err;

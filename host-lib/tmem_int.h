@@ -318,6 +318,7 @@ struct tm_spill {
 	pthread_mutex_t write_lock;	/* buf, writes, discards */
 	uint8_t *buf;		/* aligned batch buffer */
 	uint32_t buf_bytes;
+	uint64_t fixed_bytes;	/* held by the tier and medium: ram_fixed */
 	pthread_mutex_t map_lock;	/* map, cursor, used, gone, ngone */
 	uint64_t *map;		/* one bit per unit */
 	uint64_t cursor;

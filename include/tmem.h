@@ -112,7 +112,9 @@ struct tmem_spill_extent {
  * Alignment: every offset and len is a multiple of the unit given to
  * tmem_store_create_spill (512 to 4096), and every buf is aligned to
  * it, so a medium opened with O_DIRECT can take them as they are.  An
- * extent is at most 1 MiB; extents of one call never overlap.
+ * extent to write or read is at most 1 MiB.  The bufs of one call never
+ * overlap, nor do the extents of one write; a read may name the same
+ * bytes of the medium twice (a batch get given a key twice).
  *
  * Threads: the ops run in the store's threads: a putting thread (a page
  * that goes straight to the medium, or the inline reclaim of a put), the
@@ -123,9 +125,11 @@ struct tmem_spill_extent {
  * that.  A read may even cover bytes that a write or a discard running
  * at the same time changes; the store then throws away what it read, so
  * such a read need only return.  An op may block, since it is the I/O,
- * but the caller of the store call it runs in waits for it, and while a
- * write or a discard runs no other spill write starts.  An op must not
- * call any tmem_ function on this store.
+ * but the caller of the store call it runs in waits for it: while a
+ * write or a discard runs no other spill write starts, and a get whose
+ * read keeps racing flushes of its shard reads, the last time, with that
+ * shard's lock held.  An op must not call any tmem_ function on this
+ * store.
  *
  * Calls are synchronous: an op returns when every one of its @n extents
  * has a result in res, and no byte moves for them after that.  It
@@ -138,8 +142,9 @@ struct tmem_spill_extent {
  *	and count in TMEM_STAT_SPILL_WRITE_ERRORS (-ENOSPC also in
  *	TMEM_STAT_SPILL_ENOSPC).  Spilling then stops for a second, so
  *	that a failing medium does not turn every put into a failed write;
- *	meanwhile puts that find no RAM are -ENOSPC, and the reclaim thread
- *	tries again after that second.
+ *	meanwhile puts that find no RAM are -ENOSPC (reserved ones are
+ *	kept over the budget), and the reclaim thread tries again after
+ *	that second.
  * @read: fill the extents' bufs from the medium.  A page whose extent
  *	failed is -EIO for its get (TMEM_STAT_SPILL_READ_ERRORS), but is
  *	not dropped: a later get reads it again.
@@ -178,8 +183,8 @@ struct tmem_spill_ops {
  *
  * Returns 0 and sets *@out, or -EINVAL (bad config, NULL @ops, @ops
  * without write or read, a bad @unit, a spill_max below @unit), or
- * -ENOMEM.  TMEM_STAT_SPILL_BUFFERED and TMEM_STAT_SPILL_RING_RESETS stay
- * 0 for such a store: they are the file's.
+ * -ENOMEM.  TMEM_STAT_SPILL_BUFFERED, TMEM_STAT_SPILL_RING_RESETS and
+ * TMEM_STAT_SPILL_LOST stay 0 for such a store: they are the file's.
  */
 int tmem_store_create_spill(const struct tmem_config *cfg,
 			    const struct tmem_spill_ops *ops, void *opaque,

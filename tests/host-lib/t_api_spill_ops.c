@@ -367,6 +367,8 @@ static void test_roundtrip(uint32_t unit)
 	t_assert(t_stats_get(s, TMEM_STAT_SPILL_READS) >= 3 * n);
 	t_eq(t_stats_get(s, TMEM_STAT_SPILL_RING_RESETS), 0);
 	t_eq(t_stats_get(s, TMEM_STAT_SPILL_BUFFERED), 0);
+	/* The batch buffer and the extent arrays are the store's own. */
+	t_assert(t_stats_get(s, TMEM_STAT_RAM_FIXED) > MIB + 8192);
 	mem_store_free(&m, s);
 	mem_fini(&m);
 }
