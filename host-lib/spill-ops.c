@@ -49,19 +49,19 @@ static int tm_ext_write(struct tm_spill *sp, struct tm_spill_io *io, int n)
 	int rc, err = 0;
 
 	for (int i = 0, j; i < n; i = j) {
-		uint64_t len = (uint64_t)tm_spill_units(sp, io[i].bytes) << shift;
+		uint32_t len = tm_spill_units(sp, io[i].bytes) << shift;
 
 		for (j = i + 1; j < n; j++) {
-			uint64_t prev = (uint64_t)tm_spill_units(sp,
-						io[j - 1].bytes) << shift;
+			uint32_t prev = tm_spill_units(sp, io[j - 1].bytes) <<
+					shift;
 
-			if (io[j].unit << shift != (io[j - 1].unit << shift) +
-			    prev || io[j].buf_off != io[j - 1].buf_off + prev)
+			if (io[j].unit != io[j - 1].unit + (prev >> shift) ||
+			    io[j].buf_off != io[j - 1].buf_off + prev)
 				break;
-			len += (uint64_t)tm_spill_units(sp, io[j].bytes) << shift;
+			len += tm_spill_units(sp, io[j].bytes) << shift;
 		}
 		x->wext[m] = (struct tmem_spill_extent){
-			.offset = io[i].unit << shift, .len = (uint32_t)len,
+			.offset = io[i].unit << shift, .len = len,
 			.buf = sp->buf + io[i].buf_off, .res = -EIO };
 		x->wfirst[m] = i;
 		x->wcnt[m] = j - i;

@@ -332,7 +332,7 @@ struct tm_spill {
 	struct tm_spill_gone *gone;
 	uint32_t ngone;
 	_Atomic int64_t backoff_until;	/* ns; no spilling before then */
-	_Atomic bool dead;		/* medium broken: spilling is off for good */
+	_Atomic bool dead;		/* medium broken: no spilling, ever */
 	_Atomic uint64_t ring_resets;	/* rings thrown away after a failure */
 	_Atomic uint64_t lost_bytes;	/* extents kept for late writes */
 	uint32_t delay_ms;		/* TMEM_TEST_SPILL_DELAY_MS */

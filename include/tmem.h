@@ -103,7 +103,7 @@ struct tmem_spill_extent {
 	uint64_t offset;	/* bytes from the start of the medium */
 	uint32_t len;		/* bytes to move */
 	void *buf;		/* @len bytes: to write, or to read into */
-	int res;		/* the op sets it: 0, or -errno for this extent */
+	int res;		/* set by the op: 0, or -errno */
 };
 
 /*

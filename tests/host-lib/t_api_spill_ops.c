@@ -34,7 +34,7 @@ struct mem {
 	uint32_t unit;
 	_Atomic uint8_t *live;		/* per unit: written, not discarded */
 	_Atomic int write_err;		/* !0: every write extent fails so */
-	_Atomic int write_whole;	/* !0: a write call returns it, does nothing */
+	_Atomic int write_whole;	/* !0: write calls fail so, whole */
 	_Atomic int read_err;		/* !0: every read extent fails so */
 	_Atomic bool strict;		/* reads must cover live units only */
 	_Atomic bool closed;		/* the store was destroyed */
