@@ -85,6 +85,8 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
 /*
  * tmem_store_destroy - free every page, pool and the spill file.
  * No other call on @s may be running or made afterwards. NULL is a no-op.
+ * Once it returns, no op of a spill medium of the caller's (see
+ * tmem_store_create_spill) runs or is called again.
  */
 void tmem_store_destroy(struct tmem_store *s);
 
