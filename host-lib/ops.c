@@ -150,13 +150,14 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 	if (rc)
 		return rc;
 
-	pthread_mutex_lock(&sp->ring_lock);
+	pthread_mutex_lock(&sp->write_lock);
+	tm_spill_discard_gone(sp);
 	rc = tm_spill_alloc(sp, tm_spill_units(sp, pk->size), &io.unit);
 	if (!rc) {
 		memcpy(sp->buf, pk->data, pk->size);
 		rc = tm_spill_write(s, &io, 1);
 	}
-	pthread_mutex_unlock(&sp->ring_lock);
+	pthread_mutex_unlock(&sp->write_lock);
 	if (rc) {
 		if (rc != -ENOSPC || io.res) {
 			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
@@ -248,8 +249,8 @@ static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 		if (!atomic_load(&s->ram_data))
 			break;		/* the budget is all index */
 		/* wait out a spill in progress, let the others on */
-		pthread_mutex_lock(&s->spill.ring_lock);
-		pthread_mutex_unlock(&s->spill.ring_lock);
+		pthread_mutex_lock(&s->spill.write_lock);
+		pthread_mutex_unlock(&s->spill.write_lock);
 		sched_yield();
 	}
 	if (start)

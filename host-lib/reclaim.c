@@ -257,7 +257,7 @@ struct tm_spill_batch {
 
 /*
  * Gather the pages of @sb from slot *@slot on into @b, until the slab
- * is done or the batch is full.  Caller holds the ring lock.
+ * is done or the batch is full.  Caller holds the write lock.
  */
 static void tm_spill_gather(struct tmem_store *s, struct tm_slab *sb,
 			    uint32_t *slot, struct tm_spill_batch *b)
@@ -361,7 +361,9 @@ static uint64_t tm_reclaim_spill(struct tmem_store *s)
 	b.n = 0;
 	b.off = 0;
 	b.full = b.nospace = false;
-	pthread_mutex_lock(&sp->ring_lock);
+	pthread_mutex_lock(&sp->write_lock);
+	/* Space flushed pages left, back in the map before we look. */
+	tm_spill_discard_gone(sp);
 	while (!b.full && !b.nospace && npicked < TM_SPILL_SLABS) {
 		struct tm_slab *sb = tm_slab_pick(s, 0);
 
@@ -375,7 +377,7 @@ static uint64_t tm_reclaim_spill(struct tmem_store *s)
 		tm_spill_write(s, b.io, b.n);
 		done = tm_spill_commit(s, b.io, b.rec, b.n);
 	}
-	pthread_mutex_unlock(&sp->ring_lock);
+	pthread_mutex_unlock(&sp->write_lock);
 	while (npicked)
 		tm_slab_unpick(s, picked[--npicked]);
 	return done;
@@ -501,6 +503,12 @@ static void *tm_reclaimer(void *arg)
 		while (!s->rc_stop && tm_over_budget(s) && tm_reclaim_step(s))
 			;
 		tm_tidy(s);
+		if (s->spill.gone) {
+			/* Discards of flushed pages wait for no spill. */
+			pthread_mutex_lock(&s->spill.write_lock);
+			tm_spill_discard_gone(&s->spill);
+			pthread_mutex_unlock(&s->spill.write_lock);
+		}
 		pthread_mutex_lock(&s->rc_lock);
 		if (s->rc_stop || s->rc_kick)
 			continue;

@@ -1,39 +1,29 @@
 // SPDX-License-Identifier: MIT
 /*
- * spill.c - the disk tier: a scratch file of compressed persistent pages.
+ * spill.c - the spill tier: compressed persistent pages out of RAM,
+ * whatever medium holds them.
  *
- * Space is handed out in units of the file's O_DIRECT alignment (512 or
- * 4096 bytes, probed at open) from a bitmap searched next-fit, so a slab
- * spilled in one go lands in one run of the file and its writes merge.
- * Each page keeps its own extent, so pages are freed one by one.
+ * Space is handed out in units of the medium (the file's O_DIRECT
+ * alignment, 512 or 4096 bytes, or what the caller of
+ * tmem_store_create_spill said) from a bitmap searched next-fit, so a
+ * slab spilled in one go lands in one run and its writes merge.  Each
+ * page keeps its own extent, so pages are freed one by one.
  *
- * Writes go through one io_uring, batched: the caller gathers a slab's
- * pages into the batch buffer under the ring lock and submits them
- * together.  A single get's read is one page it waits for, so it uses
- * pread(), which lets gets run in parallel with each other and with a
- * spill batch in flight.  A batch get submits the reads of all its
- * spilled pages together on a ring of its thread's own (see below).
- *
- * O_DIRECT keeps spilled pages out of the host page cache, which would
- * otherwise hold a second copy of exactly the memory we are giving back.
- * File systems that refuse it are refused in turn, and so are those that
- * keep their data in RAM (tmpfs, ramfs), unless the caller passed
- * TMEM_SPILL_BUFFERED: there a "spilled" page would still be in memory.
+ * Writes are gathered in the batch buffer under the write lock and
+ * handed to the medium together; reads are single pages a get waits
+ * for, or a batch get's spilled pages at once (tm_rbatch_*).  What
+ * happens on the medium is its own business (struct tm_spill_medium):
+ * this file keeps the space, the back-off after a failed write and the
+ * discards, which every medium shares.
  */
 #include <errno.h>
-#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
-#include <linux/magic.h>
-#include <sys/stat.h>
-#include <sys/vfs.h>
 #include <time.h>
-#include <unistd.h>
 
 #include "fault.h"
 #include "tmem_int.h"
 
-#define TM_SPILL_BUF	(1u << 20)
 #define TM_SPILL_BACKOFF_NS	1000000000ll
 
 uint64_t tm_now_ns(void)
@@ -42,112 +32,6 @@ uint64_t tm_now_ns(void)
 
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000000000ull + (uint64_t)ts.tv_nsec;
-}
-
-/*
- * A new file in directory @dir: unnamed, or with @keep named and its
- * name returned in *@made (the caller frees it).
- */
-static int tm_spill_create_in(const char *dir, bool keep, char **made)
-{
-	char *tmpl;
-	int fd;
-
-	if (!keep) {
-		fd = open(dir, O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-		if (fd >= 0 || (errno != EOPNOTSUPP && errno != EISDIR))
-			return fd >= 0 ? fd : -errno;
-	}
-	tmpl = malloc(strlen(dir) + sizeof("/tmem-spill-XXXXXX"));
-	if (!tmpl)
-		return -ENOMEM;
-	strcpy(tmpl, dir);
-	strcat(tmpl, "/tmem-spill-XXXXXX");
-	fd = mkostemp(tmpl, O_CLOEXEC);	/* mode 0600, O_EXCL */
-	if (fd < 0) {
-		fd = -errno;
-	} else if (keep) {
-		*made = tmpl;
-		return fd;
-	}
-	unlink(tmpl);
-	free(tmpl);
-	return fd;
-}
-
-/*
- * Open the spill file @path names (see struct tmem_config).  Only ever a
- * file this call creates: an existing file, or a symlink, at @path is
- * -EEXIST, so a mistyped path cannot truncate, chmod or overwrite
- * anyone's data.  With @keep the file stays and *@made gets its name.
- */
-static int tm_spill_create(const char *path, bool keep, char **made)
-{
-	struct stat st;
-	int fd;
-
-	*made = NULL;
-	if (!stat(path, &st) && S_ISDIR(st.st_mode))
-		return tm_spill_create_in(path, keep, made);
-	fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC,
-		  0600);
-	if (fd < 0)
-		return -errno;
-	if (keep) {
-		*made = strdup(path);
-		if (*made)
-			return fd;
-		unlink(path);
-		close(fd);
-		return -ENOMEM;
-	}
-	if (unlink(path)) {
-		int err = -errno;
-
-		close(fd);
-		return err;
-	}
-	return fd;
-}
-
-/*
- * Find the smallest unit O_DIRECT accepts here.  Returns its shift, or 0
- * if O_DIRECT does not work at all (then the file stays buffered).
- */
-static uint32_t tm_spill_probe_direct(int fd, uint8_t *buf)
-{
-	int fl = fcntl(fd, F_GETFL);
-
-	if (fl < 0 || fcntl(fd, F_SETFL, fl | O_DIRECT))
-		return 0;
-	memset(buf, 0, 4096);
-	for (uint32_t shift = 9; shift <= 12; shift += 3) {
-		size_t n = (size_t)1 << shift;
-
-		if (pwrite(fd, buf, n, (off_t)n) == (ssize_t)n &&
-		    pread(fd, buf, n, (off_t)n) == (ssize_t)n) {
-			if (ftruncate(fd, 0))
-				break;
-			return shift;
-		}
-	}
-	fcntl(fd, F_SETFL, fl);
-	if (ftruncate(fd, 0))
-		return 0;
-	return 0;
-}
-
-/*
- * Whether @fd's file system keeps its data in RAM: tmpfs (which takes
- * O_DIRECT since Linux 6.6, so the probe cannot tell) or ramfs.
- */
-static bool tm_spill_in_ram(int fd)
-{
-	struct statfs fs;
-
-	if (fstatfs(fd, &fs))
-		return false;
-	return fs.f_type == TMPFS_MAGIC || fs.f_type == RAMFS_MAGIC;
 }
 
 /*
@@ -162,86 +46,73 @@ static void tm_spill_test_delay(const struct tm_spill *sp)
 	tm_test_sleep_ms(sp->delay_ms);
 }
 
-int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
-		  uint32_t flags)
+/* Spilling off, until a medium is attached. */
+void tm_spill_init(struct tm_spill *sp)
 {
-	char *made = NULL;
-	uint32_t shift;
-	void *buf;
-	int rc;
-
 	memset(sp, 0, sizeof(*sp));
-	sp->fd = -1;
-	pthread_mutex_init(&sp->ring_lock, NULL);
+	pthread_mutex_init(&sp->write_lock, NULL);
 	pthread_mutex_init(&sp->map_lock, NULL);
-	if (!path || !*path || !max)
-		return 0;
-	sp->delay_ms = tm_test_delay_ms("TMEM_TEST_SPILL_DELAY_MS");
+}
 
+/*
+ * tm_spill_attach - spill to medium @m (its state @priv) from now on,
+ * in units of 1 << @unit_shift bytes, at most @max bytes of them.
+ * Returns 0, -EINVAL (@max holds no unit) or -ENOMEM; on error nothing
+ * is attached and the caller still owns @priv.
+ */
+int tm_spill_attach(struct tm_spill *sp, const struct tm_spill_medium *m,
+		    void *priv, uint32_t unit_shift, uint64_t max)
+{
+	void *buf;
+
+	sp->unit_shift = unit_shift;
+	sp->nunits = max >> unit_shift;
+	if (!sp->nunits)
+		return -EINVAL;
 	if (posix_memalign(&buf, 4096, TM_SPILL_BUF))
 		return -ENOMEM;
 	sp->buf = buf;
-	sp->buf_bytes = TM_SPILL_BUF;
-	rc = tm_spill_create(path, flags & TMEM_SPILL_KEEP, &made);
-	if (rc < 0)
-		goto err_buf;
-	sp->fd = rc;
-
-	shift = tm_spill_probe_direct(sp->fd, sp->buf);
-	sp->direct = shift != 0;
-	sp->unit_shift = shift ? shift : 9;
-	sp->nunits = max >> sp->unit_shift;
-	/* A "spill" that may stay in memory: only when asked for. */
-	sp->buffered = !sp->direct || tm_spill_in_ram(sp->fd);
-	rc = -EOPNOTSUPP;
-	if (sp->buffered && !(flags & TMEM_SPILL_BUFFERED))
-		goto err_fd;
-	rc = -EINVAL;
-	if (!sp->nunits)
-		goto err_fd;
-	rc = -ENOMEM;
 	sp->map = calloc((sp->nunits + 63) / 64, sizeof(uint64_t));
 	if (!sp->map)
-		goto err_fd;
-	rc = io_uring_queue_init(TM_SPILL_BATCH, &sp->ring, 0);
-	if (rc < 0)
-		goto err_map;
-	free(made);
+		goto err;
+	if (m->discard) {
+		sp->gone = calloc(2 * TM_SPILL_GONE, sizeof(*sp->gone));
+		if (!sp->gone)
+			goto err;
+	}
+	sp->buf_bytes = TM_SPILL_BUF;
+	sp->fixed_bytes = TM_SPILL_BUF +
+		(sp->nunits + 63) / 64 * sizeof(uint64_t) +
+		(sp->gone ? 2 * TM_SPILL_GONE * sizeof(*sp->gone) : 0);
+	sp->delay_ms = tm_test_delay_ms("TMEM_TEST_SPILL_DELAY_MS");
+	sp->priv = priv;
+	sp->medium = m;
 	return 0;
 
-err_map:
+err:
 	free(sp->map);
-	sp->map = NULL;
-err_fd:
-	close(sp->fd);
-	sp->fd = -1;
-	if (made)
-		unlink(made);	/* ours: made by this call */
-	free(made);
-err_buf:
 	free(sp->buf);
+	sp->map = NULL;
 	sp->buf = NULL;
-	return rc;
+	return -ENOMEM;
 }
 
 void tm_spill_close(struct tm_spill *sp)
 {
-	if (sp->fd >= 0) {
-		if (!atomic_load(&sp->dead))
-			io_uring_queue_exit(&sp->ring);
-		close(sp->fd);
-	}
+	if (sp->medium)
+		sp->medium->close(sp);
+	sp->medium = NULL;
+	free(sp->gone);
 	free(sp->map);
 	free(sp->buf);
-	sp->fd = -1;
-	pthread_mutex_destroy(&sp->ring_lock);
+	pthread_mutex_destroy(&sp->write_lock);
 	pthread_mutex_destroy(&sp->map_lock);
 }
 
-/* Spilling is on, its ring works, and it has not failed in a second. */
+/* Spilling is on, its medium works, and it has not failed in a second. */
 bool tm_spill_usable(struct tm_spill *sp)
 {
-	return sp->fd >= 0 && !atomic_load(&sp->dead) &&
+	return sp->medium && !atomic_load(&sp->dead) &&
 	       (int64_t)tm_now_ns() >= atomic_load(&sp->backoff_until);
 }
 
@@ -255,7 +126,7 @@ static bool tm_bit(const uint64_t *map, uint64_t i)
 	return map[i >> 6] >> (i & 63) & 1;
 }
 
-static void tm_bits_set(uint64_t *map, uint64_t i, uint32_t n, bool on)
+static void tm_bits_set(uint64_t *map, uint64_t i, uint64_t n, bool on)
 {
 	for (uint64_t b = i; b < i + n; b++) {
 		if (on)
@@ -303,13 +174,76 @@ int tm_spill_alloc(struct tm_spill *sp, uint32_t n, uint64_t *unit)
 	return rc;
 }
 
+/*
+ * Hold the @n units at @unit back for a discard.  False when too many
+ * wait already: then they go back unannounced (a discard is a hint).
+ * Caller holds the map lock.
+ */
+static bool tm_spill_gone_add(struct tm_spill *sp, uint64_t unit, uint32_t n)
+{
+	struct tm_spill_gone *last = sp->ngone ? &sp->gone[sp->ngone - 1] : NULL;
+
+	if (last && last->unit + last->n == unit) {
+		last->n += n;	/* a flushed run of neighbours: one discard */
+		return true;
+	}
+	if (sp->ngone == TM_SPILL_GONE)
+		return false;
+	sp->gone[sp->ngone++] = (struct tm_spill_gone){ .unit = unit, .n = n };
+	return true;
+}
+
+/* Hand @n units at @unit out again; @discard them first if it may. */
+static void tm_spill_unmap(struct tm_spill *sp, uint64_t unit, uint32_t n,
+			   bool discard)
+{
+	pthread_mutex_lock(&sp->map_lock);
+	if (!discard || !sp->gone || !tm_spill_gone_add(sp, unit, n)) {
+		tm_bits_set(sp->map, unit, n, false);
+		sp->used -= n;
+	}
+	pthread_mutex_unlock(&sp->map_lock);
+}
+
+/*
+ * Give back the extent of @bytes of data at @unit, which held a page.
+ * Any thread, with any of the store's locks held: with a medium that
+ * takes discards the extent waits for tm_spill_discard_gone, which may
+ * not run here.
+ */
 void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes)
 {
-	uint32_t n = tm_spill_units(sp, bytes);
+	tm_spill_unmap(sp, unit, tm_spill_units(sp, bytes), true);
+}
 
+/*
+ * tm_spill_discard_gone - discard the extents freed since last time,
+ * then hand their units out again.  Caller holds the write lock and no
+ * other of the store's: the medium's discard may block.
+ */
+void tm_spill_discard_gone(struct tm_spill *sp)
+{
+	struct tm_spill_gone *todo;
+	uint32_t n;
+
+	if (!sp->gone)
+		return;
+	todo = sp->gone + TM_SPILL_GONE;	/* the write lock's half */
 	pthread_mutex_lock(&sp->map_lock);
-	tm_bits_set(sp->map, unit, n, false);
-	sp->used -= n;
+	n = sp->ngone;
+	memcpy(todo, sp->gone, n * sizeof(*todo));
+	sp->ngone = 0;
+	pthread_mutex_unlock(&sp->map_lock);
+	if (!n)
+		return;
+	for (uint32_t i = 0; i < n; i++)
+		sp->medium->discard(sp, todo[i].unit << sp->unit_shift,
+				    todo[i].n << sp->unit_shift);
+	pthread_mutex_lock(&sp->map_lock);
+	for (uint32_t i = 0; i < n; i++) {
+		tm_bits_set(sp->map, todo[i].unit, todo[i].n, false);
+		sp->used -= todo[i].n;
+	}
 	pthread_mutex_unlock(&sp->map_lock);
 }
 
@@ -323,108 +257,21 @@ uint64_t tm_spill_used(struct tm_spill *sp)
 	return used;
 }
 
-static int tm_spill_fault(int res)
-{
-	if (tm_fault_fire(TM_FAULT_SPILL_ENOSPC))
-		return -ENOSPC;
-	if (tm_fault_fire(TM_FAULT_SPILL_WRITE))
-		return -EIO;
-	if (res > 1 && tm_fault_fire(TM_FAULT_SHORT_WRITE))
-		return res / 2;
-	return res;
-}
-
-/* io_uring_submit, with its fault points.  Returns SQEs taken or -errno. */
-static int tm_ring_submit(struct io_uring *ring)
-{
-	struct io_uring_sq *sq = &ring->sq;
-
-	if (tm_fault_fire(TM_FAULT_SUBMIT))
-		return -EBUSY;
-	if (sq->sqe_tail - sq->sqe_head > 1 &&
-	    tm_fault_fire(TM_FAULT_SUBMIT_SHORT)) {
-		/* As io_uring_enter may: take the first half, leave the rest. */
-		unsigned int tail = sq->sqe_tail;
-		int r;
-
-		sq->sqe_tail = sq->sqe_head + (tail - sq->sqe_head) / 2;
-		r = io_uring_submit(ring);
-		sq->sqe_tail = tail;
-		return r;
-	}
-	return io_uring_submit(ring);
-}
-
-static int tm_ring_wait(struct io_uring *ring, struct io_uring_cqe **cqe)
-{
-	if (tm_fault_fire(TM_FAULT_WAIT))
-		return -EIO;
-	return io_uring_wait_cqe(ring, cqe);
-}
-
 /*
- * The ring cannot be trusted any more: SQEs it would not take are still
- * queued in it, or writes it took may still be in flight.  Throw it away
- * (that drops the queued SQEs; what is in flight finishes on its own, into
- * extents the caller never frees) and start a fresh one.  If that fails,
- * spilling is off for good.  Caller holds the ring lock.
- */
-static void tm_ring_reset(struct tm_spill *sp)
-{
-	io_uring_queue_exit(&sp->ring);
-	if (io_uring_queue_init(TM_SPILL_BATCH, &sp->ring, 0) < 0)
-		atomic_store(&sp->dead, true);
-	atomic_fetch_add(&sp->ring_resets, 1);
-}
-
-/* A run of neighbouring pages written with one SQE. */
-struct tm_spill_run {
-	int start, cnt;
-	uint32_t len;
-	bool seen;		/* its completion was reaped */
-};
-
-/*
- * Submit the @queued SQEs prepared on @ring, retrying the kernel's
- * transient refusals a few times.  Returns how many went out.
- */
-static int tm_ring_submit_all(struct io_uring *ring, int queued)
-{
-	int submitted = 0, tries = 0;
-
-	while (submitted < queued) {
-		int r = tm_ring_submit(ring);
-
-		if (r > 0) {
-			submitted += r;
-			continue;
-		}
-		if ((r == 0 || r == -EINTR || r == -EAGAIN || r == -EBUSY) &&
-		    ++tries < 4)
-			continue;
-		break;
-	}
-	return submitted;
-}
-
-/*
- * tm_spill_write - write @n pages already laid out in the batch buffer,
- * merging neighbours in the file and the buffer into one write.  Sets
- * each io's res (0 or -errno).  Returns 0 if every page was written, else
- * the first error; after an error spilling backs off for a second so that
- * a failing disk does not turn every put into a failed write.
+ * tm_spill_write - write @n pages already laid out in the batch buffer.
+ * Sets each io's res (0 or -errno).  Returns 0 if every page was
+ * written, else the first error; after an error spilling backs off for
+ * a second so that a failing medium does not turn every put into a
+ * failed write.
  *
- * If the ring fails under us (submit refused, wait failed), pages whose
- * write may still be in flight get res -EIO and lost = true: the caller
- * keeps them in RAM and must not free their extents, which a late write
- * could still land in.  Caller holds the ring lock.
+ * Pages whose write failed but may still land (lost = true) stay in RAM
+ * and their extents must not be freed: see tm_spill_release.  Caller
+ * holds the write lock.
  */
 int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 {
 	struct tm_spill *sp = &s->spill;
-	static _Thread_local struct tm_spill_run runs[TM_SPILL_BATCH];
-	uint32_t shift = sp->unit_shift;
-	int first = 0, err = 0;
+	int err;
 
 	for (int k = 0; k < n; k++) {
 		io[k].res = -EIO;
@@ -433,82 +280,7 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 	if (atomic_load(&sp->dead))
 		return -EIO;
 	tm_spill_test_delay(sp);
-	while (first < n) {
-		int queued = 0, submitted, done = 0, i = first;
-		bool broken = false;
-
-		while (i < n && queued < TM_SPILL_BATCH) {
-			struct io_uring_sqe *sqe = io_uring_get_sqe(&sp->ring);
-			uint64_t len = (uint64_t)tm_spill_units(sp,
-							io[i].bytes) << shift;
-			int j = i + 1;
-
-			if (!sqe)
-				break;
-			while (j < n &&
-			       io[j].unit == io[j - 1].unit +
-					tm_spill_units(sp, io[j - 1].bytes) &&
-			       io[j].buf_off == io[j - 1].buf_off +
-					((uint64_t)tm_spill_units(sp,
-					io[j - 1].bytes) << shift)) {
-				len += (uint64_t)tm_spill_units(sp,
-							io[j].bytes) << shift;
-				j++;
-			}
-			io_uring_prep_write(sqe, sp->fd, sp->buf + io[i].buf_off,
-					    (unsigned int)len,
-					    io[i].unit << shift);
-			io_uring_sqe_set_data64(sqe, (uint64_t)queued);
-			runs[queued] = (struct tm_spill_run){
-				.start = i, .cnt = j - i, .len = (uint32_t)len };
-			queued++;
-			i = j;
-		}
-		submitted = tm_ring_submit_all(&sp->ring, queued);
-		broken = submitted < queued;
-		while (done < submitted) {
-			struct io_uring_cqe *cqe;
-			struct tm_spill_run *r;
-			uint64_t d;
-			int rc = tm_ring_wait(&sp->ring, &cqe), res;
-
-			if (rc == -EINTR)
-				continue;
-			if (rc < 0) {
-				broken = true;
-				break;
-			}
-			d = io_uring_cqe_get_data64(cqe);
-			io_uring_cqe_seen(&sp->ring, cqe);
-			if (d >= (uint64_t)queued || runs[d].seen)
-				continue;	/* cannot happen: not ours */
-			r = &runs[d];
-			r->seen = true;
-			res = tm_spill_fault(cqe->res);
-			if (res >= 0 && (uint32_t)res != r->len)
-				res = -EIO;	/* short write */
-			for (int k = r->start; k < r->start + r->cnt; k++)
-				io[k].res = res < 0 ? res : 0;
-			if (res < 0 && !err)
-				err = res;
-			done++;
-		}
-		if (broken) {
-			/* Unreaped runs: failed, and in flight if submitted. */
-			for (int q = 0; q < queued; q++) {
-				if (runs[q].seen)
-					continue;
-				for (int k = runs[q].start;
-				     k < runs[q].start + runs[q].cnt; k++)
-					io[k].lost = q < submitted;
-			}
-			tm_ring_reset(sp);
-			if (!err)
-				err = -EIO;
-			break;
-		}
-		first = i;
-	}
+	err = sp->medium->write(sp, io, n);
 	if (err)
 		atomic_store(&sp->backoff_until,
 			     (int64_t)tm_now_ns() + TM_SPILL_BACKOFF_NS);
@@ -516,9 +288,11 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 }
 
 /*
- * tm_spill_release - give back the extent of a page whose write failed,
- * unless that write may still land there (lost): then the extent stays
- * allocated, and counted in spill_used, for the store's lifetime.
+ * tm_spill_release - give back the extent of a page whose write failed
+ * (or was not wanted any more), unless that write may still land there
+ * (lost): then the extent stays allocated, and counted in spill_used,
+ * for the store's lifetime.  A failed write's extent holds nothing, so
+ * it is not discarded.
  */
 void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io)
 {
@@ -526,169 +300,37 @@ void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io)
 		atomic_fetch_add(&sp->lost_bytes, (uint64_t)tm_spill_units(sp,
 				 io->bytes) << sp->unit_shift);
 	else
-		tm_spill_free(sp, io->unit, io->bytes);
-}
-
-/*
- * Read bytes [@got, @want) of the extent at byte @off of the file into
- * @dst + @got, continuing short reads.  Returns 0 or -EIO.
- */
-static int tm_spill_pread(struct tm_spill *sp, off_t off, uint8_t *dst,
-			  size_t got, size_t want)
-{
-	while (got < want) {
-		size_t ask = want - got;
-		ssize_t r;
-
-		tm_fault_park(TM_FAULT_READ_STALL);
-		if (tm_fault_fire(TM_FAULT_SPILL_READ))
-			return -EIO;
-		if (ask > (1u << sp->unit_shift) &&
-		    tm_fault_fire(TM_FAULT_SHORT_READ))
-			ask = (ask / 2) & ~(((size_t)1 << sp->unit_shift) - 1);
-		r = pread(sp->fd, dst + got, ask, off + (off_t)got);
-		if (r < 0 && errno == EINTR)
-			continue;
-		if (r <= 0)
-			return -EIO;
-		got += (size_t)r;
-	}
-	return 0;
+		tm_spill_unmap(sp, io->unit, tm_spill_units(sp, io->bytes),
+			       !io->res);
 }
 
 /*
  * tm_spill_read - read the @bytes of data at @unit into @dst, which must
  * be aligned to 4096 and hold the extent rounded up to whole units.
- * Short reads are continued.  Returns 0 or -EIO.
+ * Returns 0 or -EIO.
  */
 int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 		  uint8_t *dst)
 {
-	size_t want = (size_t)tm_spill_units(sp, bytes) << sp->unit_shift;
+	uint32_t len = tm_spill_units(sp, bytes) << sp->unit_shift;
 
 	tm_spill_test_delay(sp);
-	return tm_spill_pread(sp, (off_t)(unit << sp->unit_shift), dst, 0,
-			      want);
+	return sp->medium->read(sp, unit << sp->unit_shift, len, dst);
 }
 
 /*
  * Batched reads, for tmem_get_batch: the spilled pages of a batch are
- * read together, up to TM_READ_DEPTH extents submitted at once, and
- * reaped one by one as they complete, so that the caller decompresses
- * each while the disk works on the rest.
- *
- * They go through a ring of the calling thread's own, not the spill
- * writer's: getters then never wait for the ring lock behind a spill
- * batch, nor for each other.  The ring and its TM_READ_BUF buffer are
- * made on the thread's first batch read and freed when it exits.
- *
- * A ring that fails under a batch (a submit it will not take, a wait
- * that fails) hands the reads it did not complete back to the caller,
- * which reads those pages one by one (tm_spill_read, into another
- * buffer).  Reads it took may still land in the buffer, and SQEs it
- * refused are still queued in it: they are owed.  The next batch on the
- * thread first submits and waits for what is owed (tm_reader_settle),
- * and uses the ring only once nothing is; until then it reads alone.
+ * queued, up to TM_READ_DEPTH extents and TM_READ_BUF bytes, into a
+ * read buffer of the calling thread's, submitted together, and reaped
+ * one by one, so that the caller decompresses each while the medium
+ * works on the rest (if it can: see spill-file.c).  A read the medium
+ * did not do is handed back as TM_RD_ALONE, to be read alone.
  */
-struct tm_reader {
-	struct io_uring ring;
-	uint8_t *buf;		/* TM_READ_BUF bytes, aligned for O_DIRECT */
-	uint32_t owed;		/* completions due to no batch */
-	uint32_t unsent;	/* ...of which SQEs still to be submitted */
-};
 
-static pthread_key_t tm_reader_key;
-static pthread_once_t tm_reader_once = PTHREAD_ONCE_INIT;
-static bool tm_reader_key_ok;
-static _Thread_local struct tm_reader *tm_reader_cur;
-
-/* Thread exit.  A buffer that reads may still land in is never freed. */
-static void tm_reader_free(void *arg)
-{
-	struct tm_reader *rd = arg;
-	struct io_uring_cqe *cqe;
-	bool clean = !rd->unsent;
-
-	while (clean && rd->owed) {
-		if (io_uring_wait_cqe(&rd->ring, &cqe)) {
-			clean = false;
-			break;
-		}
-		io_uring_cqe_seen(&rd->ring, cqe);
-		rd->owed--;
-	}
-	io_uring_queue_exit(&rd->ring);
-	if (clean)
-		free(rd->buf);
-	free(rd);
-}
-
-static void tm_reader_key_init(void)
-{
-	tm_reader_key_ok = !pthread_key_create(&tm_reader_key, tm_reader_free);
-}
-
-/* The calling thread's reader, made on first use; NULL if it cannot be. */
-static struct tm_reader *tm_reader_get(void)
-{
-	struct tm_reader *rd = tm_reader_cur;
-	void *buf;
-
-	if (rd)
-		return rd;
-	pthread_once(&tm_reader_once, tm_reader_key_init);
-	if (!tm_reader_key_ok)
-		return NULL;
-	rd = calloc(1, sizeof(*rd));
-	if (!rd)
-		return NULL;
-	if (posix_memalign(&buf, 4096, TM_READ_BUF))
-		goto err_rd;
-	rd->buf = buf;
-	if (io_uring_queue_init(TM_READ_DEPTH, &rd->ring, 0) < 0)
-		goto err_buf;
-	if (pthread_setspecific(tm_reader_key, rd))
-		goto err_ring;
-	tm_reader_cur = rd;
-	return rd;
-
-err_ring:
-	io_uring_queue_exit(&rd->ring);
-err_buf:
-	free(rd->buf);
-err_rd:
-	free(rd);
-	return NULL;
-}
-
-/* Submit and reap what earlier batches left owed.  True once none is. */
-static bool tm_reader_settle(struct tm_reader *rd)
-{
-	while (rd->unsent) {
-		int r = tm_ring_submit(&rd->ring);
-
-		if (r <= 0 && r != -EINTR)
-			return false;
-		rd->unsent -= r > 0 ? ((uint32_t)r < rd->unsent ?
-				       (uint32_t)r : rd->unsent) : 0;
-	}
-	while (rd->owed) {
-		struct io_uring_cqe *cqe;
-		int r = tm_ring_wait(&rd->ring, &cqe);
-
-		if (r == -EINTR)
-			continue;
-		if (r < 0)
-			return false;
-		io_uring_cqe_seen(&rd->ring, cqe);
-		rd->owed--;
-	}
-	return true;
-}
-
-/* Start an empty batch; its ring is looked for when a read is added. */
+/* Start an empty batch; its buffer is looked for when a read is added. */
 void tm_rbatch_init(struct tm_rbatch *b)
 {
+	b->buf = NULL;
 	b->rd = NULL;
 	b->tried = false;
 	b->n = b->submitted = b->inflight = b->next = 0;
@@ -697,101 +339,54 @@ void tm_rbatch_init(struct tm_rbatch *b)
 
 /*
  * Queue the read of the extent holding @bytes of data at @unit.  Returns
- * its index in the batch, or -1 if the batch is full (or has no ring).
+ * its index in the batch, or -1 if the batch is full (or has no buffer).
  */
 int tm_rbatch_add(struct tm_spill *sp, struct tm_rbatch *b, uint64_t unit,
 		  uint32_t bytes)
 {
 	uint32_t len = tm_spill_units(sp, bytes) << sp->unit_shift;
-	struct io_uring_sqe *sqe;
 	int k = b->n;
 
 	if (!b->tried) {
-		/* The first spilled page: only now is a ring worth making. */
+		/* The first spilled page: only now is a buffer worth making. */
 		b->tried = true;
-		b->rd = tm_reader_get();
-		if (b->rd && !tm_reader_settle(b->rd))
-			b->rd = NULL;
+		if (!sp->medium->rb_start(sp, b))
+			b->buf = NULL;
 	}
-	if (!b->rd || k == TM_READ_DEPTH || b->off + len > TM_READ_BUF)
+	if (!b->buf || k == TM_READ_DEPTH || b->off + len > TM_READ_BUF)
 		return -1;
-	sqe = io_uring_get_sqe(&b->rd->ring);
-	if (!sqe)
-		return -1;
-	io_uring_prep_read(sqe, sp->fd, b->rd->buf + b->off, len,
-			   unit << sp->unit_shift);
-	io_uring_sqe_set_data64(sqe, (uint64_t)k);
 	b->io[k] = (struct tm_spill_rd){ .unit = unit, .len = len,
 					 .buf_off = b->off };
+	if (!sp->medium->rb_add(sp, b, k))
+		return -1;
 	b->off += len;
 	b->n++;
 	return k;
 }
 
-/* Submit every read added.  Those the ring will not take are owed. */
+/* Submit every read added. */
 void tm_rbatch_submit(struct tm_spill *sp, struct tm_rbatch *b)
 {
 	if (!b->n)
 		return;
 	tm_spill_test_delay(sp);
-	tm_fault_park(TM_FAULT_READ_STALL);
-	b->submitted = tm_ring_submit_all(&b->rd->ring, b->n);
-	b->inflight = b->submitted;
-	if (b->submitted < b->n) {
-		b->rd->unsent += (uint32_t)(b->n - b->submitted);
-		b->rd->owed += (uint32_t)(b->n - b->submitted);
-	}
-}
-
-/* A completion of @r with result @res: 0, or -EIO.  Short reads go on. */
-static int tm_rbatch_finish(struct tm_spill *sp, struct tm_rbatch *b,
-			    struct tm_spill_rd *r, int res)
-{
-	if (tm_fault_fire(TM_FAULT_SPILL_READ) || res <= 0)
-		return -EIO;
-	if ((uint32_t)res == r->len && r->len > (1u << sp->unit_shift) &&
-	    tm_fault_fire(TM_FAULT_SHORT_READ))
-		res = (res / 2) & ~((1 << sp->unit_shift) - 1);
-	if ((uint32_t)res > r->len)
-		return -EIO;
-	return tm_spill_pread(sp, (off_t)(r->unit << sp->unit_shift),
-			      b->rd->buf + r->buf_off, (size_t)res, r->len);
+	sp->medium->rb_submit(sp, b);
 }
 
 /*
  * tm_rbatch_reap - the next read of @b to finish: returns its index,
  * with io[index].res set to 0 (its extent is at *@data), -EIO, or
- * TM_RD_ALONE (the ring did not do it: read it alone); -1 when every
+ * TM_RD_ALONE (the medium did not do it: read it alone); -1 when every
  * read has been handed back.
  */
 int tm_rbatch_reap(struct tm_spill *sp, struct tm_rbatch *b,
 		   const uint8_t **data)
 {
-	while (b->inflight > 0) {
-		struct io_uring_cqe *cqe;
-		struct tm_spill_rd *r;
-		uint64_t d;
-		int rc = tm_ring_wait(&b->rd->ring, &cqe), res;
+	int k = b->inflight > 0 ? sp->medium->rb_reap(sp, b) : -1;
 
-		if (rc == -EINTR)
-			continue;
-		if (rc < 0) {
-			/* In flight still, into the buffer: owed. */
-			b->rd->owed += (uint32_t)b->inflight;
-			b->inflight = 0;
-			break;
-		}
-		d = io_uring_cqe_get_data64(cqe);
-		res = cqe->res;
-		io_uring_cqe_seen(&b->rd->ring, cqe);
-		if (d >= (uint64_t)b->submitted || b->io[d].seen)
-			continue;	/* cannot happen: not ours */
-		b->inflight--;
-		r = &b->io[d];
-		r->seen = true;
-		r->res = tm_rbatch_finish(sp, b, r, res);
-		*data = b->rd->buf + r->buf_off;
-		return (int)d;
+	if (k >= 0) {
+		*data = b->buf + b->io[k].buf_off;
+		return k;
 	}
 	while (b->next < b->n) {
 		struct tm_spill_rd *r = &b->io[b->next++];

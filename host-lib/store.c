@@ -205,8 +205,16 @@ TM_EXPORT int tmem_pool_info(struct tmem_store *s, int pool,
 	return 0;
 }
 
-TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
-				struct tmem_store **out)
+/* What a store spills to: the file of @cfg, or @ops if not NULL. */
+struct tm_spill_src {
+	const struct tmem_spill_ops *ops;
+	void *opaque;
+	uint32_t unit;
+};
+
+static int tm_store_create(const struct tmem_config *cfg,
+			   const struct tm_spill_src *src,
+			   struct tmem_store **out)
 {
 	struct tmem_store *s;
 	int rc;
@@ -230,6 +238,7 @@ TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
 		s->shard[i].objs.shift = TM_OBJ_SHIFT;
 	}
 	pthread_mutex_init(&s->pool_lock, NULL);
+	tm_spill_init(&s->spill);
 	atomic_store(&s->budget, cfg->budget);
 	s->raw_policy = cfg->raw_policy;
 
@@ -240,16 +249,20 @@ TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
 	rc = tm_slabs_init(&s->slabs);
 	if (rc)
 		goto err;
-	rc = tm_spill_open(&s->spill, cfg->spill_path, cfg->spill_max,
-			   cfg->flags);
+	if (src->ops)
+		rc = tm_spill_ops_open(&s->spill, src->ops, src->opaque,
+				       src->unit, cfg->spill_max);
+	else
+		rc = tm_spill_file_open(&s->spill, cfg->spill_path,
+					cfg->spill_max, cfg->flags);
 	if (rc)
 		goto err;
-	if (s->spill.fd >= 0)
+	if (s->spill.medium)
 		s->spill_max = s->spill.nunits << s->spill.unit_shift;
 	atomic_store(&s->ram_fixed, sizeof(*s) +
 		     TM_POOL_DIR * sizeof(*s->pool_dir) +
 		     s->slabs.dir_len * sizeof(*s->slabs.dir) +
-		     s->spill.buf_bytes + (s->spill.nunits + 63) / 8);
+		     s->spill.fixed_bytes);
 	rc = tm_reclaim_start(s);
 	if (rc)
 		goto err;
@@ -258,6 +271,31 @@ TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
 err:
 	tmem_store_destroy(s);
 	return rc;
+}
+
+TM_EXPORT int tmem_store_create(const struct tmem_config *cfg,
+				struct tmem_store **out)
+{
+	const struct tm_spill_src file = { 0 };
+
+	return tm_store_create(cfg, &file, out);
+}
+
+TM_EXPORT int tmem_store_create_spill(const struct tmem_config *cfg,
+				      const struct tmem_spill_ops *ops,
+				      void *opaque, uint32_t unit,
+				      struct tmem_store **out)
+{
+	const struct tm_spill_src src = {
+		.ops = ops, .opaque = opaque, .unit = unit };
+
+	/* The medium is @ops: no file, nor the file's flags. */
+	if (!cfg || !ops || !ops->write || !ops->read ||
+	    (cfg->spill_path && *cfg->spill_path) || !cfg->spill_max ||
+	    cfg->flags & (TMEM_SPILL_KEEP | TMEM_SPILL_BUFFERED) ||
+	    unit < 512 || unit > 4096 || (unit & (unit - 1)))
+		return -EINVAL;
+	return tm_store_create(cfg, &src, out);
 }
 
 TM_EXPORT void tmem_store_destroy(struct tmem_store *s)
@@ -269,8 +307,7 @@ TM_EXPORT void tmem_store_destroy(struct tmem_store *s)
 	for (int i = 0; i < TM_NSHARD; i++)
 		tm_shard_fini(s, &s->shard[i]);
 	tm_slabs_fini(s);
-	if (s->spill.buf || s->spill.fd >= 0 || s->spill.map)
-		tm_spill_close(&s->spill);
+	tm_spill_close(&s->spill);
 	if (s->pool_dir) {
 		for (uint32_t i = 0; i < TM_POOL_DIR; i++)
 			free(atomic_load(&s->pool_dir[i]));
@@ -370,7 +407,7 @@ static void tm_stats_read(struct tmem_store *s, uint64_t v[TM_NSTAT])
 	v[TMEM_STAT_RAM_USED] = v[TMEM_STAT_RAM_DATA] + v[TMEM_STAT_RAM_INDEX];
 	v[TMEM_STAT_RAM_FIXED] = atomic_load(&s->ram_fixed);
 	v[TMEM_STAT_BUDGET] = atomic_load(&s->budget);
-	v[TMEM_STAT_SPILL_USED] = s->spill.fd >= 0 ?
+	v[TMEM_STAT_SPILL_USED] = s->spill.medium ?
 				  tm_spill_used(&s->spill) : 0;
 	v[TMEM_STAT_SPILL_MAX] = s->spill_max;
 	v[TMEM_STAT_SLABS] = atomic_load(&s->slabs_live);

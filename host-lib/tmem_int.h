@@ -5,7 +5,7 @@
  * Lock order, outermost first (never take one to the left while holding
  * one to its right):
  *
- *   spill ring lock -> shard lock -> class lock -> kind LRU lock
+ *   spill write lock -> shard lock -> class lock -> kind LRU lock
  *
  * plus three leaf locks taken with nothing nested inside them: the spill
  * bitmap lock, the slab id lock and the pool table lock.
@@ -21,8 +21,6 @@
 #include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
-
-#include <liburing.h>
 
 #include "tmem.h"
 
@@ -245,7 +243,16 @@ static inline void tm_stat_add(struct tm_shard *sh, int stat, int64_t n)
 				  memory_order_relaxed);
 }
 
-/* ---- spill.c --------------------------------------------------------- */
+/* ---- spill.c: the spill tier, whatever its medium --------------------- */
+
+/*
+ * The tier keeps what every medium shares: the unit bitmap that hands
+ * out space, the batch buffer that writes are gathered in, the back-off
+ * after a failed write, discards held back until no lock is held, and
+ * the counters.  A medium (struct tm_spill_medium) only moves bytes:
+ * spill-file.c is the io_uring scratch file, spill-ops.c the caller's
+ * own (tmem_store_create_spill).
+ */
 
 struct tm_spill_io {
 	uint64_t unit;		/* first unit of the extent */
@@ -255,42 +262,108 @@ struct tm_spill_io {
 	bool lost;		/* failed, but may still land: keep the extent */
 };
 
+/* An extent freed while its discard waits for the write lock. */
+struct tm_spill_gone {
+	uint64_t unit;
+	uint64_t n;		/* units */
+};
+
+#define TM_SPILL_GONE	256	/* discards held back at most */
+
+struct tm_spill;
+struct tm_rbatch;
+
+/*
+ * What the tier asks of a medium.  Offsets and lengths are in bytes,
+ * whole units; every buffer is aligned to the unit.  None of these is
+ * called once the medium is closed.
+ */
+struct tm_spill_medium {
+	/*
+	 * Write @n pages laid out in the batch buffer (sp->buf), setting
+	 * each io's res, and lost for a write that failed but may still
+	 * land.  Returns 0 or the first error.  Caller holds the write lock.
+	 */
+	int (*write)(struct tm_spill *sp, struct tm_spill_io *io, int n);
+	/* Read @len bytes at @off into @dst.  0 or -EIO.  Any thread. */
+	int (*read)(struct tm_spill *sp, uint64_t off, uint32_t len,
+		    uint8_t *dst);
+	/*
+	 * Batch reads (tm_rbatch_*): rb_start finds the calling thread's
+	 * read buffer (b->buf, TM_READ_BUF bytes) or says there is none;
+	 * rb_add queues b->io[k] (false: it cannot); rb_submit starts
+	 * them; rb_reap returns the index of the next one done, its res
+	 * set to 0 or -EIO, or -1 when none is left in flight (the tier
+	 * hands the rest back to be read alone).
+	 */
+	bool (*rb_start)(struct tm_spill *sp, struct tm_rbatch *b);
+	bool (*rb_add)(struct tm_spill *sp, struct tm_rbatch *b, int k);
+	void (*rb_submit)(struct tm_spill *sp, struct tm_rbatch *b);
+	int (*rb_reap)(struct tm_spill *sp, struct tm_rbatch *b);
+	/*
+	 * The @len bytes at @off hold nothing any more; NULL if the medium
+	 * does not care.  Caller holds the write lock and no other.
+	 */
+	void (*discard)(struct tm_spill *sp, uint64_t off, uint64_t len);
+	/* Let go of the medium.  No other call runs or follows. */
+	void (*close)(struct tm_spill *sp);
+};
+
 struct tm_spill {
-	int fd;			/* -1: spilling is off */
-	bool direct;		/* O_DIRECT worked */
+	const struct tm_spill_medium *medium;	/* NULL: spilling is off */
+	void *priv;		/* the medium's own */
 	bool buffered;		/* pages may stay in memory (no O_DIRECT, tmpfs) */
 	uint32_t unit_shift;	/* log2 of the allocation unit */
 	uint64_t nunits;
-	pthread_mutex_t ring_lock;	/* ring and buf */
-	struct io_uring ring;
+	pthread_mutex_t write_lock;	/* buf, writes, discards */
 	uint8_t *buf;		/* aligned batch buffer */
 	uint32_t buf_bytes;
-	pthread_mutex_t map_lock;	/* map, cursor, used */
+	uint64_t fixed_bytes;	/* held by the tier and medium: ram_fixed */
+	pthread_mutex_t map_lock;	/* map, cursor, used, gone, ngone */
 	uint64_t *map;		/* one bit per unit */
 	uint64_t cursor;
 	uint64_t used;
+	/*
+	 * With a medium that takes discards, freed extents wait here, their
+	 * units still taken, until a holder of the write lock has discarded
+	 * them: a discard then never races a later write of the same units.
+	 * TM_SPILL_GONE of them, and as many for the one draining them.
+	 */
+	struct tm_spill_gone *gone;
+	uint32_t ngone;
 	_Atomic int64_t backoff_until;	/* ns; no spilling before then */
-	_Atomic bool dead;		/* no ring: spilling is off for good */
+	_Atomic bool dead;		/* medium broken: no spilling, ever */
 	_Atomic uint64_t ring_resets;	/* rings thrown away after a failure */
 	_Atomic uint64_t lost_bytes;	/* extents kept for late writes */
 	uint32_t delay_ms;		/* TMEM_TEST_SPILL_DELAY_MS */
 };
 
 #define TM_SPILL_BATCH	256	/* pages per spill submission at most */
+#define TM_SPILL_BUF	(1u << 20)	/* the batch buffer */
 
-int tm_spill_open(struct tm_spill *sp, const char *path, uint64_t max,
-		  uint32_t flags);
+void tm_spill_init(struct tm_spill *sp);
+int tm_spill_attach(struct tm_spill *sp, const struct tm_spill_medium *m,
+		    void *priv, uint32_t unit_shift, uint64_t max);
 void tm_spill_close(struct tm_spill *sp);
 bool tm_spill_usable(struct tm_spill *sp);
 uint32_t tm_spill_units(struct tm_spill *sp, uint32_t bytes);
 int tm_spill_alloc(struct tm_spill *sp, uint32_t nunits, uint64_t *unit);
 void tm_spill_free(struct tm_spill *sp, uint64_t unit, uint32_t bytes);
+void tm_spill_discard_gone(struct tm_spill *sp);
 int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n);
 void tm_spill_release(struct tm_spill *sp, const struct tm_spill_io *io);
 int tm_spill_read(struct tm_spill *sp, uint64_t unit, uint32_t bytes,
 		  uint8_t *dst);
 
-/* Batched reads (tmem_get_batch), on a ring of the calling thread's. */
+/* spill-file.c: the scratch file (struct tmem_config's spill_path) */
+int tm_spill_file_open(struct tm_spill *sp, const char *path, uint64_t max,
+		       uint32_t flags);
+
+/* spill-ops.c: the caller's medium (tmem_store_create_spill) */
+int tm_spill_ops_open(struct tm_spill *sp, const struct tmem_spill_ops *ops,
+		      void *opaque, uint32_t unit, uint64_t max);
+
+/* Batched reads (tmem_get_batch), into a buffer of the calling thread's. */
 #define TM_READ_DEPTH	64		/* reads submitted together at most */
 #define TM_READ_BUF	(256u << 10)	/* a thread's read buffer */
 #define TM_RD_ALONE	1		/* not read: tm_spill_read it */
@@ -306,10 +379,11 @@ struct tm_spill_rd {
 struct tm_reader;
 
 struct tm_rbatch {
-	struct tm_reader *rd;	/* NULL: no usable ring, nothing is added */
-	bool tried;		/* rd was looked for (at the first add) */
+	uint8_t *buf;		/* NULL: no read buffer, nothing is added */
+	struct tm_reader *rd;	/* the file's ring for this thread, or NULL */
+	bool tried;		/* buf was looked for (at the first add) */
 	int n;			/* reads added */
-	int submitted;		/* ...that the ring took */
+	int submitted;		/* ...that the medium took */
 	int inflight;		/* ...not reaped yet */
 	int next;		/* where the hand-back of the rest is */
 	uint32_t off;		/* read buffer bytes used */

@@ -6,7 +6,8 @@
  * budget the host sets and may change at any time.  Pages live in pools.
  * A persistent pool (frontswap) must return every page it accepted,
  * byte-identical, until the page is flushed; when RAM runs short its
- * pages are spilled, compressed, to a scratch file.  An ephemeral pool
+ * pages are spilled, compressed, to a scratch file (or to a medium of
+ * the caller's: tmem_store_create_spill).  An ephemeral pool
  * (cleancache) may lose any page at any time, and loses them first.
  *
  * Pages are keyed by (pool, 192-bit object id, 32-bit index).
@@ -84,8 +85,112 @@ int tmem_store_create(const struct tmem_config *cfg, struct tmem_store **out);
 /*
  * tmem_store_destroy - free every page, pool and the spill file.
  * No other call on @s may be running or made afterwards. NULL is a no-op.
+ * Once it returns, no op of a spill medium of the caller's (see
+ * tmem_store_create_spill) runs or is called again.
  */
 void tmem_store_destroy(struct tmem_store *s);
+
+/*
+ * A spill medium of the caller's (ABI 1.5): instead of the file of
+ * struct tmem_config, a store made with tmem_store_create_spill spills
+ * to whatever the caller's ops reach (QEMU: a BlockBackend).  The store
+ * keeps allocating space and all accounting; the ops only move bytes.
+ *
+ * The medium is a range of bytes [0, spill_max) of the caller's.  The
+ * store writes a page's compressed data to an extent it chose, and
+ * reads it back from there for as long as the page is stored; the
+ * medium's contents mean nothing to the store once it is destroyed.
+ */
+struct tmem_spill_extent {
+	uint64_t offset;	/* bytes from the start of the medium */
+	uint32_t len;		/* bytes to move */
+	void *buf;		/* @len bytes: to write, or to read into */
+	int res;		/* set by the op: 0, or -errno */
+};
+
+/*
+ * struct tmem_spill_ops - what a store asks of a spill medium.
+ *
+ * Alignment: every offset and len is a multiple of the unit given to
+ * tmem_store_create_spill (512 to 4096), and every buf is aligned to
+ * it, so a medium opened with O_DIRECT can take them as they are.  An
+ * extent to write or read is at most 1 MiB.  The bufs of one call never
+ * overlap, nor do the extents of one write; a read may name the same
+ * bytes of the medium twice (a batch get given a key twice).
+ *
+ * Threads: the ops run in the store's threads: a putting thread (a page
+ * that goes straight to the medium, or the inline reclaim of a put), the
+ * store's reclaim thread, and any thread that gets pages.  Writes and
+ * discards of one store are serialised (the store holds its spill write
+ * lock), but reads run at any time, in parallel with each other and with
+ * a write or a discard, from several threads at once: the ops must allow
+ * that.  A read may even cover bytes that a write or a discard running
+ * at the same time changes; the store then throws away what it read, so
+ * such a read need only return.  An op may block, since it is the I/O,
+ * but the caller of the store call it runs in waits for it: while a
+ * write or a discard runs no other spill write starts, and a get whose
+ * read keeps racing flushes of its shard reads, the last time, with that
+ * shard's lock held.  An op must not call any tmem_ function on this
+ * store.
+ *
+ * Calls are synchronous: an op returns when every one of its @n extents
+ * has a result in res, and no byte moves for them after that.  It
+ * returns 0, or -errno if it did nothing at all (then every extent
+ * counts as failed with that error, whatever its res says).  A res that
+ * is neither 0 nor -errno counts as -EIO.
+ *
+ * @write: store the extents' bufs on the medium.  A failed extent
+ *	loses nothing: its pages stay in RAM, over the budget if need be,
+ *	and count in TMEM_STAT_SPILL_WRITE_ERRORS (-ENOSPC also in
+ *	TMEM_STAT_SPILL_ENOSPC).  Spilling then stops for a second, so
+ *	that a failing medium does not turn every put into a failed write;
+ *	meanwhile puts that find no RAM are -ENOSPC (reserved ones are
+ *	kept over the budget), and the reclaim thread tries again after
+ *	that second.
+ * @read: fill the extents' bufs from the medium.  A page whose extent
+ *	failed is -EIO for its get (TMEM_STAT_SPILL_READ_ERRORS), but is
+ *	not dropped: a later get reads it again.
+ * @discard: the @len bytes at @offset hold nothing any more (pages
+ *	flushed, overwritten or got exclusively), a hint the medium may use
+ *	to give space back; NULL if it does not care.  The store does not
+ *	reuse those bytes until the call returns.  It holds them back after
+ *	the flush and discards them with its next spill write, or within
+ *	about a second from its reclaim thread, merging neighbours; a
+ *	flush of many pages at once may skip discards (at most 256 wait).
+ *	Bytes waiting for their discard still count in TMEM_STAT_SPILL_USED.
+ */
+struct tmem_spill_ops {
+	int (*write)(void *opaque, struct tmem_spill_extent *ext,
+		     unsigned int n);
+	int (*read)(void *opaque, struct tmem_spill_extent *ext,
+		    unsigned int n);
+	void (*discard)(void *opaque, uint64_t offset, uint64_t len);
+};
+
+/*
+ * tmem_store_create_spill - tmem_store_create, spilling to the caller's
+ * medium through @ops (ABI 1.5).  @cfg is as for tmem_store_create,
+ * except that spill_path must be NULL or "" and flags must not hold
+ * TMEM_SPILL_KEEP or TMEM_SPILL_BUFFERED: spill_max is the size of the
+ * medium the store may use, rounded down to a whole @unit.  @unit, a
+ * power of two from 512 to 4096, is the alignment of every extent (see
+ * struct tmem_spill_ops).  @ops is copied; @opaque is passed to every op
+ * and must stay valid until tmem_store_destroy returns.  No op is
+ * called after that, nor during this call.
+ *
+ * A batch get's reads (tmem_get_batch, tmem_get_stored_batch) are one
+ * call of @read with up to 64 extents, into a 256 KiB buffer of the
+ * calling thread's own, made on its first such batch and freed when the
+ * thread exits.  A single get reads its one extent alone.
+ *
+ * Returns 0 and sets *@out, or -EINVAL (bad config, NULL @ops, @ops
+ * without write or read, a bad @unit, a spill_max below @unit), or
+ * -ENOMEM.  TMEM_STAT_SPILL_BUFFERED, TMEM_STAT_SPILL_RING_RESETS and
+ * TMEM_STAT_SPILL_LOST stay 0 for such a store: they are the file's.
+ */
+int tmem_store_create_spill(const struct tmem_config *cfg,
+			    const struct tmem_spill_ops *ops, void *opaque,
+			    uint32_t unit, struct tmem_store **out);
 
 enum tmem_pool_kind {
 	TMEM_PERSISTENT = 1,	/* frontswap: puts must come back */

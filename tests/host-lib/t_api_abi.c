@@ -7,7 +7,8 @@
  * (those are read with tmem_stat_values(), which writes no more than it is
  * told).  And the shared library names its ABI with a SONAME, and each
  * call its version node: TMEM_1.0, 1.1 (tmem_stat_values), 1.2
- * (tmem_get_batch), 1.3 (tmem_object_pages), 1.4 (stored forms).
+ * (tmem_get_batch), 1.3 (tmem_object_pages), 1.4 (stored forms), 1.5
+ * (tmem_store_create_spill).
  */
 #include <dlfcn.h>
 #include <elf.h>
@@ -93,9 +94,12 @@ static void test_soname(void)
 	t_assert(dlvsym(h, "tmem_put_stored", "TMEM_1.4"));
 	t_assert(dlvsym(h, "tmem_iter_next_keys", "TMEM_1.4"));
 	t_assert(dlvsym(h, "tmem_iter_left", "TMEM_1.4"));
+	t_assert(dlvsym(h, "tmem_store_create_spill", "TMEM_1.5"));
+	t_assert(!dlvsym(h, "tmem_store_create_spill", "TMEM_1.4"));
 	t_assert(!dlvsym(h, "tmem_get_batch", "TMEM_1.0"));
 	t_assert(!dlsym(h, "tm_charge"));	/* internals stay hidden */
 	t_assert(!dlsym(h, "tm_rbatch_add"));
+	t_assert(!dlsym(h, "tm_spill_ops_open"));
 	dlclose(h);
 }
 
