@@ -160,7 +160,9 @@ static int tm_put_spill(struct tmem_store *s, struct tm_pool *p, int pool,
 	pthread_mutex_unlock(&sp->write_lock);
 	if (rc) {
 		if (rc != -ENOSPC || io.res) {
-			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
+			if (io.res != -EAGAIN)	/* declined: no error */
+				tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS,
+					    1);
 			if (io.res == -ENOSPC)
 				tm_stat_add(sh, TMEM_STAT_SPILL_ENOSPC, 1);
 			tm_spill_release(sp, &io);

@@ -330,7 +330,8 @@ static uint64_t tm_spill_commit(struct tmem_store *s, struct tm_spill_io *io,
 			tm_spill_release(&s->spill, &io[i]);
 			if (!e)
 				continue;
-			tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
+			if (io[i].res != -EAGAIN)	/* declined: no error */
+				tm_stat_add(sh, TMEM_STAT_SPILL_WRITE_ERRORS, 1);
 			if (io[i].res == -ENOSPC)
 				tm_stat_add(sh, TMEM_STAT_SPILL_ENOSPC, 1);
 		}

@@ -68,6 +68,12 @@ static int tm_ext_write(struct tm_spill *sp, struct tm_spill_io *io, int n)
 		m++;
 	}
 	rc = x->ops.write(x->opaque, x->wext, m);
+	if (rc == -EAGAIN) {
+		/* declined, not failed: see tm_spill_write */
+		for (int k = 0; k < n; k++)
+			io[k].res = -EAGAIN;
+		return -EAGAIN;
+	}
 	for (unsigned int e = 0; e < m; e++) {
 		int res = rc < 0 ? tm_ext_res(rc) : tm_ext_res(x->wext[e].res);
 

@@ -262,7 +262,10 @@ uint64_t tm_spill_used(struct tm_spill *sp)
  * Sets each io's res (0 or -errno).  Returns 0 if every page was
  * written, else the first error; after an error spilling backs off for
  * a second so that a failing medium does not turn every put into a
- * failed write.
+ * failed write.  A medium of the caller's may decline a write instead
+ * (-EAGAIN, every res too): that is no error and no reason to back
+ * off, and the reclaim thread, which such a medium takes writes from,
+ * is woken to spill the pages.
  *
  * Pages whose write failed but may still land (lost = true) stay in RAM
  * and their extents must not be freed: see tm_spill_release.  Caller
@@ -281,7 +284,9 @@ int tm_spill_write(struct tmem_store *s, struct tm_spill_io *io, int n)
 		return -EIO;
 	tm_spill_test_delay(sp);
 	err = sp->medium->write(sp, io, n);
-	if (err)
+	if (err == -EAGAIN)
+		tm_reclaim_kick(s);
+	else if (err)
 		atomic_store(&sp->backoff_until,
 			     (int64_t)tm_now_ns() + TM_SPILL_BACKOFF_NS);
 	return err;

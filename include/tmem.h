@@ -146,7 +146,12 @@ struct tmem_spill_extent {
  *	that a failing medium does not turn every put into a failed write;
  *	meanwhile puts that find no RAM are -ENOSPC (reserved ones are
  *	kept over the budget), and the reclaim thread tries again after
- *	that second.
+ *	that second.  A write may instead be declined as a whole, with
+ *	-EAGAIN and no byte moved: for a medium that must not block the
+ *	thread it was asked in (QEMU's main loop).  Its pages stay in RAM
+ *	as after a failure, but that is no error: nothing is counted, the
+ *	store does not back off, and its reclaim thread is woken to spill
+ *	them.  Writes from the reclaim thread must not be declined.
  * @read: fill the extents' bufs from the medium.  A page whose extent
  *	failed is -EIO for its get (TMEM_STAT_SPILL_READ_ERRORS), but is
  *	not dropped: a later get reads it again.

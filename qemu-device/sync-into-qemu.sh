@@ -32,6 +32,8 @@ put "$dev/tmem-store.c" backends/tmem-store.c
 put "$dev/tmem-store.h" include/system/tmem-store.h
 put "$dev/tmem-live.c" backends/tmem-live.c
 put "$dev/tmem-live.h" include/system/tmem-live.h
+put "$dev/tmem-spill-blk.c" backends/tmem-spill-blk.c
+put "$dev/tmem-spill-blk.h" include/system/tmem-spill-blk.h
 put "$dev/tmem-block.c" block/tmem.c
 put "$dev/tmem-block.h" include/block/tmem.h
 for f in "$dev"/tests/virtio-tmem-*.[ch]; do

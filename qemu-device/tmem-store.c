@@ -14,7 +14,11 @@
 #include "qemu/osdep.h"
 #include "qapi/error.h"
 #include "qapi/visitor.h"
+#include "qemu/error-report.h"
 #include "qom/object_interfaces.h"
+#include "hw/qdev-core.h"
+#include "system/system.h"
+#include "system/tmem-spill-blk.h"
 #include "system/tmem-store.h"
 #include "tmem.h"
 #include "trace.h"
@@ -159,6 +163,22 @@ static void tmem_store_set_spill_max(Object *obj, Visitor *v,
     }
 }
 
+static char *tmem_store_get_spill_node(Object *obj, Error **errp)
+{
+    return g_strdup(TMEM_STORE(obj)->spill_node);
+}
+
+static void tmem_store_set_spill_node(Object *obj, const char *value,
+                                      Error **errp)
+{
+    TmemStore *ts = TMEM_STORE(obj);
+
+    if (tmem_store_check_unmade(ts, "spill-node", errp)) {
+        g_free(ts->spill_node);
+        ts->spill_node = value && *value ? g_strdup(value) : NULL;
+    }
+}
+
 static bool tmem_store_get_spill_buffered(Object *obj, Error **errp)
 {
     return TMEM_STORE(obj)->spill_buffered;
@@ -212,7 +232,65 @@ bool tmem_store_visit_stats(TmemStore *ts, Visitor *v, Error **errp)
     }
     return visit_type_number(v, "compression_ratio", &st.compression_ratio,
                              errp) &&
-           visit_type_number(v, "fragmentation", &st.fragmentation, errp);
+           visit_type_number(v, "fragmentation", &st.fragmentation, errp) &&
+           (!ts || !ts->spill_blk ||
+            tmem_spill_blk_visit_stats(ts->spill_blk, v, errp));
+}
+
+/*
+ * -object comes before -blockdev on the command line, so a spill node
+ * is looked for once the machine is made; a store made later, with
+ * object-add, looks for it at once.
+ */
+static void tmem_store_machine_done(Notifier *n, void *data)
+{
+    TmemStore *ts = container_of(n, TmemStore, machine_done);
+    Error *err = NULL;
+
+    if (!tmem_spill_blk_attach(ts->spill_blk, &err)) {
+        error_prepend(&err, "tmem-store spill-node: ");
+        error_report_err(err);
+        exit(1);
+    }
+}
+
+static bool tmem_store_make_spill_node(TmemStore *ts, struct tmem_config *cfg,
+                                       Error **errp)
+{
+    int rc;
+
+    if (ts->spill) {
+        error_setg(errp, "spill and spill-node exclude each other");
+        return false;
+    }
+    if (!ts->spill_max) {
+        error_setg(errp, "spill-node needs spill-max");
+        return false;
+    }
+    ts->spill_blk = tmem_spill_blk_new(ts->spill_node, ts->spill_max);
+    /* 512-byte units: the block layer aligns for the node */
+    rc = tmem_store_create_spill(cfg, &tmem_spill_blk_ops, ts->spill_blk,
+                                 512, &ts->store);
+    if (rc < 0) {
+        error_setg_errno(errp, -rc, "cannot create the page store");
+        goto fail;
+    }
+    if (phase_check(PHASE_MACHINE_READY)) {
+        if (!tmem_spill_blk_attach(ts->spill_blk, errp)) {
+            goto fail;
+        }
+    } else {
+        ts->machine_done.notify = tmem_store_machine_done;
+        qemu_add_machine_init_done_notifier(&ts->machine_done);
+    }
+    return true;
+
+fail:
+    tmem_store_destroy(ts->store);
+    ts->store = NULL;
+    tmem_spill_blk_free(ts->spill_blk);
+    ts->spill_blk = NULL;
+    return false;
 }
 
 static void tmem_store_complete(UserCreatable *uc, Error **errp)
@@ -226,6 +304,12 @@ static void tmem_store_complete(UserCreatable *uc, Error **errp)
     };
     int rc;
 
+    if (ts->spill_node) {
+        if (tmem_store_make_spill_node(ts, &cfg, errp)) {
+            tmem_set_evict_cb(ts->store, tmem_store_evict, ts);
+        }
+        return;
+    }
     if (ts->spill && !ts->spill_max) {
         error_setg(errp, "spill needs spill-max");
         return;
@@ -305,8 +389,13 @@ static void tmem_store_instance_finalize(Object *obj)
 
     /* every user holds a reference: none is left */
     assert(!ts->nusers);
+    if (ts->machine_done.notify) {
+        qemu_remove_machine_init_done_notifier(&ts->machine_done);
+    }
     tmem_store_destroy(ts->store);
+    tmem_spill_blk_free(ts->spill_blk);     /* after: no op runs now */
     g_free(ts->spill);
+    g_free(ts->spill_node);
     qemu_mutex_destroy(&ts->lock);
 }
 
@@ -325,6 +414,11 @@ static void tmem_store_class_init(ObjectClass *oc, void *data)
                                   tmem_store_set_spill);
     object_class_property_set_description(oc, "spill",
         "Directory (or new file) for persistent pages beyond the budget");
+    object_class_property_add_str(oc, "spill-node",
+                                  tmem_store_get_spill_node,
+                                  tmem_store_set_spill_node);
+    object_class_property_set_description(oc, "spill-node",
+        "Block node for persistent pages beyond the budget, instead of spill");
     object_class_property_add(oc, "spill-max", "size",
                               tmem_store_get_spill_max,
                               tmem_store_set_spill_max, NULL, NULL);

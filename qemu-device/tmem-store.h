@@ -3,7 +3,8 @@
  *
  * -object tmem-store,id=ID,budget=SIZE,spill=PATH,spill-max=SIZE makes
  * a store of compressed pages (the project's host library) with its own
- * RAM budget.  Front ends use it by id: the virtio-tmem device
+ * RAM budget; spill-node=NODE instead of spill=PATH spills to a block
+ * node (tmem-spill-blk.c).  Front ends use it by id: the virtio-tmem device
  * (store=ID) and the tmem block driver (-blockdev driver=tmem,store=ID).
  * The budget covers them all, so a guest that swaps both through the
  * device and to a tmem disk is held to one figure.
@@ -16,6 +17,7 @@
 #ifndef QEMU_TMEM_STORE_H
 #define QEMU_TMEM_STORE_H
 
+#include "qemu/notify.h"
 #include "qemu/queue.h"
 #include "qemu/thread.h"
 #include "qom/object.h"
@@ -52,6 +54,10 @@ struct TmemStore {
     char *spill;            /* spill directory or file; NULL: none */
     uint64_t spill_max;     /* cap on the spill file, bytes */
     bool spill_buffered;    /* allow a spill file that may stay in RAM */
+    char *spill_node;       /* spill to this block node instead; or NULL */
+
+    struct TmemSpillBlk *spill_blk;   /* the node's medium, with spill_node */
+    Notifier machine_done;  /* attaches spill_blk once the nodes exist */
 
     struct tmem_store *store;   /* set up by complete; never changes */
 

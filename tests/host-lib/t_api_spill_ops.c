@@ -7,7 +7,8 @@
  * gets and stored forms, in units of 512 and 4096 bytes, every extent
  * aligned as promised; flushed pages' extents are discarded, and only
  * those; a failed write keeps its pages in RAM and counts, and spilling
- * resumes when the medium does; a failed read is -EIO and does not drop
+ * resumes when the medium does; a write declined in one thread is no
+ * error and the reclaim thread spills; a failed read is -EIO and does not drop
  * the page; gets from several threads run while a putter spills and
  * discards; no op runs during tmem_store_create_spill or after
  * tmem_store_destroy; bad arguments are -EINVAL.
@@ -36,6 +37,9 @@ struct mem {
 	_Atomic int write_err;		/* !0: every write extent fails so */
 	_Atomic int write_whole;	/* !0: write calls fail so, whole */
 	_Atomic int read_err;		/* !0: every read extent fails so */
+	_Atomic bool decline_main;	/* decline writes from main_thread */
+	pthread_t main_thread;
+	_Atomic uint64_t declined;
 	_Atomic bool strict;		/* reads must cover live units only */
 	_Atomic bool closed;		/* the store was destroyed */
 	_Atomic bool in_create;		/* tmem_store_create_spill runs */
@@ -90,6 +94,11 @@ static int mem_write(void *opaque, struct tmem_spill_extent *ext,
 	int err = atomic_load(&m->write_err);
 	int whole = atomic_load(&m->write_whole);
 
+	if (atomic_load(&m->decline_main) &&
+	    pthread_equal(pthread_self(), m->main_thread)) {
+		atomic_fetch_add(&m->declined, 1);
+		return -EAGAIN;
+	}
 	atomic_fetch_add(&m->writes, 1);
 	if (whole)
 		return whole;
@@ -518,6 +527,46 @@ static void test_write_error(void)
 }
 
 /*
+ * A medium that declines writes in one thread (QEMU's main loop) and
+ * takes them in the store's reclaim thread: a put there that would go
+ * to the medium is refused (-ENOSPC) or, reserved, kept in RAM; no
+ * write error is counted, nothing backs off, and the reclaim thread
+ * spills what the budget has no room for.
+ */
+static void test_declined(void)
+{
+	const uint32_t n = 300;
+	struct tmem_store *s;
+	struct tmem_key k;
+	struct mem m;
+	uint8_t *buf = t_buf_alloc(LEN);
+	int p;
+
+	mem_init(&m, 64 * MIB, 512);
+	m.main_thread = pthread_self();
+	atomic_store(&m.decline_main, true);
+	s = mem_store(&m, &mem_ops, 64 * MIB);
+	p = t_pool_new(s, TMEM_PERSISTENT, LEN);
+	put_and_spill(s, p, n);		/* by the reclaim thread */
+	t_eq(atomic_load(&m.declined), 0);
+	/* No RAM left: the page would go to the medium, from here. */
+	k = t_key(1, n);
+	t_rc(t_put_tag(s, p, &k, tag_of(n), LEN), -ENOSPC);
+	t_assert(atomic_load(&m.declined) >= 1);
+	t_page_fill(buf, LEN, tag_of(n));
+	t_rc(tmem_put_flags(s, p, &k, buf, LEN, TMEM_PUT_RESERVED), 0);
+	/* ...and it is spilled a moment later, with no back-off. */
+	t_wait_stat_or_fail(s, TMEM_STAT_PAGES_SPILLED, T_EQ, n + 1, 10000);
+	t_eq(t_stats_get(s, TMEM_STAT_SPILL_WRITE_ERRORS), 0);
+	check_single(s, p, 0, n + 1);
+	check_batch(s, p, n + 1, 0);
+	t_eq(atomic_load(&m.bad), 0);
+	mem_store_free(&m, s);
+	mem_fini(&m);
+	free(buf);
+}
+
+/*
  * A read that fails is -EIO, single or batched, exclusive or not, and
  * the page stays: once the medium reads again, so does the page.
  */
@@ -752,6 +801,7 @@ int main(void)
 	test_roundtrip(4096);
 	test_discard();
 	test_write_error();
+	test_declined();
 	test_read_error();
 	test_threads();
 	test_destroy();

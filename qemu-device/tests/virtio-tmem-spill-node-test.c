@@ -1,0 +1,305 @@
+/*
+ * QTest testcase for the virtio-tmem device: a store spilling to a
+ * block node (tmem-store spill-node=)
+ *
+ * Persistent pages over budget go to a raw file node through the block
+ * layer and all come back, with the device in the main loop (where the
+ * store declines to spill inline and its reclaim thread spills) and in
+ * an iothread; the bytes land in the node's image; bad configurations
+ * are refused with a reason, at run time too.
+ *
+ * This work is licensed under the terms of the GNU GPL, version 2 or
+ * (at your option) any later version.  See the COPYING file in the
+ * top-level directory.
+ */
+
+#include "qemu/osdep.h"
+#include <glib/gstdio.h>
+#include "libqtest.h"
+#include "qapi/error.h"
+#include "qemu/module.h"
+#include "qobject/qdict.h"
+#include "qobject/qjson.h"
+#include "standard-headers/linux/virtio_config.h"
+#include "standard-headers/linux/virtio_ring.h"
+#include "virtio-tmem-util.h"
+
+#define SPILL_MAX   (64 * MiB)
+
+typedef struct SpillEnv {
+    char *dir;
+    char *img;
+    bool iothread;          /* the device's queues run in an iothread */
+} SpillEnv;
+
+static void spill_env_free(void *opaque)
+{
+    SpillEnv *env = opaque;
+    g_autofree char *small = g_build_filename(env->dir, "small.raw", NULL);
+
+    unlink(env->img);
+    unlink(small);
+    g_rmdir(env->dir);
+    g_free(env->img);
+    g_free(env->dir);
+    g_free(env);
+}
+
+/* A sparse raw image of @bytes in a fresh directory. */
+static SpillEnv *spill_env_new(uint64_t bytes)
+{
+    SpillEnv *env = g_new0(SpillEnv, 1);
+    int fd;
+
+    env->dir = g_dir_make_tmp("qtest-tmem-spill-node.XXXXXX", NULL);
+    g_assert_nonnull(env->dir);
+    env->img = g_build_filename(env->dir, "spill.raw", NULL);
+    fd = open(env->img, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, bytes), ==, 0);
+    close(fd);
+    g_test_queue_destroy(spill_env_free, env);
+    return env;
+}
+
+/* Store sst: 1 MiB of RAM, spilling to node sp0, a raw file. */
+static void *spill_node_setup(GString *cmd_line, void *arg)
+{
+    SpillEnv *env = spill_env_new(SPILL_MAX);
+
+    g_string_append_printf(cmd_line,
+        " -blockdev driver=file,filename=%s,node-name=sp0"
+        " -object tmem-store,id=sst,budget=1M,spill-node=sp0,"
+        "spill-max=%" PRIu64
+        " -global virtio-tmem-pci.store=sst%s",
+        env->img, (uint64_t)SPILL_MAX, (const char *)arg);
+    env->iothread = *(const char *)arg;
+    return env;
+}
+
+/* Whether the store's medium has its node: stats' spill_node.attached */
+static bool spill_node_attached(QTestState *qts, const char *path)
+{
+    QDict *stats = qtest_qmp_assert_success_ref(qts, "{'execute': "
+        "'qom-get', 'arguments': {'path': %s, 'property': 'stats'}}", path);
+    QDict *sn = qdict_get_qdict(stats, "spill_node");
+    bool attached;
+
+    g_assert_nonnull(sn);
+    attached = qdict_get_bool(sn, "attached");
+    qobject_unref(stats);
+    return attached;
+}
+
+/* The budget is the store's, not the device's. */
+static void store_set_budget(TmemCtx *c, uint64_t bytes)
+{
+    qtest_qmp_assert_success(c->qts, "{'execute': 'qom-set', 'arguments': "
+        "{'path': '/objects/sst', 'property': 'budget', 'value': %" PRIu64
+        "}}", bytes);
+}
+
+/* Bytes of the image that are allocated: the spill reached the file. */
+static uint64_t image_allocated(void *env)
+{
+    struct stat st;
+
+    g_assert_cmpint(stat(((SpillEnv *)env)->img, &st), ==, 0);
+    return (uint64_t)st.st_blocks * 512;
+}
+
+/*
+ * Put pages [0, @n) of @oid one request each, without credits, into a
+ * store with no RAM to spare.  Returns how many the device took: all of
+ * them when it spills inline (iothread), those the reclaim thread made
+ * room for in time when the store declines to spill in the main loop.
+ */
+static unsigned put_tight(TmemCtx *c, uint32_t pool, uint64_t oid,
+                          unsigned seed, unsigned n, bool *took)
+{
+    g_autofree uint8_t *page = g_malloc(4096);
+    unsigned i, ok = 0;
+
+    for (i = 0; i < n; i++) {
+        TmemOp op;
+
+        tmem_fill_random(page, 4096, seed + i);
+        op = tmem_op_put(pool, oid, i, page, 4096);
+        tmem_run(c, &op, 1);
+        tmem_assert_status2(&op, VIRTIO_TMEM_S_OK, VIRTIO_TMEM_S_NOSPACE);
+        took[i] = op.status == VIRTIO_TMEM_S_OK;
+        ok += took[i];
+    }
+    return ok;
+}
+
+/* Every page put_tight() says was taken comes back; the rest miss. */
+static void check_tight(TmemCtx *c, uint32_t pool, uint64_t oid,
+                        unsigned seed, unsigned n, const bool *took)
+{
+    g_autofree uint8_t *want = g_malloc(4096);
+    g_autofree uint8_t *back = g_malloc(4096);
+    unsigned i;
+
+    for (i = 0; i < n; i++) {
+        TmemOp op = tmem_op_get(VIRTIO_TMEM_OP_GET, pool, oid, i, back,
+                                4096);
+
+        tmem_run(c, &op, 1);
+        tmem_assert_status(&op, took[i] ? VIRTIO_TMEM_S_OK
+                                        : VIRTIO_TMEM_S_MISS);
+        if (took[i]) {
+            tmem_fill_random(want, 4096, seed + i);
+            g_assert_cmpmem(back, 4096, want, 4096);
+        }
+    }
+}
+
+/*
+ * Test: 4 MiB of persistent pages in a store cut to 1 MiB spill to the
+ * node and come back byte for byte, and the node's counters say so.
+ * Then puts with no RAM to spare: with an iothread the device spills
+ * them inline; in the main loop the store declines to (no write error,
+ * no back-off), the put is refused as with a full spill, and nothing
+ * it took is lost.
+ */
+static void test_spill_node(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const unsigned npages = 4 * MiB / 4096, ntight = 256;
+    SpillEnv *env = data;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree bool *took = g_new0(bool, ntight);
+    unsigned taken;
+    uint32_t pp;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    c->split = true;
+    g_assert_cmpuint(tmem_stat(c, "spill_max"), ==, SPILL_MAX);
+    g_assert_true(spill_node_attached(c->qts, "/objects/sst"));
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "writes"), ==, 0);
+
+    pp = tmem_pool_new(c, POOL_P4K);
+    store_set_budget(c, 64 * MiB);
+    tmem_put_random(c, pp, 80, 800, npages);
+    store_set_budget(c, 1 * MiB);
+    tmem_wait_stat(c, "ram_used", true, 1 * MiB);
+    g_assert_cmpuint(tmem_stat(c, "spills"), >, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "writes"), >, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "write_bytes"), >=,
+                     tmem_stat(c, "spill_used") / 2);
+    g_assert_cmpuint(image_allocated(env), >, 0);
+
+    tmem_check_random(c, pp, 80, 800, npages);
+    g_assert_cmpuint(tmem_stat(c, "get_hits_spill"), >, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "reads"), >, 0);
+
+    taken = put_tight(c, pp, 81, 5000, ntight, took);
+    if (env->iothread) {
+        g_assert_cmpuint(taken, ==, ntight);
+        g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "declined"), ==, 0);
+    } else {
+        g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "declined"), >, 0);
+    }
+    g_test_message("%u of %u puts with no RAM to spare taken", taken,
+                   ntight);
+    tmem_wait_stat(c, "ram_used", true, 1 * MiB);
+    check_tight(c, pp, 81, 5000, ntight, took);
+    tmem_check_random(c, pp, 80, 800, npages);
+    g_assert_cmpuint(tmem_stat(c, "spill_write_errors"), ==, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "write_errors"), ==, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "read_errors"), ==, 0);
+
+    tmem_pool_destroy(c, pp);
+    tmem_wait_stat(c, "pages_persistent", true, 0);
+    tmem_wait_stat(c, "spill_used", true, 0);
+    tmem_stop(c);
+}
+
+/*
+ * Test: a spill node is refused with a reason when it does not exist,
+ * is smaller than spill-max, or comes with spill= or without spill-max;
+ * one added at run time works at once.
+ */
+static void test_spill_node_errors(void *obj, void *data,
+                                   QGuestAllocator *alloc)
+{
+    SpillEnv *env = data;
+    g_autofree char *small = g_build_filename(env->dir, "small.raw", NULL);
+    TmemCtx ctx, *c = &ctx;
+    static const struct {
+        const char *args;
+        const char *why;
+    } bad[] = {
+        { "'spill-node': 'nope', 'spill-max': 1048576",
+          "nope" },
+        { "'spill-node': 'small', 'spill-max': 67108864",
+          "spill-max asks for 67108864" },
+        { "'spill-node': 'sp0'", "spill-node needs spill-max" },
+        { "'spill-node': 'sp0', 'spill': '/tmp', 'spill-max': 1048576",
+          "spill and spill-node exclude each other" },
+        /* sp0 is the store sst's, which nobody else may take */
+        { "'spill-node': 'sp0', 'spill-max': 1048576",
+          "Cannot change iothread of active block backend" },
+    };
+    unsigned i;
+    int fd;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    fd = open(small, O_CREAT | O_RDWR | O_TRUNC, 0600);
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, 1 * MiB), ==, 0);
+    close(fd);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'blockdev-add', "
+        "'arguments': {'driver': 'file', 'node-name': 'small', "
+        "'filename': %s}}", small);
+    for (i = 0; i < ARRAY_SIZE(bad); i++) {
+        g_autofree char *cmd = g_strdup_printf(
+            "{'execute': 'object-add', 'arguments': {'qom-type': "
+            "'tmem-store', 'id': 'x', 'budget': 1048576, %s}}", bad[i].args);
+        QDict *resp = qtest_qmp(c->qts, "%p",
+                                qobject_from_json(cmd, &error_abort));
+        const char *desc;
+
+        g_assert_true(qdict_haskey(resp, "error"));
+        desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
+        if (!strstr(desc, bad[i].why)) {
+            g_test_message("%s: %s", cmd, desc);
+        }
+        g_assert_nonnull(strstr(desc, bad[i].why));
+        qobject_unref(resp);
+    }
+    /* added at run time, the store takes its node at once */
+    qtest_qmp_assert_success(c->qts, "{'execute': 'object-add', "
+        "'arguments': {'qom-type': 'tmem-store', 'id': 'x', "
+        "'budget': 1048576, 'spill-node': 'small', 'spill-max': 1048576}}");
+    g_assert_true(spill_node_attached(c->qts, "/objects/x"));
+    /* the store holds the node: it cannot go before the store */
+    qobject_unref(qtest_qmp_assert_failure_ref(c->qts,
+        "{'execute': 'blockdev-del', 'arguments': {'node-name': 'small'}}"));
+    qtest_qmp_assert_success(c->qts, "{'execute': 'object-del', "
+        "'arguments': {'id': 'x'}}");
+    qtest_qmp_assert_success(c->qts, "{'execute': 'blockdev-del', "
+        "'arguments': {'node-name': 'small'}}");
+    tmem_stop(c);
+}
+
+static void register_virtio_tmem_spill_node_test(void)
+{
+    QOSGraphTestOptions main_loop = {
+        .before = spill_node_setup,
+        .arg = (void *)"",
+    };
+    QOSGraphTestOptions iothread = {
+        .before = spill_node_setup,
+        .arg = (void *)" -object iothread,id=io0"
+                       " -global virtio-tmem-pci.iothread=io0",
+    };
+
+    qos_add_test("spill-node", "virtio-tmem", test_spill_node, &main_loop);
+    qos_add_test("spill-node-iothread", "virtio-tmem", test_spill_node,
+                 &iothread);
+    qos_add_test("spill-node-errors", "virtio-tmem", test_spill_node_errors,
+                 &main_loop);
+}
+
+libqos_init(register_virtio_tmem_spill_node_test);
