@@ -31,6 +31,7 @@
 #include "qemu/coroutine.h"
 #include "qemu/main-loop.h"
 #include "qemu/thread.h"
+#include "qemu/timer.h"
 #include "block/aio.h"
 #include "block/block-global-state.h"
 #include "system/block-backend.h"
@@ -48,10 +49,12 @@ struct TmemSpillBlk {
     IOThread *iothread;         /* where the I/O runs; NULL until attached */
     BlockBackend *blk;
 
-    /* Counters, read by the stats visitor from the main loop */
-    _Atomic uint64_t writes, write_bytes, write_errors, declined;
-    _Atomic uint64_t reads, read_bytes, read_errors, discards;
-    _Atomic int last_error;     /* -errno of the last failed extent, or 0 */
+    /* Counters (qatomic_*), read by the stats visitor in the main loop */
+    uint64_t writes, write_bytes, write_errors, declined;
+    uint64_t reads, read_bytes, read_errors, discards;
+    int last_error;     /* -errno of the last failed extent, or 0 */
+    uint64_t max_op_ms; /* the longest op a store thread waited */
+    uint64_t slow_ops;  /* ops that took a second or more */
 };
 
 typedef enum TmemSpillBlkOp {
@@ -126,6 +129,27 @@ static void coroutine_fn tmem_spill_blk_worker(void *opaque)
     }
 }
 
+/*
+ * How long a store thread waited for an op: a node that stalls (an NBD
+ * server reconnecting) shows here before anything fails.
+ */
+static void tmem_spill_blk_timed(TmemSpillBlk *sb, int64_t ms)
+{
+    uint64_t old = qatomic_read(&sb->max_op_ms);
+
+    while ((uint64_t)ms > old) {
+        uint64_t seen = qatomic_cmpxchg(&sb->max_op_ms, old, ms);
+
+        if (seen == old) {
+            break;
+        }
+        old = seen;
+    }
+    if (ms >= 1000) {
+        qatomic_inc(&sb->slow_ops);
+    }
+}
+
 static int tmem_spill_blk_run(TmemSpillBlk *sb, struct tmem_spill_extent *ext,
                               unsigned int n, TmemSpillBlkOp op)
 {
@@ -134,6 +158,7 @@ static int tmem_spill_blk_run(TmemSpillBlk *sb, struct tmem_spill_extent *ext,
         .sb = sb, .ext = ext, .n = n, .op = op,
     };
     unsigned int i, workers = MIN(n, TMEM_SPILL_BLK_DEPTH);
+    int64_t t0;
 
     if (!sb->blk) {
         return -ENOMEDIUM;      /* not attached yet: nothing was spilled */
@@ -146,6 +171,7 @@ static int tmem_spill_blk_run(TmemSpillBlk *sb, struct tmem_spill_extent *ext,
         return 0;
     }
     ctx = iothread_get_aio_context(sb->iothread);
+    t0 = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     /* the store's threads only; the medium's own would wait for itself */
     assert(qemu_get_current_aio_context() != ctx);
     qemu_event_init(&req.done, false);
@@ -156,6 +182,7 @@ static int tmem_spill_blk_run(TmemSpillBlk *sb, struct tmem_spill_extent *ext,
     }
     qemu_event_wait(&req.done);
     qemu_event_destroy(&req.done);
+    tmem_spill_blk_timed(sb, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - t0);
     return 0;
 }
 
@@ -272,10 +299,12 @@ bool tmem_spill_blk_visit_stats(TmemSpillBlk *sb, Visitor *v, Error **errp)
         qatomic_read(&sb->write_errors), qatomic_read(&sb->declined),
         qatomic_read(&sb->reads), qatomic_read(&sb->read_bytes),
         qatomic_read(&sb->read_errors), qatomic_read(&sb->discards),
+        qatomic_read(&sb->max_op_ms), qatomic_read(&sb->slow_ops),
     };
     static const char *const names[] = {
         "writes", "write_bytes", "write_errors", "declined",
         "reads", "read_bytes", "read_errors", "discards",
+        "max_op_ms", "slow_ops",
     };
     int64_t last = qatomic_read(&sb->last_error);
     bool attached = sb->blk;

@@ -6,7 +6,9 @@
  * layer and all come back, with the device in the main loop (where the
  * store declines to spill inline and its reclaim thread spills) and in
  * an iothread; the bytes land in the node's image; bad configurations
- * are refused with a reason, at run time too.
+ * are refused with a reason, at run time too; an NBD server that goes
+ * away for less than reconnect-delay only stalls the gets, one that
+ * stays away fails them without losing a page.
  *
  * This work is licensed under the terms of the GNU GPL, version 2 or
  * (at your option) any later version.  See the COPYING file in the
@@ -30,6 +32,8 @@ typedef struct SpillEnv {
     char *dir;
     char *img;
     bool iothread;          /* the device's queues run in an iothread */
+    char *sock;             /* NBD: the server's socket */
+    GPid nbd;               /* NBD: the server, or 0 */
 } SpillEnv;
 
 static void spill_env_free(void *opaque)
@@ -37,6 +41,14 @@ static void spill_env_free(void *opaque)
     SpillEnv *env = opaque;
     g_autofree char *small = g_build_filename(env->dir, "small.raw", NULL);
 
+    if (env->nbd) {
+        kill(env->nbd, SIGTERM);
+        waitpid(env->nbd, NULL, 0);
+    }
+    if (env->sock) {
+        unlink(env->sock);
+        g_free(env->sock);
+    }
     unlink(env->img);
     unlink(small);
     g_rmdir(env->dir);
@@ -283,12 +295,149 @@ static void test_spill_node_errors(void *obj, void *data,
     tmem_stop(c);
 }
 
+/*
+ * NBD: qemu-nbd serves the image on a unix socket; the test stops it and
+ * starts it again under the running QEMU.
+ */
+#define NBD_RECONNECT_S     5
+
+/* Start qemu-nbd on env->sock, after @delay_s seconds; wait for it if 0. */
+static void nbd_start(SpillEnv *env, unsigned delay_s)
+{
+    g_autofree char *cmd = g_strdup_printf(
+        "sleep %u; exec qemu-nbd --socket=%s --format=raw --persistent "
+        "--cache=writeback %s", delay_s, env->sock, env->img);
+    char *argv[] = { (char *)"/bin/sh", (char *)"-c", cmd, NULL };
+    g_autoptr(GError) err = NULL;
+    int i;
+
+    if (!delay_s) {
+        unlink(env->sock);
+    }
+    g_assert_true(g_spawn_async(NULL, argv, NULL, G_SPAWN_DO_NOT_REAP_CHILD,
+                                NULL, NULL, &env->nbd, &err));
+    for (i = 0; !delay_s && i < 500 && !g_file_test(env->sock,
+                                                      G_FILE_TEST_EXISTS);
+         i++) {
+        g_usleep(10 * 1000);
+    }
+    g_assert_true(delay_s || g_file_test(env->sock, G_FILE_TEST_EXISTS));
+}
+
+static void nbd_stop(SpillEnv *env)
+{
+    g_assert_cmpint(kill(env->nbd, SIGTERM), ==, 0);
+    g_assert_cmpint(waitpid(env->nbd, NULL, 0), ==, env->nbd);
+    env->nbd = 0;
+}
+
+/* Store sst spills to node sp0, NBD; the device runs in an iothread. */
+static void *spill_nbd_setup(GString *cmd_line, void *arg)
+{
+    SpillEnv *env = spill_env_new(SPILL_MAX);
+
+    env->iothread = true;
+    env->sock = g_build_filename(env->dir, "nbd.sock", NULL);
+    nbd_start(env, 0);
+    g_string_append_printf(cmd_line,
+        " -blockdev driver=nbd,server.type=unix,server.path=%s,"
+        "reconnect-delay=%u,node-name=sp0"
+        " -object tmem-store,id=sst,budget=1M,spill-node=sp0,"
+        "spill-max=%" PRIu64
+        " -object iothread,id=io0 -global virtio-tmem-pci.iothread=io0"
+        " -global virtio-tmem-pci.store=sst",
+        env->sock, NBD_RECONNECT_S, (uint64_t)SPILL_MAX);
+    return env;
+}
+
+/* GET page @i of tmem_put_random(@oid, @seed): its status. */
+static uint8_t get_one(TmemCtx *c, uint32_t pool, uint64_t oid,
+                       unsigned seed, unsigned i)
+{
+    g_autofree uint8_t *want = g_malloc(4096);
+    g_autofree uint8_t *back = g_malloc(4096);
+    TmemOp op = tmem_op_get(VIRTIO_TMEM_OP_GET, pool, oid, i, back, 4096);
+
+    tmem_run(c, &op, 1);
+    if (op.status == VIRTIO_TMEM_S_OK) {
+        tmem_fill_random(want, 4096, seed + i);
+        g_assert_cmpmem(back, 4096, want, 4096);
+    }
+    return op.status;
+}
+
+/*
+ * Test: spilled pages on an NBD server that goes away.  For less than
+ * reconnect-delay: the gets wait for it, every byte comes back, and the
+ * stall shows in max_op_ms.  For longer: a get of a spilled page fails
+ * with S_IO (the guest may retry), QMP answers meanwhile, the failure
+ * counts, and once the server is back the same page reads back intact.
+ */
+static void test_spill_nbd(void *obj, void *data, QGuestAllocator *alloc)
+{
+    const unsigned npages = 4 * MiB / 4096;
+    SpillEnv *env = data;
+    TmemCtx ctx, *c = &ctx;
+    uint8_t st;
+    uint32_t pp;
+    gint64 t;
+    int tries;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    c->split = true;
+    g_assert_true(spill_node_attached(c->qts, "/objects/sst"));
+    pp = tmem_pool_new(c, POOL_P4K);
+    store_set_budget(c, 64 * MiB);
+    tmem_put_random(c, pp, 80, 800, npages);
+    store_set_budget(c, 1 * MiB);
+    tmem_wait_stat(c, "ram_used", true, 1 * MiB);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "writes"), >, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "max_op_ms"), <, 1000);
+
+    /* away for 2 s, less than reconnect-delay: the gets wait */
+    nbd_stop(env);
+    nbd_start(env, 2);
+    t = g_get_monotonic_time();
+    tmem_check_random(c, pp, 80, 800, npages);
+    g_test_message("gets over a 2 s outage: %" PRId64 " ms",
+                   (g_get_monotonic_time() - t) / 1000);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "read_errors"), ==, 0);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "max_op_ms"), >=, 1000);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "slow_ops"), >, 0);
+
+    /* away for good: a spilled page's get fails, and says so */
+    nbd_stop(env);
+    st = get_one(c, pp, 80, 800, 0);
+    g_assert_cmpuint(st, ==, VIRTIO_TMEM_S_IO);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "read_errors"), >, 0);
+    g_assert_cmpuint(tmem_stat(c, "spill_read_errors"), >, 0);
+    g_assert_cmpuint(tmem_stat(c, "pages_persistent"), ==, npages);
+
+    /* back: the page was not dropped */
+    nbd_start(env, 0);
+    for (tries = 0; tries < 60; tries++) {
+        st = get_one(c, pp, 80, 800, 0);
+        if (st == VIRTIO_TMEM_S_OK) {
+            break;
+        }
+        g_assert_cmpuint(st, ==, VIRTIO_TMEM_S_IO);
+        g_usleep(500 * 1000);
+    }
+    g_assert_cmpuint(st, ==, VIRTIO_TMEM_S_OK);
+    tmem_check_random(c, pp, 80, 800, npages);
+
+    tmem_pool_destroy(c, pp);
+    tmem_wait_stat(c, "pages_persistent", true, 0);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_spill_node_test(void)
 {
     QOSGraphTestOptions main_loop = {
         .before = spill_node_setup,
         .arg = (void *)"",
     };
+    QOSGraphTestOptions nbd = { .before = spill_nbd_setup };
     QOSGraphTestOptions iothread = {
         .before = spill_node_setup,
         .arg = (void *)" -object iothread,id=io0"
@@ -300,6 +449,8 @@ static void register_virtio_tmem_spill_node_test(void)
                  &iothread);
     qos_add_test("spill-node-errors", "virtio-tmem", test_spill_node_errors,
                  &main_loop);
+    /* qemu-nbd comes with qemu-utils, which scripts/build-qemu.sh installs */
+    qos_add_test("spill-node-nbd", "virtio-tmem", test_spill_nbd, &nbd);
 }
 
 libqos_init(register_virtio_tmem_spill_node_test);
