@@ -27,6 +27,7 @@
 
 #include "qemu/osdep.h"
 #include "qapi/error.h"
+#include "qapi/qapi-events-virtio.h"
 #include "qapi/visitor.h"
 #include "qemu/coroutine.h"
 #include "qemu/main-loop.h"
@@ -54,6 +55,7 @@ struct TmemSpillBlk {
     uint64_t reads, read_bytes, read_errors, discards;
     int last_error;     /* -errno of the last failed extent, or 0 */
     uint64_t max_op_ms; /* the longest op a store thread waited */
+    bool failing;       /* an I/O failed and none succeeded since */
     uint64_t slow_ops;  /* ops that took a second or more */
 };
 
@@ -108,6 +110,15 @@ static int coroutine_fn tmem_spill_blk_co_io(TmemSpillBlk *sb,
     }
     if (ret < 0) {
         qatomic_set(&sb->last_error, ret);
+        /* one event per stretch of failures, not one per page */
+        if (!qatomic_xchg(&sb->failing, true)) {
+            qapi_event_send_tmem_spill_node_error(sb->node,
+                op == TMEM_SPILL_BLK_READ ? TMEM_SPILL_OPERATION_READ
+                                          : TMEM_SPILL_OPERATION_WRITE,
+                strerror(-ret));
+        }
+    } else {
+        qatomic_set(&sb->failing, false);
     }
     trace_tmem_spill_blk_io(sb->node, op, e->offset, e->len, ret);
     return ret < 0 ? ret : 0;

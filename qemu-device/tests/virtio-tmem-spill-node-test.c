@@ -371,13 +371,14 @@ static uint8_t get_one(TmemCtx *c, uint32_t pool, uint64_t oid,
  * reconnect-delay: the gets wait for it, every byte comes back, and the
  * stall shows in max_op_ms.  For longer: a get of a spilled page fails
  * with S_IO (the guest may retry), QMP answers meanwhile, the failure
- * counts, and once the server is back the same page reads back intact.
+ * counts and raises TMEM_SPILL_NODE_ERROR, and once the server is back the same page reads back intact.
  */
 static void test_spill_nbd(void *obj, void *data, QGuestAllocator *alloc)
 {
     const unsigned npages = 4 * MiB / 4096;
     SpillEnv *env = data;
     TmemCtx ctx, *c = &ctx;
+    QDict *ev, *evd;
     uint8_t st;
     uint32_t pp;
     gint64 t;
@@ -409,6 +410,11 @@ static void test_spill_nbd(void *obj, void *data, QGuestAllocator *alloc)
     nbd_stop(env);
     st = get_one(c, pp, 80, 800, 0);
     g_assert_cmpuint(st, ==, VIRTIO_TMEM_S_IO);
+    ev = qtest_qmp_eventwait_ref(c->qts, "TMEM_SPILL_NODE_ERROR");
+    evd = qdict_get_qdict(ev, "data");
+    g_assert_cmpstr(qdict_get_str(evd, "node"), ==, "sp0");
+    g_assert_cmpstr(qdict_get_str(evd, "operation"), ==, "read");
+    qobject_unref(ev);
     g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "read_errors"), >, 0);
     g_assert_cmpuint(tmem_stat(c, "spill_read_errors"), >, 0);
     g_assert_cmpuint(tmem_stat(c, "pages_persistent"), ==, npages);
