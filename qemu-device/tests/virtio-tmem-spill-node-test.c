@@ -371,7 +371,8 @@ static uint8_t get_one(TmemCtx *c, uint32_t pool, uint64_t oid,
  * reconnect-delay: the gets wait for it, every byte comes back, and the
  * stall shows in max_op_ms.  For longer: a get of a spilled page fails
  * with S_IO (the guest may retry), QMP answers meanwhile, the failure
- * counts and raises TMEM_SPILL_NODE_ERROR, and once the server is back the same page reads back intact.
+ * counts and raises TMEM_SPILL_NODE_ERROR, and once the server is back
+ * the same page reads back intact.
  */
 static void test_spill_nbd(void *obj, void *data, QGuestAllocator *alloc)
 {
