@@ -436,6 +436,34 @@ def t_spill(res):
     passes, mb = 3, 192
     boot(res, swap_plan("spill", mb, passes),
          "budget=4M,spill={wd}/spill,spill-max=1G")
+    spill_checks(res, mb, passes)
+
+
+def t_spill_node(res, fmt):
+    """The same, the store spilling to a block node (spill-node=) of an
+    image in @fmt: through the block layer, every byte verified."""
+    passes, mb = 3, 192
+    wd = workdir(res)
+    img = os.path.join(wd, f"spill-node.{fmt}")
+    gl.run(["qemu-img", "create", "-q", "-f", fmt, img, "1G"], "qemu-img create")
+    drives = ["-blockdev", f"driver=file,filename={img},node-name=spf,discard=unmap",
+              "-blockdev", f"driver={fmt},file=spf,node-name=sp0,discard=unmap",
+              "-object", "tmem-store,id=sst,budget=4M,spill-node=sp0,spill-max=1G"]
+    boot(res, swap_plan("spill", mb, passes), "store=sst", wd=wd, drives=drives)
+    spill_checks(res, mb, passes)
+    h = host_at(res.guest, "end#1")
+    node = {k: v for k, v in h.items() if k.startswith("spill_node.")}
+    res.check(f"the pages went through the {fmt} node",
+              h.get("spill_node.writes", 0) > 0 and h.get("spill_node.reads", 0) > 0,
+              f"{node}", needs_module=True)
+    res.check("no I/O error on the node",
+              h.get("spill_node.write_errors") == 0 and h.get("spill_node.read_errors") == 0,
+              f"{node}")
+
+
+def spill_checks(res, mb, passes):
+    """What t_spill and t_spill_node check: every byte, and that the pages
+    went to the spill tier and came back from it without an error."""
     g = res.guest
     common_checks(res, {"spill": ("swap-verify", swap_bytes(mb, passes))})
     swap_checks(res, "spill", mb, "spill.before", "spill.after")
@@ -1567,6 +1595,8 @@ TESTS = {
     "pagecache": (t_pagecache, "debug"),
     "budget": (t_budget, "plain"),
     "spill": (t_spill, "plain"),
+    "spill-node-raw": (lambda res: t_spill_node(res, "raw"), "plain"),
+    "spill-node-qcow2": (lambda res: t_spill_node(res, "qcow2"), "plain"),
     "lifecycle": (t_lifecycle, "plain"),
     "reclaim": (t_reclaim, "plain"),
     "hints": (t_hints, "plain"),
