@@ -97,13 +97,16 @@ $(BENCH_BIN): $(BENCH_SRCS) $(BENCH_HDRS) $(BUILD)/release/libtmem.a
 # The host library first; then the guest benchmarks (tests/guest-bench/,
 # docs/benchmarks.md): TCG guests, ~40 minutes (40.4 at f6f20bf), build/bench/guest.json,
 # docs/bench/*.png; then live migration of a guest's store at two sizes
-# (~3 minutes, build/bench/migration.json).  BENCH_REPS sets the
-# repetitions of each guest run.
+# (~3 minutes, build/bench/migration.json); then a store's spill tiers
+# (file, NBD) against raw I/O to the same disk, no guest (~2 minutes,
+# build/bench/spill-node.json).  BENCH_REPS sets the repetitions of each
+# guest run.
 bench: deps $(BENCH_BIN)
 	@mkdir -p $(BUILD)/bench
 	$(BENCH_BIN) --json $(BUILD)/bench/host-lib.json
 	@tests/guest-bench/run-bench.py $(if $(BENCH_REPS),--reps $(BENCH_REPS))
 	@tests/guest-bench/migration.py $(if $(BENCH_REPS),--reps $(BENCH_REPS))
+	@tests/bench/spill-node.py $(if $(BENCH_REPS),--reps $(BENCH_REPS))
 
 clean:
 	rm -rf $(BUILD)
