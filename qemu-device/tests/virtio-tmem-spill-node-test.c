@@ -18,10 +18,8 @@
 #include "qemu/osdep.h"
 #include <glib/gstdio.h>
 #include "libqtest.h"
-#include "qapi/error.h"
 #include "qemu/module.h"
 #include "qobject/qdict.h"
-#include "qobject/qjson.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
 #include "virtio-tmem-util.h"
@@ -145,25 +143,31 @@ static unsigned put_tight(TmemCtx *c, uint32_t pool, uint64_t oid,
     return ok;
 }
 
+/* GET page @i of tmem_put_random(@oid, @seed): its status. */
+static uint8_t get_one(TmemCtx *c, uint32_t pool, uint64_t oid,
+                       unsigned seed, unsigned i)
+{
+    g_autofree uint8_t *want = g_malloc(4096);
+    g_autofree uint8_t *back = g_malloc(4096);
+    TmemOp op = tmem_op_get(VIRTIO_TMEM_OP_GET, pool, oid, i, back, 4096);
+
+    tmem_run(c, &op, 1);
+    if (op.status == VIRTIO_TMEM_S_OK) {
+        tmem_fill_random(want, 4096, seed + i);
+        g_assert_cmpmem(back, 4096, want, 4096);
+    }
+    return op.status;
+}
+
 /* Every page put_tight() says was taken comes back; the rest miss. */
 static void check_tight(TmemCtx *c, uint32_t pool, uint64_t oid,
                         unsigned seed, unsigned n, const bool *took)
 {
-    g_autofree uint8_t *want = g_malloc(4096);
-    g_autofree uint8_t *back = g_malloc(4096);
     unsigned i;
 
     for (i = 0; i < n; i++) {
-        TmemOp op = tmem_op_get(VIRTIO_TMEM_OP_GET, pool, oid, i, back,
-                                4096);
-
-        tmem_run(c, &op, 1);
-        tmem_assert_status(&op, took[i] ? VIRTIO_TMEM_S_OK
-                                        : VIRTIO_TMEM_S_MISS);
-        if (took[i]) {
-            tmem_fill_random(want, 4096, seed + i);
-            g_assert_cmpmem(back, 4096, want, 4096);
-        }
+        g_assert_cmpuint(get_one(c, pool, oid, seed, i), ==,
+                         took[i] ? VIRTIO_TMEM_S_OK : VIRTIO_TMEM_S_MISS);
     }
 }
 
@@ -268,17 +272,8 @@ static void test_spill_node_errors(void *obj, void *data,
         g_autofree char *cmd = g_strdup_printf(
             "{'execute': 'object-add', 'arguments': {'qom-type': "
             "'tmem-store', 'id': 'x', 'budget': 1048576, %s}}", bad[i].args);
-        QDict *resp = qtest_qmp(c->qts, "%p",
-                                qobject_from_json(cmd, &error_abort));
-        const char *desc;
 
-        g_assert_true(qdict_haskey(resp, "error"));
-        desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
-        if (!strstr(desc, bad[i].why)) {
-            g_test_message("%s: %s", cmd, desc);
-        }
-        g_assert_nonnull(strstr(desc, bad[i].why));
-        qobject_unref(resp);
+        tmem_qmp_expect_error(c->qts, cmd, bad[i].why);
     }
     /* added at run time, the store takes its node at once */
     qtest_qmp_assert_success(c->qts, "{'execute': 'object-add', "
@@ -348,22 +343,6 @@ static void *spill_nbd_setup(GString *cmd_line, void *arg)
         " -global virtio-tmem-pci.store=sst",
         env->sock, NBD_RECONNECT_S, (uint64_t)SPILL_MAX);
     return env;
-}
-
-/* GET page @i of tmem_put_random(@oid, @seed): its status. */
-static uint8_t get_one(TmemCtx *c, uint32_t pool, uint64_t oid,
-                       unsigned seed, unsigned i)
-{
-    g_autofree uint8_t *want = g_malloc(4096);
-    g_autofree uint8_t *back = g_malloc(4096);
-    TmemOp op = tmem_op_get(VIRTIO_TMEM_OP_GET, pool, oid, i, back, 4096);
-
-    tmem_run(c, &op, 1);
-    if (op.status == VIRTIO_TMEM_S_OK) {
-        tmem_fill_random(want, 4096, seed + i);
-        g_assert_cmpmem(back, 4096, want, 4096);
-    }
-    return op.status;
 }
 
 /*

@@ -9,7 +9,9 @@
 #include "qemu/osdep.h"
 #include "libqtest.h"
 #include "qemu/bswap.h"
+#include "qapi/error.h"
 #include "qobject/qdict.h"
+#include "qobject/qjson.h"
 #include "qobject/qnum.h"
 #include "standard-headers/linux/virtio_config.h"
 #include "standard-headers/linux/virtio_ring.h"
@@ -166,6 +168,20 @@ void tmem_wait_stat(TmemCtx *c, const char *name, bool le,
                    " within %d s", name, val, le ? "<=" : ">=", want,
                    (int)(TMEM_SETTLE_US / G_USEC_PER_SEC));
     g_assert_not_reached();
+}
+
+void tmem_qmp_expect_error(QTestState *qts, const char *json, const char *why)
+{
+    QDict *resp = qtest_qmp(qts, "%p", qobject_from_json(json, &error_abort));
+    const char *desc;
+
+    g_assert_true(qdict_haskey(resp, "error"));
+    desc = qdict_get_str(qdict_get_qdict(resp, "error"), "desc");
+    if (!strstr(desc, why)) {
+        g_test_message("%s: %s", json, desc);
+    }
+    g_assert_nonnull(strstr(desc, why));
+    qobject_unref(resp);
 }
 
 void tmem_set_budget(TmemCtx *c, uint64_t bytes)

@@ -139,6 +139,8 @@ uint64_t tmem_stat(TmemCtx *c, const char *name);
 /* Wait until stat @name is <= (@le) or >= @want, or fail. */
 void tmem_wait_stat(TmemCtx *c, const char *name, bool le, uint64_t want);
 void tmem_set_budget(TmemCtx *c, uint64_t bytes);
+/* Run QMP command @json (plain JSON text); it must fail, saying @why. */
+void tmem_qmp_expect_error(QTestState *qts, const char *json, const char *why);
 /* Events sent, of one type: stats' "events" member */
 uint64_t tmem_event_stat(TmemCtx *c, const char *type);
 /* Stat @name of member @member of the stats ("events", "migration") */
