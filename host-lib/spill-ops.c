@@ -136,21 +136,51 @@ static bool tm_ext_rb_add(struct tm_spill *sp, struct tm_rbatch *b, int k)
 	return true;	/* b->io[k] is all the call needs */
 }
 
-/* Every read of @b with one call; their results wait to be reaped. */
+/*
+ * Every read of @b with one call; their results wait to be reaped.
+ * The reads go in the medium's order, and the buffer is laid out again
+ * in that order before anything is read into it, so that neighbours on
+ * the medium are neighbours in the buffer: they go as one extent.  The
+ * pages of a batch that were spilled together (a slab's, or a guest's
+ * readahead window) then come back in a few requests, not one per page
+ * (over NBD, a round trip each).
+ */
 static void tm_ext_rb_submit(struct tm_spill *sp, struct tm_rbatch *b)
 {
 	static _Thread_local struct tmem_spill_extent ext[TM_READ_DEPTH];
+	static _Thread_local int ord[TM_READ_DEPTH];	/* by unit */
+	static _Thread_local int of[TM_READ_DEPTH];	/* read k's extent */
 	struct tm_spill_ext *x = tm_ext(sp);
+	uint32_t buf_off = 0;
+	unsigned int m = 0;
 	int rc;
 
+	for (int k = 0; k < b->n; k++) {	/* insertion sort: n <= 64 */
+		int j = k;
+
+		for (; j > 0 && b->io[ord[j - 1]].unit > b->io[k].unit; j--)
+			ord[j] = ord[j - 1];
+		ord[j] = k;
+	}
+	for (int i = 0; i < b->n; i++) {
+		struct tm_spill_rd *r = &b->io[ord[i]];
+		uint64_t off = r->unit << sp->unit_shift;
+		struct tmem_spill_extent *e = m ? &ext[m - 1] : NULL;
+
+		r->buf_off = buf_off;
+		buf_off += r->len;
+		if (e && e->offset + e->len == off) {
+			e->len += r->len;	/* its buffer follows too */
+		} else {
+			ext[m++] = (struct tmem_spill_extent){
+				.offset = off, .len = r->len,
+				.buf = b->buf + r->buf_off, .res = -EIO };
+		}
+		of[ord[i]] = (int)m - 1;
+	}
+	rc = x->ops.read(x->opaque, ext, m);
 	for (int k = 0; k < b->n; k++)
-		ext[k] = (struct tmem_spill_extent){
-			.offset = b->io[k].unit << sp->unit_shift,
-			.len = b->io[k].len, .buf = b->buf + b->io[k].buf_off,
-			.res = -EIO };
-	rc = x->ops.read(x->opaque, ext, (unsigned int)b->n);
-	for (int k = 0; k < b->n; k++)
-		b->io[k].res = rc < 0 || ext[k].res ? -EIO : 0;
+		b->io[k].res = rc < 0 || ext[of[k]].res ? -EIO : 0;
 	b->submitted = b->inflight = b->n;
 }
 

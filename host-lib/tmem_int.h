@@ -371,7 +371,8 @@ int tm_spill_ops_open(struct tm_spill *sp, const struct tmem_spill_ops *ops,
 struct tm_spill_rd {
 	uint64_t unit;		/* first unit of the extent */
 	uint32_t len;		/* extent bytes, whole units */
-	uint32_t buf_off;	/* where in the thread's read buffer */
+	uint32_t buf_off;	/* where in the read buffer; a medium may
+				 * lay the batch out again at submit */
 	int res;		/* once reaped: 0, -EIO or TM_RD_ALONE */
 	bool seen;		/* reaped */
 };
