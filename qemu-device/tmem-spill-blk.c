@@ -265,6 +265,13 @@ bool tmem_spill_blk_attach(TmemSpillBlk *sb, Error **errp)
     if (blk_insert_bs(sb->blk, bs, errp) < 0) {
         goto fail;
     }
+    /*
+     * A drain of all nodes (vm stop, migration, snapshots) waits for a
+     * tmem node's reads, and they wait for this node: its requests must
+     * go through while it is drained, as a block job's do, or the drain
+     * never ends.
+     */
+    blk_set_disable_request_queuing(sb->blk, true);
     len = blk_getlength(sb->blk);
     if (len < 0) {
         error_setg_errno(errp, -len, "cannot get the size of node '%s'",

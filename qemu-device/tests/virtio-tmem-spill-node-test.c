@@ -5,8 +5,10 @@
  * Persistent pages over budget go to a raw file node through the block
  * layer and all come back, with the device in the main loop (where the
  * store declines to spill inline and its reclaim thread spills) and in
- * an iothread; the bytes land in the node's image; bad configurations
- * are refused with a reason, at run time too; an NBD server that goes
+ * an iothread; the bytes land in the node's image; the tmem block
+ * node's batch reads reach the node merged, and a drain of all nodes
+ * while one of them waits for the spill node ends; bad configurations are
+ * refused with a reason, at run time too; an NBD server that goes
  * away for less than reconnect-delay only stalls the gets, one that
  * stays away fails them without losing a page.
  *
@@ -85,6 +87,14 @@ static void *spill_node_setup(GString *cmd_line, void *arg)
         env->img, (uint64_t)SPILL_MAX, (const char *)arg);
     env->iothread = *(const char *)arg;
     return env;
+}
+
+/* The same, with every spill read and write batch 1 s late. */
+static void *spill_node_slow_setup(GString *cmd_line, void *arg)
+{
+    /* QEMU inherits it; the test unsets it once QEMU runs */
+    g_setenv("TMEM_TEST_SPILL_DELAY_MS", "1000", true);
+    return spill_node_setup(cmd_line, arg);
 }
 
 /* Whether the store's medium has its node: stats' spill_node.attached */
@@ -417,10 +427,152 @@ static void test_spill_nbd(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * A tmem block node "tb" of @size bytes on store sst, holding random
+ * pages (@want gets them), written with a backup job: front to back,
+ * one request at a time, as a guest writes a file (the pages spill in
+ * that order), if @in_order, else by the job's parallel workers (which
+ * interleave them).  Returns once the store is within its 1 MiB budget.
+ */
+static void block_node_fill(TmemCtx *c, SpillEnv *env, uint8_t *want,
+                            uint64_t size, unsigned seed, bool in_order)
+{
+    g_autofree char *src = g_build_filename(env->dir, "src.img", NULL);
+    unsigned i;
+
+    for (i = 0; i < size / PAGE_4K; i++) {
+        tmem_fill_random(want + (size_t)i * PAGE_4K, PAGE_4K, seed + i);
+    }
+    qtest_qmp_assert_success(c->qts, "{'execute': 'blockdev-add', "
+        "'arguments': {'driver': 'tmem', 'node-name': 'tb', "
+        "'store': 'sst', 'size': %" PRIu64 "}}", size);
+    tmem_blk_file_node(c->qts, env->dir, "src", "src.img", want, size);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'blockdev-backup', "
+        "'arguments': {'job-id': 'copy', 'device': 'src', 'target': 'tb', "
+        "'sync': 'full', 'x-perf': {'max-workers': %d}}}",
+        in_order ? 1 : 64);
+    g_assert_null(tmem_blk_copy_wait(c->qts));
+    tmem_blk_del_node(c->qts, "src");
+    unlink(src);
+    tmem_wait_stat(c, "ram_used", true, 1 * MiB);
+    g_assert_cmpuint(tmem_stat(c, "pages_spilled"), >, 0);
+}
+
+/* Start reading all of tb back into a file, with a backup job. */
+static void block_node_read_start(TmemCtx *c, SpillEnv *env, uint64_t size)
+{
+    tmem_blk_file_node(c->qts, env->dir, "dump", "dump.img", NULL, size);
+    tmem_blk_copy_start(c->qts, "tb", "dump", 0);
+}
+
+/* ...and once it is done, tb's @size bytes must be @want; tb goes. */
+static void block_node_read_check(TmemCtx *c, SpillEnv *env,
+                                  const uint8_t *want, uint64_t size)
+{
+    g_autofree char *dump = g_build_filename(env->dir, "dump.img", NULL);
+    g_autofree char *got = NULL;
+    gsize len;
+
+    g_assert_null(tmem_blk_copy_wait(c->qts));
+    tmem_blk_del_node(c->qts, "dump");
+    g_assert_true(g_file_get_contents(dump, &got, &len, NULL));
+    g_assert_cmpmem(got, len, want, size);
+    unlink(dump);
+    g_assert_cmpuint(tmem_sub_stat(c, "spill_node", "read_errors"), ==, 0);
+    tmem_blk_del_node(c->qts, "tb");
+}
+
+/*
+ * Test: the tmem block node (for guests without frontswap) on a store
+ * that spills to a node: 4 MiB of random pages written in order through
+ * a 1 MiB budget read back whole with a backup job, whose batch reads
+ * reach the node as a few large requests (neighbours on the node merged
+ * into one extent by the host library), not one per page.
+ */
+static void test_spill_node_block(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    SpillEnv *env = data;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree uint8_t *want = g_malloc(4 * MiB);
+    uint64_t reads, hits;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    block_node_fill(c, env, want, 4 * MiB, 900, true);
+    reads = tmem_sub_stat(c, "spill_node", "reads");
+    hits = tmem_stat(c, "get_hits_spill");
+    block_node_read_start(c, env, 4 * MiB);
+    block_node_read_check(c, env, want, 4 * MiB);
+    hits = tmem_stat(c, "get_hits_spill") - hits;
+    reads = tmem_sub_stat(c, "spill_node", "reads") - reads;
+    g_test_message("%" PRIu64 " spilled pages read back in %" PRIu64
+                   " requests to the node", hits, reads);
+    g_assert_cmpuint(hits, >, 4 * MiB / PAGE_4K / 2);
+    g_assert_cmpuint(reads, <, hits / 4);
+    tmem_wait_stat(c, "spill_used", true, 0);
+    tmem_stop(c);
+}
+
+static void spill_drain_hung(int sig)
+{
+    static const char msg[] = "spill-node-drain: 'stop' did not return in "
+                              "30 s: the drain deadlocked\n";
+
+    /* the main thread waits for QEMU forever: end the test here */
+    if (write(STDERR_FILENO, msg, sizeof(msg) - 1) < 0) {
+        _exit(2);
+    }
+    abort();
+}
+
+/*
+ * Test: a drain of every node (vm stop here; also migration's end,
+ * snapshots) while a tmem block node's reads wait for their store to
+ * read spilled pages from the spill node.  The drain waits for the tmem
+ * node's requests, which wait for the spill node: the spill node must
+ * take those reads during the drain, not hold them until the drain ends,
+ * which would then never come.  The store reads 1 s late
+ * (TMEM_TEST_SPILL_DELAY_MS), so the drain begins while they wait.
+ */
+static void test_spill_node_drain(void *obj, void *data,
+                                  QGuestAllocator *alloc)
+{
+    SpillEnv *env = data;
+    TmemCtx ctx, *c = &ctx;
+    g_autofree uint8_t *want = g_malloc(2 * MiB);
+    struct sigaction hung = { .sa_handler = spill_drain_hung };
+    gint64 t0;
+
+    g_unsetenv("TMEM_TEST_SPILL_DELAY_MS");
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    block_node_fill(c, env, want, 2 * MiB, 700, false);
+
+    /* a job reads the node back; its reads of spilled pages wait 1 s */
+    block_node_read_start(c, env, 2 * MiB);
+    g_usleep(300 * 1000);
+    sigaction(SIGALRM, &hung, NULL);
+    alarm(30);
+    t0 = g_get_monotonic_time();
+    qtest_qmp_assert_success(c->qts, "{'execute': 'stop'}");
+    alarm(0);
+    g_test_message("stop took %" PRId64 " ms",
+                   (g_get_monotonic_time() - t0) / 1000);
+    qtest_qmp_assert_success(c->qts, "{'execute': 'cont'}");
+
+    /* the job ends, and every byte came back */
+    block_node_read_check(c, env, want, 2 * MiB);
+    g_assert_cmpuint(tmem_stat(c, "get_hits_spill"), >, 0);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_spill_node_test(void)
 {
     QOSGraphTestOptions main_loop = {
         .before = spill_node_setup,
+        .arg = (void *)"",
+    };
+    QOSGraphTestOptions slow = {
+        .before = spill_node_slow_setup,
         .arg = (void *)"",
     };
     QOSGraphTestOptions nbd = { .before = spill_nbd_setup };
@@ -435,6 +587,10 @@ static void register_virtio_tmem_spill_node_test(void)
                  &iothread);
     qos_add_test("spill-node-errors", "virtio-tmem", test_spill_node_errors,
                  &main_loop);
+    qos_add_test("spill-node-block", "virtio-tmem", test_spill_node_block,
+                 &main_loop);
+    qos_add_test("spill-node-drain", "virtio-tmem", test_spill_node_drain,
+                 &slow);
     /* qemu-nbd comes with qemu-utils, which scripts/build-qemu.sh installs */
     qos_add_test("spill-node-nbd", "virtio-tmem", test_spill_nbd, &nbd);
 }

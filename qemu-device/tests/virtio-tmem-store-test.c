@@ -180,31 +180,6 @@ static void tblk_write(QTestState *qts, TblkEnv *env, const char *node,
     tblk_io(qts, node, cmd);
 }
 
-/* A file node @node on file @name of @size bytes, holding @data or zeros */
-static void tblk_file_node(QTestState *qts, TblkEnv *env, const char *node,
-                           const char *name, const uint8_t *data,
-                           uint64_t size)
-{
-    g_autofree char *path = g_build_filename(env->dir, name, NULL);
-    int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
-
-    g_assert_cmpint(fd, >=, 0);
-    g_assert_cmpint(ftruncate(fd, size), ==, 0);
-    if (data) {
-        g_assert_cmpint(pwrite(fd, data, size, 0), ==, size);
-    }
-    close(fd);
-    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments': "
-                             "{'driver': 'file', 'node-name': %s, "
-                             "'filename': %s}}", node, path);
-}
-
-static void tblk_del_node(QTestState *qts, const char *node)
-{
-    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-del', 'arguments': "
-                             "{'node-name': %s}}", node);
-}
-
 /*
  * Copy all of node @from onto node @to with a backup job, as a guest's
  * reads and writes would go; NULL if it worked, else the job's error.
@@ -215,13 +190,8 @@ static char *tblk_copy_cut(QTestState *qts, const char *from, const char *to,
                            const char *store, uint64_t budget)
 {
     gint64 start = g_get_monotonic_time();
-    QDict *ev, *data;
-    char *err = NULL;
 
-    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-backup', "
-                             "'arguments': {'job-id': 'copy', 'device': %s, "
-                             "'target': %s, 'sync': 'full', 'speed': %d}}",
-                             from, to, store ? (int)(2 * MiB) : 0);
+    tmem_blk_copy_start(qts, from, to, store ? 2 * MiB : 0);
     while (store) {
         QDict *rsp = qtest_qmp(qts, "{'execute': 'query-block-jobs'}");
         QDict *job = qobject_to(QDict,
@@ -240,13 +210,7 @@ static char *tblk_copy_cut(QTestState *qts, const char *from, const char *to,
         g_assert_cmpint(g_get_monotonic_time() - start, <, TMEM_TIMEOUT_US);
         g_usleep(10 * 1000);
     }
-    ev = qtest_qmp_eventwait_ref(qts, "BLOCK_JOB_COMPLETED");
-    data = qdict_get_qdict(ev, "data");
-    if (qdict_haskey(data, "error")) {
-        err = g_strdup(qdict_get_str(data, "error"));
-    }
-    qobject_unref(ev);
-    return err;
+    return tmem_blk_copy_wait(qts);
 }
 
 static char *tblk_copy(QTestState *qts, const char *from, const char *to)
@@ -260,9 +224,9 @@ static char *tblk_load(QTestState *qts, TblkEnv *env, const char *node,
 {
     char *err;
 
-    tblk_file_node(qts, env, "src", "src.img", data, size);
+    tmem_blk_file_node(qts, env->dir, "src", "src.img", data, size);
     err = tblk_copy(qts, "src", node);
-    tblk_del_node(qts, "src");
+    tmem_blk_del_node(qts, "src");
     if (err) {
         g_test_message("writing %s: %s", node, err);
     }
@@ -278,10 +242,10 @@ static void tblk_verify(QTestState *qts, TblkEnv *env, const char *node,
     g_autofree char *err = NULL;
     gsize len;
 
-    tblk_file_node(qts, env, "dump", "dump.img", NULL, TBLK_SIZE);
+    tmem_blk_file_node(qts, env->dir, "dump", "dump.img", NULL, TBLK_SIZE);
     err = tblk_copy(qts, node, "dump");
     g_assert_null(err);
-    tblk_del_node(qts, "dump");
+    tmem_blk_del_node(qts, "dump");
     g_assert_true(g_file_get_contents(dump, &got, &len, NULL));
     g_assert_cmpuint(len, ==, TBLK_SIZE);
     g_assert_cmpmem(got, size, want, size);
@@ -379,9 +343,9 @@ static void test_block_spill(void *obj, void *data, QGuestAllocator *alloc)
      * under the new budget.
      */
     tblk_fill(want, 1536, 256, 4500);
-    tblk_file_node(c->qts, env, "src", "src.img", want, TBLK_SIZE);
+    tmem_blk_file_node(c->qts, env->dir, "src", "src.img", want, TBLK_SIZE);
     err = tblk_copy_cut(c->qts, "src", "tb1", "st1", 128 * KiB);
-    tblk_del_node(c->qts, "src");
+    tmem_blk_del_node(c->qts, "src");
     g_assert_null(err);
     g_assert_cmpuint(tblk_store_stat(c->qts, "st1", "pages_persistent"), ==,
                      1792);

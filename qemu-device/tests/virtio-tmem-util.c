@@ -856,6 +856,51 @@ void tmem_expect_broken(TmemCtx *c, const char *what)
     tmem_check_put_get(c, c->live_pool, PAGE_4K, 500);
 }
 
+void tmem_blk_file_node(QTestState *qts, const char *dir, const char *node,
+                        const char *name, const uint8_t *data, uint64_t size)
+{
+    g_autofree char *path = g_build_filename(dir, name, NULL);
+    int fd = open(path, O_CREAT | O_TRUNC | O_RDWR, 0600);
+
+    g_assert_cmpint(fd, >=, 0);
+    g_assert_cmpint(ftruncate(fd, size), ==, 0);
+    if (data) {
+        g_assert_cmpint(pwrite(fd, data, size, 0), ==, size);
+    }
+    close(fd);
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-add', 'arguments': "
+                             "{'driver': 'file', 'node-name': %s, "
+                             "'filename': %s}}", node, path);
+}
+
+void tmem_blk_del_node(QTestState *qts, const char *node)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-del', 'arguments': "
+                             "{'node-name': %s}}", node);
+}
+
+void tmem_blk_copy_start(QTestState *qts, const char *from, const char *to,
+                         uint64_t speed)
+{
+    qtest_qmp_assert_success(qts, "{'execute': 'blockdev-backup', "
+                             "'arguments': {'job-id': 'copy', 'device': %s, "
+                             "'target': %s, 'sync': 'full', 'speed': %"
+                             PRIu64 "}}", from, to, speed);
+}
+
+char *tmem_blk_copy_wait(QTestState *qts)
+{
+    QDict *ev = qtest_qmp_eventwait_ref(qts, "BLOCK_JOB_COMPLETED");
+    QDict *data = qdict_get_qdict(ev, "data");
+    char *err = NULL;
+
+    if (qdict_haskey(data, "error")) {
+        err = g_strdup(qdict_get_str(data, "error"));
+    }
+    qobject_unref(ev);
+    return err;
+}
+
 /* Poll query-migrate until it says completed or failed; return which. */
 char *tmem_migrate_wait(QTestState *qts)
 {

@@ -210,6 +210,20 @@ bool tmem_event_wait(TmemCtx *c, uint16_t type, TmemEvent *ev,
                      gint64 timeout_us);
 
 /*
+ * Block nodes, for the store and spill-node tests.  A file node @node on
+ * file @name in @dir of @size bytes, holding @data or zeros; deleting a
+ * node; a backup job that copies all of node @from onto node @to (at
+ * @speed bytes/s, or 0 for full speed), as a guest's reads and writes
+ * would go, and waiting for it: NULL if it worked, else its error.
+ */
+void tmem_blk_file_node(QTestState *qts, const char *dir, const char *node,
+                        const char *name, const uint8_t *data, uint64_t size);
+void tmem_blk_del_node(QTestState *qts, const char *node);
+void tmem_blk_copy_start(QTestState *qts, const char *from, const char *to,
+                         uint64_t speed);
+char *tmem_blk_copy_wait(QTestState *qts);
+
+/*
  * Migration through a file.  tmem_migrate_wait() polls query-migrate
  * until completed or failed and returns which; tmem_migrate_to_file()
  * migrates @qts to @path.  tmem_migrate_from_file() starts a destination
