@@ -152,9 +152,12 @@ struct tmem_spill_extent {
  *	as after a failure, but that is no error: nothing is counted, the
  *	store does not back off, and its reclaim thread is woken to spill
  *	them.  Writes from the reclaim thread must not be declined.
- * @read: fill the extents' bufs from the medium.  A page whose extent
- *	failed is -EIO for its get (TMEM_STAT_SPILL_READ_ERRORS), but is
- *	not dropped: a later get reads it again.
+ * @read: fill the extents' bufs from the medium.  A batch get's
+ *	extents come sorted by offset, pages that are neighbours on the
+ *	medium merged into one (one request for pages spilled together).
+ *	A page whose extent failed is -EIO for its get
+ *	(TMEM_STAT_SPILL_READ_ERRORS), but is not dropped: a later get
+ *	reads it again.
  * @discard: the @len bytes at @offset hold nothing any more (pages
  *	flushed, overwritten or got exclusively), a hint the medium may use
  *	to give space back; NULL if it does not care.  The store does not
