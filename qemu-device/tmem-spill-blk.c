@@ -73,7 +73,14 @@ typedef struct TmemSpillBlkReq {
     unsigned int next;          /* the next extent to start */
     unsigned int running;       /* coroutines still working */
     TmemSpillBlkOp op;
-    QemuEvent done;
+    /*
+     * Posted by the last worker.  Not a QemuEvent: qemu_event_wait() can
+     * return before the event is set (a futex wake left over from the
+     * previous op's event, which lived at the same stack address), and
+     * the op's extents and this struct would then go while workers still
+     * use them: pages read back wrong, or QEMU crashed.
+     */
+    QemuSemaphore done;
 } TmemSpillBlkReq;
 
 static int coroutine_fn tmem_spill_blk_co_io(TmemSpillBlk *sb,
@@ -136,7 +143,7 @@ static void coroutine_fn tmem_spill_blk_worker(void *opaque)
         e->res = tmem_spill_blk_co_io(req->sb, req->op, e);
     }
     if (--req->running == 0) {
-        qemu_event_set(&req->done);
+        qemu_sem_post(&req->done);
     }
 }
 
@@ -185,14 +192,14 @@ static int tmem_spill_blk_run(TmemSpillBlk *sb, struct tmem_spill_extent *ext,
     t0 = qemu_clock_get_ms(QEMU_CLOCK_REALTIME);
     /* the store's threads only; the medium's own would wait for itself */
     assert(qemu_get_current_aio_context() != ctx);
-    qemu_event_init(&req.done, false);
+    qemu_sem_init(&req.done, 0);
     req.running = workers;
     for (i = 0; i < workers; i++) {
         aio_co_schedule(ctx, qemu_coroutine_create(tmem_spill_blk_worker,
                                                    &req));
     }
-    qemu_event_wait(&req.done);
-    qemu_event_destroy(&req.done);
+    qemu_sem_wait(&req.done);
+    qemu_sem_destroy(&req.done);
     tmem_spill_blk_timed(sb, qemu_clock_get_ms(QEMU_CLOCK_REALTIME) - t0);
     return 0;
 }
