@@ -34,7 +34,11 @@ MODULE_PARM_DESC(sync, "One request and one notification per page: classic tmem 
 
 unsigned int virtio_tmem_poll_us = 50;
 module_param_named(poll_us, virtio_tmem_poll_us, uint, 0644);
-MODULE_PARM_DESC(poll_us, "Microseconds a synchronous op polls for its completion before it sleeps for the interrupt; 0: never poll, and keep event-index interrupt suppression, read at probe (default: 50)");
+MODULE_PARM_DESC(poll_us, "Microseconds a synchronous op polls for its completion before it sleeps for the interrupt, to start with; 0: never poll, and keep event-index interrupt suppression, read at probe (default: 50)");
+
+unsigned int virtio_tmem_poll_max_us = 400;
+module_param_named(poll_max_us, virtio_tmem_poll_max_us, uint, 0644);
+MODULE_PARM_DESC(poll_max_us, "Microseconds a queue's poll window may grow to while the device answers just after it ends; at most poll_us: a fixed window (default: 400)");
 
 unsigned int virtio_tmem_prefetch = 32;
 module_param_named(prefetch, virtio_tmem_prefetch, uint, 0644);

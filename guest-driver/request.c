@@ -560,8 +560,59 @@ static void virtio_tmem_poll_begin(struct virtio_tmem_queue *q)
 }
 
 /*
- * virtio_tmem_poll - reap @q's used ring until @w is done or poll_us has
- * passed.  The notify signals an ioeventfd (on KVM, and emulated by
+ * virtio_tmem_poll_window - how many microseconds a synchronous op on @q
+ * polls: twice the queue's recent answer time, so that answers as slow as
+ * most are caught while polling, between poll_us and poll_max_us (either
+ * may change at any time).  Answers slower than poll_max_us on average
+ * (a spill read, a host that stays busy) no poll the limit allows would
+ * catch: then only poll_us, and the op sleeps for its interrupt.
+ */
+static unsigned int virtio_tmem_poll_window(const struct virtio_tmem_queue *q)
+{
+	unsigned int base = READ_ONCE(virtio_tmem_poll_us);
+	unsigned int top = max(base, READ_ONCE(virtio_tmem_poll_max_us));
+	unsigned int typical = READ_ONCE(q->answer_ns) / NSEC_PER_USEC;
+
+	if (typical > top)
+		return base;
+	return clamp(typical > top / 2 ? top : 2 * typical, base, top);
+}
+
+/*
+ * virtio_tmem_poll_learn - fold an op's answer time, @waited_ns from the
+ * start of its poll, into @q's running average (weight 1/8), capped at
+ * twice poll_max_us so that one stalled answer moves the window little
+ * while answers that stay slow still take the average past the limit.
+ * Ops on a queue are served by one host thread, so they share it; a
+ * racing update may be lost, which the next op makes up.
+ */
+static void virtio_tmem_poll_learn(struct virtio_tmem_queue *q, u64 waited_ns)
+{
+	u64 cap = 2ULL * READ_ONCE(virtio_tmem_poll_max_us) * NSEC_PER_USEC;
+	u32 avg = READ_ONCE(q->answer_ns);
+	u32 sample = min3(waited_ns, cap, (u64)U32_MAX);
+
+	WRITE_ONCE(q->answer_ns, avg - avg / 8 + sample / 8);
+}
+
+/**
+ * virtio_tmem_poll_window_max - the longest poll window of @vt's queues
+ * @vt: the device
+ *
+ * Return: microseconds, for the statistics.
+ */
+unsigned int virtio_tmem_poll_window_max(struct virtio_tmem *vt)
+{
+	unsigned int i, w = 0;
+
+	for (i = 0; i < vt->nqueues; i++)
+		w = max(w, virtio_tmem_poll_window(&vt->queues[i]));
+	return w;
+}
+
+/*
+ * virtio_tmem_poll - reap @q's used ring until @w is done or @window_us
+ * has passed.  The notify signals an ioeventfd (on KVM, and emulated by
  * QEMU's memory core under TCG), and QEMU's main loop or iothread runs
  * the request while this vCPU spins.  So the op completes here, without
  * an interrupt or a sleep, unless the host is slow (a spill read, say).
@@ -569,10 +620,10 @@ static void virtio_tmem_poll_begin(struct virtio_tmem_queue *q)
  * Return: true if @w is done.
  */
 static bool virtio_tmem_poll(struct virtio_tmem_queue *q,
-			     struct virtio_tmem_waiter *w)
+			     struct virtio_tmem_waiter *w,
+			     unsigned int window_us)
 {
-	u64 end = local_clock() +
-		  (u64)READ_ONCE(virtio_tmem_poll_us) * NSEC_PER_USEC;
+	u64 end = local_clock() + (u64)window_us * NSEC_PER_USEC;
 	unsigned long flags, classes;
 
 	for (;;) {
@@ -663,7 +714,7 @@ int virtio_tmem_sync_range(struct virtio_tmem *vt,
 			   struct page **more, unsigned int nmore, u32 *value)
 {
 	bool poll = READ_ONCE(virtio_tmem_poll_us);
-	u64 start = ktime_get_ns();
+	u64 start = ktime_get_ns(), poll_start = 0;
 	struct virtio_tmem_waiter w = {};
 	struct virtio_tmem_batch *alone = NULL;
 	struct virtio_tmem_slot *s;
@@ -706,13 +757,17 @@ int virtio_tmem_sync_range(struct virtio_tmem *vt,
 	spin_unlock_irqrestore(&q->lock, flags);
 
 	if (poll) {
-		virtio_tmem_count(virtio_tmem_poll(q, &w) ?
+		poll_start = local_clock();
+		virtio_tmem_count(virtio_tmem_poll(q, &w,
+						   virtio_tmem_poll_window(q)) ?
 				  VIRTIO_TMEM_SYNC_POLLED :
 				  VIRTIO_TMEM_SYNC_SLEPT, 1);
 		virtio_tmem_poll_end(q);
 	}
 	/* Pairs with the release in virtio_tmem_complete(). */
 	wait_event(q->wait, smp_load_acquire(&w.done));
+	if (poll)
+		virtio_tmem_poll_learn(q, local_clock() - poll_start);
 	virtio_tmem_latency_add(class, ktime_get_ns() - start);
 	if (value)
 		*value = w.value;

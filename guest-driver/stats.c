@@ -148,6 +148,8 @@ static int virtio_tmem_stats_show(struct seq_file *m, void *v)
 	seq_printf(m, "queues %u\n", vt ? vt->nqueues : 0);
 	seq_printf(m, "batch %u\n", vt ? vt->batch : 0);
 	seq_printf(m, "host_budget %llu\n", vt ? READ_ONCE(vt->host_budget) : 0);
+	seq_printf(m, "poll_window_us %u\n",
+		   vt ? virtio_tmem_poll_window_max(vt) : 0);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 	seq_printf(m, "prefetch_pages %u\n", virtio_tmem_pf_pages());
 	return 0;

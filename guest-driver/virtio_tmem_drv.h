@@ -199,6 +199,7 @@ struct virtio_tmem_queue {
 	unsigned int inflight;		/* on the ring */
 	/* Synchronous ops polling the used ring; callbacks are off meanwhile. */
 	unsigned int npolling;
+	u32 answer_ns;			/* their recent answer time, averaged */
 	/* requests in the queue's order (not ahead), ever */
 	unsigned long submitted, completed;
 	unsigned long kick_classes;	/* carried since the last kick */
@@ -275,7 +276,7 @@ extern struct virtio_tmem_pool virtio_tmem_fs_pools[MAX_SWAPFILES];
 extern struct virtio_tmem_pool virtio_tmem_cc_pools[VIRTIO_TMEM_CC_POOLS];
 extern bool virtio_tmem_frontswap_on, virtio_tmem_cleancache_on;
 extern bool virtio_tmem_sync;
-extern unsigned int virtio_tmem_poll_us;
+extern unsigned int virtio_tmem_poll_us, virtio_tmem_poll_max_us;
 int virtio_tmem_pool_attach(struct virtio_tmem *vt,
 			    struct virtio_tmem_pool *pool);
 void virtio_tmem_pool_detach(struct virtio_tmem *vt,
@@ -312,6 +313,7 @@ int virtio_tmem_sync_range(struct virtio_tmem *vt,
 			   struct virtio_tmem_pool *pool, struct page *page,
 			   struct page **more, unsigned int nmore, u32 *value);
 void virtio_tmem_quiesce(struct virtio_tmem *vt);
+unsigned int virtio_tmem_poll_window_max(struct virtio_tmem *vt);
 bool virtio_tmem_take_credit(struct virtio_tmem *vt);
 
 /* events.c */

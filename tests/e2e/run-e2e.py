@@ -194,8 +194,9 @@ def swap_bytes(mb, passes):
     return mb * MiB * (passes - 1)   # pass 0 fills; the others verify all
 
 
-def swap_plan(name, mb, passes, pre="", module_first=False):
-    load = "module_load\ndisks_up" if module_first else "disks_up\nmodule_load"
+def swap_plan(name, mb, passes, pre="", module_first=False, params=""):
+    load = f"module_load {params}".rstrip()
+    load = f"{load}\ndisks_up" if module_first else f"disks_up\n{load}"
     return (f"{load}\n{pre}"
             f"run {name} swap-verify --mb {mb} --passes {passes} --seed {zlib.crc32(name.encode())} "
             f"--stats {STATS} --sync\n")
@@ -267,6 +268,45 @@ def t_swap_iothread(res):
               kpl is not None and kpl <= 0.85,
               f"kicks_frontswap_load={kicks} / frontswap_loads={loads} = {kpl}",
               needs_module=True)
+
+
+def t_poll_window(res):
+    """The poll window follows the host's answer time, within its limits."""
+    # poll_us=1: a window no load fits in (the swap test's loads take
+    # 40-65 us at p50 under TCG); poll_max_us=100000 so that the limit
+    # stays above the answers even when the other lane's guest takes this
+    # one's vCPU off its core for milliseconds.  A window that stayed at
+    # 1 us had 99.5 % of the loads sleep for their interrupt when run
+    # alone; at twice the answer time nearly every one completes while it
+    # polls.
+    passes = 2
+    plan = swap_plan("swap", SWAP_MB, passes, params="poll_us=1 poll_max_us=100000")
+    # Then a limit below every answer (a load takes more than 5 us under
+    # TCG): the window must go back to poll_us, not stop at the limit.
+    plan += ("echo 5 > /sys/module/virtio_tmem/parameters/poll_max_us\n"
+             f"run slow swap-verify --mb {SWAP_MB} --passes {passes} --seed 7 "
+             f"--stats {STATS} --sync\n")
+    boot(res, plan, "budget=512M")
+    # the guest reports the last run's bytes; the first one's exit says
+    # whether it found every page intact
+    common_checks(res, {"slow": ("swap-verify", swap_bytes(SWAP_MB, passes))})
+    g = res.guest
+    res.check("swap: swap-verify exited 0", g.ends.get("swap") == 0,
+              f"rc={g.ends.get('swap')}")
+    for run, ok, want in (
+            ("swap", lambda w, sr: w > 1 and sr <= 0.2,
+             "window past 1 us, at most 1 in 5 ops slept"),
+            ("slow", lambda w, sr: w == 1, "window back to 1 us")):
+        def d(key):
+            return g.delta(f"{run}.before", f"{run}.after", key)
+        loads, polled, slept = d("frontswap_loads"), d("sync_polled"), d("sync_slept")
+        window = num((g.stats.get(f"{run}.after") or {}).get("poll_window_us"))
+        sr = ratio(slept, (polled or 0) + (slept or 0))
+        res.check(f"poll-window {run}: {want}",
+                  (loads or 0) >= 1000 and window is not None and sr is not None and
+                  ok(window, sr),
+                  f"frontswap_loads={loads}, poll_window_us={window}, "
+                  f"sync_polled={polled}, sync_slept={slept}: {sr} slept", needs_module=True)
 
 
 def swap_test(res, tmem, drives=(), max_irqs_per_load=0.25):
@@ -1697,6 +1737,7 @@ TESTS = {
     "selfcheck": (t_selfcheck, "plain"),
     "swap": (t_swap, "plain"),
     "swap-iothread": (t_swap_iothread, "plain"),
+    "poll-window": (t_poll_window, "plain"),
     "pagecache": (t_pagecache, "debug"),
     "budget": (t_budget, "plain"),
     "spill": (t_spill, "plain"),

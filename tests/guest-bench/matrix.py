@@ -80,6 +80,9 @@ CONFIGS = [
     Config("tmem-poll0", "tmem, default batch, no polling", module="poll_us=0"),
     Config("tmem-poll200", "tmem, default batch, 200 µs poll window",
            module="poll_us=200"),
+    # What growing the window buys: the default start, kept fixed.
+    Config("tmem-poll50fixed", "tmem, default batch, fixed 50 µs poll window",
+           module="poll_max_us=50"),
     # What prefetched gets and loads (GET_RANGE) buy: the default without them.
     Config("tmem-noprefetch", "tmem, default batch, no prefetch", module="prefetch=1"),
     # What running loads ahead of older requests buys: the default without it.
