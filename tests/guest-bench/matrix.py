@@ -76,9 +76,10 @@ CONFIGS = [
     Config("tmem-b32", "tmem, batch 32", module="batch=32", sweep=True),
     Config("tmem-default", "tmem, default batch", alt="a", module="", sweep=True),
     Config("tmem-b128", "tmem, batch 128", module="batch=128", sweep=True),
-    # The poll window of synchronous ops (default 50 us): off, and longer.
+    # The poll window of synchronous ops (default twice the answer time,
+    # 50-400 us): off, and from 200 us.
     Config("tmem-poll0", "tmem, default batch, no polling", module="poll_us=0"),
-    Config("tmem-poll200", "tmem, default batch, 200 µs poll window",
+    Config("tmem-poll200", "tmem, default batch, poll window from 200 µs",
            module="poll_us=200"),
     # What growing the window buys: the default start, kept fixed.
     Config("tmem-poll50fixed", "tmem, default batch, fixed 50 µs poll window",
