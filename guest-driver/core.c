@@ -38,7 +38,7 @@ MODULE_PARM_DESC(poll_us, "Microseconds a synchronous op polls for its completio
 
 unsigned int virtio_tmem_poll_max_us = 400;
 module_param_named(poll_max_us, virtio_tmem_poll_max_us, uint, 0644);
-MODULE_PARM_DESC(poll_max_us, "Microseconds a queue's poll window may grow to while the device answers just after it ends; at most poll_us: a fixed window (default: 400)");
+MODULE_PARM_DESC(poll_max_us, "Longest a synchronous op polls, in microseconds: a queue polls twice its average answer time, from poll_us up to this, and only poll_us when answers average more; at most poll_us: a fixed window (default: 400)");
 
 unsigned int virtio_tmem_prefetch = 32;
 module_param_named(prefetch, virtio_tmem_prefetch, uint, 0644);
