@@ -63,4 +63,10 @@ struct tmem_store;
 /* Probe: the longest hash chain (pages or objects) in any shard. */
 uint32_t tm_probe_chain_max(struct tmem_store *s);
 
+struct tmem_key;
+
+/* Probe: whether indexing @key now would charge RAM for new chunks. */
+bool tm_probe_ent_needs_ram(struct tmem_store *s, int pool,
+			    const struct tmem_key *key);
+
 #endif /* TMEM_FAULT_H */

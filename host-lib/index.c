@@ -789,3 +789,19 @@ uint32_t tm_probe_chain_max(struct tmem_store *s)
 	}
 	return best;
 }
+
+bool tm_probe_ent_needs_ram(struct tmem_store *s, int pool,
+			    const struct tmem_key *key)
+{
+	struct tm_shard *sh = &s->shard[tm_shard_of(s, pool, key)];
+	uint32_t obj;
+	size_t need;
+
+	pthread_mutex_lock(&sh->lock);
+	obj = tm_obj_find(sh, (uint32_t)pool, key->oid);
+	need = obj && tm_ent_find(sh, obj, key->index) ? 0 :
+	       tm_table_need(&sh->ents) +
+	       (obj ? 0 : tm_table_need(&sh->objs));
+	pthread_mutex_unlock(&sh->lock);
+	return need;
+}

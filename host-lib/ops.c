@@ -214,24 +214,32 @@ static void tm_put_reject(struct tmem_store *s, int pool,
 #define TM_PUT_TRIES	64
 /* Spill batches a put may write for room before writing itself out. */
 #define TM_PUT_SPILLS	2
-/* How long a persistent page bound for the spill file waits for room. */
+/*
+ * How long a persistent page bound for the spill file waits for room: in
+ * all, or with TMEM_PUT_WAIT, since the store last freed something.
+ */
 #define TM_PUT_WAIT_NS	(20 * 1000 * 1000)
 
 /*
  * A persistent page that found no RAM goes to the spill file, and needs
  * RAM only for its index entry.  Other putters may take what reclaim
  * frees before this one gets to it, or hold the data RAM there is in
- * slabs they are still spilling.  While some data RAM exists to be freed,
- * keep freeing and trying, for up to TM_PUT_WAIT_NS: only a full spill
- * file (or one that fails), or a budget all index, refuses a persistent
- * page.  Counted in TMEM_STAT_PUT_WAITS and friends.
+ * slabs they are still spilling, and after a budget cut the entry fits
+ * only once the store is under the new budget.  While some data RAM
+ * exists to be freed, keep freeing and trying, for up to TM_PUT_WAIT_NS;
+ * with @wait, that limit counts from the last round that freed RAM, so
+ * a put waits out a cut however slow the disk, as a block device must:
+ * only a full spill file (or one that fails), a budget all index, or a
+ * store that stopped freeing refuses it.  Counted in TMEM_STAT_PUT_WAITS
+ * and friends.
  */
 static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 			     int pool, const struct tmem_key *key,
-			     const struct tm_packed *pk, uint32_t info)
+			     const struct tm_packed *pk, uint32_t info,
+			     bool wait)
 {
 	struct tm_shard *sh = tm_shard(s, pool, key);
-	uint64_t start = 0, now;
+	uint64_t start = 0, since = 0, now, used;
 	int rc;
 
 	for (;;) {
@@ -240,20 +248,26 @@ static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 			break;
 		now = tm_now_ns();
 		if (!start) {
-			start = now;
+			start = since = now;
 			tm_stat_add(sh, TMEM_STAT_PUT_WAITS, 1);
-		} else if (now - start > TM_PUT_WAIT_NS) {
+		} else if (now - since > TM_PUT_WAIT_NS) {
 			tm_stat_add(sh, TMEM_STAT_PUT_WAIT_TIMEOUTS, 1);
 			break;
 		}
-		if (tm_make_entry_room(s))
+		if (tm_make_entry_room(s)) {
+			if (wait)
+				since = tm_now_ns();
 			continue;
+		}
 		if (!atomic_load(&s->ram_data))
 			break;		/* the budget is all index */
 		/* wait out a spill in progress, let the others on */
+		used = tm_ram_used(s);
 		pthread_mutex_lock(&s->spill.write_lock);
 		pthread_mutex_unlock(&s->spill.write_lock);
 		sched_yield();
+		if (wait && tm_ram_used(s) < used)
+			since = tm_now_ns();
 	}
 	if (start)
 		tm_stat_add(sh, TMEM_STAT_PUT_WAIT_NS,
@@ -290,14 +304,12 @@ static int tm_put_packed(struct tmem_store *s, struct tm_pool *p, int pool,
 	 * A persistent page that found no RAM goes to the spill file, and
 	 * needs RAM only for its index entry.  Other putters may take what
 	 * reclaim frees before this one gets to it, or hold all the data RAM
-	 * there is in slots they are still filling or spilling.  While the
-	 * spill file has room and some data RAM exists to be freed, keep
-	 * freeing and trying, for up to TM_PUT_WAIT_NS: only a full spill
-	 * file (or one that fails), or a budget all index, refuses a
-	 * persistent page.
+	 * there is in slots they are still filling or spilling: it waits
+	 * for room (tm_put_spill_wait).
 	 */
 	if (rc == TM_NEED_ROOM && !kind && tm_spill_usable(&s->spill))
-		rc = tm_put_spill_wait(s, p, pool, key, pk, info);
+		rc = tm_put_spill_wait(s, p, pool, key, pk, info,
+				       flags & TMEM_PUT_WAIT);
 	if (rc == TM_NEED_ROOM)
 		rc = -ENOSPC;
 	/* A promise kept: over budget rather than refused. */
@@ -324,7 +336,7 @@ static int tm_put_args(struct tmem_store *s, int pool,
 {
 	int rc = tm_args(s, pool, key, page, len, pp);
 
-	if (!rc && (flags & ~TMEM_PUT_RESERVED ||
+	if (!rc && (flags & ~(TMEM_PUT_RESERVED | TMEM_PUT_WAIT) ||
 		    ((*pp)->kind == TMEM_EPHEMERAL &&
 		     flags & TMEM_PUT_RESERVED)))
 		rc = -EINVAL;

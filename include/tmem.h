@@ -257,6 +257,8 @@ int tmem_put(struct tmem_store *s, int pool, const struct tmem_key *key,
 
 /* tmem_put_flags: the put was promised a place in advance. */
 #define TMEM_PUT_RESERVED	(1u << 0)
+/* tmem_put_flags: the caller may block while the store makes room. */
+#define TMEM_PUT_WAIT		(1u << 1)
 
 /*
  * tmem_put_flags - tmem_put with @flags.  With TMEM_PUT_RESERVED (only
@@ -267,6 +269,15 @@ int tmem_put(struct tmem_store *s, int pool, const struct tmem_key *key,
  * promised the page a place (virtio-tmem's credits) and must bound how
  * many such puts it makes: that bound is how far the budget can be
  * overrun.  Counted in TMEM_STAT_PUT_OVER_BUDGET.
+ *
+ * With TMEM_PUT_WAIT (ABI 1.6; older libraries refuse it with -EINVAL)
+ * a persistent page bound for the spill file, whose index entry does
+ * not fit yet, waits for room for as long as the store keeps freeing
+ * RAM (a budget cut the reclaim thread works through, other putters'
+ * spills), and gives up only after 20 ms in which nothing was freed.
+ * Without it the page waits at most 20 ms in all.  For callers whose
+ * thread may block on disk I/O and that cannot take a refusal, such as
+ * a block device; not for one that must answer promptly.
  */
 int tmem_put_flags(struct tmem_store *s, int pool, const struct tmem_key *key,
 		   const void *page, size_t len, unsigned int flags);

@@ -11,7 +11,8 @@
  * within the store's budget and spilled beyond it.  A block that was
  * never written, or was discarded, reads as zeros; a write of zeros
  * frees its block.  A write fails (ENOSPC) only when the budget and the
- * spill file are both spent, and a guest's swap code keeps the page.
+ * spill file are both spent, and a guest's swap code keeps the page; a
+ * write during a budget cut waits for the store to get under it.
  *
  * The store's calls may wait for spill I/O, so every request runs in
  * the thread pool, never in the main loop or an iothread itself.
@@ -144,7 +145,12 @@ static int tmem_blk_write_work(void *opaque)
             tmem_flush_page(r->s->store, r->s->pool, &key);
             continue;
         }
-        rc = tmem_put(r->s->store, r->s->pool, &key, page, TMEM_BLK_PAGE);
+        /*
+         * This worker may block, and the guest would see a refusal as
+         * an I/O error: wait out a budget cut rather than give up.
+         */
+        rc = tmem_put_flags(r->s->store, r->s->pool, &key, page,
+                            TMEM_BLK_PAGE, TMEM_PUT_WAIT);
         if (rc < 0) {
             return tmem_blk_write_errno(rc);
         }

@@ -609,17 +609,24 @@ static inline const char *t_cmp_name(enum t_cmp cmp)
 /* Put and get with the page given by a tag                            */
 
 /* Put page @tag under @key; returns what tmem_put returned. */
-static inline int t_put_tag(struct tmem_store *s, int pool,
-			    const struct tmem_key *key, uint64_t tag,
-			    size_t len)
+static inline int t_put_tag_flags(struct tmem_store *s, int pool,
+				  const struct tmem_key *key, uint64_t tag,
+				  size_t len, unsigned int flags)
 {
 	unsigned char *buf = t_buf_alloc(len);
 	int rc;
 
 	t_page_fill(buf, len, tag);
-	rc = tmem_put(s, pool, key, buf, len);
+	rc = tmem_put_flags(s, pool, key, buf, len, flags);
 	free(buf);
 	return rc;
+}
+
+static inline int t_put_tag(struct tmem_store *s, int pool,
+			    const struct tmem_key *key, uint64_t tag,
+			    size_t len)
+{
+	return t_put_tag_flags(s, pool, key, tag, len, 0);
 }
 
 /*

@@ -6,9 +6,10 @@
  * needed the spill (-ENOSPC); a short read still returns the right bytes;
  * a read error is -EIO and leaves the page stored; a batch get whose
  * ring fails (submit, wait, short or failed reads) still returns every
- * page whole, reading alone what the ring did not.  After each, every
- * accepted persistent page reads back byte for byte and the stats have
- * counted the errors.
+ * page whole, reading alone what the ring did not; a put with
+ * TMEM_PUT_WAIT during a budget cut on a slow disk waits the cut out.
+ * After each, every accepted persistent page reads back byte for byte
+ * and the stats have counted the errors.
  */
 #include <pthread.h>
 #include <signal.h>
@@ -807,6 +808,103 @@ static void test_compact_flush_race(void)
 	alarm(0);
 }
 
+/*
+ * Pages [0, @n) of object @oid, tags T_RAND @tag0 + i, read back in
+ * batches: on a store made with TMEM_TEST_SPILL_DELAY_MS a batch of
+ * spill reads sleeps once, where single gets would sleep once a page.
+ */
+static void check_object(struct tmem_store *s, int p, uint64_t oid,
+			 uint32_t n, uint64_t tag0)
+{
+	enum { B = 64 };
+	struct tmem_key keys[B];
+	void *bufs[B];
+	int res[B];
+	uint32_t i, j, m;
+
+	for (j = 0; j < B; j++)
+		bufs[j] = t_buf_alloc(T_PAGE_4K);
+	for (i = 0; i < n; i += m) {
+		m = n - i < B ? n - i : B;
+		for (j = 0; j < m; j++)
+			keys[j] = t_key(oid, i + j);
+		t_assert(tmem_get_batch(s, p, keys, bufs, res, m, T_PAGE_4K,
+					0) >= 0);
+		for (j = 0; j < m; j++) {
+			long off = res[j] ? -1 :
+				   t_page_check(bufs[j], T_PAGE_4K,
+						t_tag(T_RAND, tag0 + i + j));
+
+			if (res[j] || off >= 0)
+				t_fail("object %llu page %u: %s, differs at %ld",
+				       (unsigned long long)oid, i + j,
+				       t_errname(res[j]), off);
+		}
+	}
+	for (j = 0; j < B; j++)
+		free(bufs[j]);
+}
+
+/*
+ * A put while the reclaim thread spills a budget cut to a slow disk
+ * (TMEM_TEST_SPILL_DELAY_MS: every write batch 20 ms, a loaded host's
+ * or a busy disk's pace), of a key whose index entry needs a new chunk:
+ * that fits only once the store is under the new budget, many batches
+ * later.  The store is making room and the spill file has it, so a
+ * caller that may block (QEMU's tmem block driver, whose guest sees a
+ * refused write as an I/O error) must get its page taken, however long
+ * the cut takes.  Every page reads back; RAM ends within the cut.
+ */
+static void test_put_during_cut(void)
+{
+	enum { N = 8192, CUT = 1 << 20 };
+	char dir[T_PATH_MAX];
+	struct tmem_store *s;
+	struct tmem_key k;
+	uint64_t v[TMEM_STAT__COUNT], t0;
+	uint32_t i, extra;
+	int p, rc;
+
+	setenv("TMEM_TEST_SPILL_DELAY_MS", "20", 1);
+	s = t_store_new(64ull << 20, dir, 64ull << 20);
+	unsetenv("TMEM_TEST_SPILL_DELAY_MS");
+	p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
+	for (i = 0; i < N; i++) {
+		k = t_key(1, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K), 0);
+	}
+	/* Fill object 2 up to the first key that needs a new chunk. */
+	for (extra = 0;; extra++) {
+		k = t_key(2, extra);
+		if (tm_probe_ent_needs_ram(s, p, &k))
+			break;
+		if (extra > 4096)
+			t_fail("no key needed a new index chunk");
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, N + extra), T_PAGE_4K),
+		     0);
+	}
+	t_eq(t_stats_get(s, TMEM_STAT_PAGES_SPILLED), 0);
+	t_rc(tmem_set_budget(s, CUT), 0);
+	t0 = t_now_ms();
+	rc = t_put_tag_flags(s, p, &k, t_tag(T_RAND, N + extra), T_PAGE_4K,
+			     TMEM_PUT_WAIT);
+	t_rc(tmem_stat_values(s, v, TMEM_STAT__COUNT), TMEM_STAT__COUNT);
+	printf("put during a cut: %s after %llu ms; %llu waits, %llu timeouts, "
+	       "%llu pages spilled, ram_used %llu\n", t_errname(rc),
+	       (unsigned long long)(t_now_ms() - t0),
+	       (unsigned long long)v[TMEM_STAT_PUT_WAITS],
+	       (unsigned long long)v[TMEM_STAT_PUT_WAIT_TIMEOUTS],
+	       (unsigned long long)v[TMEM_STAT_PAGES_SPILLED],
+	       (unsigned long long)v[TMEM_STAT_RAM_USED]);
+	t_eq(v[TMEM_STAT_PUT_WAITS], 1);	/* it met the cut */
+	t_rc(rc, 0);
+	t_eq(v[TMEM_STAT_PUT_WAIT_TIMEOUTS], 0);
+	t_wait_stat_or_fail(s, TMEM_STAT_RAM_USED, T_LE, CUT, 30000);
+	check_object(s, p, 1, N, 0);
+	check_object(s, p, 2, extra + 1, N);
+	t_store_free(s, dir);
+}
+
 int main(int argc, char **argv)
 {
 	tm_fault_reset();
@@ -830,5 +928,6 @@ int main(int argc, char **argv)
 	test_batch_ring(TM_FAULT_SHORT_READ, ALWAYS);
 	test_batch_ring(TM_FAULT_SPILL_READ, 1);
 	test_compact_flush_race();
+	test_put_during_cut();
 	return T_EXIT_PASS;
 }
