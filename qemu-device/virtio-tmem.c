@@ -227,16 +227,101 @@ void virtio_tmem_wait_serving(VirtIOTmem *s)
     AIO_WAIT_WHILE_UNLOCKED(NULL, qatomic_read(&s->serving));
 }
 
+/* sync-inline: the main loop serves what a kick left to it. */
+static void virtio_tmem_reqq_bh(void *opaque)
+{
+    virtio_tmem_run_queue(opaque, 0);
+}
+
+/*
+ * sync-inline: serve the flagged requests of GETs at the head of the
+ * queue (virtio_tmem_may_run_ahead) now, in the thread that wrote the
+ * notify register, and leave the rest (batches of puts, flushes) to
+ * the main loop.  A synchronous op's answer is then in the used ring
+ * when the guest's notify returns, with no wake-up of another thread
+ * in between, while compression stays off the vCPU.
+ */
+static void coroutine_fn virtio_tmem_serve_inline_co(void *opaque)
+{
+    VirtIOTmemReqQueue *rq = opaque;
+    VirtIOTmem *s = rq->s;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+    VirtQueue *vq = rq->vq;
+    VirtQueueElement *elem;
+    bool rest = false;
+    unsigned done = 0;
+
+    virtio_queue_set_notification(vq, 0);
+    /* quiet: the avail event moves once, below */
+    while (!vdev->broken &&
+           (elem = virtqueue_pop_quiet(vq, sizeof(VirtQueueElement)))) {
+        size_t written;
+        bool ok;
+
+        if (!virtio_tmem_may_run_ahead(s, rq->ahead, elem)) {
+            virtqueue_unpop(vq, elem, 0);
+            g_free(elem);
+            rest = true;
+            break;
+        }
+        ok = virtio_tmem_handle_request(s, rq->ahead, elem, &written);
+        if (!virtio_tmem_complete(rq->ahead, elem, ok, written)) {
+            break;
+        }
+        qatomic_inc(&rq->qs->inline_reqs);
+        done++;
+    }
+    /* the guest notifies for its next request, as after any drain */
+    virtio_queue_set_notification(vq, 1);
+    if (done) {
+        virtio_tmem_notify(rq);
+    }
+    if (!vdev->broken && (rest || !virtio_queue_empty(vq))) {
+        qemu_bh_schedule(rq->bh);
+    }
+    rq->co = NULL;
+    qatomic_dec(&s->serving);
+    aio_wait_kick();
+}
+
+static void virtio_tmem_serve_inline(VirtIOTmemReqQueue *rq)
+{
+    VirtIOTmem *s = rq->s;
+    VirtIODevice *vdev = VIRTIO_DEVICE(s);
+
+    qatomic_inc(&rq->qs->kicks);
+    if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_OVERTAKE)) {
+        /* no request may pass another: the main loop serves them all */
+        qemu_bh_schedule(rq->bh);
+        return;
+    }
+    /* a coroutine serving the queue looks at it again before it ends */
+    if (rq->co ||
+        !virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq)) ||
+        vdev->broken) {
+        return;
+    }
+    qatomic_inc(&s->serving);
+    rq->co = qemu_coroutine_create(virtio_tmem_serve_inline_co, rq);
+    qemu_coroutine_enter(rq->co);
+}
+
 /*
  * The queue's handle_output, which QEMU calls only for a notification
- * of the guest's: one that came without ioeventfd, or one that was
- * still in the notifier when it was torn down.
+ * of the guest's: every one with sync-inline, else one that came
+ * without ioeventfd, or one that was still in the notifier when it was
+ * torn down.
  */
 static void virtio_tmem_handle_reqq(VirtIODevice *vdev, VirtQueue *vq)
 {
     VirtIOTmem *s = VIRTIO_TMEM(vdev);
+    VirtIOTmemReqQueue *rq = &s->rq[virtio_get_queue_index(vq) - 1];
 
-    virtio_tmem_run_queue(&s->rq[virtio_get_queue_index(vq) - 1], 1);
+    if (s->inline_started) {
+        virtio_tmem_serve_inline(rq);
+        return;
+    }
+    virtio_tmem_run_queue(rq, 1);
 }
 
 /*
@@ -337,6 +422,9 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
     BusState *qbus = qdev_get_parent_bus(DEVICE(vdev));
     VirtioBusClass *k = VIRTIO_BUS_GET_CLASS(qbus);
     unsigned nvqs = 1 + s->num_queues, i, n;
+    /* sync-inline: request queues' kicks go to virtio_tmem_handle_reqq */
+    bool inl = s->sync_inline && !s->iothread;
+    unsigned nfds = inl ? 1 : nvqs;
     AioContext *ctx;
     int rc;
 
@@ -348,7 +436,7 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
         }
     }
     memory_region_transaction_begin();
-    for (n = 0; n < nvqs; n++) {
+    for (n = 0; n < nfds; n++) {
         rc = virtio_bus_set_host_notifier(VIRTIO_BUS(qbus), n, true);
         if (rc) {
             break;
@@ -373,6 +461,14 @@ static int virtio_tmem_start_ioeventfd(VirtIODevice *vdev)
     if (!s->iothread) {
         event_notifier_set_handler(virtio_queue_get_host_notifier(s->eventq),
                                    virtio_queue_host_notifier_read);
+        if (inl) {
+            s->inline_started = true;
+            /* what was made available while nobody looked */
+            for (i = 0; i < s->num_queues; i++) {
+                qemu_bh_schedule(s->rq[i].bh);
+            }
+            return 0;
+        }
         for (i = 0; i < s->num_queues; i++) {
             virtio_tmem_reqq_attach(&s->rq[i], iohandler_get_aio_context(),
                                     false);
@@ -407,6 +503,25 @@ static void virtio_tmem_stop_ioeventfd(VirtIODevice *vdev)
     unsigned nvqs = 1 + s->num_queues, i;
     AioContext *ctx;
 
+    if (s->inline_started) {
+        /* the event queue's notifier is the only one there is */
+        event_notifier_set_handler(virtio_queue_get_host_notifier(s->eventq),
+                                   NULL);
+        memory_region_transaction_begin();
+        virtio_bus_set_host_notifier(VIRTIO_BUS(qbus),
+                                     virtio_get_queue_index(s->eventq), false);
+        memory_region_transaction_commit();
+        virtio_bus_cleanup_host_notifier(VIRTIO_BUS(qbus),
+                                         virtio_get_queue_index(s->eventq));
+        s->inline_started = false;
+        /* no bottom half may serve a stopped VM's queue: serve it now */
+        for (i = 0; i < s->num_queues; i++) {
+            qemu_bh_cancel(s->rq[i].bh);
+            virtio_tmem_run_queue(&s->rq[i], 0);
+        }
+        virtio_tmem_wait_serving(s);
+        return;
+    }
     if (!s->dataplane_started) {
         /*
          * Serve and count what came, so that only a guest's kick can be
@@ -659,6 +774,10 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
         s->rq[i].status = g_new(struct virtio_tmem_status, s->max_ops);
         s->rq[i].page = qemu_memalign(4096, 65536);
         s->rq[i].ahead = virtio_tmem_ahead_new(&s->rq[i]);
+        /* not qemu_get_aio_context(): no nested aio_poll() may serve it */
+        s->rq[i].bh = aio_bh_new_guarded(iohandler_get_aio_context(),
+                                         virtio_tmem_reqq_bh, &s->rq[i],
+                                         &dev->mem_reentrancy_guard);
     }
     s->pools = g_new(int, s->max_pools);
     s->pool_gen = g_new0(uint16_t, s->max_pools);
@@ -683,6 +802,7 @@ static void virtio_tmem_unrealize(DeviceState *dev)
     virtio_tmem_live_cleanup(s);
     for (i = 0; i < s->num_queues; i++) {
         virtio_delete_queue(s->reqq[i]);
+        qemu_bh_delete(s->rq[i].bh);
         virtio_tmem_ahead_free(s->rq[i].ahead);
         g_free(s->rq[i].ops);
         g_free(s->rq[i].status);
@@ -766,14 +886,15 @@ static bool virtio_tmem_visit_counters(Visitor *v,
 {
     uint64_t kicks = q->kicks, interrupts = q->interrupts;
     uint64_t requests = q->requests, ops = q->ops, pages = q->pages;
-    uint64_t ahead = q->ahead;
+    uint64_t ahead = q->ahead, inline_reqs = q->inline_reqs;
 
     return visit_type_uint64(v, "kicks", &kicks, errp) &&
            visit_type_uint64(v, "interrupts", &interrupts, errp) &&
            visit_type_uint64(v, "requests", &requests, errp) &&
            visit_type_uint64(v, "ops", &ops, errp) &&
            visit_type_uint64(v, "pages", &pages, errp) &&
-           visit_type_uint64(v, "requests_ahead", &ahead, errp);
+           visit_type_uint64(v, "requests_ahead", &ahead, errp) &&
+           visit_type_uint64(v, "requests_inline", &inline_reqs, errp);
 }
 
 static const char *const virtio_tmem_op_names[] = {
@@ -819,6 +940,7 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
             .ops = qatomic_read(&q->ops),
             .pages = qatomic_read(&q->pages),
             .ahead = qatomic_read(&q->ahead),
+            .inline_reqs = qatomic_read(&q->inline_reqs),
         };
     }
     for (i = 0; i < ARRAY_SIZE(sn->ops); i++) {
@@ -844,6 +966,7 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
         sn->total.ops += sn->queues[i].ops;
         sn->total.pages += sn->queues[i].pages;
         sn->total.ahead += sn->queues[i].ahead;
+        sn->total.inline_reqs += sn->queues[i].inline_reqs;
     }
 }
 
@@ -971,6 +1094,7 @@ static const Property virtio_tmem_properties[] = {
                       VIRTIO_TMEM_F_MISS_REPORT, true),
     DEFINE_PROP_BIT64("overtake", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_OVERTAKE, true),
+    DEFINE_PROP_BOOL("sync-inline", VirtIOTmem, sync_inline, true),
     DEFINE_PROP_BOOL("x-unchecked-features", VirtIOTmem, unchecked_features,
                      false),
 };

@@ -99,6 +99,7 @@ typedef struct VirtIOTmemQueueStats {
     uint64_t ops;           /* operations run */
     uint64_t pages;         /* pages moved by PUT, GET and GET_EXCL */
     uint64_t ahead;         /* requests run ahead of older ones */
+    uint64_t inline_reqs;   /* requests served in the notifying thread */
 } VirtIOTmemQueueStats;
 
 /*
@@ -138,6 +139,9 @@ typedef struct VirtIOTmemReqQueue {
     struct VirtIOTmemReqQueue *ahead;
     /* The next chain may not run ahead: look no more until the next request */
     bool ahead_blocked;
+
+    /* sync-inline: serves in the main loop what a kick left there */
+    QEMUBH *bh;
 } VirtIOTmemReqQueue;
 
 /* Ops in a request that may run ahead of older ones, at most */
@@ -169,6 +173,7 @@ struct VirtIOTmem {
     IOThread *iothread;     /* request queues run here; NULL: main loop */
     IOThread *own_iothread; /* made by realize for spill= without one */
     uint64_t host_features; /* VIRTIO_TMEM_F_* the device may offer */
+    bool sync_inline;       /* serve flagged GETs in the kick's thread */
     bool unchecked_features;    /* testing: offer even what breaks 6.3 */
 
     /* Set up by realize */
@@ -180,6 +185,7 @@ struct VirtIOTmem {
     VirtQueue **reqq;           /* num_queues request queues */
     VirtIOTmemReqQueue *rq;     /* and their notifier handlers' view */
     bool dataplane_started;     /* reqq handlers attached to iothread */
+    bool inline_started;        /* reqqs kicked without ioeventfd */
     QEMUBH *event_bh;           /* main loop: work out and send events */
     QEMUTimer *event_timer;     /* main loop: watch budget, spill, hints */
 

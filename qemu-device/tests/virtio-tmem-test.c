@@ -908,6 +908,76 @@ static void test_overtake(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * sync-inline, on by default without an iothread: a flagged request of
+ * GETs is served in the thread that wrote the notify register, so its
+ * answer is in the used ring when the write returns, before the main
+ * loop runs again; batches and unflagged requests are left to the main
+ * loop.  With sync-inline=off (@data) the main loop serves them all.
+ */
+static void *tmem_inline_off_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line, " -global virtio-tmem-pci.sync-inline=off");
+    return arg;
+}
+
+static void test_sync_inline(void *obj, void *data, QGuestAllocator *alloc)
+{
+    bool on = !data;
+    struct virtio_tmem_req hg = {
+        .nops = cpu_to_le16(1),
+        .flags = cpu_to_le16(VIRTIO_TMEM_REQ_F_OVERTAKE),
+    };
+    uint8_t got[PAGE_4K], want[PAGE_4K];
+    TmemCtx ctx, *c = &ctx;
+    TmemPending p;
+    TmemOp one[1];
+    uint64_t inl0;
+    uint32_t pp;
+    uint16_t slot;
+    unsigned round;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    inl0 = tmem_stat(c, "requests_inline");
+    pp = tmem_pool_new(c, POOL_P4K);
+    tmem_put_random(c, pp, 1, 100, BATCH);
+    /* the pool's creation and the batch went to the main loop */
+    g_assert_cmpuint(tmem_stat(c, "requests_inline"), ==, inl0);
+
+    for (round = 0; round < 4; round++) {
+        memset(got, 0, sizeof(got));
+        one[0] = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 1, round, got, PAGE_4K);
+        tmem_post(c, 1, one, 1, &hg, &p);
+        slot = p.vq->last_used_idx;
+        tmem_kick(c, p.vq, p.head);
+        if (on) {
+            /* no main loop iteration between the kick and this read */
+            g_assert_cmpuint(tmem_used_idx(c, p.vq), ==,
+                             (uint16_t)(slot + 1));
+        }
+        qvirtio_wait_used_elem(c->qts, c->vdev, p.vq, p.head, NULL,
+                               TMEM_TIMEOUT_US);
+        g_assert_cmpuint(tmem_finish(c, &p, one, 1), ==, 1);
+        tmem_assert_status(&one[0], VIRTIO_TMEM_S_OK);
+        tmem_fill_random(want, PAGE_4K, 100 + round);
+        g_assert_cmpmem(got, PAGE_4K, want, PAGE_4K);
+        g_assert_cmpuint(tmem_stat(c, "requests_inline"), ==,
+                         inl0 + (on ? round + 1 : 0));
+    }
+
+    /* unflagged, the same GET is the main loop's */
+    one[0] = tmem_op_get(VIRTIO_TMEM_OP_GET, pp, 1, 9, got, PAGE_4K);
+    tmem_run(c, one, 1);
+    tmem_assert_status(&one[0], VIRTIO_TMEM_S_OK);
+    tmem_fill_random(want, PAGE_4K, 100 + 9);
+    g_assert_cmpmem(got, PAGE_4K, want, PAGE_4K);
+    g_assert_cmpuint(tmem_stat(c, "requests_inline"), ==,
+                     inl0 + (on ? 4 : 0));
+    tmem_check_random(c, pp, 1, 100, BATCH);
+    tmem_pool_destroy(c, pp);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions alias = {
@@ -922,12 +992,19 @@ static void register_virtio_tmem_test(void)
     QOSGraphTestOptions features_unchecked = {
         .before = tmem_features_unchecked_setup,
     };
+    QOSGraphTestOptions inline_off = {
+        .before = tmem_inline_off_setup,
+        .arg = (void *)1,
+    };
 
     qos_add_test("config", "virtio-tmem", test_config, NULL);
     qos_add_test("put-get", "virtio-tmem", test_put_get, NULL);
     qos_add_test("batch", "virtio-tmem", test_batch, NULL);
     qos_add_test("get-range", "virtio-tmem", test_get_range, NULL);
     qos_add_test("overtake", "virtio-tmem", test_overtake, NULL);
+    qos_add_test("sync-inline", "virtio-tmem", test_sync_inline, NULL);
+    qos_add_test("sync-inline-off", "virtio-tmem", test_sync_inline,
+                 &inline_off);
     qos_add_test("custom", "virtio-tmem", test_custom, &custom);
     qos_add_test("query", "virtio-tmem", test_query, NULL);
     qos_add_test("alias", "virtio-tmem", test_alias, &alias);

@@ -247,6 +247,12 @@ def t_swap(res):
               h.get("requests_ahead", 0) > 0,
               f"requests_ahead={h.get('requests_ahead')} of {h.get('requests')} requests",
               needs_module=True)
+    # sync-inline (the default without an iothread): a load alone in its
+    # request is served in the vCPU's thread, during its notify
+    res.check("swap: the device served loads in the notifying vCPU's thread (requests_inline)",
+              h.get("requests_inline", 0) > 0,
+              f"requests_inline={h.get('requests_inline')} of {h.get('requests')} requests",
+              needs_module=True)
 
 
 def t_swap_iothread(res):
@@ -268,6 +274,11 @@ def t_swap_iothread(res):
               kpl is not None and kpl <= 0.85,
               f"kicks_frontswap_load={kicks} / frontswap_loads={loads} = {kpl}",
               needs_module=True)
+    # the iothread serves every request: sync-inline is for the main loop
+    h = host_at(g, "end#1")
+    res.check("swap-iothread: no request was served in a vCPU's thread",
+              "requests_inline" in h and h["requests_inline"] == 0,
+              f"requests_inline={h.get('requests_inline')}", needs_module=True)
 
 
 def t_poll_window(res):

@@ -89,6 +89,9 @@ CONFIGS = [
     # What running loads ahead of older requests buys: the default without it.
     Config("tmem-inorder", "tmem, default batch, no overtaking", module="",
            device=TMEM_DEVICE + ",overtake=off"),
+    # What serving a lone load in the vCPU's thread buys: the main loop's.
+    Config("tmem-noinline", "tmem, default batch, loads served by the main loop",
+           module="", device=TMEM_DEVICE + ",sync-inline=off"),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
     Config("tmem-iothread", "tmem, default batch, iothread polling", module="",
