@@ -198,9 +198,10 @@ def notify(trace_kicks, trace_irqs, tmem_kicks, tmem_irqs, tmem_pages, blk_pages
            zram_pages):
     """Notifications over every virtio device, and per page moved.  The
     trace has every device's interrupts, and the kicks of every notifier
-    that QEMU's own handlers serve; virtio-tmem reads its request queues'
-    notifiers itself (it counts kicks where they are read,
-    qemu-device/virtio-tmem.c), so its kicks are its own counter's."""
+    that QEMU's own handlers serve but virtio-tmem's (probe.py leaves its
+    vdev out); virtio-tmem counts every kick where it reads one, from an
+    ioeventfd or in the notifying vCPU's thread (qemu-device/virtio-tmem.c),
+    so its kicks are its own counter's."""
     kicks = trace_kicks + tmem_kicks
     pages = tmem_pages + blk_pages + zram_pages
     return {
