@@ -909,6 +909,30 @@ static unsigned make_ops(TmemFuzz *f, TmemFuzzInput *in, unsigned nops,
 }
 
 /*
+ * Whether a clean request of @nops operations may carry
+ * VIRTIO_TMEM_REQ_F_OVERTAKE as a driver would set it: only gets, and
+ * nothing older in the queue whose result they could depend on.  The
+ * model checks ops in ring order, so it leads its batch.  The device
+ * serves such a request ahead of the rest, with sync-inline in the
+ * thread that notified.
+ */
+static bool may_overtake(TmemFuzz *f, const TmemFuzzOp *recs, unsigned nops)
+{
+    unsigned i;
+
+    if (!(f->features & (1ull << VIRTIO_TMEM_F_OVERTAKE)) || f->reqs->len) {
+        return false;
+    }
+    for (i = 0; i < nops; i++) {
+        if (recs[i].type != VIRTIO_TMEM_OP_GET &&
+            recs[i].type != VIRTIO_TMEM_OP_GET_RANGE) {
+            return false;
+        }
+    }
+    return true;
+}
+
+/*
  * One request.  Its first byte R chooses: R & 7 the kind (0: raw
  * operations in a chain sized for them, 1: a corrupted request, else
  * a clean one), R >> 3 & 3 how its parts split over descriptors, and
@@ -997,6 +1021,9 @@ static void make_request(TmemFuzz *f, TmemFuzzInput *in)
             recs[i].type == VIRTIO_TMEM_OP_POOL_DESTROY) {
             f->dirty = true;
         }
+    }
+    if (kind > 1 && kind & 1 && may_overtake(f, recs, nops)) {
+        hdr->flags = cpu_to_le16(VIRTIO_TMEM_REQ_F_OVERTAKE);
     }
 
 place:
@@ -1151,19 +1178,22 @@ static void tmem_fuzz_report(void)
 {
     VirtIOTmem *s = VIRTIO_TMEM(object_resolve_path_type("", TYPE_VIRTIO_TMEM,
                                                          NULL));
-    uint64_t requests = 0, ops = 0, pages = 0;
+    uint64_t requests = 0, ops = 0, pages = 0, ahead = 0, inl = 0;
     unsigned i;
 
     for (i = 0; s && i < s->num_queues; i++) {
         requests += s->qstats[i].requests;
         ops += s->qstats[i].ops;
         pages += s->qstats[i].pages;
+        ahead += s->qstats[i].ahead;
+        inl += s->qstats[i].inline_reqs;
     }
     fprintf(stderr, "virtio-tmem-fuzz: %" PRIu64 " inputs, %" PRIu64
             " requests used (%" PRIu64 " device resets); device counted %"
-            PRIu64 " requests, %" PRIu64 " operations, %" PRIu64 " pages\n",
+            PRIu64 " requests, %" PRIu64 " operations, %" PRIu64 " pages; %"
+            PRIu64 " requests ahead, %" PRIu64 " inline\n",
             tmem_fuzz.inputs, tmem_fuzz.requests, tmem_fuzz.restarts,
-            requests, ops, pages);
+            requests, ops, pages, ahead, inl);
 }
 
 /*
