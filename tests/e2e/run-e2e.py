@@ -1099,8 +1099,10 @@ def t_suspend(res):
 def t_suspend_busy(res):
     """Sleep in the middle of swapping, as a guest short of memory does:
     while devices sleep reclaim cannot swap, so each driver's restore must
-    find free memory; a swap disk that does not come back hangs the guest."""
-    passes, mb, sleeps = 6, 192, 4
+    find free memory; a swap disk that does not come back hangs the guest.
+    Enough passes to outlast two sleeps: a sleep during heavy swapping
+    took up to 40 s in CI, where 6 passes once ended after the first."""
+    passes, mb, sleeps = 10, 192, 4
     plan = ("disks_up\nmodule_load\n"
             f"run busy swap-verify --mb {mb} --passes {passes} --threads 2 "
             f"--seed 77 --stats {STATS} &\n"
