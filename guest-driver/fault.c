@@ -69,6 +69,7 @@ static const struct {
 	VIRTIO_TMEM_KNOB(nomem_setup),
 	VIRTIO_TMEM_KNOB(fail_restores),
 	VIRTIO_TMEM_KNOB(filter_full),
+	VIRTIO_TMEM_KNOB(overtake_unchecked),
 };
 
 void virtio_tmem_fault_debugfs(struct dentry *dir)

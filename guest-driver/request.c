@@ -105,6 +105,7 @@ static struct virtio_tmem_batch *virtio_tmem_batch_get(struct virtio_tmem_queue 
 		return NULL;
 	list_del(&b->node);
 	q->nbusy++;
+	b->busy = true;
 	b->nops = 0;
 	b->nputs = 0;
 	b->ngets = 0;
@@ -120,6 +121,7 @@ static void virtio_tmem_batch_idle(struct virtio_tmem_queue *q,
 {
 	list_add(&b->node, &q->idle);
 	q->nbusy--;
+	b->busy = false;
 }
 
 /* Ask for staging pages given away to refused stores to be replaced. */
@@ -663,6 +665,68 @@ static void virtio_tmem_poll_end(struct virtio_tmem_queue *q)
 		wake_up_all(&q->wait);
 }
 
+/*
+ * Whether the queue's sequence holds an op that a cleancache get of
+ * @get's file must not pass: one of the pool's that is not a get and
+ * names the same object, or one on the whole pool.  Gets change nothing
+ * (GET_EXCL is not a get here), and CREDITS and MISSES touch no page.
+ * The sequence is the busy batches (open, stalled, on the ring) and the
+ * deferred flushes, which the caller rules out.  A request that is on
+ * the ring but already answered still counts: it costs a missed chance,
+ * never a stale page.  Caller must hold q->lock.
+ */
+static bool virtio_tmem_object_queued(struct virtio_tmem_queue *q,
+				      const struct virtio_tmem_op *get)
+{
+	unsigned int i, j;
+
+	lockdep_assert_held(&q->lock);
+	for (i = 0; i < VIRTIO_TMEM_BATCHES; i++) {
+		const struct virtio_tmem_batch *b = &q->batches[i];
+
+		for (j = 0; b->busy && j < b->nops; j++) {
+			const struct virtio_tmem_op *o = &b->out->ops[j];
+
+			if (o->pool != get->pool)
+				continue;
+			switch (o->type) {
+			case VIRTIO_TMEM_OP_GET:
+			case VIRTIO_TMEM_OP_GET_RANGE:
+			case VIRTIO_TMEM_OP_CREDITS:
+			case VIRTIO_TMEM_OP_MISSES:
+				continue;
+			case VIRTIO_TMEM_OP_FLUSH_POOL:
+			case VIRTIO_TMEM_OP_POOL_DESTROY:
+			case VIRTIO_TMEM_OP_POOL_NEW:
+				return true;
+			}
+			if (!memcmp(o->oid, get->oid, sizeof(o->oid)))
+				return true;
+		}
+	}
+	return false;
+}
+
+/*
+ * Whether @op of @class may go alone, flagged to overtake what was sent
+ * before it.  Caller must hold q->lock, with nothing deferred.
+ */
+static bool virtio_tmem_needs_no_order(struct virtio_tmem_queue *q,
+				       const struct virtio_tmem_op *op,
+				       u8 class)
+{
+	if (class == VIRTIO_TMEM_FS_LOAD || class == VIRTIO_TMEM_BRING_BACK)
+		return true;
+	if (class != VIRTIO_TMEM_CC_GET || !q->vt->has_overtake)
+		return false;
+	if (!READ_ONCE(virtio_tmem_faults.overtake_unchecked) &&
+	    virtio_tmem_object_queued(q, op)) {
+		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_GETS_IN_ORDER, 1);
+		return false;
+	}
+	return true;
+}
+
 /**
  * virtio_tmem_sync_op - run one op and wait for its status
  * @vt: the device
@@ -677,10 +741,11 @@ static void virtio_tmem_poll_end(struct virtio_tmem_queue *q)
  * is sent at once: the ops queued before it travel in the same
  * notification, and the device runs them first.  A frontswap load and a
  * GET that brings a page back need no such order (spec 6.9: no op on
- * their key is queued), so for @class VIRTIO_TMEM_FS_LOAD and
- * VIRTIO_TMEM_BRING_BACK the op goes alone when a batch is idle and
- * nothing is deferred, and the open batch is left to fill up.  Otherwise
- * it joins the open batch like any other.  Process context only.
+ * their key is queued), nor does a cleancache get of a file no queued op
+ * names (virtio_tmem_object_queued()), so for those the op goes alone
+ * when a batch is idle and nothing is deferred, and the open batch is
+ * left to fill up.  Otherwise it joins the open batch like any other.
+ * Process context only.
  *
  * Return: the VIRTIO_TMEM_S_* status.
  */
@@ -723,9 +788,11 @@ int virtio_tmem_sync_range(struct virtio_tmem *vt,
 
 	might_sleep();
 	spin_lock_irqsave(&q->lock, flags);
-	if ((class == VIRTIO_TMEM_FS_LOAD || class == VIRTIO_TMEM_BRING_BACK) &&
-	    !q->ndeferred && !READ_ONCE(virtio_tmem_sync))
+	if (!q->ndeferred && !READ_ONCE(virtio_tmem_sync) &&
+	    virtio_tmem_needs_no_order(q, op, class))
 		alone = virtio_tmem_batch_get(q);
+	if (alone && class == VIRTIO_TMEM_CC_GET)
+		virtio_tmem_count(VIRTIO_TMEM_CLEANCACHE_GETS_AHEAD, 1);
 	if (alone) {
 		o = &alone->out->ops[0];
 		s = &alone->slots[0];

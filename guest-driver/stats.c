@@ -66,6 +66,8 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED] = "frontswap_loads_prefetched",
 	[VIRTIO_TMEM_SLEEP_RESERVED] = "sleep_reserved_pages",
 	[VIRTIO_TMEM_FREE_AT_FREEZE] = "free_pages_at_freeze",
+	[VIRTIO_TMEM_CLEANCACHE_GETS_AHEAD] = "cleancache_gets_ahead",
+	[VIRTIO_TMEM_CLEANCACHE_GETS_IN_ORDER] = "cleancache_gets_in_order",
 };
 
 static const char * const virtio_tmem_class_names[] = {

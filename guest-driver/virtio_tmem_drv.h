@@ -167,6 +167,7 @@ struct virtio_tmem_batch {
 	 * it (VIRTIO_TMEM_REQ_F_OVERTAKE): outside the queue's order.
 	 */
 	bool ahead;
+	bool busy;			/* not idle: its ops are in the sequence */
 	struct virtio_tmem_out *out;
 	struct virtio_tmem_in *in;
 	struct virtio_tmem_slot *slots;
@@ -429,6 +430,8 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_FRONTSWAP_LOADS_PREFETCHED,
 	VIRTIO_TMEM_SLEEP_RESERVED,
 	VIRTIO_TMEM_FREE_AT_FREEZE,
+	VIRTIO_TMEM_CLEANCACHE_GETS_AHEAD,
+	VIRTIO_TMEM_CLEANCACHE_GETS_IN_ORDER,
 	VIRTIO_TMEM_NR_STATS,
 };
 
@@ -462,6 +465,7 @@ struct virtio_tmem_faults {
 	u32 nomem_setup;	/* queue and event allocations fail */
 	u32 fail_restores;	/* restores to fail (-ENOMEM) */
 	u32 filter_full;	/* per-key filters say "maybe" to all */
+	u32 overtake_unchecked;	/* cleancache gets overtake blindly */
 };
 
 extern struct virtio_tmem_faults virtio_tmem_faults;

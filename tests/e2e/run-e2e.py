@@ -975,7 +975,11 @@ def t_torture(res):
                       needs_module=True)
         # prefetch_stale: some pages a GET_RANGE brought came back already
         # put or flushed again, and were not kept
-        for k in ("reclaim_requests", "reclaimed_pages", "prefetch_stale"):
+        # cleancache_gets_ahead: gets sent alone, overtaking, since no
+        # queued op named their file; cleancache_gets_in_order: gets that
+        # found one and went in the open batch (both are checked above)
+        for k in ("reclaim_requests", "reclaimed_pages", "prefetch_stale",
+                  "cleancache_gets_ahead", "cleancache_gets_in_order"):
             grew(res, name, f"{name}.before", f"{name}.after", k)
         # Loads and gets served from GET_RANGE's pages, which the threads
         # check like any other.  Cleancache gets alone may find none: the
@@ -991,6 +995,24 @@ def t_torture(res):
               f"{flips['cuts']} cuts")
     grew(res, "torture-faults", "torture-faults.before", "torture-faults.after",
          "add_failures")
+
+
+def t_overtake_unchecked(res):
+    """The torture test's cleancache threads with the driver's check that
+    lets a cleancache get overtake turned off (fault overtake_unchecked):
+    a get then passes its own key's queued put, and the put-put-get check
+    must see an older page come back.  A control: it shows that the
+    torture test catches what virtio_tmem_object_queued() prevents."""
+    plan = ("disks_up\nmodule_load\n"
+            "fault overtake_unchecked 1\n"
+            f"torture torture threads=16 seconds={TORTURE_SECONDS} keys=8 cleancache=1\n")
+    boot(res, plan, f"budget={BUDGET}", smp=2, timeout=600)
+    g = res.guest
+    r = g.results.get("torture", {})
+    res.check("torture: a get that overtook its key's put returned an older page",
+              (num(r.get("failures")) or 0) > 0, f"rc={g.ends.get('torture')} {r}",
+              needs_module=True)
+    grew(res, "torture", "torture.before", "torture.after", "cleancache_gets_ahead")
 
 
 def t_contention(res):
@@ -1763,6 +1785,7 @@ TESTS = {
     "miss-filter": (t_miss_filter, "plain"),
     "torture": (t_torture, "plain"),
     "torture-debug": (t_torture, "debug"),
+    "overtake-unchecked": (t_overtake_unchecked, "plain"),
     "contention": (t_contention, "plain"),
     "contention-debug": (t_contention, "debug"),
     "unbind-load": (t_unbind_load, "plain"),
