@@ -203,23 +203,33 @@ void coroutine_fn virtio_tmem_run_ahead(VirtIOTmemReqQueue *rq)
  * holding up the loop it runs in; while it waits, a look finds the
  * coroutine there and leaves the queue to it.
  */
-static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
+/*
+ * Enter @fn in a coroutine that serves @rq, unless one already does (it
+ * looks at the queue again before it ends) or the queue cannot be
+ * served, as virtio_queue_notify_vq() would not.
+ */
+static void virtio_tmem_start_serving(VirtIOTmemReqQueue *rq,
+                                      CoroutineEntry *fn)
 {
     VirtIOTmem *s = rq->s;
     VirtIODevice *vdev = VIRTIO_DEVICE(s);
 
-    if (kicks) {
-        qatomic_add(&rq->qs->kicks, kicks);
-    }
-    /* as virtio_queue_notify_vq() would */
     if (rq->co ||
         !virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq)) ||
         vdev->broken) {
         return;
     }
     qatomic_inc(&s->serving);
-    rq->co = qemu_coroutine_create(virtio_tmem_serve_co, rq);
+    rq->co = qemu_coroutine_create(fn, rq);
     qemu_coroutine_enter(rq->co);
+}
+
+static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
+{
+    if (kicks) {
+        qatomic_add(&rq->qs->kicks, kicks);
+    }
+    virtio_tmem_start_serving(rq, virtio_tmem_serve_co);
 }
 
 void virtio_tmem_wait_serving(VirtIOTmem *s)
@@ -286,24 +296,14 @@ static void coroutine_fn virtio_tmem_serve_inline_co(void *opaque)
 
 static void virtio_tmem_serve_inline(VirtIOTmemReqQueue *rq)
 {
-    VirtIOTmem *s = rq->s;
-    VirtIODevice *vdev = VIRTIO_DEVICE(s);
-
     qatomic_inc(&rq->qs->kicks);
-    if (!virtio_vdev_has_feature(vdev, VIRTIO_TMEM_F_OVERTAKE)) {
+    if (!virtio_vdev_has_feature(VIRTIO_DEVICE(rq->s),
+                                 VIRTIO_TMEM_F_OVERTAKE)) {
         /* no request may pass another: the main loop serves them all */
         qemu_bh_schedule(rq->bh);
         return;
     }
-    /* a coroutine serving the queue looks at it again before it ends */
-    if (rq->co ||
-        !virtio_queue_get_desc_addr(vdev, virtio_get_queue_index(rq->vq)) ||
-        vdev->broken) {
-        return;
-    }
-    qatomic_inc(&s->serving);
-    rq->co = qemu_coroutine_create(virtio_tmem_serve_inline_co, rq);
-    qemu_coroutine_enter(rq->co);
+    virtio_tmem_start_serving(rq, virtio_tmem_serve_inline_co);
 }
 
 /*
