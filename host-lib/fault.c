@@ -31,7 +31,8 @@ void tm_fault_arm(enum tm_fault f, uint64_t skip, uint64_t count)
 
 static pthread_mutex_t tm_gate_lock = PTHREAD_MUTEX_INITIALIZER;
 static pthread_cond_t tm_gate_cond = PTHREAD_COND_INITIALIZER;
-static uint64_t tm_gate_opened;	/* times the gate was opened */
+/* Times each point's gate was opened. */
+static uint64_t tm_gate_opened[TM_FAULT__COUNT];
 
 void tm_fault_park(enum tm_fault f)
 {
@@ -40,17 +41,28 @@ void tm_fault_park(enum tm_fault f)
 	if (!atomic_load_explicit(&tm_faults_armed, memory_order_relaxed))
 		return;
 	pthread_mutex_lock(&tm_gate_lock);
-	seen = tm_gate_opened;
+	seen = tm_gate_opened[f];
 	if (tm_fault_fire(f))
-		while (tm_gate_opened == seen)
+		while (tm_gate_opened[f] == seen)
 			pthread_cond_wait(&tm_gate_cond, &tm_gate_lock);
+	pthread_mutex_unlock(&tm_gate_lock);
+}
+
+void tm_fault_gate_open_one(enum tm_fault f)
+{
+	if ((unsigned)f >= TM_FAULT__COUNT)
+		return;
+	pthread_mutex_lock(&tm_gate_lock);
+	tm_gate_opened[f]++;
+	pthread_cond_broadcast(&tm_gate_cond);
 	pthread_mutex_unlock(&tm_gate_lock);
 }
 
 void tm_fault_gate_open(void)
 {
 	pthread_mutex_lock(&tm_gate_lock);
-	tm_gate_opened++;
+	for (int i = 0; i < TM_FAULT__COUNT; i++)
+		tm_gate_opened[i]++;
 	pthread_cond_broadcast(&tm_gate_cond);
 	pthread_mutex_unlock(&tm_gate_lock);
 }

@@ -26,6 +26,10 @@ enum tm_fault {
 	TM_FAULT_SHORT_WRITE,	/* a spill write completes with half its bytes */
 	TM_FAULT_READ_STALL,	/* a spill read parks until the gate opens */
 	TM_FAULT_COMPACT_STALL,	/* compaction parks between its scan and moves */
+	TM_FAULT_SPILL_STALL,	/* a spill batch parks between its write and
+				 * freeing the slabs it emptied */
+	TM_FAULT_PUT_WAIT_STALL, /* a put waiting for room parks once it
+				  * found nothing it could free itself */
 	TM_FAULT__COUNT
 };
 
@@ -43,11 +47,13 @@ bool tm_fault_fire(enum tm_fault f);
 
 /*
  * The gate: a fault point that fires parks the calling thread in
- * tm_fault_park() until a test calls tm_fault_gate_open().  The test sees
- * it parked in tm_fault_hits().  tm_fault_reset() opens the gate too.
+ * tm_fault_park() until a test calls tm_fault_gate_open(), or
+ * tm_fault_gate_open_one() for that point alone.  The test sees it
+ * parked in tm_fault_hits().  tm_fault_reset() opens the gate too.
  */
 void tm_fault_park(enum tm_fault f);
 void tm_fault_gate_open(void);
+void tm_fault_gate_open_one(enum tm_fault f);
 
 /*
  * Library side: test-only delays that stand in for a slow disk or a huge

@@ -18,6 +18,7 @@
 
 #include <lz4.h>
 
+#include "fault.h"
 #include "tmem_int.h"
 
 /* @pool of @s, whose pages must be @len bytes long. */
@@ -216,9 +217,22 @@ static void tm_put_reject(struct tmem_store *s, int pool,
 #define TM_PUT_SPILLS	2
 /*
  * How long a persistent page bound for the spill file waits for room: in
- * all, or with TMEM_PUT_WAIT, since the store last freed something.
+ * all, or with TMEM_PUT_WAIT, since the store was last seen making room.
  */
 #define TM_PUT_WAIT_NS	(20 * 1000 * 1000)
+
+/*
+ * Whether the store gave RAM back since *@seen was taken, or has a spill
+ * batch out that will (its slabs written, not yet freed); updates *@seen.
+ */
+static bool tm_room_coming(struct tmem_store *s, uint64_t *seen)
+{
+	uint64_t frees = atomic_load(&s->ram_frees);
+	bool coming = frees != *seen || atomic_load(&s->spill.batches);
+
+	*seen = frees;
+	return coming;
+}
 
 /*
  * A persistent page that found no RAM goes to the spill file, and needs
@@ -227,11 +241,12 @@ static void tm_put_reject(struct tmem_store *s, int pool,
  * slabs they are still spilling, and after a budget cut the entry fits
  * only once the store is under the new budget.  While some data RAM
  * exists to be freed, keep freeing and trying, for up to TM_PUT_WAIT_NS;
- * with @wait, that limit counts from the last round that freed RAM, so
- * a put waits out a cut however slow the disk, as a block device must:
- * only a full spill file (or one that fails), a budget all index, or a
- * store that stopped freeing refuses it.  Counted in TMEM_STAT_PUT_WAITS
- * and friends.
+ * with @wait, that limit counts from the last time the store was seen
+ * making room (RAM given back, or a spill batch out that will give it),
+ * so a put waits out a cut however slow the disk and however long the
+ * spiller is off the CPU, as a block device must: only a full spill
+ * file (or one that fails), a budget all index, or a store that stopped
+ * freeing refuses it.  Counted in TMEM_STAT_PUT_WAITS and friends.
  */
 static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 			     int pool, const struct tmem_key *key,
@@ -239,7 +254,8 @@ static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 			     bool wait)
 {
 	struct tm_shard *sh = tm_shard(s, pool, key);
-	uint64_t start = 0, since = 0, now, used;
+	uint64_t start = 0, since = 0, now;
+	uint64_t seen = atomic_load(&s->ram_frees);
 	int rc;
 
 	for (;;) {
@@ -259,15 +275,23 @@ static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 				since = tm_now_ns();
 			continue;
 		}
-		if (!atomic_load(&s->ram_data))
-			break;		/* the budget is all index */
+		tm_fault_park(TM_FAULT_PUT_WAIT_STALL);
+		/*
+		 * Nothing this thread can free.  RAM freed since the put
+		 * above looked, or a batch about to free it, is worth
+		 * another try; otherwise a store with no data RAM has a
+		 * budget all index.
+		 */
+		if (tm_room_coming(s, &seen)) {
+			if (wait)
+				since = tm_now_ns();
+		} else if (!atomic_load(&s->ram_data)) {
+			break;
+		}
 		/* wait out a spill in progress, let the others on */
-		used = tm_ram_used(s);
 		pthread_mutex_lock(&s->spill.write_lock);
 		pthread_mutex_unlock(&s->spill.write_lock);
 		sched_yield();
-		if (wait && tm_ram_used(s) < used)
-			since = tm_now_ns();
 	}
 	if (start)
 		tm_stat_add(sh, TMEM_STAT_PUT_WAIT_NS,

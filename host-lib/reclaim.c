@@ -378,9 +378,21 @@ static uint64_t tm_reclaim_spill(struct tmem_store *s)
 		tm_spill_write(s, b.io, b.n);
 		done = tm_spill_commit(s, b.io, b.rec, b.n);
 	}
+	/*
+	 * Until the unpicks below, the slabs this batch emptied are still
+	 * charged, and only this thread can free them: a put waiting for
+	 * room sees the batch in sp->batches (tm_put_spill_wait).
+	 */
+	if (npicked)
+		atomic_fetch_add(&sp->batches, 1);
 	pthread_mutex_unlock(&sp->write_lock);
+	if (b.n)
+		tm_fault_park(TM_FAULT_SPILL_STALL);
+	if (!npicked)
+		return done;
 	while (npicked)
 		tm_slab_unpick(s, picked[--npicked]);
+	atomic_fetch_sub(&sp->batches, 1);
 	return done;
 }
 

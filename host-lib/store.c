@@ -41,6 +41,7 @@ void tm_uncharge(struct tmem_store *s, _Atomic uint64_t *ctr, uint64_t bytes)
 {
 	atomic_fetch_sub(&s->ram_used, bytes);
 	atomic_fetch_sub(ctr, bytes);
+	atomic_fetch_add_explicit(&s->ram_frees, 1, memory_order_relaxed);
 }
 
 uint64_t tm_ram_used(struct tmem_store *s)

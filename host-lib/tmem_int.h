@@ -336,6 +336,8 @@ struct tm_spill {
 	_Atomic uint64_t ring_resets;	/* rings thrown away after a failure */
 	_Atomic uint64_t lost_bytes;	/* extents kept for late writes */
 	uint32_t delay_ms;		/* TMEM_TEST_SPILL_DELAY_MS */
+	/* Reclaim batches that hold picked slabs, to be freed when done. */
+	_Atomic uint32_t batches;
 };
 
 #define TM_SPILL_BATCH	256	/* pages per spill submission at most */
@@ -421,6 +423,7 @@ struct tmem_store {
 	_Atomic uint64_t ram_used;	/* ram_data + ram_index, for budget */
 	_Atomic uint64_t ram_data;	/* slab bytes */
 	_Atomic uint64_t ram_index;	/* index bytes */
+	_Atomic uint64_t ram_frees;	/* times any of it was given back */
 	_Atomic uint64_t ram_fixed;
 	_Atomic uint64_t slabs_live;
 	_Atomic uint64_t reclaim_runs;

@@ -274,7 +274,8 @@ int tmem_put(struct tmem_store *s, int pool, const struct tmem_key *key,
  * a persistent page bound for the spill file, whose index entry does
  * not fit yet, waits for room for as long as the store keeps freeing
  * RAM (a budget cut the reclaim thread works through, other putters'
- * spills), and gives up only after 20 ms in which nothing was freed.
+ * spills), and gives up only after 20 ms in which nothing was freed
+ * and no spilled slab was waiting to be.
  * Without it the page waits at most 20 ms in all.  For callers whose
  * thread may block on disk I/O and that cannot take a refusal, such as
  * a block device; not for one that must answer promptly.

@@ -7,12 +7,14 @@
  * a read error is -EIO and leaves the page stored; a batch get whose
  * ring fails (submit, wait, short or failed reads) still returns every
  * page whole, reading alone what the ring did not; a put with
- * TMEM_PUT_WAIT during a budget cut on a slow disk waits the cut out.
+ * TMEM_PUT_WAIT during a budget cut on a slow disk waits the cut out,
+ * and waits for a spiller that is off the CPU to free what it wrote.
  * After each, every accepted persistent page reads back byte for byte
  * and the stats have counted the errors.
  */
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 
 #include "fault.h"
 #include "helpers.h"
@@ -846,6 +848,49 @@ static void check_object(struct tmem_store *s, int p, uint64_t oid,
 }
 
 /*
+ * For the cut tests: pages [0, @n) of object 1, then pages of object 2
+ * up to the first key whose index entry needs a new chunk, all
+ * incompressible (tags T_RAND 0, 1, ...).  Returns that key's index in
+ * object 2, which is also how many pages object 2 holds.
+ */
+static uint32_t fill_for_cut(struct tmem_store *s, int p, uint32_t n)
+{
+	struct tmem_key k;
+	uint32_t i, extra;
+
+	for (i = 0; i < n; i++) {
+		k = t_key(1, i);
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K), 0);
+	}
+	for (extra = 0;; extra++) {
+		k = t_key(2, extra);
+		if (tm_probe_ent_needs_ram(s, p, &k))
+			return extra;
+		if (extra > 4096)
+			t_fail("no key needed a new index chunk");
+		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, n + extra), T_PAGE_4K),
+		     0);
+	}
+}
+
+/*
+ * Cut @s's budget to @cut and wait until the reclaim thread has written
+ * its first batch and parked before freeing the slabs it emptied.
+ */
+static void cut_and_park(struct tmem_store *s, uint64_t cut)
+{
+	uint64_t end = t_now_ms() + 10000;
+
+	tm_fault_arm(TM_FAULT_SPILL_STALL, 0, 1);
+	t_rc(tmem_set_budget(s, cut), 0);
+	while (tm_fault_hits(TM_FAULT_SPILL_STALL) == 0) {
+		if (t_now_ms() > end)
+			t_fail("the reclaim thread never spilled the cut");
+		t_sleep_ms(1);
+	}
+}
+
+/*
  * A put while the reclaim thread spills a budget cut to a slow disk
  * (TMEM_TEST_SPILL_DELAY_MS: every write batch 20 ms, a loaded host's
  * or a busy disk's pace), of a key whose index entry needs a new chunk:
@@ -862,27 +907,15 @@ static void test_put_during_cut(void)
 	struct tmem_store *s;
 	struct tmem_key k;
 	uint64_t v[TMEM_STAT__COUNT], t0;
-	uint32_t i, extra;
+	uint32_t extra;
 	int p, rc;
 
 	setenv("TMEM_TEST_SPILL_DELAY_MS", "20", 1);
 	s = t_store_new(64ull << 20, dir, 64ull << 20);
 	unsetenv("TMEM_TEST_SPILL_DELAY_MS");
 	p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
-	for (i = 0; i < N; i++) {
-		k = t_key(1, i);
-		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, i), T_PAGE_4K), 0);
-	}
-	/* Fill object 2 up to the first key that needs a new chunk. */
-	for (extra = 0;; extra++) {
-		k = t_key(2, extra);
-		if (tm_probe_ent_needs_ram(s, p, &k))
-			break;
-		if (extra > 4096)
-			t_fail("no key needed a new index chunk");
-		t_rc(t_put_tag(s, p, &k, t_tag(T_RAND, N + extra), T_PAGE_4K),
-		     0);
-	}
+	extra = fill_for_cut(s, p, N);
+	k = t_key(2, extra);
 	t_eq(t_stats_get(s, TMEM_STAT_PAGES_SPILLED), 0);
 	t_rc(tmem_set_budget(s, CUT), 0);
 	t0 = t_now_ms();
@@ -903,6 +936,138 @@ static void test_put_during_cut(void)
 	check_object(s, p, 1, N, 0);
 	check_object(s, p, 2, extra + 1, N);
 	t_store_free(s, dir);
+}
+
+static _Atomic uint64_t gate_opened_ms;
+
+static void *open_gate_later(void *arg)
+{
+	t_sleep_ms(*(unsigned int *)arg);
+	atomic_store(&gate_opened_ms, t_now_ms());
+	tm_fault_gate_open();
+	return NULL;
+}
+
+/*
+ * The reclaim thread writes out the last of a budget cut and is then off
+ * the CPU (TM_FAULT_SPILL_STALL parks it) before it frees the slabs it
+ * emptied.  The RAM a put's index entry needs is on its way back, with
+ * no more I/O to do, and no other thread can free it sooner.  A put with
+ * TMEM_PUT_WAIT must wait for it however long the spiller is away (here
+ * ten times the limit a store that stopped freeing gets), not be refused:
+ * CI saw one refused after 748 ms of a cut, every page spilled and the
+ * store still 1.1 MB over its 1 MiB budget.
+ */
+static void test_put_behind_parked_spill(void)
+{
+	enum { N = 192, CUT = 256 << 10 };
+	unsigned int park_ms = 200;
+	char dir[T_PATH_MAX];
+	struct tmem_store *s;
+	struct tmem_key k;
+	uint64_t v[TMEM_STAT__COUNT], done_ms;
+	pthread_t opener;
+	uint32_t extra;
+	int p, rc;
+
+	s = t_store_new(64ull << 20, dir, 64ull << 20);
+	p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
+	extra = fill_for_cut(s, p, N);
+	k = t_key(2, extra);
+	cut_and_park(s, CUT);
+	t_assert(t_stats_get(s, TMEM_STAT_RAM_USED) > CUT);
+	t_assert(pthread_create(&opener, NULL, open_gate_later, &park_ms) ==
+		 0);
+	rc = t_put_tag_flags(s, p, &k, t_tag(T_RAND, N + extra), T_PAGE_4K,
+			     TMEM_PUT_WAIT);
+	done_ms = t_now_ms();
+	pthread_join(opener, NULL);
+	t_rc(tmem_stat_values(s, v, TMEM_STAT__COUNT), TMEM_STAT__COUNT);
+	printf("put behind a parked spill: %s, %lld ms after the spiller was "
+	       "let go; %llu waits, %llu timeouts, ram_used %llu\n",
+	       t_errname(rc),
+	       (long long)(done_ms - atomic_load(&gate_opened_ms)),
+	       (unsigned long long)v[TMEM_STAT_PUT_WAITS],
+	       (unsigned long long)v[TMEM_STAT_PUT_WAIT_TIMEOUTS],
+	       (unsigned long long)v[TMEM_STAT_RAM_USED]);
+	t_rc(rc, 0);
+	t_eq(v[TMEM_STAT_PUT_WAITS], 1);
+	t_eq(v[TMEM_STAT_PUT_WAIT_TIMEOUTS], 0);
+	/* It got its room from the spiller, once that was let go. */
+	t_assert(done_ms >= atomic_load(&gate_opened_ms));
+	tm_fault_reset();
+	t_wait_stat_or_fail(s, TMEM_STAT_RAM_USED, T_LE, CUT, 10000);
+	check_object(s, p, 1, N, 0);
+	check_object(s, p, 2, extra + 1, N);
+	t_store_free(s, dir);
+}
+
+struct late_put {
+	struct tmem_store *s;
+	int pool;
+	struct tmem_key key;
+	uint64_t tag;
+	int rc;
+};
+
+static void *late_put_run(void *arg)
+{
+	struct late_put *lp = arg;
+
+	lp->rc = t_put_tag_flags(lp->s, lp->pool, &lp->key, lp->tag,
+				 T_PAGE_4K, TMEM_PUT_WAIT);
+	return NULL;
+}
+
+/*
+ * The other side of the same moment: the put looked (no room), found
+ * nothing it could free itself, and only then (TM_FAULT_PUT_WAIT_STALL
+ * parks it there) does the spiller free the last of the data RAM.  The
+ * store now holds no data RAM, which is what a budget all index looks
+ * like; but the RAM was freed after the put looked, so it must look
+ * again and be taken.  Seen once in a dozen runs of the cut test above,
+ * refused at once: -ENOSPC with no timeout.
+ */
+static void test_put_after_last_free(void)
+{
+	enum { N = 192, CUT = 256 << 10 };
+	char dir[T_PATH_MAX];
+	struct late_put lp;
+	uint64_t v[TMEM_STAT__COUNT], end;
+	pthread_t putter;
+	uint32_t extra;
+
+	lp.s = t_store_new(64ull << 20, dir, 64ull << 20);
+	lp.pool = t_pool_new(lp.s, TMEM_PERSISTENT, T_PAGE_4K);
+	extra = fill_for_cut(lp.s, lp.pool, N);
+	lp.key = t_key(2, extra);
+	lp.tag = t_tag(T_RAND, N + extra);
+	cut_and_park(lp.s, CUT);
+	tm_fault_arm(TM_FAULT_PUT_WAIT_STALL, 0, 1);
+	end = t_now_ms() + 10000;
+	t_assert(pthread_create(&putter, NULL, late_put_run, &lp) == 0);
+	while (tm_fault_hits(TM_FAULT_PUT_WAIT_STALL) == 0) {
+		if (t_now_ms() > end)
+			t_fail("the put never waited");
+		t_sleep_ms(1);
+	}
+	/* The spiller frees everything it wrote; then the put goes on. */
+	tm_fault_gate_open_one(TM_FAULT_SPILL_STALL);
+	t_wait_stat_or_fail(lp.s, TMEM_STAT_RAM_USED, T_LE, CUT, 10000);
+	tm_fault_gate_open_one(TM_FAULT_PUT_WAIT_STALL);
+	pthread_join(putter, NULL);
+	t_rc(tmem_stat_values(lp.s, v, TMEM_STAT__COUNT), TMEM_STAT__COUNT);
+	printf("put after the last free: %s; %llu waits, %llu timeouts, "
+	       "ram_used %llu\n", t_errname(lp.rc),
+	       (unsigned long long)v[TMEM_STAT_PUT_WAITS],
+	       (unsigned long long)v[TMEM_STAT_PUT_WAIT_TIMEOUTS],
+	       (unsigned long long)v[TMEM_STAT_RAM_USED]);
+	t_rc(lp.rc, 0);
+	t_eq(v[TMEM_STAT_PUT_WAIT_TIMEOUTS], 0);
+	tm_fault_reset();
+	check_object(lp.s, lp.pool, 1, N, 0);
+	check_object(lp.s, lp.pool, 2, extra + 1, N);
+	t_store_free(lp.s, dir);
 }
 
 int main(int argc, char **argv)
@@ -929,5 +1094,7 @@ int main(int argc, char **argv)
 	test_batch_ring(TM_FAULT_SPILL_READ, 1);
 	test_compact_flush_race();
 	test_put_during_cut();
+	test_put_behind_parked_spill();
+	test_put_after_last_free();
 	return T_EXIT_PASS;
 }
