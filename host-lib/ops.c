@@ -13,8 +13,8 @@
  */
 #include <errno.h>
 #include <limits.h>
-#include <sched.h>
 #include <string.h>
+#include <time.h>
 
 #include <lz4.h>
 
@@ -234,6 +234,28 @@ static bool tm_room_coming(struct tmem_store *s, uint64_t *seen)
 	return coming;
 }
 
+/* How long a put waiting for room sleeps when no spill write is on. */
+#define TM_PUT_NAP_NS	(200 * 1000)
+
+/*
+ * Wait out a spill write in progress, which is what frees RAM; with none,
+ * sleep a little rather than spin.  The RAM may be another thread's to
+ * free once it runs again, and on a loaded host a waiter that kept its
+ * CPU would keep it from that thread.
+ */
+static void tm_put_nap(struct tmem_store *s)
+{
+	struct timespec nap = { .tv_nsec = TM_PUT_NAP_NS };
+
+	if (pthread_mutex_trylock(&s->spill.write_lock)) {
+		pthread_mutex_lock(&s->spill.write_lock);
+		pthread_mutex_unlock(&s->spill.write_lock);
+		return;
+	}
+	pthread_mutex_unlock(&s->spill.write_lock);
+	nanosleep(&nap, NULL);
+}
+
 /*
  * A persistent page that found no RAM goes to the spill file, and needs
  * RAM only for its index entry.  Other putters may take what reclaim
@@ -288,10 +310,7 @@ static int tm_put_spill_wait(struct tmem_store *s, struct tm_pool *p,
 		} else if (!atomic_load(&s->ram_data)) {
 			break;
 		}
-		/* wait out a spill in progress, let the others on */
-		pthread_mutex_lock(&s->spill.write_lock);
-		pthread_mutex_unlock(&s->spill.write_lock);
-		sched_yield();
+		tm_put_nap(s);
 	}
 	if (start)
 		tm_stat_add(sh, TMEM_STAT_PUT_WAIT_NS,
