@@ -766,6 +766,7 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
                              le32_to_cpu(op->index), st);
         if (i + 1 < nops) {
             virtio_tmem_run_ahead(rq);
+            virtio_tmem_take_turns(rq);
         }
     }
     qatomic_add(&qs->ops, nops);

@@ -78,6 +78,38 @@ static bool virtio_tmem_complete(VirtIOTmemReqQueue *rq,
 }
 
 /*
+ * Whether @rq has been served for turn-us since its turn began.  Without
+ * an iothread it is served in QEMU's main loop, which also completes the
+ * guest's disk I/O and answers QMP: a queue of put batches, compressed
+ * page by page, would otherwise hold it for as long as the guest keeps
+ * the queue full.
+ */
+static bool virtio_tmem_turn_over(VirtIOTmemReqQueue *rq)
+{
+    return rq->turn_start && rq->s->turn_us &&
+           qemu_clock_get_ns(QEMU_CLOCK_REALTIME) - rq->turn_start >=
+           (int64_t)rq->s->turn_us * SCALE_US;
+}
+
+/*
+ * Between two ops or two requests: once the turn is over, let the loop
+ * run what else is ready (aio_co_schedule() queues us behind it), then
+ * go on.  A stop of the VM waits for us in virtio_tmem_wait_serving(),
+ * as it does for a flush in the thread pool.
+ */
+void coroutine_fn virtio_tmem_take_turns(VirtIOTmemReqQueue *rq)
+{
+    if (!virtio_tmem_turn_over(rq)) {
+        return;
+    }
+    qatomic_inc(&rq->qs->yields);
+    trace_virtio_tmem_yield(rq->s, virtio_get_queue_index(rq->vq));
+    aio_co_schedule(qemu_get_current_aio_context(), qemu_coroutine_self());
+    qemu_coroutine_yield();
+    rq->turn_start = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
+}
+
+/*
  * Drain a request queue: every chain, then one interrupt for the lot.
  * Notifications are turned off while we work only if they were on: an
  * iothread that polls the queue turned them off, and must find them off
@@ -96,6 +128,7 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
     bool broken = false;
     unsigned done = 0;
 
+    rq->turn_start = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
     do {
         VirtQueueElement *elem;
 
@@ -112,6 +145,12 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
                 break;
             }
             done++;
+            if (virtio_tmem_turn_over(rq)) {
+                /* what is done is the guest's before we step aside */
+                virtio_tmem_notify(rq);
+                done = 0;
+                virtio_tmem_take_turns(rq);
+            }
         }
         if (suppress) {
             virtio_queue_set_notification(vq, 1);
@@ -121,6 +160,7 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
     if (done) {
         virtio_tmem_notify(rq);
     }
+    rq->turn_start = 0;
     rq->co = NULL;
     qatomic_dec(&s->serving);
     aio_wait_kick();
@@ -694,6 +734,10 @@ static void virtio_tmem_realize(DeviceState *dev, Error **errp)
                    VIRTIO_TMEM_MAX_QUEUES);
         return;
     }
+    if (s->turn_us > VIRTIO_TMEM_MAX_TURN_US) {
+        error_setg(errp, "turn-us must be 0 to %d", VIRTIO_TMEM_MAX_TURN_US);
+        return;
+    }
     if (s->max_ops < 1 || s->max_ops > VIRTIO_TMEM_MAX_OPS) {
         error_setg(errp, "max-ops must be 1 to %d", VIRTIO_TMEM_MAX_OPS);
         return;
@@ -887,6 +931,7 @@ static bool virtio_tmem_visit_counters(Visitor *v,
     uint64_t kicks = q->kicks, interrupts = q->interrupts;
     uint64_t requests = q->requests, ops = q->ops, pages = q->pages;
     uint64_t ahead = q->ahead, inline_reqs = q->inline_reqs;
+    uint64_t yields = q->yields;
 
     return visit_type_uint64(v, "kicks", &kicks, errp) &&
            visit_type_uint64(v, "interrupts", &interrupts, errp) &&
@@ -894,7 +939,8 @@ static bool virtio_tmem_visit_counters(Visitor *v,
            visit_type_uint64(v, "ops", &ops, errp) &&
            visit_type_uint64(v, "pages", &pages, errp) &&
            visit_type_uint64(v, "requests_ahead", &ahead, errp) &&
-           visit_type_uint64(v, "requests_inline", &inline_reqs, errp);
+           visit_type_uint64(v, "requests_inline", &inline_reqs, errp) &&
+           visit_type_uint64(v, "yields", &yields, errp);
 }
 
 static const char *const virtio_tmem_op_names[] = {
@@ -941,6 +987,7 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
             .pages = qatomic_read(&q->pages),
             .ahead = qatomic_read(&q->ahead),
             .inline_reqs = qatomic_read(&q->inline_reqs),
+            .yields = qatomic_read(&q->yields),
         };
     }
     for (i = 0; i < ARRAY_SIZE(sn->ops); i++) {
@@ -967,6 +1014,7 @@ static void virtio_tmem_snap(VirtIOTmem *s, VirtIOTmemStatsSnap *sn)
         sn->total.pages += sn->queues[i].pages;
         sn->total.ahead += sn->queues[i].ahead;
         sn->total.inline_reqs += sn->queues[i].inline_reqs;
+        sn->total.yields += sn->queues[i].yields;
     }
 }
 
@@ -1095,6 +1143,7 @@ static const Property virtio_tmem_properties[] = {
     DEFINE_PROP_BIT64("overtake", VirtIOTmem, host_features,
                       VIRTIO_TMEM_F_OVERTAKE, true),
     DEFINE_PROP_BOOL("sync-inline", VirtIOTmem, sync_inline, true),
+    DEFINE_PROP_UINT32("turn-us", VirtIOTmem, turn_us, 250),
     DEFINE_PROP_BOOL("x-unchecked-features", VirtIOTmem, unchecked_features,
                      false),
 };

@@ -100,6 +100,7 @@ typedef struct VirtIOTmemQueueStats {
     uint64_t pages;         /* pages moved by PUT, GET and GET_EXCL */
     uint64_t ahead;         /* requests run ahead of older ones */
     uint64_t inline_reqs;   /* requests served in the notifying thread */
+    uint64_t yields;        /* turns given to the loop it is served in */
 } VirtIOTmemQueueStats;
 
 /*
@@ -142,7 +143,17 @@ typedef struct VirtIOTmemReqQueue {
 
     /* sync-inline: serves in the main loop what a kick left there */
     QEMUBH *bh;
+
+    /*
+     * When virtio_tmem_serve_co's turn in its loop began (ns, realtime
+     * clock); 0 where requests are served without taking turns (inline,
+     * or run ahead between two ops).
+     */
+    int64_t turn_start;
 } VirtIOTmemReqQueue;
+
+/* The longest turn (turn-us): a second */
+#define VIRTIO_TMEM_MAX_TURN_US     1000000
 
 /* Ops in a request that may run ahead of older ones, at most */
 #define VIRTIO_TMEM_AHEAD_OPS       4
@@ -174,6 +185,7 @@ struct VirtIOTmem {
     IOThread *own_iothread; /* made by realize for spill= without one */
     uint64_t host_features; /* VIRTIO_TMEM_F_* the device may offer */
     bool sync_inline;       /* serve flagged GETs in the kick's thread */
+    uint32_t turn_us;       /* serve a queue this long, then yield; 0: never */
     bool unchecked_features;    /* testing: offer even what breaks 6.3 */
 
     /* Set up by realize */
@@ -270,6 +282,7 @@ bool coroutine_fn virtio_tmem_handle_request(VirtIOTmem *s,
 bool virtio_tmem_may_run_ahead(VirtIOTmem *s, VirtIOTmemReqQueue *ahead,
                                VirtQueueElement *elem);
 void coroutine_fn virtio_tmem_run_ahead(VirtIOTmemReqQueue *rq);
+void coroutine_fn virtio_tmem_take_turns(VirtIOTmemReqQueue *rq);
 
 /*
  * Wait until no request queue is being served, so none waits for a

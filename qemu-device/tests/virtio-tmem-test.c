@@ -978,6 +978,42 @@ static void test_sync_inline(void *obj, void *data, QGuestAllocator *alloc)
     tmem_stop(c);
 }
 
+/*
+ * turn-us: serving a queue gives the loop it runs in a turn between two
+ * ops or two requests once its turn is over; 1 µs here, so nearly every
+ * op ends one.  A request stepped out of in the middle goes on where it
+ * left off: two batches of puts, each yielded between nearly all of its
+ * ops, read back byte for byte, and `yields` counts the turns.  The
+ * overtake test also runs with turn-us=1 ("overtake-turns"): a flagged
+ * GET still runs ahead of a batch that yields.
+ */
+static void *tmem_turn_setup(GString *cmd_line, void *arg)
+{
+    g_string_append(cmd_line, " -global virtio-tmem-pci.turn-us=1");
+    return arg;
+}
+
+static void test_turns(void *obj, void *data, QGuestAllocator *alloc)
+{
+    TmemCtx ctx, *c = &ctx;
+    uint64_t y0, y1;
+    uint32_t pp;
+
+    tmem_init(c, obj, alloc, TMEM_FEATURES);
+    y0 = tmem_stat(c, "yields");
+    pp = tmem_pool_new(c, POOL_P4K);
+    tmem_put_random(c, pp, 1, 100, BATCH);
+    tmem_put_random(c, pp, 2, 200, BATCH);
+    y1 = tmem_stat(c, "yields");
+    g_test_message("2 batches of %d puts: %" PRIu64 " yields", BATCH,
+                   y1 - y0);
+    g_assert_cmpuint(y1 - y0, >=, BATCH);
+    tmem_check_random(c, pp, 1, 100, BATCH);
+    tmem_check_random(c, pp, 2, 200, BATCH);
+    tmem_pool_destroy(c, pp);
+    tmem_stop(c);
+}
+
 static void register_virtio_tmem_test(void)
 {
     QOSGraphTestOptions alias = {
@@ -996,12 +1032,17 @@ static void register_virtio_tmem_test(void)
         .before = tmem_inline_off_setup,
         .arg = (void *)1,
     };
+    QOSGraphTestOptions turns = {
+        .before = tmem_turn_setup,
+    };
 
     qos_add_test("config", "virtio-tmem", test_config, NULL);
     qos_add_test("put-get", "virtio-tmem", test_put_get, NULL);
     qos_add_test("batch", "virtio-tmem", test_batch, NULL);
     qos_add_test("get-range", "virtio-tmem", test_get_range, NULL);
     qos_add_test("overtake", "virtio-tmem", test_overtake, NULL);
+    qos_add_test("overtake-turns", "virtio-tmem", test_overtake, &turns);
+    qos_add_test("turns", "virtio-tmem", test_turns, &turns);
     qos_add_test("sync-inline", "virtio-tmem", test_sync_inline, NULL);
     qos_add_test("sync-inline-off", "virtio-tmem", test_sync_inline,
                  &inline_off);

@@ -92,6 +92,9 @@ CONFIGS = [
     # What serving a lone load in the vCPU's thread buys: the main loop's.
     Config("tmem-noinline", "tmem, default batch, loads served by the main loop",
            module="", device=TMEM_DEVICE + ",sync-inline=off"),
+    # What giving the main loop a turn between a batch's puts buys.
+    Config("tmem-noturns", "tmem, default batch, queues served to the end",
+           module="", device=TMEM_DEVICE + ",turn-us=0"),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
     Config("tmem-iothread", "tmem, default batch, iothread polling", module="",

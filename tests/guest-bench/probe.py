@@ -140,7 +140,8 @@ class Probe:
             if name not in self.disks:      # the machine's empty cd-rom and floppy
                 continue
             out[name] = {k: s.get(k, 0) for k in ("rd_bytes", "wr_bytes", "rd_operations",
-                                                   "wr_operations", "flush_operations")}
+                                                   "wr_operations", "flush_operations",
+                                                   "rd_total_time_ns", "wr_total_time_ns")}
         return out
 
     def tick(self, _guest=None):

@@ -1179,6 +1179,7 @@ static void tmem_fuzz_report(void)
     VirtIOTmem *s = VIRTIO_TMEM(object_resolve_path_type("", TYPE_VIRTIO_TMEM,
                                                          NULL));
     uint64_t requests = 0, ops = 0, pages = 0, ahead = 0, inl = 0;
+    uint64_t yields = 0;
     unsigned i;
 
     for (i = 0; s && i < s->num_queues; i++) {
@@ -1187,13 +1188,15 @@ static void tmem_fuzz_report(void)
         pages += s->qstats[i].pages;
         ahead += s->qstats[i].ahead;
         inl += s->qstats[i].inline_reqs;
+        yields += s->qstats[i].yields;
     }
     fprintf(stderr, "virtio-tmem-fuzz: %" PRIu64 " inputs, %" PRIu64
             " requests used (%" PRIu64 " device resets); device counted %"
             PRIu64 " requests, %" PRIu64 " operations, %" PRIu64 " pages; %"
-            PRIu64 " requests ahead, %" PRIu64 " inline\n",
+            PRIu64 " requests ahead, %" PRIu64 " inline, %" PRIu64
+            " yields\n",
             tmem_fuzz.inputs, tmem_fuzz.requests, tmem_fuzz.restarts,
-            requests, ops, pages, ahead, inl);
+            requests, ops, pages, ahead, inl, yields);
 }
 
 /*
@@ -1234,9 +1237,11 @@ static void virtio_tmem_pre_fuzz(QTestState *s)
 
 static void *virtio_tmem_fuzz_setup(GString *cmd_line, void *arg)
 {
+    /* turn-us=1: the main loop gets a turn between almost any two ops */
     g_string_append_printf(cmd_line, " -global virtio-tmem-pci.num-queues=%d"
                            " -global virtio-tmem-pci.max-ops=%d"
-                           " -global virtio-tmem-pci.budget=4M",
+                           " -global virtio-tmem-pci.budget=4M"
+                           " -global virtio-tmem-pci.turn-us=1",
                            TMEM_FUZZ_REQQS, TMEM_FUZZ_MAX_OPS);
     return arg;
 }
