@@ -102,6 +102,11 @@ void coroutine_fn virtio_tmem_take_turns(VirtIOTmemReqQueue *rq)
     if (!virtio_tmem_turn_over(rq)) {
         return;
     }
+    /* what is done is the guest's before we step aside */
+    if (rq->unnotified) {
+        virtio_tmem_notify(rq);
+        rq->unnotified = 0;
+    }
     qatomic_inc(&rq->qs->yields);
     trace_virtio_tmem_yield(rq->s, virtio_get_queue_index(rq->vq));
     aio_co_schedule(qemu_get_current_aio_context(), qemu_coroutine_self());
@@ -110,7 +115,8 @@ void coroutine_fn virtio_tmem_take_turns(VirtIOTmemReqQueue *rq)
 }
 
 /*
- * Drain a request queue: every chain, then one interrupt for the lot.
+ * Drain a request queue: every chain, then one interrupt for the lot (and
+ * one before each turn given to the loop, virtio_tmem_take_turns).
  * Notifications are turned off while we work only if they were on: an
  * iothread that polls the queue turned them off, and must find them off
  * when we return, or the guest would notify it for nothing (as
@@ -126,7 +132,6 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
     VirtQueue *vq = rq->vq;
     bool suppress = virtio_queue_get_notification(vq);
     bool broken = false;
-    unsigned done = 0;
 
     rq->turn_start = qemu_clock_get_ns(QEMU_CLOCK_REALTIME);
     do {
@@ -144,21 +149,17 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
                 broken = true;
                 break;
             }
-            done++;
-            if (virtio_tmem_turn_over(rq)) {
-                /* what is done is the guest's before we step aside */
-                virtio_tmem_notify(rq);
-                done = 0;
-                virtio_tmem_take_turns(rq);
-            }
+            rq->unnotified++;
+            virtio_tmem_take_turns(rq);
         }
         if (suppress) {
             virtio_queue_set_notification(vq, 1);
         }
     } while (!broken && !vdev->broken && !virtio_queue_empty(vq));
 
-    if (done) {
+    if (rq->unnotified) {
         virtio_tmem_notify(rq);
+        rq->unnotified = 0;
     }
     rq->turn_start = 0;
     rq->co = NULL;

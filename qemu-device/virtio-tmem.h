@@ -150,6 +150,8 @@ typedef struct VirtIOTmemReqQueue {
      * or run ahead between two ops).
      */
     int64_t turn_start;
+    /* Chains it pushed since its last interrupt */
+    unsigned unnotified;
 } VirtIOTmemReqQueue;
 
 /* The longest turn (turn-us): a second */
