@@ -236,15 +236,6 @@ void coroutine_fn virtio_tmem_run_ahead(VirtIOTmemReqQueue *rq)
 }
 
 /*
- * A look at a request queue.  @kicks is the guest notifications that
- * brought us here, 0 when a poll or the device itself did: a kick is an
- * exit on KVM and an interrupt an injection, so both are counted for
- * the exits-per-page figures.  The queue is served in a coroutine so
- * that a request can wait for the thread pool (a big flush) without
- * holding up the loop it runs in; while it waits, a look finds the
- * coroutine there and leaves the queue to it.
- */
-/*
  * Enter @fn in a coroutine that serves @rq, unless one already does (it
  * looks at the queue again before it ends) or the queue cannot be
  * served, as virtio_queue_notify_vq() would not.
@@ -265,6 +256,15 @@ static void virtio_tmem_start_serving(VirtIOTmemReqQueue *rq,
     qemu_coroutine_enter(rq->co);
 }
 
+/*
+ * A look at a request queue.  @kicks is the guest notifications that
+ * brought us here, 0 when a poll or the device itself did: a kick is an
+ * exit on KVM and an interrupt an injection, so both are counted for
+ * the exits-per-page figures.  The queue is served in a coroutine so
+ * that a request can wait for the thread pool (a big flush), or give
+ * the loop a turn, without holding up the loop it runs in; meanwhile a
+ * look finds the coroutine there and leaves the queue to it.
+ */
 static void virtio_tmem_run_queue(VirtIOTmemReqQueue *rq, uint64_t kicks)
 {
     if (kicks) {

@@ -121,8 +121,9 @@ typedef struct VirtIOTmemReqQueue {
 
     /*
      * The coroutine serving the queue, set while it runs.  It waits only
-     * for a flush that runs in the thread pool (virtio_tmem_flush_co);
-     * kicks that come meanwhile find it set and leave the queue to it.
+     * for a flush that runs in the thread pool (virtio_tmem_flush_co) or
+     * for its next turn (virtio_tmem_take_turns); kicks that come
+     * meanwhile find it set and leave the queue to it.
      */
     Coroutine *co;
 

@@ -22,6 +22,18 @@
 #define MIB	(1ull << 20)
 #define ALWAYS	UINT64_MAX
 
+/* Wait up to 10 s for a thread to park at @f; fail with @never if none does. */
+static void wait_parked(enum tm_fault f, const char *never)
+{
+	uint64_t end = t_now_ms() + 10000;
+
+	while (tm_fault_hits(f) == 0) {
+		if (t_now_ms() > end)
+			t_fail("%s", never);
+		t_sleep_ms(1);
+	}
+}
+
 /* ------------------------------------------------------------------ */
 /* Allocation failure                                                  */
 
@@ -575,15 +587,9 @@ static void *parked_get_main(void *arg)
 
 static void park_get(struct parked_get *g, pthread_t *th)
 {
-	uint64_t end = t_now_ms() + 10000;
-
 	tm_fault_arm(TM_FAULT_READ_STALL, 0, 1);
 	t_rc(pthread_create(th, NULL, parked_get_main, g), 0);
-	while (tm_fault_hits(TM_FAULT_READ_STALL) == 0) {
-		if (t_now_ms() > end)
-			t_fail("the get never reached its spill read");
-		t_sleep_ms(1);
-	}
+	wait_parked(TM_FAULT_READ_STALL, "the get never reached its spill read");
 }
 
 static void test_read_unlocked(void)
@@ -750,7 +756,7 @@ static void test_compact_flush_race(void)
 {
 	struct tmem_store *s = t_store_new(1ull << 30, NULL, 0);
 	int p = t_pool_new(s, TMEM_PERSISTENT, T_PAGE_4K);
-	uint64_t end, slabs = 0;
+	uint64_t slabs = 0;
 	struct tmem_key k;
 	uint32_t i, last;
 
@@ -775,12 +781,8 @@ static void test_compact_flush_race(void)
 		k = t_key(5, i);
 		t_rc(tmem_flush_page(s, p, &k), 0);
 	}
-	end = t_now_ms() + 10000;
-	while (tm_fault_hits(TM_FAULT_COMPACT_STALL) == 0) {
-		if (t_now_ms() > end)
-			t_fail("the store never compacted its sparse slabs");
-		t_sleep_ms(1);
-	}
+	wait_parked(TM_FAULT_COMPACT_STALL,
+		    "the store never compacted its sparse slabs");
 	/* The page it is about to move goes while it is parked. */
 	k = t_key(5, last);
 	t_rc(tmem_flush_page(s, p, &k), 0);
@@ -879,15 +881,10 @@ static uint32_t fill_for_cut(struct tmem_store *s, int p, uint32_t n)
  */
 static void cut_and_park(struct tmem_store *s, uint64_t cut)
 {
-	uint64_t end = t_now_ms() + 10000;
-
 	tm_fault_arm(TM_FAULT_SPILL_STALL, 0, 1);
 	t_rc(tmem_set_budget(s, cut), 0);
-	while (tm_fault_hits(TM_FAULT_SPILL_STALL) == 0) {
-		if (t_now_ms() > end)
-			t_fail("the reclaim thread never spilled the cut");
-		t_sleep_ms(1);
-	}
+	wait_parked(TM_FAULT_SPILL_STALL,
+		    "the reclaim thread never spilled the cut");
 }
 
 /*
@@ -1044,7 +1041,7 @@ static void test_put_after_last_free(void)
 	enum { N = 192, CUT = 256 << 10 };
 	char dir[T_PATH_MAX];
 	struct late_put lp;
-	uint64_t v[TMEM_STAT__COUNT], end;
+	uint64_t v[TMEM_STAT__COUNT];
 	pthread_t putter;
 	uint32_t extra;
 
@@ -1055,13 +1052,8 @@ static void test_put_after_last_free(void)
 	lp.tag = t_tag(T_RAND, N + extra);
 	cut_and_park(lp.s, CUT);
 	tm_fault_arm(TM_FAULT_PUT_WAIT_STALL, 0, 1);
-	end = t_now_ms() + 10000;
 	t_assert(pthread_create(&putter, NULL, late_put_run, &lp) == 0);
-	while (tm_fault_hits(TM_FAULT_PUT_WAIT_STALL) == 0) {
-		if (t_now_ms() > end)
-			t_fail("the put never waited");
-		t_sleep_ms(1);
-	}
+	wait_parked(TM_FAULT_PUT_WAIT_STALL, "the put never waited");
 	/* The spiller frees everything it wrote; then the put goes on. */
 	tm_fault_gate_open_one(TM_FAULT_SPILL_STALL);
 	t_wait_stat_or_fail(lp.s, TMEM_STAT_RAM_USED, T_LE, CUT, 10000);
