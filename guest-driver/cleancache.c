@@ -17,7 +17,6 @@
  * FLUSH_POOL has emptied the pool on the host.
  */
 #include <linux/cleancache.h>
-#include <linux/highmem.h>
 #include <linux/jhash.h>
 #include <linux/vmalloc.h>
 
@@ -194,6 +193,7 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 	struct virtio_tmem_queue *q;
 	struct virtio_tmem_slot *s;
 	struct virtio_tmem *vt;
+	u64 start = virtio_tmem_profile_start();
 	unsigned long flags;
 	int idx;
 
@@ -214,7 +214,7 @@ static void virtio_tmem_cleancache_put(int id, struct cleancache_filekey key,
 			*op = put;
 			s->class = VIRTIO_TMEM_CC_PUT;
 			s->pool = pool;
-			copy_highpage(s->copy, page);
+			virtio_tmem_copy_page(s->copy, page);
 			virtio_tmem_filter_add(pool, op, 1);
 			virtio_tmem_op_added(q);
 			outcome = VIRTIO_TMEM_CLEANCACHE_PUTS;
@@ -233,6 +233,7 @@ out:
 		virtio_tmem_pf_forget(pool, &put);
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 	virtio_tmem_count(outcome, 1);
+	virtio_tmem_profile_end(VIRTIO_TMEM_PROFILE_NS_CLEANCACHE_PUT, start);
 }
 
 /*
@@ -321,6 +322,7 @@ static int virtio_tmem_cleancache_get(int id, struct cleancache_filekey key,
 {
 	struct virtio_tmem_pool *pool = virtio_tmem_cc_pool(id);
 	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
+	u64 start = virtio_tmem_profile_start();
 	struct virtio_tmem *vt;
 	int idx, ret = -1;
 
@@ -346,6 +348,7 @@ out:
 	srcu_read_unlock(&virtio_tmem_srcu, idx);
 	virtio_tmem_count(ret ? VIRTIO_TMEM_CLEANCACHE_MISSES :
 				VIRTIO_TMEM_CLEANCACHE_HITS, 1);
+	virtio_tmem_profile_end(VIRTIO_TMEM_PROFILE_NS_CLEANCACHE_GET, start);
 	return ret;
 }
 

@@ -533,6 +533,7 @@ static int __init virtio_tmem_init(void)
 	dir = virtio_tmem_debugfs_init();
 	virtio_tmem_latency_debugfs(dir);
 	virtio_tmem_fault_debugfs(dir);
+	virtio_tmem_profile_debugfs(dir);
 	virtio_tmem_torture_debugfs(dir);
 	pr_info("virtio_tmem: %s; Linux 5.10 cannot unregister them, so this module stays loaded\n",
 		IS_ENABLED(CONFIG_CLEANCACHE) ?

@@ -15,7 +15,6 @@
 #include <linux/delay.h>
 #include <linux/frontswap.h>
 #include <linux/hash.h>
-#include <linux/highmem.h>
 #include <linux/jiffies.h>
 #include <linux/mm.h>
 #include <linux/sched/mm.h>
@@ -280,7 +279,7 @@ static int virtio_tmem_fs_put(struct virtio_tmem *vt,
 	s->class = VIRTIO_TMEM_FS_STORE;
 	s->pool = pool;
 	s->credited = true;
-	copy_highpage(s->copy, page);
+	virtio_tmem_copy_page(s->copy, page);
 	set_page_private(s->copy, type);
 	s->copy->index = offset;
 	spin_lock(&virtio_tmem_copies_lock);
@@ -296,6 +295,7 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 				       struct page *page)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
+	u64 start = virtio_tmem_profile_start();
 	struct virtio_tmem *vt;
 	int idx, ret = -1;
 
@@ -322,6 +322,7 @@ static int virtio_tmem_frontswap_store(unsigned int type, pgoff_t offset,
 
 	virtio_tmem_count(ret ? VIRTIO_TMEM_FRONTSWAP_STORE_REJECTS :
 				VIRTIO_TMEM_FRONTSWAP_STORES, 1);
+	virtio_tmem_profile_end(VIRTIO_TMEM_PROFILE_NS_FRONTSWAP_STORE, start);
 	return ret;
 }
 
@@ -442,7 +443,7 @@ static bool virtio_tmem_load_copy(unsigned int type, pgoff_t offset,
 	spin_lock_irqsave(&virtio_tmem_copies_lock, flags);
 	copy = virtio_tmem_copy_find(type, offset);
 	if (copy)
-		copy_highpage(page, copy);
+		virtio_tmem_copy_page(page, copy);
 	spin_unlock_irqrestore(&virtio_tmem_copies_lock, flags);
 	if (copy) {
 		virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOADS, 1);
@@ -451,8 +452,8 @@ static bool virtio_tmem_load_copy(unsigned int type, pgoff_t offset,
 	return copy;
 }
 
-static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
-				      struct page *page)
+static int virtio_tmem_fs_load(unsigned int type, pgoff_t offset,
+			       struct page *page)
 {
 	struct virtio_tmem_pool *pool = &virtio_tmem_fs_pools[type];
 	struct virtio_tmem_op get = { .type = VIRTIO_TMEM_OP_GET };
@@ -493,6 +494,16 @@ static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
 miss:
 	virtio_tmem_count(VIRTIO_TMEM_FRONTSWAP_LOAD_MISSES, 1);
 	return -1;
+}
+
+static int virtio_tmem_frontswap_load(unsigned int type, pgoff_t offset,
+				      struct page *page)
+{
+	u64 start = virtio_tmem_profile_start();
+	int ret = virtio_tmem_fs_load(type, offset, page);
+
+	virtio_tmem_profile_end(VIRTIO_TMEM_PROFILE_NS_FRONTSWAP_LOAD, start);
+	return ret;
 }
 
 /* Queue a FLUSH_PAGE; nothing here sleeps. */

@@ -27,7 +27,6 @@
  * a shrinker gives everything back under memory pressure.
  */
 #include <linux/hashtable.h>
-#include <linux/highmem.h>
 #include <linux/jhash.h>
 #include <linux/shrinker.h>
 
@@ -113,7 +112,7 @@ bool virtio_tmem_pf_get(struct virtio_tmem_pool *pool,
 	spin_lock_irqsave(&virtio_tmem_pf_lock, flags);
 	e = virtio_tmem_pf_find(pool, op->oid, le32_to_cpu(op->index));
 	if (e) {
-		copy_highpage(page, e->page);
+		virtio_tmem_copy_page(page, e->page);
 		virtio_tmem_pf_drop(e);
 	}
 	spin_unlock_irqrestore(&virtio_tmem_pf_lock, flags);

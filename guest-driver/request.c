@@ -260,6 +260,7 @@ static void virtio_tmem_add_stalled(struct virtio_tmem_queue *q)
 static void virtio_tmem_send(struct virtio_tmem_queue *q,
 			     struct virtio_tmem_batch *b)
 {
+	u64 start = virtio_tmem_profile_start();
 	unsigned int i, j, no = 1, ni = 1;
 
 	lockdep_assert_held(&q->lock);
@@ -298,6 +299,7 @@ static void virtio_tmem_send(struct virtio_tmem_queue *q,
 	virtio_tmem_count(VIRTIO_TMEM_REQUESTS, 1);
 	list_add_tail(&b->node, &q->stalled);
 	virtio_tmem_add_stalled(q);
+	virtio_tmem_profile_end(VIRTIO_TMEM_PROFILE_NS_SEND, start);
 }
 
 /* Send the open batch.  Caller must hold q->lock. */
@@ -873,6 +875,7 @@ void virtio_tmem_request_done(struct virtqueue *vq)
 {
 	struct virtio_tmem *vt = vq->vdev->priv;
 	struct virtio_tmem_queue *q = &vt->queues[vq->index - 1];
+	u64 start = virtio_tmem_profile_start();
 	unsigned long flags, classes = 0;
 
 	spin_lock_irqsave(&q->lock, flags);
@@ -886,6 +889,7 @@ void virtio_tmem_request_done(struct virtqueue *vq)
 	virtio_tmem_count(VIRTIO_TMEM_INTERRUPTS, 1);
 	virtio_tmem_count_classes(virtio_tmem_class_irqs, classes);
 	wake_up_all(&q->wait);
+	virtio_tmem_profile_end(VIRTIO_TMEM_PROFILE_NS_INTERRUPT, start);
 }
 
 /* Sends a batch left half full, and retries adding stalled ones. */

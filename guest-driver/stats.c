@@ -68,6 +68,20 @@ static const char * const virtio_tmem_stat_names[] = {
 	[VIRTIO_TMEM_FREE_AT_FREEZE] = "free_pages_at_freeze",
 	[VIRTIO_TMEM_CLEANCACHE_GETS_AHEAD] = "cleancache_gets_ahead",
 	[VIRTIO_TMEM_CLEANCACHE_GETS_IN_ORDER] = "cleancache_gets_in_order",
+	[VIRTIO_TMEM_PROFILE_NS_CLEANCACHE_PUT] = "profile_ns_cleancache_put",
+	[VIRTIO_TMEM_PROFILE_CLEANCACHE_PUT] = "profile_cleancache_put",
+	[VIRTIO_TMEM_PROFILE_NS_CLEANCACHE_GET] = "profile_ns_cleancache_get",
+	[VIRTIO_TMEM_PROFILE_CLEANCACHE_GET] = "profile_cleancache_get",
+	[VIRTIO_TMEM_PROFILE_NS_FRONTSWAP_STORE] = "profile_ns_frontswap_store",
+	[VIRTIO_TMEM_PROFILE_FRONTSWAP_STORE] = "profile_frontswap_store",
+	[VIRTIO_TMEM_PROFILE_NS_FRONTSWAP_LOAD] = "profile_ns_frontswap_load",
+	[VIRTIO_TMEM_PROFILE_FRONTSWAP_LOAD] = "profile_frontswap_load",
+	[VIRTIO_TMEM_PROFILE_NS_PAGE_COPY] = "profile_ns_page_copy",
+	[VIRTIO_TMEM_PROFILE_PAGE_COPY] = "profile_page_copy",
+	[VIRTIO_TMEM_PROFILE_NS_SEND] = "profile_ns_send",
+	[VIRTIO_TMEM_PROFILE_SEND] = "profile_send",
+	[VIRTIO_TMEM_PROFILE_NS_INTERRUPT] = "profile_ns_interrupt",
+	[VIRTIO_TMEM_PROFILE_INTERRUPT] = "profile_interrupt",
 };
 
 static const char * const virtio_tmem_class_names[] = {

@@ -432,6 +432,21 @@ enum virtio_tmem_stat {
 	VIRTIO_TMEM_FREE_AT_FREEZE,
 	VIRTIO_TMEM_CLEANCACHE_GETS_AHEAD,
 	VIRTIO_TMEM_CLEANCACHE_GETS_IN_ORDER,
+	/* profile.c: each nanoseconds counter is followed by its calls' */
+	VIRTIO_TMEM_PROFILE_NS_CLEANCACHE_PUT,
+	VIRTIO_TMEM_PROFILE_CLEANCACHE_PUT,
+	VIRTIO_TMEM_PROFILE_NS_CLEANCACHE_GET,
+	VIRTIO_TMEM_PROFILE_CLEANCACHE_GET,
+	VIRTIO_TMEM_PROFILE_NS_FRONTSWAP_STORE,
+	VIRTIO_TMEM_PROFILE_FRONTSWAP_STORE,
+	VIRTIO_TMEM_PROFILE_NS_FRONTSWAP_LOAD,
+	VIRTIO_TMEM_PROFILE_FRONTSWAP_LOAD,
+	VIRTIO_TMEM_PROFILE_NS_PAGE_COPY,
+	VIRTIO_TMEM_PROFILE_PAGE_COPY,
+	VIRTIO_TMEM_PROFILE_NS_SEND,
+	VIRTIO_TMEM_PROFILE_SEND,
+	VIRTIO_TMEM_PROFILE_NS_INTERRUPT,
+	VIRTIO_TMEM_PROFILE_INTERRUPT,
 	VIRTIO_TMEM_NR_STATS,
 };
 
@@ -475,6 +490,13 @@ void virtio_tmem_fault_get_delay(void);
 void virtio_tmem_fault_busy_alloc(void);
 bool virtio_tmem_fault_restore_fails(void);
 void virtio_tmem_fault_debugfs(struct dentry *dir);
+
+/* profile.c */
+extern u32 virtio_tmem_profile;
+u64 virtio_tmem_profile_start(void);
+void virtio_tmem_profile_end(enum virtio_tmem_stat ns, u64 start);
+void virtio_tmem_copy_page(struct page *to, struct page *from);
+void virtio_tmem_profile_debugfs(struct dentry *dir);
 
 /* torture.c */
 void virtio_tmem_torture_debugfs(struct dentry *dir);

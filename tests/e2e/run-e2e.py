@@ -383,7 +383,7 @@ def swap_test(res, tmem, drives=(), max_irqs_per_load=0.25):
 
 def t_pagecache(res):
     """Page cache: second pass hits cleancache; truncate/rewrite stays fresh."""
-    plan = ("disks_up\nmodule_load\n"
+    plan = ("disks_up\nmodule_load\nknob profile 1\n"
             f"run pagecache pagecache-verify --files {PC_FILES} --mb-per-file {PC_MB} "
             f"--stats {STATS} --sync\n")
     # hint-window=0: the device never tells the driver to turn cleancache
@@ -417,6 +417,33 @@ def t_pagecache(res):
     hend = host_at(g, "end#1")
     res.check("host QMP counts the hits", hend.get("get_hits_ram", 0) + hend.get("get_hits_spill", 0) > 0,
               f"get_hits_ram={hend.get('get_hits_ram')}", needs_module=True)
+    profile_checks(res, puts, hits, pf)
+
+
+def profile_checks(res, puts, hits, pf):
+    """The driver's profile (knob profile 1 in the plan): every hook call
+    and page copy counted, each with a plausible time."""
+    g = res.guest
+
+    def timed(path, a, b):
+        n, ns = (g.delta(a, b, f"profile_{path}"), g.delta(a, b, f"profile_ns_{path}"))
+        ok = n is not None and ns is not None and n > 0 and 0 < ns / n < 1e9
+        return n or 0, ok, f"{path}: {n} calls, {ns} ns"
+
+    res.check("the profile is on", g.init_result("knob_profile")[0] == "1",
+              f"knob_profile={g.init_result('knob_profile')[0]}", needs_module=True)
+    n, ok, what = timed("cleancache_put", "pc.write", "pc.read1")
+    res.check("profile: every put is timed", ok and n >= (puts or 0), f"{what}; puts={puts}",
+              needs_module=True)
+    gets = g.delta("pc.read1", "pc.read2", "cleancache_gets")
+    n, ok, what = timed("cleancache_get", "pc.read1", "pc.read2")
+    res.check("profile: every get is timed", ok and n == gets, f"{what}; gets={gets}",
+              needs_module=True)
+    n, ok, what = timed("page_copy", "pc.read1", "pc.read2")
+    res.check("profile: a copy for each prefetched hit", ok and n >= (pf or 0),
+              f"{what}; prefetch_hits={pf} of hits={hits}", needs_module=True)
+    n, ok, what = timed("send", "pc.read1", "pc.read2")
+    res.check("profile: requests sent are timed", ok, what, needs_module=True)
 
 
 BUDGET = 256 * MiB

@@ -194,6 +194,28 @@ def prefetch_figures(good):
             "pages_end": median([d.get("prefetch_pages") for d in ds])}
 
 
+# The driver's timed paths (guest-driver/profile.c), in the order shown.
+PROFILE_PATHS = ("cleancache_put", "cleancache_get", "frontswap_store", "frontswap_load",
+                 "page_copy", "send", "interrupt")
+
+
+def profile_figures(good):
+    """The driver's own profile (debugfs profile on), medians over the
+    passing runs of each path's calls, nanoseconds per call and seconds
+    in all; None if the runs did not profile."""
+    ds = [r["driver"] for r in good if r.get("driver")]
+    if not any(d.get(f"profile_{p}") for d in ds for p in PROFILE_PATHS):
+        return None
+    out = {}
+    for p in PROFILE_PATHS:
+        calls = [d.get(f"profile_{p}") for d in ds]
+        ns = [d.get(f"profile_ns_{p}") for d in ds]
+        out[p] = {"calls": median(calls),
+                  "ns_per_call": median([ratio(n, c) for n, c in zip(ns, calls)]),
+                  "seconds": median([n / 1e9 if n is not None else None for n in ns])}
+    return out
+
+
 def notify(trace_kicks, trace_irqs, tmem_kicks, tmem_irqs, tmem_pages, blk_pages,
            zram_pages):
     """Notifications over every virtio device, and per page moved.  The
@@ -269,6 +291,7 @@ def summarize(records, reference):
                 "pages_tmem": median([r["notify"]["pages_tmem"] for r in good]),
                 "sync": sync_figures(good),
                 "prefetch": prefetch_figures(good),
+                "profile": profile_figures(good),
             })
         out.setdefault(cfg, {})[wl] = m
     for cfg, wls in out.items():

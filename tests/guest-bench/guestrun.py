@@ -126,6 +126,10 @@ class Run:
                 f.append(f"setup: {key}={v}")
         if self.cfg.tmem and g.init_result("module")[0] != "loaded":
             f.append("the driver did not load")
+        for name, value in self.cfg.knobs:
+            v, _ = g.init_result(f"knob_{name}")
+            if v != str(value):
+                f.append(f"setup: knob_{name}={v}")
         rc = g.ends.get(wl.name)
         if rc != 0:
             f.append(f"workload exited {rc}")

@@ -34,15 +34,16 @@ class Config:
     swapped on by the guest, freed pages discarded), "zram" or None;
     cache: the host cache mode of the virtio-blk disks on image files;
     qemu_args: more of QEMU's command line; workloads: the only workloads
-    it runs, or None for all."""
+    it runs, or None for all; knobs: the driver's debugfs files to set
+    after it loads, as (path under virtio_tmem/, value) pairs."""
 
     def __init__(self, key, title, alt=None, module=None, device=TMEM_DEVICE,
                  sweep=False, swap="disk", cache="none", qemu_args=(),
-                 workloads=None):
+                 workloads=None, knobs=()):
         self.key, self.title, self.alt = key, title, alt
         self.module, self.device, self.sweep = module, device, sweep
         self.swap, self.cache, self.qemu_args = swap, cache, list(qemu_args)
-        self.workloads = workloads
+        self.workloads, self.knobs = workloads, list(knobs)
 
     def runs(self, wl):
         """Whether this configuration runs workload wl at all."""
@@ -59,6 +60,7 @@ class Config:
         lines = []
         if self.tmem:
             lines.append(f"module_load {self.module}".rstrip())
+            lines += [f"knob {name} {value}" for name, value in self.knobs]
         if self.swap == "disk":
             lines.append("swap_disk")
         elif self.swap == "tmem-blk":
@@ -95,6 +97,10 @@ CONFIGS = [
     # What giving the main loop a turn between a batch's puts buys.
     Config("tmem-noturns", "tmem, default batch, queues served to the end",
            module="", device=TMEM_DEVICE + ",turn-us=0"),
+    # Where the guest's time goes in the driver: the default, with the
+    # driver timing its own paths (guest-driver/profile.c).
+    Config("tmem-profile", "tmem, default batch, driver paths timed", module="",
+           knobs=[("profile", 1)]),
     Config("tmem-hints", "tmem, default batch, host hints on", alt="a'", module="",
            device=TMEM_DEVICE_HINTS),
     Config("tmem-iothread", "tmem, default batch, iothread polling", module="",

@@ -157,6 +157,30 @@ def sync_table(summary, configs, workloads):
     return table(head, rows)
 
 
+def profile_table(summary, configs, workloads, reference):
+    """Per profiled configuration and workload, where the guest's time
+    went in the driver's busiest paths, against the workload's time and
+    its gap to the reference."""
+    head = ["configuration", "workload", "path", "calls", "µs per call",
+            "s in all", "workload s", "gap to reference s"]
+    rows = []
+    for c in configs:
+        for w in workloads:
+            m = summary.get(c.key, {}).get(w.name)
+            prof = (m or {}).get("profile")
+            if not prof:
+                continue
+            ref = summary.get(reference, {}).get(w.name, {}).get("seconds")
+            gap = m["seconds"] - ref if ref is not None else None
+            for p, s in prof.items():
+                if not s["calls"]:
+                    continue
+                rows.append([c.title, w.name, p.replace("_", " "), f"{s['calls']:.0f}",
+                             us(s["ns_per_call"]), f(s["seconds"]), f(m["seconds"]),
+                             f(gap)])
+    return table(head, rows) if rows else []
+
+
 def ref_config(reference):
     """The reference configuration, from the whole matrix: a run with
     --configs may leave it out, and its ratios are then "–"."""
@@ -272,6 +296,18 @@ def generated(data, configs, workloads):
             "cache holds at most 128 pages (512 KiB). "
             "QEMU CPU is the median over the whole workload.", ""]
     out += sync_table(data["summary"], configs, workloads) + [""]
+    prof = profile_table(data["summary"], configs, workloads, ref)
+    if prof:
+        out += ["### Where the guest's time goes in the driver", "",
+                "The driver timing its own busiest paths (debugfs `profile`, "
+                "`guest-driver/profile.c`; medians over the passing repetitions, "
+                "guest nanoseconds by `local_clock()`, which under TCG runs at the "
+                "host's rate). The hooks' times include the copies and sends they "
+                "make, and a get's or load's its wait for the answer; a page copy is one 4 KiB copy of page contents in "
+                "the guest; a send is a request added to its ring and notified. "
+                "The gap is this configuration's median time less "
+                f"({ref_alt(configs, ref)})'s.", ""]
+        out += prof + [""]
     out += ["**Every configuration**, median wall time of the workload and its "
             f"ratio to ({ref_alt(configs, ref)}):", ""]
     out += time_table(data["summary"], configs, workloads, ref) + ["", END]
@@ -316,4 +352,8 @@ def stdout_summary(data, configs, workloads):
             lines.append(f"    {c.key:14} {m['seconds']:8.2f} s  x{f(m['time_ratio'], 2):>5}"
                          f"  RAM {mib(m['host_ram']):>7}  kicks/page "
                          f"{f(m['kicks_per_page'], 4)}")
+            for p, s in (m.get("profile") or {}).items():
+                if s["calls"]:
+                    lines.append(f"      {p:16} {s['calls']:9.0f} calls "
+                                 f"{us(s['ns_per_call']):>7} µs each {f(s['seconds']):>6} s")
     return "\n".join(lines)

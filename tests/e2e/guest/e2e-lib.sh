@@ -136,6 +136,13 @@ verify_sums() {
 	fi
 }
 
+# knob PATH VALUE: write VALUE to the driver's debugfs file
+# virtio_tmem/PATH (guest-driver/profile.c: profile).
+knob() {
+	echo "$2" >"/sys/kernel/debug/virtio_tmem/$1" &&
+		result "knob_$1=$2" || result "knob_$1=failed"
+}
+
 # fault NAME VALUE: set one of the driver's fault-injection knobs
 # (guest-driver/fault.c).
 fault() {

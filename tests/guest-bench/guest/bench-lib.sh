@@ -1,6 +1,6 @@
 # Helpers of the benchmark guests (busybox sh), installed as
 # /e2e/bench-lib.sh next to the e2e guests' /e2e/lib.sh, whose say,
-# result, stats, sync_point and module_load they use.  The plan that
+# result, stats, sync_point, module_load and knob they use.  The plan that
 # tests/guest-bench/run-bench.py writes sources this file, sets up one
 # configuration (swap on the disk, on zram or none; the module or not) and
 # runs one workload between two sync points, which the host times.
