@@ -4,8 +4,8 @@
  * for the benchmarks (docs/benchmarks.md).
  *
  * While debugfs virtio_tmem/profile is non-zero, each of these paths adds
- * the nanoseconds it took (local_clock()) and one call to a pair of
- * counters in virtio_tmem/stats:
+ * the nanoseconds it took and one call to a pair of counters in
+ * virtio_tmem/stats:
  *
  *   profile_ns_cleancache_put   the cleancache put hook, all of it
  *   profile_ns_cleancache_get   the cleancache get hook, waits included
@@ -20,11 +20,13 @@
  *
  * (and profile_<path> counts the calls).  The hooks' times contain the
  * copies and sends they make.  Off, each path pays a load and a branch;
- * on, two clock reads, which the figures include.
+ * on, two clock reads, which the figures include.  The clock is
+ * ktime_get_ns(), as latency.c's: a hook that sleeps may wake on another
+ * CPU, where local_clock() may be behind the first CPU's.
  */
 #include <linux/debugfs.h>
 #include <linux/highmem.h>
-#include <linux/sched/clock.h>
+#include <linux/timekeeping.h>
 
 #include "virtio_tmem_drv.h"
 
@@ -39,7 +41,7 @@ u64 virtio_tmem_profile_start(void)
 {
 	if (!READ_ONCE(virtio_tmem_profile))
 		return 0;
-	return max_t(u64, local_clock(), 1);
+	return max_t(u64, ktime_get_ns(), 1);
 }
 
 /**
@@ -51,7 +53,7 @@ void virtio_tmem_profile_end(enum virtio_tmem_stat ns, u64 start)
 {
 	if (!start)
 		return;
-	virtio_tmem_count(ns, local_clock() - start);
+	virtio_tmem_count(ns, ktime_get_ns() - start);
 	virtio_tmem_count(ns + 1, 1);
 }
 

@@ -301,7 +301,7 @@ def generated(data, configs, workloads):
         out += ["### Where the guest's time goes in the driver", "",
                 "The driver timing its own busiest paths (debugfs `profile`, "
                 "`guest-driver/profile.c`; medians over the passing repetitions, "
-                "guest nanoseconds by `local_clock()`, which under TCG runs at the "
+                "guest nanoseconds by `ktime_get_ns()`, which under TCG runs at the "
                 "host's rate). The hooks' times include the copies and sends they "
                 "make, and a get's or load's its wait for the answer; a page copy is one 4 KiB copy of page contents in "
                 "the guest; a send is a request added to its ring and notified. "
