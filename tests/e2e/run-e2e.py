@@ -281,6 +281,12 @@ def t_swap_iothread(res):
               f"requests_inline={h.get('requests_inline')}", needs_module=True)
 
 
+def set_budget(g, value):
+    """qom-set the device's budget; return what qom-get reads back."""
+    g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": value})
+    return g.qmp.cmd("qom-get", {"path": "tmem0", "property": "budget"})
+
+
 def t_poll_window(res):
     """The poll window follows the host's answer time, within its limits."""
     # poll_us=1: a window no load fits in (the swap test's loads take
@@ -306,8 +312,7 @@ def t_poll_window(res):
 
     def on_sync(g, name, n):
         if name == "pass0" and n == 2:      # the slow run's first pass
-            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": 0})
-            seen["budget"] = g.qmp.cmd("qom-get", {"path": "tmem0", "property": "budget"})
+            seen["budget"] = set_budget(g, 0)
         return ["go"]
 
     boot(res, plan, "budget=512M,sync-inline=off,spill={wd}/spill,spill-max=1G,"
@@ -475,8 +480,7 @@ def t_budget(res):
 
     def on_sync(g, name, n):
         if name == "pass0":       # pages are out: take the budget away
-            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": 0})
-            seen["budget0"] = g.qmp.cmd("qom-get", {"path": "tmem0", "property": "budget"})
+            seen["budget0"] = set_budget(g, 0)
             # give the host's reclaim a moment to drop and spill
             for _ in range(50):
                 time.sleep(0.2)
@@ -486,8 +490,7 @@ def t_budget(res):
                     break
             g.host["budget0"] = g.host_stats()
         elif name == "pass1":     # a whole pass ran with budget 0: give it back
-            g.qmp.cmd("qom-set", {"path": "tmem0", "property": "budget", "value": BUDGET})
-            seen["restored"] = g.qmp.cmd("qom-get", {"path": "tmem0", "property": "budget"})
+            seen["restored"] = set_budget(g, BUDGET)
         return ["go"]
 
     # hint-window=0: a HINT that turns cleancache off before pass 0 (the
