@@ -74,6 +74,24 @@ blk_swap_on() {
 		result swapon="$dev" || { result swapon=failed; return 1; }
 }
 
+# rootfs_swap_in: read back every file of the initramfs.  They are tmpfs
+# pages, which reclaim swaps out among a test program's pages; each one
+# left in swap keeps its swap cluster from being freed, and so discarded,
+# once the program exits.  A tmpfs page read back gives its block up.
+rootfs_swap_in() {
+	find / -xdev -type f -exec cat {} + >/dev/null 2>&1
+	return 0
+}
+
+# swap_in_use: the swap the guest still holds (SwapTotal - SwapFree) and,
+# of it, the swap cache's (SwapCached: pages back in RAM that kept their
+# block), in KiB; a block held is not discarded, nor is its cluster.
+swap_in_use() {
+	result "$(awk '/^Swap(Total|Free|Cached):/ { v[$1] = $2 }
+		END { printf "swap_used_kb=%d swap_cached_kb=%d",
+		      v["SwapTotal:"] - v["SwapFree:"], v["SwapCached:"] }' /proc/meminfo)"
+}
+
 # tmem_dev: the virtio device the driver is bound to (e.g. virtio2).
 tmem_dev() {
 	for d in "$DRV"/virtio*; do
