@@ -1205,8 +1205,6 @@ def t_suspend_busy(res):
     short = [ln for ln in g.lines if "page allocation failure" in ln or "failed to resume" in ln]
     res.check("every driver's restore found memory", not short,
               f"{len(short)} console lines: {short[:2]}")
-    # The driver sets memory aside while reclaim can still swap and
-    # frees it in freeze (guest-driver/pm.c): 1/64 of RAM here.
     # The driver sets memory aside while reclaim can still swap and frees
     # it in freeze (guest-driver/pm.c): the minimum watermarks (with their
     # boosts, which come and go) and 1 MiB.  Without boosts they add up to
