@@ -56,15 +56,6 @@ static void virtio_tmem_notify(VirtIOTmemReqQueue *rq)
     virtio_tmem_events_kick(rq->s);
 }
 
-/* Interrupt the guest for what the serving coroutine pushed since its last. */
-static void virtio_tmem_notify_pushed(VirtIOTmemReqQueue *rq)
-{
-    if (rq->unnotified) {
-        virtio_tmem_notify(rq);
-        rq->unnotified = 0;
-    }
-}
-
 /* Push a request's chain, or (unparseable) fail the device with why. */
 static bool virtio_tmem_complete(VirtIOTmemReqQueue *rq,
                                  VirtQueueElement *elem, bool ok,
@@ -112,7 +103,10 @@ void coroutine_fn virtio_tmem_take_turns(VirtIOTmemReqQueue *rq)
         return;
     }
     /* what is done is the guest's before we step aside */
-    virtio_tmem_notify_pushed(rq);
+    if (rq->unnotified) {
+        virtio_tmem_notify(rq);
+        rq->unnotified = 0;
+    }
     qatomic_inc(&rq->qs->yields);
     trace_virtio_tmem_yield(rq->s, virtio_get_queue_index(rq->vq));
     aio_co_schedule(qemu_get_current_aio_context(), qemu_coroutine_self());
@@ -163,7 +157,10 @@ static void coroutine_fn virtio_tmem_serve_co(void *opaque)
         }
     } while (!broken && !vdev->broken && !virtio_queue_empty(vq));
 
-    virtio_tmem_notify_pushed(rq);
+    if (rq->unnotified) {
+        virtio_tmem_notify(rq);
+        rq->unnotified = 0;
+    }
     rq->turn_start = 0;
     rq->co = NULL;
     qatomic_dec(&s->serving);
