@@ -20,9 +20,9 @@
  *
  * (and profile_<path> counts the calls).  The hooks' times contain the
  * copies and sends they make.  Off, each path pays two calls here, each
- * a load and a branch; on, two clock reads too, which the figures include.  The clock is
- * ktime_get_ns(), as latency.c's: a hook that sleeps may wake on another
- * CPU, where local_clock() may be behind the first CPU's.
+ * a load and a branch; on, two clock reads too, which the figures include.
+ * The clock is ktime_get_ns(), as latency.c's: a hook that sleeps may wake
+ * on another CPU, where local_clock() may be behind the first CPU's.
  */
 #include <linux/debugfs.h>
 #include <linux/highmem.h>
